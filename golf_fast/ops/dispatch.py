@@ -1,0 +1,297 @@
+"""Op registration and backend dispatch, shared by every kernel family.
+
+A family builds one :class:`KernelOp` per public op::
+
+    op = KernelOp("pack_int6", pack_int6_ref, fake=_pack_int6_fake,
+                  selfcheck_inputs=..., compare=exact_match)
+    op.add_backend("triton", "cuda", pack_int6_triton, available=triton_on_cuda)
+    op.add_backend("cpp", "cpu", pack_int6_cpp, available=ext_loaded)
+
+and its public function calls ``op(*args, backend=..., fallback=...)`` after checking inputs.
+
+What the op does:
+
+* ``torch.library``: ``golf_fast::<name>`` is defined with ``torch.library.custom_op``; the eager
+  reference is its default (CPU) kernel, ``fake`` its meta implementation, and the first CUDA
+  backend added becomes its CUDA kernel. So the op traces under ``torch.compile(fullgraph=True)``
+  and passes ``torch.library.opcheck``. C++/CUDA kernels of ``golf_fast._C`` are registered as
+  private ops (``golf_fast::_<name>_cpp``) and added here as backends; public ops are defined once,
+  in Python.
+* Backend choice per device type: ``backend="auto"`` takes the first available backend added for
+  the tensors' device type (in the order added), else the reference on CPU. On CUDA a missing
+  kernel is an error naming why it is missing, unless ``fallback="reference"`` was asked for;
+  an explicitly requested backend that is unavailable is always an error unless
+  ``fallback="reference"``. The resolved backend is logged once per (op, device type, backend)
+  on the ``golf_fast.ops`` logger and kept in :func:`resolved_backends`.
+* GPU self-check: the first call of a GPU backend per (device, dtype) runs the kernel and the
+  reference on a small random input (``selfcheck_inputs``) and raises
+  :class:`KernelSelfCheckError` with both numbers if ``compare`` reports a mismatch. Opt out with
+  ``config.selfcheck = False`` or ``with selfcheck_disabled():`` (benchmarks).
+* Eager fast path: outside ``torch.compile`` (and when no gradient is needed through an op with
+  autograd), the resolved implementation is called directly, skipping the dispatcher's tens of
+  microseconds per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import torch
+
+log = logging.getLogger("golf_fast.ops")
+
+REFERENCE = "reference"
+Availability = Callable[[], Optional[str]]  # returns None when available, else the reason it is not
+
+
+class BackendUnavailableError(RuntimeError):
+    """A requested kernel cannot run here (and no fallback was asked for)."""
+
+
+class KernelSelfCheckError(RuntimeError):
+    """A GPU kernel disagreed with its reference on the first-use self-check."""
+
+
+@dataclass
+class DispatchConfig:
+    """Process-wide dispatch settings (typed; no environment variables)."""
+
+    selfcheck: bool = True
+    """Run the first-use GPU self-check of every kernel (turn off only for benchmarks)."""
+
+
+config = DispatchConfig()
+
+
+@contextlib.contextmanager
+def selfcheck_disabled() -> Iterator[None]:
+    """Temporarily turn off the GPU self-check (for benchmarks that time first calls)."""
+    old, config.selfcheck = config.selfcheck, False
+    try:
+        yield
+    finally:
+        config.selfcheck = old
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    device_type: str
+    fn: Callable[..., Any]
+    available: Availability
+    selfcheck: bool
+
+
+@dataclass
+class _Registry:
+    resolved: dict[tuple[str, str], str] = field(default_factory=dict)
+    logged: set[tuple[str, str, str]] = field(default_factory=set)
+    checked: set[tuple[str, str, str, str]] = field(default_factory=set)
+
+
+_registry = _Registry()
+
+
+def resolved_backends() -> dict[str, str]:
+    """``{"pack_int6@cuda": "triton", ...}`` for every op resolved so far in this process."""
+    return {f"{op}@{dev}": b for (op, dev), b in sorted(_registry.resolved.items())}
+
+
+def always_available() -> Optional[str]:
+    return None
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def exact_match(out: torch.Tensor, ref: torch.Tensor) -> Optional[str]:
+    """Self-check comparison for integer outputs: bit-identical or a description of the mismatch."""
+    if out.shape != ref.shape or out.dtype != ref.dtype:
+        return f"output {tuple(out.shape)} {out.dtype} vs reference {tuple(ref.shape)} {ref.dtype}"
+    diff = (out.to(torch.int64) - ref.to(torch.int64)).abs()
+    bad = int((diff != 0).sum())
+    if bad:
+        return f"{bad} of {ref.numel()} elements differ (max |difference| {int(diff.max())}, expected 0)"
+    return None
+
+
+def relative_error_within(tol: float) -> Callable[[torch.Tensor, torch.Tensor], Optional[str]]:
+    """Self-check comparison for float outputs: ``‖out − ref‖_F / ‖ref‖_F ≤ tol``."""
+
+    def compare(out: torch.Tensor, ref: torch.Tensor) -> Optional[str]:
+        if out.shape != ref.shape:
+            return f"output shape {tuple(out.shape)} vs reference {tuple(ref.shape)}"
+        o, r = out.double(), ref.double()
+        if not torch.isfinite(o).all():
+            return "kernel output has NaN/inf"
+        err = float((o - r).norm() / r.norm().clamp_min(1e-30))
+        return None if err <= tol else f"relative Frobenius error {err:.3e} > tolerance {tol:.3e}"
+
+    return compare
+
+
+# --------------------------------------------------------------------------- the op
+
+
+def _tensors(args: Sequence[Any]) -> list[torch.Tensor]:
+    return [a for a in args if isinstance(a, torch.Tensor)]
+
+
+class KernelOp:
+    """A public op ``golf_fast::<name>`` with its reference and its kernel backends."""
+
+    def __init__(
+        self,
+        name: str,
+        reference: Callable[..., Any],
+        *,
+        fake: Callable[..., Any],
+        mutates_args: Sequence[str] = (),
+        selfcheck_inputs: Optional[Callable[[torch.device, torch.dtype], tuple]] = None,
+        compare: Callable[[Any, Any], Optional[str]] = exact_match,
+    ) -> None:
+        if not name.isidentifier():
+            raise ValueError(f"name: expected an identifier, got {name!r}")
+        self.name = name
+        self.reference = reference
+        self.selfcheck_inputs = selfcheck_inputs
+        self.compare = compare
+        self.has_autograd = False
+        self.torch_op = torch.library.custom_op(f"golf_fast::{name}", reference, mutates_args=tuple(mutates_args))
+        self.torch_op.register_fake(fake)
+        self._backends: list[Backend] = []
+
+    # ---- registration
+
+    def add_backend(self, name: str, device_type: str, fn: Callable[..., Any], *,
+                    available: Availability = always_available, selfcheck: Optional[bool] = None) -> None:
+        """Add a kernel for ``device_type`` (``"cuda"`` or ``"cpu"``), tried in the order added.
+
+        ``selfcheck`` defaults to True for CUDA backends. The first CUDA backend also becomes the
+        CUDA kernel of the torch.library op (used under torch.compile).
+        """
+        if name == REFERENCE or any(b.name == name and b.device_type == device_type for b in self._backends):
+            raise ValueError(f"name: backend {name!r} for {device_type} is already registered for {self.name}")
+        first_cuda = device_type == "cuda" and not any(b.device_type == "cuda" for b in self._backends)
+        self._backends.append(Backend(name, device_type, fn, available,
+                                      device_type == "cuda" if selfcheck is None else selfcheck))
+        if first_cuda:
+            self.torch_op.register_kernel("cuda")(self._dispatched_cuda_kernel)
+
+    def register_autograd(self, backward: Callable, setup_context: Callable) -> None:
+        """Attach a backward; calls that need a gradient then always go through the dispatcher."""
+        self.torch_op.register_autograd(backward, setup_context=setup_context)
+        self.has_autograd = True
+
+    def backends(self, device_type: Optional[str] = None) -> list[str]:
+        return [b.name for b in self._backends if device_type in (None, b.device_type)] + [REFERENCE]
+
+    # ---- resolution
+
+    def resolve(self, device_type: str, backend: str = "auto", fallback: Optional[str] = None) -> Backend:
+        """Pick the implementation for ``device_type``; see the module docstring for the rules."""
+        if fallback not in (None, REFERENCE):
+            raise ValueError(f"fallback: expected None or 'reference', got {fallback!r}")
+        reference = Backend(REFERENCE, device_type, self.reference, always_available, False)
+        if backend == REFERENCE:
+            return self._note(device_type, reference)
+        known = [b for b in self._backends if b.device_type == device_type]
+        reasons: list[str] = []
+        if backend == "auto":
+            candidates = known
+        else:
+            if backend not in {b.name for b in self._backends}:
+                raise ValueError(f"backend: expected one of {['auto'] + self.backends()} for {self.name}, "
+                                 f"got {backend!r}")
+            candidates = [b for b in known if b.name == backend]
+            if not candidates:
+                reasons.append(f"{backend} has no {device_type} implementation")
+        for cand in candidates:
+            why = cand.available()
+            if why is None:
+                return self._note(device_type, cand)
+            reasons.append(f"{cand.name}: {why}")
+        if backend == "auto" and device_type != "cuda":
+            return self._note(device_type, reference, because="; ".join(reasons))
+        if fallback == REFERENCE:
+            return self._note(device_type, reference, because="; ".join(reasons) or "no kernel registered")
+        detail = "; ".join(reasons) or f"no {device_type} kernel is registered"
+        raise BackendUnavailableError(
+            f"golf_fast::{self.name}: no usable {backend!r} kernel for {device_type} tensors ({detail}). "
+            f"Pass fallback='reference' to run the eager reference instead.")
+
+    def _note(self, device_type: str, chosen: Backend, because: str = "") -> Backend:
+        _registry.resolved[(self.name, device_type)] = chosen.name
+        key = (self.name, device_type, chosen.name)
+        if key not in _registry.logged:
+            _registry.logged.add(key)
+            msg = f"golf_fast::{self.name} on {device_type}: backend {chosen.name}"
+            if because:
+                msg += f" ({because})"
+            (log.warning if because and device_type == "cuda" else log.info)(msg)
+        return chosen
+
+    # ---- self-check
+
+    def selfcheck(self, chosen: Backend, device: torch.device, dtype: torch.dtype) -> None:
+        """Compare ``chosen`` with the reference once per (device, dtype); raise on mismatch."""
+        if not (chosen.selfcheck and config.selfcheck and self.selfcheck_inputs is not None):
+            return
+        key = (self.name, chosen.name, str(device), str(dtype))
+        if key in _registry.checked:
+            return
+        gen_state = torch.random.get_rng_state()
+        try:
+            args = self.selfcheck_inputs(device, dtype)
+        finally:
+            torch.random.set_rng_state(gen_state)  # the check must not shift the user's random stream
+        out = chosen.fn(*args)
+        ref = self.reference(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
+        problem = self.compare(out, ref)
+        if problem is not None:
+            raise KernelSelfCheckError(
+                f"golf_fast::{self.name} backend {chosen.name} on {device} ({dtype}) disagrees with its "
+                f"reference on the first-use self-check: {problem}. This kernel cannot be trusted on this "
+                f"machine; pass backend='reference' to run the eager reference, and report the versions "
+                f"printed by golf_fast.status().")
+        _registry.checked.add(key)
+
+    # ---- calling
+
+    def __call__(self, *args: Any, backend: str = "auto", fallback: Optional[str] = None) -> Any:
+        tensors = _tensors(args)
+        if not tensors:
+            raise ValueError(f"golf_fast::{self.name}: expected tensor arguments")
+        if torch.compiler.is_compiling():
+            if backend not in ("auto",) or fallback is not None:
+                raise ValueError(f"backend/fallback: under torch.compile golf_fast::{self.name} uses the "
+                                 "registered kernels; call it with backend='auto' and no fallback")
+            return self.torch_op(*args)
+        device = tensors[0].device
+        chosen = self.resolve(device.type, backend, fallback)
+        if (self.has_autograd and torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+            if chosen.name != REFERENCE and chosen is not self._default_for(device.type):
+                raise ValueError(f"backend: gradients of golf_fast::{self.name} go through the registered "
+                                 f"kernels; use backend='auto', got {backend!r}")
+            return self.torch_op(*args)
+        if device.type == "cuda":
+            floats = [t for t in tensors if t.is_floating_point()]
+            self.selfcheck(chosen, device, (floats or tensors)[0].dtype)
+        return chosen.fn(*args)
+
+    def _default_for(self, device_type: str) -> Optional[Backend]:
+        try:
+            return self.resolve(device_type)
+        except BackendUnavailableError:
+            return None
+
+    def _dispatched_cuda_kernel(self, *args: Any) -> Any:
+        """The CUDA kernel of the torch.library op: strict auto resolution plus the self-check."""
+        tensors = _tensors(args)
+        chosen = self.resolve("cuda")
+        floats = [t for t in tensors if t.is_floating_point()]
+        self.selfcheck(chosen, tensors[0].device, (floats or tensors)[0].dtype)
+        return chosen.fn(*args)

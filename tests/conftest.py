@@ -1,0 +1,62 @@
+"""Shared fixtures and skip helpers (DESIGN.md, "Verifying GPU code without a GPU").
+
+Tiers and their markers:
+* reference tests: plain CPU tests, no marker;
+* ``interpreter``: the Triton kernels themselves under ``TRITON_INTERPRET=1`` (fixture
+  ``triton_interpret``, which also applies the bf16 ``tl.dot`` workaround of interpreter_patch.py);
+* ``sm90``: ahead-of-time compilation for sm_90 / sm_90a (fixture ``sm90_report``, cached per run);
+* ``gpu``: needs a CUDA device (``requires_cuda``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from functools import lru_cache
+
+import pytest
+import torch
+
+import golf_fast
+from golf_fast.tools.sm90 import find_nvcc
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+requires_triton = pytest.mark.skipif(not golf_fast.HAS_TRITON, reason="needs Triton (pip install triton==3.9.0)")
+requires_ext = pytest.mark.skipif(not golf_fast.HAS_EXT, reason="needs golf_fast._C (pip install --no-build-isolation -e .)")
+requires_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="needs nvcc")
+requires_torchrun = pytest.mark.skipif(shutil.which("torchrun") is None and
+                                       importlib.util.find_spec("torch.distributed.run") is None,
+                                       reason="needs torch.distributed.run")
+
+
+@pytest.fixture
+def triton_interpret(monkeypatch):
+    """Run Triton kernels in the interpreter on CPU tensors for the duration of one test."""
+    if not golf_fast.HAS_TRITON:
+        pytest.skip("needs Triton (pip install triton==3.9.0)")
+    from interpreter_patch import patched_bf16_dot
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with patched_bf16_dot():
+        yield
+
+
+@lru_cache(maxsize=None)
+def _compile_sm90(cfg):
+    from golf_fast.tools.sm90 import compile_triton_sm90
+
+    return compile_triton_sm90(cfg)
+
+
+@pytest.fixture(scope="session")
+def sm90_report():
+    """``sm90_report(config) -> CompileReport``, each configuration compiled once per test run."""
+    if not golf_fast.HAS_TRITON:
+        pytest.skip("needs Triton (pip install triton==3.9.0)")
+    return _compile_sm90
+
+
+@pytest.fixture
+def seeded():
+    torch.manual_seed(1234)
+    yield
