@@ -1,0 +1,19 @@
+"""The benchmark modules ``python -m golf_fast.bench`` knows; one line per kernel family."""
+
+from __future__ import annotations
+
+import importlib
+
+from golf_fast.bench.case import Benchmark
+
+BENCH_MODULES = (
+    "golf_fast.bench.cases.int6_pack",
+)
+
+
+def benchmarks() -> dict[str, Benchmark]:
+    out: dict[str, Benchmark] = {}
+    for mod in BENCH_MODULES:
+        bench = importlib.import_module(mod).BENCHMARK
+        out[bench.name] = bench
+    return out

@@ -1,0 +1,11 @@
+"""Quantization: code formats and scales (formats), GPTQ driver, Hessian collector, LQER."""
+
+from golf_fast.quant.formats import (
+    QuantizedTensor,
+    dequantize_rows,
+    qmax,
+    quantize_rtn,
+    sdclip_scales,
+)
+
+__all__ = ["QuantizedTensor", "dequantize_rows", "qmax", "quantize_rtn", "sdclip_scales"]
