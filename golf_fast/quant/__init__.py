@@ -7,5 +7,9 @@ from golf_fast.quant.formats import (
     quantize_rtn,
     sdclip_scales,
 )
+from golf_fast.quant.gptq import GPTQResult, gptq_quantize, gptq_quantize_batched
+from golf_fast.quant.quantize_model import QuantizedModel, QuantRecipe, RoleRule, quantize_model
 
-__all__ = ["QuantizedTensor", "dequantize_rows", "qmax", "quantize_rtn", "sdclip_scales"]
+__all__ = ["QuantizedTensor", "dequantize_rows", "qmax", "quantize_rtn", "sdclip_scales",
+           "GPTQResult", "gptq_quantize", "gptq_quantize_batched",
+           "QuantizedModel", "QuantRecipe", "RoleRule", "quantize_model"]
