@@ -6,7 +6,7 @@
 //     q      = clamp(round_half_even(w[j] / s), -qmax, qmax)      -> codes[b, r, j]
 //     e      = (w[j] - q * s) / U[j, j]                            -> err[b, r, j]
 //     w[c]  -= e * U[j, c]            for c in j+1..bs-1           (rank-1 update of the row)
-// Each row's block (bs floats) stays in L1 while its bs steps run; the arithmetic is the same
+// A group of 16 rows (16 x bs floats) stays in L1 while its bs steps run; the arithmetic is the same
 // sequence of fp32 operations as the eager per-column reference (product rounded, then subtracted).
 //
 // This is the CPU backend "cpp" of golf_fast::gptq_block; inputs are validated in Python and
@@ -17,9 +17,59 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <tuple>
+#include <vector>
 
 namespace {
+
+// Rows are processed in groups of kLanes, stored transposed (tile[c * kLanes + r]) so that every
+// step is a vector operation across the group's rows: the quantization of column j for 16 rows at
+// once, then for each later column c one broadcast of U[j, c] times the 16 errors. That hides the
+// latency of the per-column divide → round → divide chain and lets the compiler use full-width SIMD.
+// Rounding: round-half-to-even of v clamped to [-(qmax+1), qmax+1] (|v| <= 128 << 2^22) via the
+// 1.5·2^23 magic number, exact under the default rounding mode, and the same value as torch.round.
+constexpr int64_t kLanes = 16;
+
+__attribute__((target_clones("avx2", "default")))
+void run_group(const float* __restrict w, int64_t w_stride, int64_t rows, const float* __restrict ub, int64_t bs,
+               const float* __restrict s_in, float lim, float* __restrict tile, float* __restrict err,
+               int8_t* __restrict codes) {
+  float s[kLanes], q[kLanes], e[kLanes];
+  for (int64_t r = 0; r < kLanes; ++r) s[r] = r < rows ? s_in[r] : 1.0f;
+  for (int64_t c = 0; c < bs; ++c)
+    for (int64_t r = 0; r < kLanes; ++r) tile[c * kLanes + r] = r < rows ? w[r * w_stride + c] : 0.0f;
+  const float magic = 12582912.0f;  // 1.5 * 2^23
+  for (int64_t j = 0; j < bs; ++j) {
+    float* col = tile + j * kLanes;
+    const float d = ub[j * bs + j];
+    for (int64_t r = 0; r < kLanes; ++r) {
+      float v = col[r] / s[r];
+      v = v < -(lim + 1.0f) ? -(lim + 1.0f) : (v > lim + 1.0f ? lim + 1.0f : v);
+      const float t = v + magic;  // not folded: without -ffast-math (v + m) - m is not an identity
+      float rq = t - magic;
+      rq = rq < -lim ? -lim : (rq > lim ? lim : rq);
+      q[r] = rq;
+      const float qs = rq * s[r];
+      e[r] = (col[r] - qs) / d;
+    }
+    const float* urow = ub + j * bs;
+    for (int64_t c = j + 1; c < bs; ++c) {
+      const float uc = urow[c];
+      float* dst = tile + c * kLanes;
+      for (int64_t r = 0; r < kLanes; ++r) {
+        const float p = e[r] * uc;
+        dst[r] = dst[r] - p;
+      }
+    }
+    for (int64_t r = 0; r < kLanes; ++r) {
+      col[r] = e[r];
+      if (r < rows) codes[r * bs + j] = static_cast<int8_t>(q[r]);
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < bs; ++c) err[r * bs + c] = tile[c * kLanes + r];
+}
 
 std::tuple<at::Tensor, at::Tensor> gptq_block_cpp(const at::Tensor& w_in, const at::Tensor& u_in,
                                                   const at::Tensor& scales_in, int64_t qmax) {
@@ -38,37 +88,28 @@ std::tuple<at::Tensor, at::Tensor> gptq_block_cpp(const at::Tensor& w_in, const 
               "), got ", scales_in.sizes());
   TORCH_CHECK(qmax >= 1 && qmax <= 127, "qmax: expected 1..127, got ", qmax);
 
-  at::Tensor err = w_in.contiguous().clone();  // worked on in place: row j of the block becomes e_j
+  // Rows only need unit stride along the block's columns; a column slice of W is used in place.
+  const at::Tensor w = w_in.stride(2) == 1 ? w_in : w_in.contiguous();
   const at::Tensor u = u_in.contiguous();
   const at::Tensor scales = scales_in.contiguous();
+  at::Tensor err = at::empty({nb, n, bs}, w_in.options());
   at::Tensor codes = at::empty({nb, n, bs}, w_in.options().dtype(at::kChar));
+  const float* w_ptr = w.data_ptr<float>();
   float* e_ptr = err.data_ptr<float>();
   int8_t* q_ptr = codes.data_ptr<int8_t>();
   const float* u_ptr = u.data_ptr<float>();
   const float* s_ptr = scales.data_ptr<float>();
   const float lim = static_cast<float>(qmax);
+  const int64_t groups_per_matrix = (n + kLanes - 1) / kLanes;
+  const int64_t sb = w.stride(0), sn = w.stride(1);
 
-  at::parallel_for(0, nb * n, 8, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / n;
-      const float* ub = u_ptr + b * bs * bs;
-      float* row = e_ptr + r * bs;
-      int8_t* qrow = q_ptr + r * bs;
-      const float s = s_ptr[r];
-      for (int64_t j = 0; j < bs; ++j) {
-        const float w = row[j];
-        float q = std::nearbyint(w / s);  // default rounding mode: half to even, as torch.round
-        q = q < -lim ? -lim : (q > lim ? lim : q);
-        const float qs = q * s;
-        const float e = (w - qs) / ub[j * bs + j];
-        const float* urow = ub + j * bs;
-        for (int64_t c = j + 1; c < bs; ++c) {
-          const float p = e * urow[c];
-          row[c] = row[c] - p;
-        }
-        row[j] = e;
-        qrow[j] = static_cast<int8_t>(q);
-      }
+  at::parallel_for(0, nb * groups_per_matrix, 1, [&](int64_t g0, int64_t g1) {
+    std::vector<float> tile(kLanes * bs);
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t b = g / groups_per_matrix, r0 = (g % groups_per_matrix) * kLanes;
+      const int64_t rows = std::min(kLanes, n - r0);
+      run_group(w_ptr + b * sb + r0 * sn, sn, rows, u_ptr + b * bs * bs, bs, s_ptr + b * n + r0, lim,
+                tile.data(), e_ptr + (b * n + r0) * bs, q_ptr + (b * n + r0) * bs);
     }
   });
   return {codes, err};

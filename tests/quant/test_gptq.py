@@ -71,13 +71,26 @@ def test_same_algorithm_as_float64_reference(n, k, bits, clip):
         assert abs(abs(v - int(v)) - 0.5) < 1e-3, f"row {r} col {j}: v={v} is not near a rounding boundary"
 
 
-def test_identical_to_fp32_per_column_implementation():
+def test_matches_fp32_per_column_implementation():
+    # same fp32 block arithmetic (the C++ kernel is bit-identical to the loop, see tests/ops); U is
+    # computed by another route (J·chol(JHJ)⁻¹·J), so codes may differ only at rounding boundaries
     w, h = weights(50, 300, seed=3), realistic_hessian(300, seed=4)
     ours = gptq_quantize(w, h)
     ref32 = gptq_quantize_ref(w, h, dtype=torch.float32)
-    if golf_fast.HAS_EXT:  # the C++ kernel runs the same fp32 operation sequence as the reference
-        assert torch.equal(ours.codes, ref32.codes)
-    assert abs(ours.loss - ref32.loss) <= 1e-4 * ref32.loss
+    assert float((ours.codes != ref32.codes).float().mean()) <= 0.005
+    assert abs(ours.loss - ref32.loss) <= 1e-3 * ref32.loss
+
+
+def test_upper_factor_routes_agree():
+    from golf_fast.quant.gptq import _upper_factor, lower_triangular_inverse
+
+    h = realistic_hessian(300, seed=30).double() + 0.01 * torch.eye(300, dtype=torch.float64)
+    a, b = _upper_factor(h, "record"), _upper_factor(h, "flip")
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(b.T @ b, torch.linalg.inv(h), rtol=1e-8, atol=1e-10)
+    l = torch.linalg.cholesky(h)
+    torch.testing.assert_close(lower_triangular_inverse(l, leaf=32) @ l, torch.eye(300, dtype=torch.float64),
+                               rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("bits,clip", [(6, 12.85), (6, 11.5), (7, 14.0), (8, 20.0), (3, 4.0)])
