@@ -80,8 +80,12 @@ def main() -> None:
         le = min(_loop_only(w, h, bits, clip, True) for _ in range(args.reps))
         o, e = min(ours[i] for i in idx), min(eager[i] for i in idx)
         print(f"| {shape[0]}x{shape[1]} | {len(idx)} | {o:.3f} | {e:.3f} | {e / o:.2f}x | {lo:.3f} | {le:.3f} |")
+    est_o = sum(len(idx) * min(ours[i] for i in idx) for idx in shapes.values())
+    est_e = sum(len(idx) * min(eager[i] for i in idx) for idx in shapes.values())
+    print(f"\n67 matrices, count x per-shape minimum: ours {est_o:.2f} s, per-column eager {est_e:.2f} s "
+          f"-> {est_e / est_o:.2f}x  (least disturbed by other load on the machine)")
     t_ours, t_eager = sum(ours), sum(eager)
-    print(f"\n67 matrices, per-column eager (record's loop), sum of per-matrix minima: {t_eager:.2f} s")
+    print(f"67 matrices, per-column eager (record's loop), sum of per-matrix minima: {t_eager:.2f} s")
     print(f"67 matrices, gptq_quantize one by one, sum of per-matrix minima:      {t_ours:.2f} s "
           f"-> {t_eager / t_ours:.2f}x")
     print(f"67 matrices, quantize_model (q/k/v share a factorization), min total:  {model:.2f} s "

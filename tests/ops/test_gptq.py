@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import golf_fast
-from conftest import requires_cuda, requires_ext, requires_triton
+from conftest import requires_cuda, requires_ext
 from golf_fast.ops.gptq import (GPTQ_BLOCK_CONFIG, SHIPPED_CONFIGS, gptq_block, gptq_block_compare,
                                 gptq_block_ref)
 
@@ -142,14 +142,10 @@ def test_block_bad_inputs(bad, match):
 
 
 @pytest.mark.sm90
-@requires_triton
-def test_sm90_compile_no_spills():
-    # compiled directly: conftest's cached ``sm90_report`` fixture cannot hash a KernelConfig (dict fields)
-    from golf_fast.tools.sm90 import compile_triton_sm90
-
+def test_sm90_compile_no_spills(sm90_report):
     assert GPTQ_BLOCK_CONFIG in SHIPPED_CONFIGS
     for cfg in SHIPPED_CONFIGS:
-        report = compile_triton_sm90(cfg)
+        report = sm90_report(cfg)
         assert report.ok, report.error
         assert report.local_bytes == 0, f"{cfg.name} spills {report.local_bytes} bytes to local memory"
         assert report.registers <= 255
