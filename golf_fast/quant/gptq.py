@@ -112,24 +112,26 @@ def lower_triangular_inverse(l: torch.Tensor, leaf: int = 128) -> torch.Tensor:
     return out
 
 
-def _upper_factor(hd: torch.Tensor, route: str) -> Optional[torch.Tensor]:
-    """``U = chol(H⁻¹, upper)`` of a permuted, damped H, or None if a factorization fails.
+def _upper_factor(hd: torch.Tensor, perm: torch.Tensor, route: str) -> Optional[torch.Tensor]:
+    """``U = chol(H⁻¹, upper)`` of the damped H permuted by ``perm``, or None if a factorization fails.
 
     ``"record"``: chol → cholesky_inverse → chol(upper), the reference's route (4K³/3 flops, and
     ``cholesky_inverse`` is slow on some CPU builds). ``"flip"``: with J the reversal permutation,
     J·H·J = L·Lᵀ gives H = R·Rᵀ with R = J·L·J upper, so H⁻¹ = (R⁻¹)ᵀ·R⁻¹ and U = R⁻¹ = J·L⁻¹·J
     (a positive diagonal, hence the unique factor): one Cholesky and one triangular inverse
     (2K³/3 flops, GEMM-rich). Both give the same U up to rounding (~1e-6 relative in fp32).
+    The act-order permutation and J are applied together, as one gather.
     """
     if route == "record":
-        chol, info = torch.linalg.cholesky_ex(hd)
+        chol, info = torch.linalg.cholesky_ex(hd[perm][:, perm])
         if int(info) != 0:
             return None
         u, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(chol), upper=True)
         if int(info) != 0:
             return None
     else:
-        chol, info = torch.linalg.cholesky_ex(hd.flip(-2, -1))
+        rev = perm.flip(0)
+        chol, info = torch.linalg.cholesky_ex(hd[rev][:, rev])
         if int(info) != 0:
             return None
         u = lower_triangular_inverse(chol).flip(-2, -1)
@@ -145,10 +147,9 @@ def _factor_one(h: torch.Tensor, damp: float, act_order: bool, route: str) -> Op
     k = h.shape[0]
     if act_order:
         perm = torch.argsort(torch.diagonal(hd), descending=True, stable=True)
-        hd = hd[perm][:, perm]
     else:
         perm = torch.arange(k, device=h.device)
-    u = _upper_factor(hd, route)
+    u = _upper_factor(hd, perm, route)
     return None if u is None else (u, perm, float(lam))
 
 
@@ -261,7 +262,7 @@ def run_gptq(w: torch.Tensor, factor: HessianFactor, h: torch.Tensor, scales16: 
             i2 = min(i1 + block_size, k)
             c, e = gptq_block(wp[:, :, i1:i2], u[:, i1:i2, i1:i2], s32, m, backend=backend)
             codes_p[:, :, i1:i2] = c
-            sum_e2 += e.double().square().sum(dim=(1, 2))
+            sum_e2 += torch.linalg.vector_norm(e, dim=(1, 2)).double().square()
             if i2 < k:
                 if nb == 1:
                     wp[0, :, i2:] -= e[0] @ u[0, i1:i2, i2:]
@@ -269,7 +270,7 @@ def run_gptq(w: torch.Tensor, factor: HessianFactor, h: torch.Tensor, scales16: 
                     wp[:, :, i2:] -= torch.bmm(e, u[:, i1:i2, i2:])
     codes = torch.gather(codes_p, 2, factor.invperm[:, None, :].expand(nb, n, k))
     dw = wf - codes.float() * s32[:, :, None]
-    dw2 = dw.double().square().sum(dim=(1, 2)).cpu()
+    dw2 = torch.linalg.vector_norm(dw, dim=(1, 2)).double().square().cpu()
     sum_e2 = sum_e2.cpu()
     results = []
     for b in range(nb):
