@@ -1,0 +1,467 @@
+"""Fused int6-dequant matmul: ``y = x · (code · s[:, None])ᵀ + bias + x · (A·B)ᵀ`` from packed codes.
+
+Math, shapes, dtypes
+--------------------
+``x`` (..., K) bfloat16/float16; ``packed`` (N, 3·Kp/4) uint8, the int6 codes of ``W`` (N × K) in
+the layout of ``golf_fast.ops.int6_pack`` (``Kp = ceil(K/16)·16``); ``scales`` (N,) float16, one per
+output row; optional ``bias`` (N,) in x's dtype; optional low-rank correction ``lowrank = (A, B)``
+with ``A`` (N × r) and ``B`` (r × K) floating (the LQER term). The result (..., N) in x's dtype
+equals ``F.linear(x, W_deq, bias) + x·Bᵀ·Aᵀ`` computed in fp32 (``W_deq = code · s``), rounded
+once to x's dtype. The kernels get there exactly: codes are small integers (exact in bf16/fp16),
+``x·code`` products are exact in fp32, and the fp32 scale multiplies the fp32 accumulator.
+
+Regimes (``M`` = the flattened batch):
+
+* ``M ≤ 64``: ``_int6_gemv_kernel``, split-K GEMV-style. The weight is streamed once at 0.75
+  byte/weight (vs 2 for bf16): a memory-bound call is predicted up to 2.67× faster than bf16.
+* ``M > 64``: ``_int6_gemm_kernel``, tensor-core tiles with dequantization in the load path
+  (wgmma/HGMMA on sm_90, checked by the sm_90 compile tests).
+
+Configurations are fixed per shape class (``select_config``; no autotuning at job start), and
+every one is listed in ``SHIPPED_CONFIGS``. The low-rank term is applied in the same kernel:
+the launcher computes ``T = x·Bᵀ`` (M × r, fp32; r is small) and the epilogue adds ``T·Aᵀ``.
+
+Naming ladder: ``_int6_gemv_kernel`` / ``_int6_gemm_kernel`` / ``_int6_dequant_kernel`` (in
+``int6_kernels.py``) → ``int6_linear_triton`` / ``dequantize_int6_triton`` (launchers) →
+``golf_fast::int6_linear`` / ``golf_fast::dequantize_int6`` (torch.library, with a gradient for
+``x``, ``bias`` and the low-rank factors; never for the packed weight) → ``golf_fast.int6_linear``
+/ ``golf_fast.dequantize_int6``; references ``int6_linear_ref`` / ``dequantize_int6_ref``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
+
+import torch
+
+from golf_fast.ops.dispatch import KernelOp
+from golf_fast.ops.int6_kernels import (_int6_dequant_kernel, _int6_gemm_kernel, _int6_gemv_kernel,
+                                        _int6_splitk_reduce_kernel)
+from golf_fast.ops.int6_pack import (INT6_MAX, pack_int6_ref, packed_row_bytes, padded_cols, triton_in_interpreter,
+                                     triton_on_cuda, unpack_int6_ref)
+from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled, triton
+from golf_fast.tools.sm90 import KernelConfig
+
+SMALL_M_MAX = 64
+"""Largest flattened batch that takes the split-K GEMV kernel; larger ones take the GEMM kernel."""
+
+ACT_DTYPES = (torch.bfloat16, torch.float16)
+_TRITON_DTYPE = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+
+# --------------------------------------------------------------------------- references
+
+
+def dequantize_int6_ref(packed: torch.Tensor, scales: torch.Tensor, num_cols: int, dtype: torch.dtype) -> torch.Tensor:
+    """Eager reference: (N, 3·Kp/4) uint8 + (N,) scales → ``code · s`` in fp32, rounded to ``dtype``."""
+    codes = unpack_int6_ref(packed, num_cols)
+    return (codes.to(torch.float32) * scales.to(torch.float32)[:, None]).to(dtype)
+
+
+def int6_linear_ref(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+                    lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor]) -> torch.Tensor:
+    """Eager reference: ``F.linear(x, W_deq, bias) + x·Bᵀ·Aᵀ`` all in fp32, rounded to x's dtype."""
+    k = x.shape[-1]
+    w = dequantize_int6_ref(packed, scales, k, torch.float32)
+    x32 = x.reshape(-1, k).to(torch.float32)
+    out = x32 @ w.T
+    if bias is not None:
+        out = out + bias.to(torch.float32)
+    if lowrank_a is not None and lowrank_b is not None:
+        out = out + (x32 @ lowrank_b.to(torch.float32).T) @ lowrank_a.to(torch.float32).T
+    return out.to(x.dtype).reshape(*x.shape[:-1], packed.shape[0])
+
+
+def _linear_fake(x, packed, scales, bias, lowrank_a, lowrank_b):
+    return x.new_empty((*x.shape[:-1], packed.shape[0]))
+
+
+def _dequant_fake(packed, scales, num_cols, dtype):
+    return packed.new_empty((packed.shape[0], num_cols), dtype=dtype)
+
+
+# --------------------------------------------------------------------------- configurations
+
+
+@dataclass(frozen=True)
+class Int6Tile:
+    """Tile sizes of one shape class (the constexprs that are not the dtype or epilogue)."""
+
+    kernel: str  # "gemv" or "gemm"
+    block_m: int
+    block_n: int
+    block_k: int
+    num_warps: int
+    num_stages: int
+
+
+# Shape classes (see select_config). Predicted, not tuned on a GPU: chosen so the weight stream
+# has >= 1 wave of programs on 132 SMs at the issue's shapes and the tiles compile without spills.
+GEMV_M16 = Int6Tile("gemv", block_m=16, block_n=32, block_k=256, num_warps=4, num_stages=3)
+GEMV_M64 = Int6Tile("gemv", block_m=64, block_n=64, block_k=128, num_warps=4, num_stages=3)
+GEMM_MID = Int6Tile("gemm", block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3)
+GEMM_LARGE = Int6Tile("gemm", block_m=128, block_n=128, block_k=64, num_warps=8, num_stages=3)
+TILES = (GEMV_M16, GEMV_M64, GEMM_MID, GEMM_LARGE)
+LR_BLOCK = 16
+GROUP_M = 8
+REDUCE_BLOCK = 1024
+DEQUANT_BLOCK = (32, 128)
+
+
+def _gemv_signature(dt: str, out_dt: str) -> dict[str, str]:
+    sig = {"x_ptr": f"*{dt}", "packed_ptr": "*u8", "scales_ptr": "*fp16", "out_ptr": f"*{out_dt}",
+           "bias_ptr": f"*{dt}", "t_ptr": "*fp32", "a_ptr": "*fp32"}
+    for name in ("M", "N", "K", "LO_BYTES", "K_PER_SPLIT", "BIAS_N", "RANK", "stride_xm", "stride_pn",
+                 "stride_om", "stride_os", "stride_tm", "stride_an"):
+        sig[name] = "i32"
+    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "EPILOGUE", "LR_BLOCK"):
+        sig[name] = "constexpr"
+    return sig
+
+
+def _gemm_signature(dt: str) -> dict[str, str]:
+    sig = {"x_ptr": f"*{dt}", "packed_ptr": "*u8", "scales_ptr": "*fp16", "out_ptr": f"*{dt}",
+           "bias_ptr": f"*{dt}", "t_ptr": "*fp32", "a_ptr": "*fp32"}
+    for name in ("M", "N", "K", "LO_BYTES", "BIAS_N", "RANK", "stride_xm", "stride_pn", "stride_om",
+                 "stride_tm", "stride_an"):
+        sig[name] = "i32"
+    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "EPILOGUE", "LR_BLOCK"):
+        sig[name] = "constexpr"
+    return sig
+
+
+def matmul_config(tile: Int6Tile, dtype: torch.dtype, epilogue: bool, split: bool = False) -> KernelConfig:
+    """The KernelConfig the launcher uses for ``tile`` with activations of ``dtype``.
+
+    ``split`` (GEMV only): the split-K variant, which writes fp32 partials.
+    """
+    dt = _TRITON_DTYPE[dtype]
+    consts = {"BLOCK_M": tile.block_m, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k}
+    name = f"int6_{tile.kernel}_m{tile.block_m}_{dt}" + ("_epilogue" if epilogue else "")
+    if tile.kernel == "gemv":
+        sig = _gemv_signature(dt, "fp32" if split else dt)
+        kernel = _int6_gemv_kernel
+        name += "_splitk" if split else ""
+    else:
+        sig = _gemm_signature(dt)
+        kernel = _int6_gemm_kernel
+        consts["GROUP_M"] = GROUP_M
+    consts.update(EPILOGUE=epilogue, LR_BLOCK=LR_BLOCK)
+    return KernelConfig(name=name, kernel=kernel, signature=sig, constexprs=consts, num_warps=tile.num_warps,
+                        num_stages=tile.num_stages, uses_matmul=True)
+
+
+def reduce_config(dtype: torch.dtype) -> KernelConfig:
+    return KernelConfig(
+        name=f"int6_splitk_reduce_{_TRITON_DTYPE[dtype]}", kernel=_int6_splitk_reduce_kernel,
+        signature={"part_ptr": "*fp32", "out_ptr": f"*{_TRITON_DTYPE[dtype]}", "MN": "i32", "SPLIT_K": "i32",
+                   "stride_ps": "i32", "BLOCK": "constexpr"},
+        constexprs={"BLOCK": REDUCE_BLOCK}, num_warps=4, num_stages=1, uses_matmul=False)
+
+
+def dequant_config(dtype: torch.dtype) -> KernelConfig:
+    return KernelConfig(
+        name=f"dequantize_int6_{_TRITON_DTYPE[dtype]}", kernel=_int6_dequant_kernel,
+        signature={"packed_ptr": "*u8", "scales_ptr": "*fp16", "out_ptr": f"*{_TRITON_DTYPE[dtype]}", "N": "i32",
+                   "K": "i32", "LO_BYTES": "i32", "stride_pn": "i32", "stride_on": "i32",
+                   "BLOCK_N": "constexpr", "BLOCK_K": "constexpr"},
+        constexprs={"BLOCK_N": DEQUANT_BLOCK[0], "BLOCK_K": DEQUANT_BLOCK[1]}, num_warps=4, num_stages=1,
+        uses_matmul=False)
+
+
+def _all_configs() -> tuple[KernelConfig, ...]:
+    out: list[KernelConfig] = []
+    for dtype in ACT_DTYPES:
+        for tile in TILES:
+            for epilogue in (False, True):
+                out.append(matmul_config(tile, dtype, epilogue))
+                if tile.kernel == "gemv":
+                    out.append(matmul_config(tile, dtype, epilogue, split=True))
+        out.append(reduce_config(dtype))
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        out.append(dequant_config(dtype))
+    return tuple(out)
+
+
+SHIPPED_CONFIGS = _all_configs()
+"""Every configuration the launchers use; ``golf-fast inspect`` compiles each one for sm_90."""
+
+
+@lru_cache(maxsize=None)
+def _num_sms(device_index: Optional[int]) -> int:
+    if interpreter_enabled() or device_index is None:
+        return 132  # H100 SXM; the interpreter has no SMs, the choice only has to be deterministic
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def select_config(m: int, n: int, k: int, num_sms: int = 132) -> tuple[Int6Tile, int]:
+    """Shape class → (tile, split_k). Fixed rules, no autotuning.
+
+    M ≤ 16 → GEMV_M16, M ≤ 64 → GEMV_M64, M ≤ 256 → GEMM_MID, else GEMM_LARGE. The GEMV kernels
+    split K (a second, reduction launch) only when the (N, M) tiles fill less than half of the SMs
+    and each split still has at least 1024 columns: the record's small shapes stay one launch.
+    """
+    if m > SMALL_M_MAX:
+        return (GEMM_MID if m <= 256 else GEMM_LARGE), 1
+    tile = GEMV_M16 if m <= 16 else GEMV_M64
+    tiles = triton.cdiv(n, tile.block_n) * triton.cdiv(m, tile.block_m)
+    split = 1
+    while tiles * split * 2 <= num_sms and k // (split * 2) >= 1024:
+        split *= 2
+    return tile, split
+
+
+# --------------------------------------------------------------------------- launchers
+
+_DUMMY: dict[torch.device, torch.Tensor] = {}
+
+
+def _dummy_f32(device: torch.device) -> torch.Tensor:
+    if device not in _DUMMY:
+        _DUMMY[device] = torch.zeros(1, dtype=torch.float32, device=device)
+    return _DUMMY[device]
+
+
+def int6_linear_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+                       lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor]) -> torch.Tensor:
+    """Launch the GEMV (M ≤ 64) or GEMM kernel. Inputs are assumed valid (see ``int6_linear``)."""
+    check_launch_device(x, packed, scales, what="int6_linear")
+    k = x.shape[-1]
+    n = packed.shape[0]
+    x2 = x.reshape(-1, k)
+    if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) < k):
+        x2 = x2.contiguous()
+    m = x2.shape[0]
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return out.reshape(*x.shape[:-1], n)
+    packed = packed if packed.stride(1) == 1 else packed.contiguous()
+    scales = scales.contiguous()
+    has_lr = lowrank_a is not None and lowrank_b is not None
+    epilogue = bias is not None or has_lr
+    bias_t = bias.contiguous() if bias is not None else x2
+    if has_lr:
+        t = x2.to(torch.float32) @ lowrank_b.to(torch.float32).T  # (M, r) fp32, the "x·Bᵀ" half
+        a = lowrank_a.to(torch.float32).contiguous()
+        rank = a.shape[1]
+    else:
+        t = a = _dummy_f32(x.device)
+        rank = 0
+    lo_bytes = padded_cols(k) // 2
+    dev_index = None if interpreter_enabled() else (x.device.index or 0)
+    tile, split = select_config(m, n, k, _num_sms(dev_index))
+    if tile.kernel == "gemm":
+        cfg = matmul_config(tile, x.dtype, epilogue)
+        grid = (triton.cdiv(m, tile.block_m) * triton.cdiv(n, tile.block_n),)
+        _int6_gemm_kernel[grid](x2, packed, scales, out, bias_t, t, a, m, n, k, lo_bytes,
+                                n if bias is not None else 0, rank, x2.stride(0), packed.stride(0), out.stride(0),
+                                t.stride(0), a.stride(0), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+                                **cfg.constexprs)
+        return out.reshape(*x.shape[:-1], n)
+    cfg = matmul_config(tile, x.dtype, epilogue, split=split > 1)
+    k_blocks = triton.cdiv(k, tile.block_k)
+    k_per_split = triton.cdiv(k_blocks, split) * tile.block_k
+    split = triton.cdiv(k, k_per_split)
+    dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+    stride_os = 0 if split == 1 else dest.stride(0)
+    grid = (triton.cdiv(n, tile.block_n), split, triton.cdiv(m, tile.block_m))
+    _int6_gemv_kernel[grid](x2, packed, scales, dest, bias_t, t, a, m, n, k, lo_bytes, k_per_split,
+                            n if bias is not None else 0, rank, x2.stride(0), packed.stride(0), n, stride_os,
+                            t.stride(0), a.stride(0), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+                            **cfg.constexprs)
+    if split > 1:
+        rc = reduce_config(x.dtype)
+        _int6_splitk_reduce_kernel[(triton.cdiv(m * n, REDUCE_BLOCK),)](
+            dest, out, m * n, split, dest.stride(0), num_warps=rc.num_warps, **rc.constexprs)
+    return out.reshape(*x.shape[:-1], n)
+
+
+def dequantize_int6_triton(packed: torch.Tensor, scales: torch.Tensor, num_cols: int,
+                           dtype: torch.dtype) -> torch.Tensor:
+    """Launch ``_int6_dequant_kernel``. Inputs are assumed valid (see ``dequantize_int6``)."""
+    check_launch_device(packed, scales, what="dequantize_int6")
+    packed = packed if packed.stride(1) == 1 else packed.contiguous()
+    n = packed.shape[0]
+    out = torch.empty((n, num_cols), dtype=dtype, device=packed.device)
+    if n == 0:
+        return out
+    cfg = dequant_config(dtype)
+    grid = (triton.cdiv(n, DEQUANT_BLOCK[0]), triton.cdiv(num_cols, DEQUANT_BLOCK[1]))
+    _int6_dequant_kernel[grid](packed, scales.contiguous(), out, n, num_cols, padded_cols(num_cols) // 2,
+                               packed.stride(0), out.stride(0), num_warps=cfg.num_warps, **cfg.constexprs)
+    return out
+
+
+# --------------------------------------------------------------------------- self-check inputs
+
+
+def _random_packed(n: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    codes = torch.randint(-INT6_MAX, INT6_MAX + 1, (n, k), dtype=torch.int8, device=device)
+    scales = (torch.rand(n, device=device) * 0.02 + 0.001).to(torch.float16)
+    return pack_int6_ref(codes), scales
+
+
+def _linear_selfcheck_inputs(device: torch.device, dtype: torch.dtype) -> tuple:
+    k, n = 83, 45
+    packed, scales = _random_packed(n, k, device)
+    x = torch.randn(5, k, device=device).to(dtype if dtype in ACT_DTYPES else torch.bfloat16)
+    bias = torch.randn(n, device=device).to(x.dtype)
+    return (x, packed, scales, bias, torch.randn(n, 3, device=device), torch.randn(3, k, device=device))
+
+
+def _dequant_selfcheck_inputs(device: torch.device, dtype: torch.dtype) -> tuple:
+    packed, scales = _random_packed(37, 83, device)
+    return (packed, scales, 83, torch.bfloat16)
+
+
+def within_output_rounding(out: torch.Tensor, ref: torch.Tensor) -> Optional[str]:
+    """Float comparison for outputs that are the same fp32 value rounded to out's dtype.
+
+    Two fp32 results that differ only in summation order round to the same or to adjacent
+    values: allow ``2·eps(dtype)·|ref|`` plus a floor of ``eps(dtype)·max|ref|·2⁻⁶``.
+    """
+    if out.shape != ref.shape or out.dtype != ref.dtype:
+        return f"output {tuple(out.shape)} {out.dtype} vs reference {tuple(ref.shape)} {ref.dtype}"
+    o, r = out.double(), ref.double()
+    if not torch.isfinite(o).all():
+        return "kernel output has NaN/inf"
+    eps = torch.finfo(out.dtype).eps
+    tol = 2 * eps * r.abs() + eps * float(r.abs().max()) / 64
+    bad = (o - r).abs() > tol
+    if bool(bad.any()):
+        i = int(bad.flatten().nonzero()[0])
+        return (f"{int(bad.sum())} of {r.numel()} elements differ by more than the output rounding "
+                f"(first: {float(o.flatten()[i])} vs {float(r.flatten()[i])})")
+    return None
+
+
+# --------------------------------------------------------------------------- ops and autograd
+
+LINEAR_OP = KernelOp("int6_linear", int6_linear_ref, fake=_linear_fake, selfcheck_inputs=_linear_selfcheck_inputs,
+                     compare=within_output_rounding)
+LINEAR_OP.add_backend("triton", "cuda", int6_linear_triton, available=triton_on_cuda)
+LINEAR_OP.add_backend("triton", "cpu", int6_linear_triton, available=triton_in_interpreter)
+
+DEQUANT_OP = KernelOp("dequantize_int6", dequantize_int6_ref, fake=_dequant_fake,
+                      selfcheck_inputs=_dequant_selfcheck_inputs, compare=within_output_rounding)
+DEQUANT_OP.add_backend("triton", "cuda", dequantize_int6_triton, available=triton_on_cuda)
+DEQUANT_OP.add_backend("triton", "cpu", dequantize_int6_triton, available=triton_in_interpreter)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, packed, scales, bias, lowrank_a, lowrank_b = inputs
+    ctx.k = x.shape[-1]
+    ctx.save_for_backward(x, packed, scales, lowrank_a, lowrank_b)
+
+
+def _backward(ctx, grad):
+    """d/dx = grad · W_deq (+ grad·A·B); d/dbias = Σ grad; d/dA = gradᵀ·(x·Bᵀ); d/dB = (grad·A)ᵀ·x."""
+    x, packed, scales, lowrank_a, lowrank_b = ctx.saved_tensors
+    need_x, _, _, need_bias, need_a, need_b = ctx.needs_input_grad
+    k = ctx.k
+    g2 = grad.reshape(-1, packed.shape[0])
+    grad_x = grad_bias = grad_a = grad_b = None
+    if need_x:
+        w = torch.ops.golf_fast.dequantize_int6(packed, scales, k, grad.dtype)
+        gx = g2 @ w
+        if lowrank_a is not None and lowrank_b is not None:
+            gx = (gx.to(torch.float32) + (g2.to(torch.float32) @ lowrank_a.to(torch.float32))
+                  @ lowrank_b.to(torch.float32)).to(grad.dtype)
+        grad_x = gx.reshape(x.shape)
+    if need_bias:
+        grad_bias = g2.sum(0)
+    if need_a or need_b:
+        x2 = x.reshape(-1, k).to(torch.float32)
+        g32 = g2.to(torch.float32)
+        if need_a:
+            grad_a = (g32.T @ (x2 @ lowrank_b.to(torch.float32).T)).to(lowrank_a.dtype)
+        if need_b:
+            grad_b = ((g32 @ lowrank_a.to(torch.float32)).T @ x2).to(lowrank_b.dtype)
+    return grad_x, None, None, grad_bias, grad_a, grad_b
+
+
+LINEAR_OP.register_autograd(_backward, _setup_context)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _check_tensor(t, name: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+
+
+def _check_packed_scales(packed, scales, num_cols: int, device: torch.device, k_from: str) -> None:
+    _check_tensor(packed, "packed")
+    _check_tensor(scales, "scales")
+    if packed.dtype != torch.uint8 or packed.dim() != 2:
+        raise TypeError(f"packed: expected a 2-D torch.uint8 tensor (from golf_fast.pack_int6), got "
+                        f"{packed.dtype} of shape {tuple(packed.shape)}")
+    expected = packed_row_bytes(num_cols)
+    if packed.shape[1] != expected:
+        raise ValueError(f"packed: {k_from} = {num_cols} needs {expected} bytes per packed row, got shape "
+                         f"{tuple(packed.shape)} (K does not match the packed weight)")
+    if scales.dtype != torch.float16:
+        raise TypeError(f"scales: expected torch.float16 (one per output row), got {scales.dtype}")
+    if scales.shape != (packed.shape[0],):
+        raise ValueError(f"scales: expected shape ({packed.shape[0]},), one per row of packed, got "
+                         f"{tuple(scales.shape)}")
+    for name, t in (("packed", packed), ("scales", scales)):
+        if t.device != device:
+            raise ValueError(f"{name}: expected a tensor on {device} (like the others), got {t.device}")
+
+
+def int6_linear(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                lowrank: Optional[tuple[torch.Tensor, torch.Tensor]] = None, *, backend: str = "auto",
+                fallback: Optional[str] = None) -> torch.Tensor:
+    """``F.linear(x, code·s, bias) + x·(A·B)ᵀ`` from packed int6 codes, fp32 accumulation.
+
+    ``x`` (..., K) bf16/fp16; ``packed`` (N, packed_row_bytes(K)) uint8; ``scales`` (N,) float16;
+    ``bias`` (N,) in x's dtype; ``lowrank = (A, B)`` with A (N, r), B (r, K) floating. Returns
+    (..., N) in x's dtype. Differentiable in ``x``, ``bias``, ``A`` and ``B`` (not the codes).
+    ``backend``: ``"auto"`` (Triton on CUDA, the reference on CPU), ``"triton"`` or ``"reference"``.
+    """
+    _check_tensor(x, "x")
+    if x.dtype not in ACT_DTYPES:
+        raise TypeError(f"x: expected dtype torch.bfloat16 or torch.float16, got {x.dtype}")
+    if x.dim() < 1 or x.shape[-1] < 1:
+        raise ValueError(f"x: expected shape (..., K) with K >= 1, got {tuple(x.shape)}")
+    _check_packed_scales(packed, scales, x.shape[-1], x.device, "x.shape[-1]")
+    n = packed.shape[0]
+    if bias is not None:
+        _check_tensor(bias, "bias")
+        if bias.shape != (n,) or bias.dtype != x.dtype:
+            raise ValueError(f"bias: expected shape ({n},) and dtype {x.dtype}, got {tuple(bias.shape)} {bias.dtype}")
+        if bias.device != x.device:
+            raise ValueError(f"bias: expected a tensor on {x.device} (like x), got {bias.device}")
+    a = b = None
+    if lowrank is not None:
+        if not isinstance(lowrank, (tuple, list)) or len(lowrank) != 2:
+            raise TypeError("lowrank: expected a pair (A, B) with A (N, r) and B (r, K)")
+        a, b = lowrank
+        _check_tensor(a, "lowrank[0]")
+        _check_tensor(b, "lowrank[1]")
+        if not (a.is_floating_point() and b.is_floating_point()):
+            raise TypeError(f"lowrank: expected floating-point A and B, got {a.dtype} and {b.dtype}")
+        if a.dim() != 2 or b.dim() != 2 or a.shape[0] != n or b.shape[1] != x.shape[-1] or a.shape[1] != b.shape[0]:
+            raise ValueError(f"lowrank: expected A ({n}, r) and B (r, {x.shape[-1]}), got "
+                             f"{tuple(a.shape)} and {tuple(b.shape)}")
+        if a.device != x.device or b.device != x.device:
+            raise ValueError(f"lowrank: expected A and B on {x.device} (like x), got {a.device} and {b.device}")
+    return LINEAR_OP(x, packed, scales, bias, a, b, backend=backend, fallback=fallback)
+
+
+def dequantize_int6(packed: torch.Tensor, scales: torch.Tensor, num_cols: int, dtype: torch.dtype = torch.bfloat16,
+                    *, backend: str = "auto", fallback: Optional[str] = None) -> torch.Tensor:
+    """One-shot dequantization: (N, packed_row_bytes(num_cols)) uint8 + (N,) fp16 scales → (N, num_cols).
+
+    ``out = code · s`` computed in fp32 and rounded once to ``dtype`` (bf16, fp16 or fp32).
+    """
+    if not isinstance(num_cols, int) or isinstance(num_cols, bool) or num_cols < 1:
+        raise ValueError(f"num_cols: expected an int >= 1, got {num_cols!r}")
+    if dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        raise TypeError(f"dtype: expected torch.bfloat16, torch.float16 or torch.float32, got {dtype}")
+    _check_tensor(packed, "packed")
+    _check_packed_scales(packed, scales, num_cols, packed.device, "num_cols")
+    return DEQUANT_OP(packed, scales, num_cols, dtype, backend=backend, fallback=fallback)
