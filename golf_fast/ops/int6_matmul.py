@@ -95,6 +95,12 @@ class Int6Tile:
     num_warps: int
     num_stages: int
 
+    @property
+    def allows_wgmma(self) -> bool:
+        """wgmma needs 64 rows per warpgroup on the A side: the weight rows in the GEMV (whose
+        M=16 tile is an mma.sync kernel, fine for a memory-bound stream), x rows in the GEMM."""
+        return (self.block_n if self.kernel == "gemv" else self.block_m) >= 64 * (self.num_warps // 4)
+
 
 # Shape classes (see select_config). Predicted, not tuned on a GPU: chosen so the weight stream
 # has >= 1 wave of programs on 132 SMs at the issue's shapes and the tiles compile without spills.
@@ -107,6 +113,14 @@ LR_BLOCK = 16
 GROUP_M = 8
 REDUCE_BLOCK = 1024
 DEQUANT_BLOCK = (32, 128)
+
+
+# The run-time specialization at the record's shapes (K, N multiples of 64; torch's 16-byte
+# aligned allocations): the sm_90 compile checks use it so they see the kernel that runs there.
+# Other shapes get Triton's generic specialization of the same kernel (correct, less vectorized).
+_DIVISIBLE = ("x_ptr", "packed_ptr", "scales_ptr", "out_ptr", "bias_ptr", "t_ptr", "a_ptr", "part_ptr", "N", "K",
+              "LO_BYTES", "K_PER_SPLIT", "stride_xm", "stride_pn", "stride_om", "stride_os", "stride_on", "MN",
+              "stride_ps")
 
 
 def _gemv_signature(dt: str, out_dt: str) -> dict[str, str]:
@@ -149,7 +163,8 @@ def matmul_config(tile: Int6Tile, dtype: torch.dtype, epilogue: bool, split: boo
         consts["GROUP_M"] = GROUP_M
     consts.update(EPILOGUE=epilogue, LR_BLOCK=LR_BLOCK)
     return KernelConfig(name=name, kernel=kernel, signature=sig, constexprs=consts, num_warps=tile.num_warps,
-                        num_stages=tile.num_stages, uses_matmul=True)
+                        num_stages=tile.num_stages, uses_matmul=tile.allows_wgmma,
+                        divisible_by_16=tuple(a for a in _DIVISIBLE if a in sig))
 
 
 def reduce_config(dtype: torch.dtype) -> KernelConfig:
@@ -157,7 +172,8 @@ def reduce_config(dtype: torch.dtype) -> KernelConfig:
         name=f"int6_splitk_reduce_{_TRITON_DTYPE[dtype]}", kernel=_int6_splitk_reduce_kernel,
         signature={"part_ptr": "*fp32", "out_ptr": f"*{_TRITON_DTYPE[dtype]}", "MN": "i32", "SPLIT_K": "i32",
                    "stride_ps": "i32", "BLOCK": "constexpr"},
-        constexprs={"BLOCK": REDUCE_BLOCK}, num_warps=4, num_stages=1, uses_matmul=False)
+        constexprs={"BLOCK": REDUCE_BLOCK}, num_warps=4, num_stages=1, uses_matmul=False,
+        divisible_by_16=("part_ptr", "out_ptr", "MN", "stride_ps"))
 
 
 def dequant_config(dtype: torch.dtype) -> KernelConfig:
@@ -167,7 +183,8 @@ def dequant_config(dtype: torch.dtype) -> KernelConfig:
                    "K": "i32", "LO_BYTES": "i32", "stride_pn": "i32", "stride_on": "i32",
                    "BLOCK_N": "constexpr", "BLOCK_K": "constexpr"},
         constexprs={"BLOCK_N": DEQUANT_BLOCK[0], "BLOCK_K": DEQUANT_BLOCK[1]}, num_warps=4, num_stages=1,
-        uses_matmul=False)
+        uses_matmul=False, divisible_by_16=("packed_ptr", "scales_ptr", "out_ptr", "N", "K", "LO_BYTES",
+                                            "stride_pn", "stride_on"))
 
 
 def _all_configs() -> tuple[KernelConfig, ...]:
