@@ -47,7 +47,8 @@ def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
     weight is the wide (A) operand so one BLOCK_M ≥ 16 tile covers M = 1..BLOCK_M. With one split
     the result (× scale, + epilogue) goes to ``out`` (M × N, x's dtype); with several, split ``s``
     writes its fp32 partial to ``out + s·stride_os`` (the epilogue is added by split 0 only) and
-    ``_int6_splitk_reduce_kernel`` sums them.
+    ``_int6_splitk_reduce_kernel`` sums them. (``tl.full``, not the jit helper ``tl.zeros``: helpers
+    defined with @jit in triton.language.standard do not run in an interpreter started after import.)
     """
     pid_n = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -61,7 +62,7 @@ def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
     kk = tl.arange(0, BLOCK_K)
     w_row = packed_ptr + rn[:, None].to(tl.int64) * stride_pn
     x_row = x_ptr + rm[:, None].to(tl.int64) * stride_xm
-    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
     k_begin = pid_s * K_PER_SPLIT
     k_end = tl.minimum(k_begin + K_PER_SPLIT, K)
     for k0 in range(k_begin, k_end, BLOCK_K):
@@ -106,7 +107,7 @@ def _int6_splitk_reduce_kernel(part_ptr, out_ptr, MN, SPLIT_K, stride_ps, BLOCK:
     """``out[i] = Σ_s part[s, i]`` over the fp32 split-K partials, cast to the output dtype."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < MN
-    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    acc = tl.full((BLOCK,), 0.0, tl.float32)
     for s in range(0, SPLIT_K):
         acc += tl.load(part_ptr + s * stride_ps + offs, mask=mask, other=0.0)
     tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
@@ -125,8 +126,8 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
     in L2. ``out`` is (M × N) in x's dtype.
     """
     pid = tl.program_id(0)
-    num_m = tl.cdiv(M, BLOCK_M)
-    num_n = tl.cdiv(N, BLOCK_N)
+    num_m = (M + BLOCK_M - 1) // BLOCK_M
+    num_n = (N + BLOCK_N - 1) // BLOCK_N
     per_group = GROUP_M * num_n
     group = pid // per_group
     first_m = group * GROUP_M
@@ -142,7 +143,7 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
     kk = tl.arange(0, BLOCK_K)
     w_row = packed_ptr + rn[:, None].to(tl.int64) * stride_pn
     x_row = x_ptr + rm[:, None].to(tl.int64) * stride_xm
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
     for k0 in range(0, K, BLOCK_K):
         lo_idx = k0 // 2 + jb
         hi_idx = k0 // 4 + gb

@@ -217,14 +217,14 @@ def select_config(m: int, n: int, k: int, num_sms: int = 132) -> tuple[Int6Tile,
 
     M ≤ 16 → GEMV_M16, M ≤ 64 → GEMV_M64, M ≤ 256 → GEMM_MID, else GEMM_LARGE. The GEMV kernels
     split K (a second, reduction launch) only when the (N, M) tiles fill less than half of the SMs
-    and each split still has at least 1024 columns: the record's small shapes stay one launch.
+    and each split still has at least 2048 columns: the record's shapes (K ≤ 2048) stay one launch.
     """
     if m > SMALL_M_MAX:
         return (GEMM_MID if m <= 256 else GEMM_LARGE), 1
     tile = GEMV_M16 if m <= 16 else GEMV_M64
     tiles = triton.cdiv(n, tile.block_n) * triton.cdiv(m, tile.block_m)
     split = 1
-    while tiles * split * 2 <= num_sms and k // (split * 2) >= 1024:
+    while tiles * split * 2 <= num_sms and k // (split * 2) >= 2048:
         split *= 2
     return tile, split
 
