@@ -19,6 +19,8 @@ TRITON_HINT = "install it with `pip install triton` (the tests pin `triton==3.9.
 @lru_cache(maxsize=None)
 def load_extension() -> tuple[bool, str]:
     """Import golf_fast._C. Returns (loaded, reason it did not load or '')."""
+    import torch  # noqa: F401  (loads libc10/libtorch, which golf_fast._C links against)
+
     try:
         importlib.import_module("golf_fast._C")
     except ImportError as exc:  # not built, or built against another torch
