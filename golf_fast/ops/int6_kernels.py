@@ -119,9 +119,12 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
                       stride_xm, stride_pn, stride_om, stride_tm, stride_an,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                       GROUP_M: tl.constexpr, EPILOGUE: tl.constexpr, LR_BLOCK: tl.constexpr):
-    """Large-M int6 linear: ``acc(BLOCK_M × BLOCK_N) = x_tile · W_tileᵀ`` on tensor cores.
+    """Large-M int6 linear: ``acc(BLOCK_N × BLOCK_M) = W_tile · x_tileᵀ`` on tensor cores.
 
-    The W tile is dequantized in registers between its load and ``tl.dot`` (wgmma on sm_90);
+    The W tile is dequantized in registers between its load and ``tl.dot`` and is the dot's first
+    operand, so on sm_90 it feeds wgmma straight from registers (``HGMMA R, gdesc``: Hopper takes
+    A from registers, B from shared memory) with no shared-memory round trip; x streams through
+    shared memory (cp.async, pipelined). The output tile is stored transposed;
     programs are ordered in groups of GROUP_M row-blocks so consecutive programs share W tiles
     in L2. ``out`` is (M × N) in x's dtype.
     """
@@ -143,7 +146,7 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
     kk = tl.arange(0, BLOCK_K)
     w_row = packed_ptr + rn[:, None].to(tl.int64) * stride_pn
     x_row = x_ptr + rm[:, None].to(tl.int64) * stride_xm
-    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
     for k0 in range(0, K, BLOCK_K):
         lo_idx = k0 // 2 + jb
         hi_idx = k0 // 4 + gb
@@ -162,12 +165,12 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
             w = ((u.to(tl.int32) | 0x4B000000).to(tl.float32, bitcast=True) - 8388640.0).to(tl.bfloat16)
         else:
             w = (u | 0x6400).to(tl.float16, bitcast=True) - 1056.0
-        acc = tl.dot(xt, tl.trans(w.to(x_ptr.dtype.element_ty)), acc)
+        acc = tl.dot(w.to(x_ptr.dtype.element_ty), tl.trans(xt), acc)
     scale = tl.load(scales_ptr + rn, mask=n_mask, other=0.0).to(tl.float32)
-    acc = acc * scale[None, :]
+    acc = acc * scale[:, None]
     if EPILOGUE:
         bias = tl.load(bias_ptr + rn, mask=rn < BIAS_N, other=0.0).to(tl.float32)
-        acc = acc + bias[None, :]
+        acc = acc + bias[:, None]
         rr = tl.arange(0, LR_BLOCK)
         for r0 in range(0, RANK, LR_BLOCK):
             r_mask = (r0 + rr) < RANK
@@ -175,9 +178,9 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
                         mask=m_mask[:, None] & r_mask[None, :], other=0.0)
             a = tl.load(a_ptr + rn[:, None].to(tl.int64) * stride_an + (r0 + rr)[None, :],
                         mask=n_mask[:, None] & r_mask[None, :], other=0.0)
-            acc = tl.dot(t, tl.trans(a), acc, input_precision="ieee")
-    o_ptr = out_ptr + rm[:, None].to(tl.int64) * stride_om + rn[None, :]
-    tl.store(o_ptr, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+            acc = tl.dot(a, tl.trans(t), acc, input_precision="ieee")
+    o_ptr = out_ptr + rm[None, :].to(tl.int64) * stride_om + rn[:, None]
+    tl.store(o_ptr, acc.to(out_ptr.dtype.element_ty), mask=n_mask[:, None] & m_mask[None, :])
 
 
 @triton_kernel

@@ -97,9 +97,10 @@ class Int6Tile:
 
     @property
     def allows_wgmma(self) -> bool:
-        """wgmma needs 64 rows per warpgroup on the A side: the weight rows in the GEMV (whose
-        M=16 tile is an mma.sync kernel, fine for a memory-bound stream), x rows in the GEMM."""
-        return (self.block_n if self.kernel == "gemv" else self.block_m) >= 64 * (self.num_warps // 4)
+        """Both kernels put the dequantized W tile on the A side of the dot (wgmma's register
+        operand), so wgmma needs BLOCK_N ≥ 64 rows per warpgroup; the M ≤ 16 GEMV tile (32 rows)
+        is an mma.sync kernel instead, which is fine for a memory-bound weight stream."""
+        return self.block_n >= 64 * (self.num_warps // 4)
 
 
 # Shape classes (see select_config). Predicted, not tuned on a GPU: chosen so the weight stream
@@ -107,7 +108,7 @@ class Int6Tile:
 GEMV_M16 = Int6Tile("gemv", block_m=16, block_n=32, block_k=256, num_warps=4, num_stages=3)
 GEMV_M64 = Int6Tile("gemv", block_m=64, block_n=64, block_k=128, num_warps=4, num_stages=3)
 GEMM_MID = Int6Tile("gemm", block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3)
-GEMM_LARGE = Int6Tile("gemm", block_m=128, block_n=128, block_k=64, num_warps=8, num_stages=3)
+GEMM_LARGE = Int6Tile("gemm", block_m=256, block_n=128, block_k=64, num_warps=8, num_stages=3)
 TILES = (GEMV_M16, GEMV_M64, GEMM_MID, GEMM_LARGE)
 LR_BLOCK = 16
 GROUP_M = 8
@@ -145,6 +146,7 @@ def _gemm_signature(dt: str) -> dict[str, str]:
     return sig
 
 
+@lru_cache(maxsize=None)
 def matmul_config(tile: Int6Tile, dtype: torch.dtype, epilogue: bool, split: bool = False) -> KernelConfig:
     """The KernelConfig the launcher uses for ``tile`` with activations of ``dtype``.
 
@@ -167,6 +169,7 @@ def matmul_config(tile: Int6Tile, dtype: torch.dtype, epilogue: bool, split: boo
                         divisible_by_16=tuple(a for a in _DIVISIBLE if a in sig))
 
 
+@lru_cache(maxsize=None)
 def reduce_config(dtype: torch.dtype) -> KernelConfig:
     return KernelConfig(
         name=f"int6_splitk_reduce_{_TRITON_DTYPE[dtype]}", kernel=_int6_splitk_reduce_kernel,
@@ -176,6 +179,7 @@ def reduce_config(dtype: torch.dtype) -> KernelConfig:
         divisible_by_16=("part_ptr", "out_ptr", "MN", "stride_ps"))
 
 
+@lru_cache(maxsize=None)
 def dequant_config(dtype: torch.dtype) -> KernelConfig:
     return KernelConfig(
         name=f"dequantize_int6_{_TRITON_DTYPE[dtype]}", kernel=_int6_dequant_kernel,
@@ -215,12 +219,15 @@ def _num_sms(device_index: Optional[int]) -> int:
 def select_config(m: int, n: int, k: int, num_sms: int = 132) -> tuple[Int6Tile, int]:
     """Shape class → (tile, split_k). Fixed rules, no autotuning.
 
-    M ≤ 16 → GEMV_M16, M ≤ 64 → GEMV_M64, M ≤ 256 → GEMM_MID, else GEMM_LARGE. The GEMV kernels
+    M ≤ 16 → GEMV_M16, M ≤ 64 → GEMV_M64; larger M → GEMM_LARGE (256 x-rows × 128 W-rows: twice
+    the MMA work per dequantized W element of a 128×128 tile) when its tiles fill every SM, else
+    GEMM_MID (64 × 128, four times the programs). The GEMV kernels
     split K (a second, reduction launch) only when the (N, M) tiles fill less than half of the SMs
     and each split still has at least 2048 columns: the record's shapes (K ≤ 2048) stay one launch.
     """
     if m > SMALL_M_MAX:
-        return (GEMM_MID if m <= 256 else GEMM_LARGE), 1
+        big = triton.cdiv(m, GEMM_LARGE.block_m) * triton.cdiv(n, GEMM_LARGE.block_n)
+        return (GEMM_LARGE if big >= num_sms else GEMM_MID), 1
     tile = GEMV_M16 if m <= 16 else GEMV_M64
     tiles = triton.cdiv(n, tile.block_n) * triton.cdiv(m, tile.block_m)
     split = 1

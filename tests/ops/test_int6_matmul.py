@@ -80,6 +80,8 @@ def test_select_config_regimes():
     assert im.select_config(64, 512, 512)[0] is im.GEMV_M64
     assert im.select_config(65, 512, 512)[0].kernel == "gemm"
     assert im.select_config(16384, 8192, 4096)[0] is im.GEMM_LARGE
+    assert im.select_config(16384, 512, 512)[0] is im.GEMM_LARGE
+    assert im.select_config(2048, 512, 512)[0] is im.GEMM_MID  # 8 × 4 large tiles would leave SMs idle
     # the record's small shapes stay one launch; a long-K narrow shape splits K
     for n, k in [(512, 512), (256, 512), (2048, 512), (512, 2048), (8192, 512)]:
         assert im.select_config(1, n, k)[1] == 1
@@ -233,6 +235,21 @@ def test_kernel_epilogue_in_interpreter(triton_interpret, m, n, k):
 
 
 @pytest.mark.interpreter
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_large_m_tile_in_interpreter(triton_interpret, monkeypatch, dtype):
+    # select_config picks GEMM_LARGE when its tiles fill the SMs; pretend there is one SM
+    monkeypatch.setattr(im, "_num_sms", lambda index: 1)
+    m, n, k = 67, 131, 83
+    assert im.select_config(m, n, k, 1)[0] is im.GEMM_LARGE
+    codes, packed, scales = make(n, k)
+    x = torch.randn(m, k).to(dtype)
+    bias = torch.randn(n).to(dtype)
+    lowrank = (torch.randn(n, 5) * 0.1, torch.randn(5, k) * 0.1)
+    assert_rounded_from(im.int6_linear_triton(x, packed, scales, bias, *lowrank),
+                        exact64(x, codes, scales, bias, lowrank))
+
+
+@pytest.mark.interpreter
 def test_kernel_noncontiguous_input_in_interpreter(triton_interpret):
     codes, packed, scales = make(24, 64)
     x = torch.randn(64, 5, dtype=torch.float16).T  # (5, 64) with stride (1, 5)
@@ -272,6 +289,7 @@ def _sm90_configs():
     bf = torch.bfloat16
     cfgs = [im.matmul_config(im.GEMM_LARGE, bf, False), im.matmul_config(im.GEMM_LARGE, bf, True),
             im.matmul_config(im.GEMM_MID, bf, True), im.matmul_config(im.GEMM_LARGE, torch.float16, False),
+            im.matmul_config(im.GEMV_M64, bf, False),
             im.matmul_config(im.GEMV_M16, bf, True), im.matmul_config(im.GEMV_M64, bf, True, split=True),
             im.reduce_config(bf), im.dequant_config(bf)]
     return cfgs
