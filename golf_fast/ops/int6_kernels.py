@@ -1,23 +1,29 @@
 """Triton kernels of the fused int6-dequant matmul (the launchers are in ``int6_matmul.py``).
 
-Every kernel reads the packed layout of ``golf_fast.ops.int6_pack`` (two bit planes per row:
-``LO_BYTES = Kp/2`` bytes of 4-bit low parts, then ``Kp/4`` bytes of 2-bit high parts) and turns
-a (BLOCK_N × BLOCK_K) tile of it into exact ``code`` values in the activation dtype *in
-registers*, the way Marlin / FP6-LLM do:
+The matmul kernels read the packed layout of ``golf_fast.ops.int6_pack`` (per row: ``LO_BYTES =
+Kp/2`` bytes of 4-bit low parts, then ``Kp/4`` bytes of 2-bit high parts) 32 bits at a time and
+turn a (BLOCK_N × BLOCK_K) tile into exact ``code`` values *in registers*, Marlin-style (integer
+ops on whole words, the fp16 magic number, no int→float instruction):
 
-1. one vectorized load of the low plane (BLOCK_N × BLOCK_K/2 bytes) and one of the high plane
-   (BLOCK_N × BLOCK_K/4 bytes); the two nibbles of each high byte are split and joined so that
-   high nibble ``j`` sits next to low byte ``j`` (each low byte holds columns 2j, 2j+1, each high
-   nibble their 2+2 high bits);
-2. ``w = lo | hi_nibble << 8`` gives both columns of the pair: ``u_even = w & 15 | (w >> 4) & 48``,
-   ``u_odd = (w >> 4) & 15 | (w >> 6) & 48`` with ``u = code + 32 ∈ [1, 63]``; a join interleaves
-   them back into column order;
-3. the magic-number conversion: ``u | 0x6400`` read as fp16 is ``1024 + u``, so subtracting 1056
-   gives ``code`` exactly with no int→float conversion instruction. For bf16 the same trick runs
-   in fp32 (``u | 0x4B000000`` is ``2²³ + u``; subtract ``2²³ + 32``) followed by an exact
-   fp32→bf16 conversion: bf16 arithmetic is avoided because Triton's interpreter stores bf16 as
-   raw uint16 and computes on the bits (only its ``tl.dot`` is patched by the test suite), so a
-   bf16 subtraction could not be tested on the CPU.
+1. for columns ``8t .. 8t+7``: one int32 word ``L`` of the low plane (nibble ``i`` = column
+   ``8t+i``) and one int16 halfword ``h`` of the high plane (bits ``2i, 2i+1`` = column ``8t+i``);
+   ``hh = h & 0xFF | (h & 0xFF00) << 8`` moves the high bits of columns ``8t+4..8t+7`` up by 16;
+2. four words ``p_i = (L >> 4i) & 0x000F000F | (hh << (4 − 2i)) & 0x00300030 | 0x64006400``
+   (i = 0..3; ``>> 2`` for i = 3) each hold two fp16 bit patterns ``0x6400 | u`` = ``1024 + u``,
+   ``u = code + 32``, for columns ``8t+i`` (low half) and ``8t+i+4`` (high half): every integer
+   op works on two weights at once;
+3. the halves are split (``uint16``), joined back into column order
+   (``join(join(join(c0, c4), join(c2, c6)), join(join(c1, c5), join(c3, c7)))``), read as fp16
+   and ``1056`` is subtracted (packed ``HADD2``): exactly ``code``. bf16 activations then convert
+   the fp16 values (exact for |code| ≤ 31); no bf16 arithmetic is done, because Triton's
+   interpreter stores bf16 as raw uint16 and computes on the bits (the test suite patches only
+   its ``tl.dot``), so bf16 arithmetic could not be tested on the CPU.
+
+Static count from the sm_90 SASS of the main loop (bf16 / fp16 instructions per weight):
+GEMV M=16 tile 7.4 / 5.9, GEMM 256×128 tile 10.2 / 8.7; the byte-wise unpacking this replaced
+was 21.5 / 15.2 and 15.7 / 11.9. At 0.75 byte/weight an H100 SM must unpack about 19
+weights/clock to keep up with HBM (3.35 TB/s / 132 SMs / 1.75 GHz), i.e. at most ~6.7
+instructions per weight at 128 issued lanes/clock: the small-M kernel is near the limit.
 
 The per-row scale multiplies the fp32 accumulator after the K loop (it is constant along K), so
 the tensor-core operands are small exact integers and every product is exact in fp32.
@@ -57,33 +63,34 @@ def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     n_mask = rn < N
     m_mask = rm < M
-    jb = tl.arange(0, BLOCK_K // 2)
-    gb = tl.arange(0, BLOCK_K // 4)
+    wt = tl.arange(0, BLOCK_K // 8)
     kk = tl.arange(0, BLOCK_K)
     w_row = packed_ptr + rn[:, None].to(tl.int64) * stride_pn
+    lo_words = w_row.to(tl.pointer_type(tl.int32))  # 8 low nibbles (columns 8t..8t+7) per word
+    hi_words = (w_row + LO_BYTES).to(tl.pointer_type(tl.int16))  # their 8 × 2 high bits per halfword
     x_row = x_ptr + rm[:, None].to(tl.int64) * stride_xm
     acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
     k_begin = pid_s * K_PER_SPLIT
     k_end = tl.minimum(k_begin + K_PER_SPLIT, K)
     for k0 in range(k_begin, k_end, BLOCK_K):
-        lo_idx = k0 // 2 + jb
-        hi_idx = k0 // 4 + gb
-        lo = tl.load(w_row + lo_idx[None, :], mask=n_mask[:, None] & (lo_idx[None, :] < LO_BYTES), other=0)
-        hi = tl.load(w_row + LO_BYTES + hi_idx[None, :],
-                     mask=n_mask[:, None] & (hi_idx[None, :] < LO_BYTES // 2), other=0)
-        hi = hi.to(tl.uint16)
-        hn = tl.join(hi & 15, hi >> 4).reshape(BLOCK_N, BLOCK_K // 2)
-        w16 = lo.to(tl.uint16) | (hn << 8)
-        u_even = (w16 & 15) | ((w16 >> 4) & 48)
-        u_odd = ((w16 >> 4) & 15) | ((w16 >> 6) & 48)
-        u = tl.join(u_even, u_odd).reshape(BLOCK_N, BLOCK_K)
-        if x_ptr.dtype.element_ty == tl.bfloat16:
-            w = ((u.to(tl.int32) | 0x4B000000).to(tl.float32, bitcast=True) - 8388640.0).to(tl.bfloat16)
-        else:
-            w = (u | 0x6400).to(tl.float16, bitcast=True) - 1056.0
+        w_idx = k0 // 8 + wt
+        w_mask = n_mask[:, None] & (w_idx[None, :] < LO_BYTES // 4)
+        lw = tl.load(lo_words + w_idx[None, :], mask=w_mask, other=0).to(tl.uint32, bitcast=True)
+        hw = tl.load(hi_words + w_idx[None, :], mask=w_mask, other=0).to(tl.uint16, bitcast=True).to(tl.uint32)
+        hh = (hw & 0xFF) | ((hw & 0xFF00) << 8)
+        p0 = (lw & 0x000F000F) | ((hh << 4) & 0x00300030) | 0x64006400
+        p1 = ((lw >> 4) & 0x000F000F) | ((hh << 2) & 0x00300030) | 0x64006400
+        p2 = ((lw >> 8) & 0x000F000F) | (hh & 0x00300030) | 0x64006400
+        p3 = ((lw >> 12) & 0x000F000F) | ((hh >> 2) & 0x00300030) | 0x64006400
+        c04 = tl.join(p0.to(tl.uint16), (p0 >> 16).to(tl.uint16))
+        c26 = tl.join(p2.to(tl.uint16), (p2 >> 16).to(tl.uint16))
+        c15 = tl.join(p1.to(tl.uint16), (p1 >> 16).to(tl.uint16))
+        c37 = tl.join(p3.to(tl.uint16), (p3 >> 16).to(tl.uint16))
+        u = tl.join(tl.join(c04, c26), tl.join(c15, c37)).reshape(BLOCK_N, BLOCK_K)
+        w = (u.to(tl.float16, bitcast=True) - 1056.0).to(x_ptr.dtype.element_ty)
         xk = k0 + kk
         xt = tl.load(x_row + xk[None, :], mask=m_mask[:, None] & (xk[None, :] < k_end), other=0.0)
-        acc = tl.dot(w.to(x_ptr.dtype.element_ty), tl.trans(xt), acc)
+        acc = tl.dot(w, tl.trans(xt), acc)
     scale = tl.load(scales_ptr + rn, mask=n_mask, other=0.0).to(tl.float32)
     acc = acc * scale[:, None]
     if EPILOGUE:
@@ -141,31 +148,32 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_mask = rm < M
     n_mask = rn < N
-    jb = tl.arange(0, BLOCK_K // 2)
-    gb = tl.arange(0, BLOCK_K // 4)
+    wt = tl.arange(0, BLOCK_K // 8)
     kk = tl.arange(0, BLOCK_K)
     w_row = packed_ptr + rn[:, None].to(tl.int64) * stride_pn
+    lo_words = w_row.to(tl.pointer_type(tl.int32))  # 8 low nibbles (columns 8t..8t+7) per word
+    hi_words = (w_row + LO_BYTES).to(tl.pointer_type(tl.int16))  # their 8 × 2 high bits per halfword
     x_row = x_ptr + rm[:, None].to(tl.int64) * stride_xm
     acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        lo_idx = k0 // 2 + jb
-        hi_idx = k0 // 4 + gb
-        lo = tl.load(w_row + lo_idx[None, :], mask=n_mask[:, None] & (lo_idx[None, :] < LO_BYTES), other=0)
-        hi = tl.load(w_row + LO_BYTES + hi_idx[None, :],
-                     mask=n_mask[:, None] & (hi_idx[None, :] < LO_BYTES // 2), other=0)
+        w_idx = k0 // 8 + wt
+        w_mask = n_mask[:, None] & (w_idx[None, :] < LO_BYTES // 4)
+        lw = tl.load(lo_words + w_idx[None, :], mask=w_mask, other=0).to(tl.uint32, bitcast=True)
+        hw = tl.load(hi_words + w_idx[None, :], mask=w_mask, other=0).to(tl.uint16, bitcast=True).to(tl.uint32)
+        hh = (hw & 0xFF) | ((hw & 0xFF00) << 8)
+        p0 = (lw & 0x000F000F) | ((hh << 4) & 0x00300030) | 0x64006400
+        p1 = ((lw >> 4) & 0x000F000F) | ((hh << 2) & 0x00300030) | 0x64006400
+        p2 = ((lw >> 8) & 0x000F000F) | (hh & 0x00300030) | 0x64006400
+        p3 = ((lw >> 12) & 0x000F000F) | ((hh >> 2) & 0x00300030) | 0x64006400
+        c04 = tl.join(p0.to(tl.uint16), (p0 >> 16).to(tl.uint16))
+        c26 = tl.join(p2.to(tl.uint16), (p2 >> 16).to(tl.uint16))
+        c15 = tl.join(p1.to(tl.uint16), (p1 >> 16).to(tl.uint16))
+        c37 = tl.join(p3.to(tl.uint16), (p3 >> 16).to(tl.uint16))
+        u = tl.join(tl.join(c04, c26), tl.join(c15, c37)).reshape(BLOCK_N, BLOCK_K)
+        w = (u.to(tl.float16, bitcast=True) - 1056.0).to(x_ptr.dtype.element_ty)
         xk = k0 + kk
         xt = tl.load(x_row + xk[None, :], mask=m_mask[:, None] & (xk[None, :] < K), other=0.0)
-        hi = hi.to(tl.uint16)
-        hn = tl.join(hi & 15, hi >> 4).reshape(BLOCK_N, BLOCK_K // 2)
-        w16 = lo.to(tl.uint16) | (hn << 8)
-        u_even = (w16 & 15) | ((w16 >> 4) & 48)
-        u_odd = ((w16 >> 4) & 15) | ((w16 >> 6) & 48)
-        u = tl.join(u_even, u_odd).reshape(BLOCK_N, BLOCK_K)
-        if x_ptr.dtype.element_ty == tl.bfloat16:
-            w = ((u.to(tl.int32) | 0x4B000000).to(tl.float32, bitcast=True) - 8388640.0).to(tl.bfloat16)
-        else:
-            w = (u | 0x6400).to(tl.float16, bitcast=True) - 1056.0
-        acc = tl.dot(w.to(x_ptr.dtype.element_ty), tl.trans(xt), acc)
+        acc = tl.dot(w, tl.trans(xt), acc)
     scale = tl.load(scales_ptr + rn, mask=n_mask, other=0.0).to(tl.float32)
     acc = acc * scale[:, None]
     if EPILOGUE:
@@ -186,7 +194,10 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
 @triton_kernel
 def _int6_dequant_kernel(packed_ptr, scales_ptr, out_ptr, N, K, LO_BYTES, stride_pn, stride_on,
                          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """``out[n, k] = code[n, k] · scale[n]`` (fp32 product, rounded once to out's dtype)."""
+    """``out[n, k] = code[n, k] · scale[n]`` (fp32 product, rounded once to out's dtype).
+
+    One-shot and memory-bound (0.75 byte in, 2 out per weight): the simple byte-wise unpacking
+    (two nibble joins) is enough here."""
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     k0 = tl.program_id(1) * BLOCK_K
     n_mask = rn < N
