@@ -36,7 +36,8 @@ from typing import Optional
 
 import torch
 
-from golf_fast.ops.dispatch import KernelOp
+from golf_fast.ops.dispatch import KernelOp, KernelSelfCheckError
+from golf_fast.ops.dispatch import config as dispatch_config
 from golf_fast.ops.int6_kernels import (_int6_dequant_kernel, _int6_gemm_kernel, _int6_gemv_kernel,
                                         _int6_splitk_reduce_kernel)
 from golf_fast.ops.int6_pack import (INT6_MAX, pack_int6_ref, packed_row_bytes, padded_cols, triton_in_interpreter,
@@ -249,7 +250,12 @@ def _dummy_f32(device: torch.device) -> torch.Tensor:
 
 def int6_linear_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
                        lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor]) -> torch.Tensor:
-    """Launch the GEMV (M ≤ 64) or GEMM kernel. Inputs are assumed valid (see ``int6_linear``)."""
+    """Launch the GEMV (M ≤ 64) or GEMM kernel. Inputs are assumed valid (see ``int6_linear``).
+
+    On CUDA, the first use of each (tile, split, epilogue, dtype) on a device is checked against
+    the reference on a small random problem (``selfcheck_tile``): the op-level self-check only
+    covers the regime of its own input, and every shipped configuration must be trusted.
+    """
     check_launch_device(x, packed, scales, what="int6_linear")
     k = x.shape[-1]
     n = packed.shape[0]
@@ -257,10 +263,32 @@ def int6_linear_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tens
     if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) < k):
         x2 = x2.contiguous()
     m = x2.shape[0]
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m == 0 or n == 0:
-        return out.reshape(*x.shape[:-1], n)
-    packed = packed if packed.stride(1) == 1 else packed.contiguous()
+        return torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
+    dev_index = None if interpreter_enabled() else (x.device.index or 0)
+    tile, split = select_config(m, n, k, _num_sms(dev_index))
+    epilogue = bias is not None or (lowrank_a is not None and lowrank_b is not None)
+    if x.device.type == "cuda" and dispatch_config.selfcheck:
+        key = (tile, split > 1, epilogue, x.dtype, str(x.device))
+        if key not in _CHECKED_TILES:
+            selfcheck_tile(tile, split, epilogue, x.dtype, x.device)
+            _CHECKED_TILES.add(key)
+    out = _launch(x2, packed, scales, bias, lowrank_a, lowrank_b, tile, split)
+    return out.reshape(*x.shape[:-1], n)
+
+
+_CHECKED_TILES: set = set()
+
+
+def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+            lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor], tile: Int6Tile,
+            split: int) -> torch.Tensor:
+    """Run one tile configuration on (M, K) ``x2``; returns (M, N)."""
+    m, k = x2.shape
+    n = packed.shape[0]
+    out = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
+    # the kernels read the packed rows as int32 words: rows start 4-byte aligned (3·Kp/4 bytes each)
+    packed = packed if packed.stride(1) == 1 and packed.data_ptr() % 4 == 0 else packed.clone()
     scales = scales.contiguous()
     has_lr = lowrank_a is not None and lowrank_b is not None
     epilogue = bias is not None or has_lr
@@ -270,35 +298,56 @@ def int6_linear_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tens
         a = lowrank_a.to(torch.float32).contiguous()
         rank = a.shape[1]
     else:
-        t = a = _dummy_f32(x.device)
+        t = a = _dummy_f32(x2.device)
         rank = 0
     lo_bytes = padded_cols(k) // 2
-    dev_index = None if interpreter_enabled() else (x.device.index or 0)
-    tile, split = select_config(m, n, k, _num_sms(dev_index))
+    bias_n = n if bias is not None else 0
     if tile.kernel == "gemm":
-        cfg = matmul_config(tile, x.dtype, epilogue)
+        cfg = matmul_config(tile, x2.dtype, epilogue)
         grid = (triton.cdiv(m, tile.block_m) * triton.cdiv(n, tile.block_n),)
-        _int6_gemm_kernel[grid](x2, packed, scales, out, bias_t, t, a, m, n, k, lo_bytes,
-                                n if bias is not None else 0, rank, x2.stride(0), packed.stride(0), out.stride(0),
-                                t.stride(0), a.stride(0), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-                                **cfg.constexprs)
-        return out.reshape(*x.shape[:-1], n)
-    cfg = matmul_config(tile, x.dtype, epilogue, split=split > 1)
+        _int6_gemm_kernel[grid](x2, packed, scales, out, bias_t, t, a, m, n, k, lo_bytes, bias_n, rank,
+                                x2.stride(0), packed.stride(0), out.stride(0), t.stride(0), a.stride(0),
+                                num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.constexprs)
+        return out
     k_blocks = triton.cdiv(k, tile.block_k)
     k_per_split = triton.cdiv(k_blocks, split) * tile.block_k
     split = triton.cdiv(k, k_per_split)
-    dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+    cfg = matmul_config(tile, x2.dtype, epilogue, split=split > 1)
+    dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
     stride_os = 0 if split == 1 else dest.stride(0)
     grid = (triton.cdiv(n, tile.block_n), split, triton.cdiv(m, tile.block_m))
-    _int6_gemv_kernel[grid](x2, packed, scales, dest, bias_t, t, a, m, n, k, lo_bytes, k_per_split,
-                            n if bias is not None else 0, rank, x2.stride(0), packed.stride(0), n, stride_os,
-                            t.stride(0), a.stride(0), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-                            **cfg.constexprs)
+    _int6_gemv_kernel[grid](x2, packed, scales, dest, bias_t, t, a, m, n, k, lo_bytes, k_per_split, bias_n, rank,
+                            x2.stride(0), packed.stride(0), n, stride_os, t.stride(0), a.stride(0),
+                            num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.constexprs)
     if split > 1:
-        rc = reduce_config(x.dtype)
+        rc = reduce_config(x2.dtype)
         _int6_splitk_reduce_kernel[(triton.cdiv(m * n, REDUCE_BLOCK),)](
             dest, out, m * n, split, dest.stride(0), num_warps=rc.num_warps, **rc.constexprs)
-    return out.reshape(*x.shape[:-1], n)
+    return out
+
+
+def selfcheck_tile(tile: Int6Tile, split: int, epilogue: bool, dtype: torch.dtype, device: torch.device) -> None:
+    """Compare one configuration with the reference on a small random problem; raise on mismatch.
+
+    M is the tile's own M (≤ it for the GEMV), K = 600 with ``split`` splits, N = 45 (a tail).
+    """
+    gen = torch.Generator(device="cpu").manual_seed(1234)
+    m = min(tile.block_m, 37) if tile.kernel == "gemv" else tile.block_m + 3
+    n, k = 45, 600
+    codes = torch.randint(-INT6_MAX, INT6_MAX + 1, (n, k), dtype=torch.int8, generator=gen)
+    scales = (torch.rand(n, generator=gen) * 0.02 + 0.001).to(torch.float16)
+    x = torch.randn(m, k, generator=gen).to(dtype)
+    bias = torch.randn(n, generator=gen).to(dtype) if epilogue else None
+    lr = (torch.randn(n, 3, generator=gen), torch.randn(3, k, generator=gen)) if epilogue else (None, None)
+    args = [t.to(device) if t is not None else None for t in (x, pack_int6_ref(codes), scales, bias, *lr)]
+    out = _launch(*args, tile=tile, split=split)
+    ref = int6_linear_ref(*args)
+    problem = within_output_rounding(out, ref)
+    if problem is not None:
+        raise KernelSelfCheckError(
+            f"golf_fast::int6_linear tile {tile} (split_k={split}, epilogue={epilogue}) on {device} ({dtype}) "
+            f"disagrees with its reference on the first-use self-check: {problem}. Pass backend='reference' "
+            f"to run the eager reference, and report the versions printed by golf_fast.status().")
 
 
 def dequantize_int6_triton(packed: torch.Tensor, scales: torch.Tensor, num_cols: int,

@@ -309,3 +309,18 @@ def test_sm90_compile(sm90_report, cfg):
 def test_large_m_tile_is_a_wgmma_tile():
     assert im.GEMM_LARGE.allows_wgmma and im.GEMM_MID.allows_wgmma
     assert im.matmul_config(im.GEMM_LARGE, torch.bfloat16, False).uses_matmul
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("tile,split", [(im.GEMV_M16, 2), (im.GEMV_M64, 1), (im.GEMM_MID, 1), (im.GEMM_LARGE, 1)],
+                         ids=["gemv16-split2", "gemv64", "gemm-mid", "gemm-large"])
+def test_per_tile_selfcheck_in_interpreter(triton_interpret, tile, split):
+    im.selfcheck_tile(tile, split, True, torch.bfloat16, torch.device("cpu"))
+
+
+@pytest.mark.interpreter
+def test_per_tile_selfcheck_catches_a_wrong_kernel(triton_interpret, monkeypatch):
+    real = im._launch
+    monkeypatch.setattr(im, "_launch", lambda *a, **kw: real(*a, **kw) * 1.02)
+    with pytest.raises(im.KernelSelfCheckError, match="disagrees with its reference"):
+        im.selfcheck_tile(im.GEMV_M16, 1, False, torch.float16, torch.device("cpu"))
