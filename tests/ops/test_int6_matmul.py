@@ -227,7 +227,7 @@ def test_kernel_epilogue_in_interpreter(triton_interpret, m, n, k):
     codes, packed, scales = make(n, k)
     x = torch.randn(m, k).to(torch.bfloat16)
     bias = torch.randn(n).to(torch.bfloat16)
-    lowrank = (torch.randn(n, 19) * 0.1, torch.randn(19, k) * 0.1)  # rank 19: two LR_BLOCK chunks
+    lowrank = (torch.randn(n, 19) * 0.1, torch.randn(19, k) * 0.1)  # rank 19
     out = im.int6_linear_triton(x, packed, scales, bias, *lowrank)
     assert_rounded_from(out, exact64(x, codes, scales, bias, lowrank))
     only_bias = im.int6_linear_triton(x, packed, scales, bias, None, None)
