@@ -16,7 +16,7 @@ import torch
 
 from golf_fast.ops.int6_kernels import (_int6_dequant_kernel, _int6_gemm_kernel, _int6_gemv_kernel,
                                         _int6_splitk_reduce_kernel)
-from golf_fast.ops.triton_support import interpreter_enabled, triton
+from golf_fast.ops.triton_support import interpreter_enabled
 from golf_fast.tools.sm90 import KernelConfig
 
 SMALL_M_MAX = 64
@@ -24,6 +24,11 @@ SMALL_M_MAX = 64
 
 ACT_DTYPES = (torch.bfloat16, torch.float16)
 _TRITON_DTYPE = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+
+
+def _cdiv(a: int, b: int) -> int:
+    """Ceiling division for host code (``triton.cdiv`` is a jit function: ~10 µs per host call)."""
+    return -(-a // b)
 
 
 # --------------------------------------------------------------------------- configurations
@@ -170,10 +175,10 @@ def select_config(m: int, n: int, k: int, num_sms: int = 132) -> tuple[Int6Tile,
     and each split still has at least 2048 columns: the record's shapes (K ≤ 2048) stay one launch.
     """
     if m > SMALL_M_MAX:
-        big = triton.cdiv(m, GEMM_LARGE.block_m) * triton.cdiv(n, GEMM_LARGE.block_n)
+        big = _cdiv(m, GEMM_LARGE.block_m) * _cdiv(n, GEMM_LARGE.block_n)
         return (GEMM_LARGE if big >= num_sms else GEMM_MID), 1
     tile = GEMV_M16 if m <= 16 else GEMV_M64
-    tiles = triton.cdiv(n, tile.block_n) * triton.cdiv(m, tile.block_m)
+    tiles = _cdiv(n, tile.block_n) * _cdiv(m, tile.block_m)
     split = 1
     while tiles * split * 2 <= num_sms and k // (split * 2) >= 2048:
         split *= 2

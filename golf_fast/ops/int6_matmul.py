@@ -38,12 +38,12 @@ from golf_fast.ops.dispatch import KernelOp, KernelSelfCheckError
 from golf_fast.ops.dispatch import config as dispatch_config
 from golf_fast.ops.int6_configs import (ACT_DTYPES, DEQUANT_BLOCK, GEMM_LARGE, GEMM_MID, GEMV_M16,  # noqa: F401
                                         GEMV_M64, REDUCE_BLOCK, SHIPPED_CONFIGS, SMALL_M_MAX, TILES, Int6Tile,
-                                        _num_sms, dequant_config, matmul_config, reduce_config, select_config)
+                                        _cdiv, _num_sms, dequant_config, matmul_config, reduce_config, select_config)
 from golf_fast.ops.int6_kernels import (_int6_dequant_kernel, _int6_gemm_kernel, _int6_gemv_kernel,
                                         _int6_splitk_reduce_kernel)
 from golf_fast.ops.int6_pack import (INT6_MAX, pack_int6_ref, packed_row_bytes, padded_cols, triton_in_interpreter,
                                      triton_on_cuda, unpack_int6_ref)
-from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled, triton
+from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled
 
 # --------------------------------------------------------------------------- references
 
@@ -143,24 +143,24 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
     bias_n = n if bias is not None else 0
     if tile.kernel == "gemm":
         cfg = matmul_config(tile, x2.dtype, epilogue)
-        grid = (triton.cdiv(m, tile.block_m) * triton.cdiv(n, tile.block_n),)
+        grid = (_cdiv(m, tile.block_m) * _cdiv(n, tile.block_n),)
         _int6_gemm_kernel[grid](x2, packed, scales, out, bias_t, t, a, m, n, k, lo_bytes, bias_n, rank,
                                 x2.stride(0), packed.stride(0), out.stride(0), t.stride(0), a.stride(0),
                                 num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.constexprs)
         return out
-    k_blocks = triton.cdiv(k, tile.block_k)
-    k_per_split = triton.cdiv(k_blocks, split) * tile.block_k
-    split = triton.cdiv(k, k_per_split)
+    k_blocks = _cdiv(k, tile.block_k)
+    k_per_split = _cdiv(k_blocks, split) * tile.block_k
+    split = _cdiv(k, k_per_split)
     cfg = matmul_config(tile, x2.dtype, epilogue, split=split > 1)
     dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
     stride_os = 0 if split == 1 else dest.stride(0)
-    grid = (triton.cdiv(n, tile.block_n), split, triton.cdiv(m, tile.block_m))
+    grid = (_cdiv(n, tile.block_n), split, _cdiv(m, tile.block_m))
     _int6_gemv_kernel[grid](x2, packed, scales, dest, bias_t, t, a, m, n, k, lo_bytes, k_per_split, bias_n, rank,
                             x2.stride(0), packed.stride(0), n, stride_os, t.stride(0), a.stride(0),
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.constexprs)
     if split > 1:
         rc = reduce_config(x2.dtype)
-        _int6_splitk_reduce_kernel[(triton.cdiv(m * n, REDUCE_BLOCK),)](
+        _int6_splitk_reduce_kernel[(_cdiv(m * n, REDUCE_BLOCK),)](
             dest, out, m * n, split, dest.stride(0), num_warps=rc.num_warps, **rc.constexprs)
     return out
 
@@ -199,7 +199,7 @@ def dequantize_int6_triton(packed: torch.Tensor, scales: torch.Tensor, num_cols:
     if n == 0:
         return out
     cfg = dequant_config(dtype)
-    grid = (triton.cdiv(n, DEQUANT_BLOCK[0]), triton.cdiv(num_cols, DEQUANT_BLOCK[1]))
+    grid = (_cdiv(n, DEQUANT_BLOCK[0]), _cdiv(num_cols, DEQUANT_BLOCK[1]))
     _int6_dequant_kernel[grid](packed, scales.contiguous(), out, n, num_cols, padded_cols(num_cols) // 2,
                                packed.stride(0), out.stride(0), num_warps=cfg.num_warps, **cfg.constexprs)
     return out
