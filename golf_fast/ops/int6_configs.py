@@ -2,8 +2,8 @@
 
 Fixed per shape class (``select_config``), never autotuned at job start. Each configuration the
 launchers of ``golf_fast.ops.int6_matmul`` can use is a ``KernelConfig`` in ``SHIPPED_CONFIGS``
-(activation dtype × tile × epilogue variant × split-K variant, plus the split-K reduction and the
-one-shot dequantization), compiled for sm_90 by ``golf-fast inspect`` and the sm_90 tests.
+(activation dtype × tile × split-K variant, plus the split-K reduction and the one-shot
+dequantization), compiled for sm_90 by ``golf-fast inspect`` and the sm_90 tests.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _cdiv(a: int, b: int) -> int:
 
 @dataclass(frozen=True)
 class Int6Tile:
-    """Tile sizes of one shape class (the constexprs that are not the dtype or epilogue)."""
+    """Tile sizes of one shape class (the constexprs that are not the dtype)."""
 
     kernel: str  # "gemv" or "gemm"
     block_m: int
@@ -79,7 +79,7 @@ def _gemv_signature(dt: str, out_dt: str) -> dict[str, str]:
     for name in ("M", "N", "K", "LO_BYTES", "K_PER_SPLIT", "BIAS_N", "RANK", "stride_xm", "stride_pn",
                  "stride_om", "stride_os", "stride_tm", "stride_an"):
         sig[name] = "i32"
-    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "EPILOGUE"):
+    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K"):
         sig[name] = "constexpr"
     return sig
 
@@ -90,20 +90,20 @@ def _gemm_signature(dt: str) -> dict[str, str]:
     for name in ("M", "N", "K", "LO_BYTES", "BIAS_N", "RANK", "stride_xm", "stride_pn", "stride_om",
                  "stride_tm", "stride_an"):
         sig[name] = "i32"
-    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "EPILOGUE"):
+    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"):
         sig[name] = "constexpr"
     return sig
 
 
 @lru_cache(maxsize=None)
-def matmul_config(tile: Int6Tile, dtype: torch.dtype, epilogue: bool, split: bool = False) -> KernelConfig:
+def matmul_config(tile: Int6Tile, dtype: torch.dtype, split: bool = False) -> KernelConfig:
     """The KernelConfig the launcher uses for ``tile`` with activations of ``dtype``.
 
     ``split`` (GEMV only): the split-K variant, which writes fp32 partials.
     """
     dt = _TRITON_DTYPE[dtype]
     consts = {"BLOCK_M": tile.block_m, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k}
-    name = f"int6_{tile.kernel}_m{tile.block_m}_{dt}" + ("_epilogue" if epilogue else "")
+    name = f"int6_{tile.kernel}_m{tile.block_m}_{dt}"
     if tile.kernel == "gemv":
         sig = _gemv_signature(dt, "fp32" if split else dt)
         kernel = _int6_gemv_kernel
@@ -112,7 +112,6 @@ def matmul_config(tile: Int6Tile, dtype: torch.dtype, epilogue: bool, split: boo
         sig = _gemm_signature(dt)
         kernel = _int6_gemm_kernel
         consts["GROUP_M"] = GROUP_M
-    consts.update(EPILOGUE=epilogue)
     return KernelConfig(name=name, kernel=kernel, signature=sig, constexprs=consts, num_warps=tile.num_warps,
                         num_stages=tile.num_stages, uses_matmul=tile.allows_wgmma,
                         divisible_by_16=tuple(a for a in _DIVISIBLE if a in sig))
@@ -144,10 +143,9 @@ def _all_configs() -> tuple[KernelConfig, ...]:
     out: list[KernelConfig] = []
     for dtype in ACT_DTYPES:
         for tile in TILES:
-            for epilogue in (False, True):
-                out.append(matmul_config(tile, dtype, epilogue))
-                if tile.kernel == "gemv":
-                    out.append(matmul_config(tile, dtype, epilogue, split=True))
+            out.append(matmul_config(tile, dtype))
+            if tile.kernel == "gemv":
+                out.append(matmul_config(tile, dtype, split=True))
         out.append(reduce_config(dtype))
     for dtype in (torch.bfloat16, torch.float16, torch.float32):
         out.append(dequant_config(dtype))

@@ -28,8 +28,9 @@ instructions per weight at 128 issued lanes/clock: the small-M kernel is near th
 The per-row scale multiplies the fp32 accumulator after the K loop (it is constant along K), so
 the tensor-core operands are small exact integers and every product is exact in fp32.
 
-Epilogue (``EPILOGUE=True`` variants): ``+ bias[n]`` where ``n < BIAS_N`` (``BIAS_N`` is ``N`` or
-0) and the low-rank term ``T · Aᵀ`` where ``T = x · Bᵀ`` (M × RANK fp32, computed by the
+Epilogue (one compiled variant for all calls, so fewer configurations to ship and check):
+``+ bias[n]`` where ``n < BIAS_N`` (``BIAS_N`` is ``N`` or 0: without a bias every load is masked
+off) and the low-rank term ``T · Aᵀ`` where ``T = x · Bᵀ`` (M × RANK fp32, computed by the
 launcher) and ``A`` (N × RANK fp32), added as RANK rank-1 updates in fp32 (r is small);
 ``RANK = 0`` skips it. Kernels must not call other jit functions, so the dequantization is
 written out in each kernel.
@@ -44,8 +45,7 @@ from golf_fast.ops.triton_support import tl, triton_kernel
 def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a_ptr,
                       M, N, K, LO_BYTES, K_PER_SPLIT, BIAS_N, RANK,
                       stride_xm, stride_pn, stride_om, stride_os, stride_tm, stride_an,
-                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                      EPILOGUE: tl.constexpr):
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """Small-M (≤ 64) int6 linear, split-K: ``acc(BLOCK_N × BLOCK_M) = W_tile · x_tileᵀ``.
 
     Grid ``(cdiv(N, BLOCK_N), SPLIT_K, cdiv(M, BLOCK_M))``: program (n, s, m) streams its rows of
@@ -93,14 +93,13 @@ def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
         acc = tl.dot(w, tl.trans(xt), acc)
     scale = tl.load(scales_ptr + rn, mask=n_mask, other=0.0).to(tl.float32)
     acc = acc * scale[:, None]
-    if EPILOGUE:
-        if pid_s == 0:
-            bias = tl.load(bias_ptr + rn, mask=rn < BIAS_N, other=0.0).to(tl.float32)
-            acc = acc + bias[:, None]
-            for r in range(0, RANK):  # rank-1 updates in fp32 FMAs: exact enough, no register tiles
-                a = tl.load(a_ptr + rn.to(tl.int64) * stride_an + r, mask=n_mask, other=0.0)
-                t = tl.load(t_ptr + rm.to(tl.int64) * stride_tm + r, mask=m_mask, other=0.0)
-                acc += a[:, None] * t[None, :]
+    if pid_s == 0:
+        bias = tl.load(bias_ptr + rn, mask=rn < BIAS_N, other=0.0).to(tl.float32)
+        acc = acc + bias[:, None]
+        for r in range(0, RANK):  # rank-1 updates in fp32 FMAs (r is small)
+            a = tl.load(a_ptr + rn.to(tl.int64) * stride_an + r, mask=n_mask, other=0.0)
+            t = tl.load(t_ptr + rm.to(tl.int64) * stride_tm + r, mask=m_mask, other=0.0)
+            acc += a[:, None] * t[None, :]
     o_ptr = out_ptr + pid_s.to(tl.int64) * stride_os + rm[None, :].to(tl.int64) * stride_om + rn[:, None]
     tl.store(o_ptr, acc.to(out_ptr.dtype.element_ty), mask=n_mask[:, None] & m_mask[None, :])
 
@@ -121,7 +120,7 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
                       M, N, K, LO_BYTES, BIAS_N, RANK,
                       stride_xm, stride_pn, stride_om, stride_tm, stride_an,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                      GROUP_M: tl.constexpr, EPILOGUE: tl.constexpr):
+                      GROUP_M: tl.constexpr):
     """Large-M int6 linear: ``acc(BLOCK_N × BLOCK_M) = W_tile · x_tileᵀ`` on tensor cores.
 
     The W tile is dequantized in registers between its load and ``tl.dot`` and is the dot's first
@@ -172,13 +171,12 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
         acc = tl.dot(w, tl.trans(xt), acc)
     scale = tl.load(scales_ptr + rn, mask=n_mask, other=0.0).to(tl.float32)
     acc = acc * scale[:, None]
-    if EPILOGUE:
-        bias = tl.load(bias_ptr + rn, mask=rn < BIAS_N, other=0.0).to(tl.float32)
-        acc = acc + bias[:, None]
-        for r in range(0, RANK):  # rank-1 updates in fp32 FMAs (an fp32 dot here spilled registers)
-            a = tl.load(a_ptr + rn.to(tl.int64) * stride_an + r, mask=n_mask, other=0.0)
-            t = tl.load(t_ptr + rm.to(tl.int64) * stride_tm + r, mask=m_mask, other=0.0)
-            acc += a[:, None] * t[None, :]
+    bias = tl.load(bias_ptr + rn, mask=rn < BIAS_N, other=0.0).to(tl.float32)
+    acc = acc + bias[:, None]
+    for r in range(0, RANK):  # rank-1 updates in fp32 FMAs (an fp32 dot here spilled registers)
+        a = tl.load(a_ptr + rn.to(tl.int64) * stride_an + r, mask=n_mask, other=0.0)
+        t = tl.load(t_ptr + rm.to(tl.int64) * stride_tm + r, mask=m_mask, other=0.0)
+        acc += a[:, None] * t[None, :]
     o_ptr = out_ptr + rm[None, :].to(tl.int64) * stride_om + rn[:, None]
     tl.store(o_ptr, acc.to(out_ptr.dtype.element_ty), mask=n_mask[:, None] & m_mask[None, :])
 

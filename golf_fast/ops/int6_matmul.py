@@ -91,7 +91,7 @@ def int6_linear_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tens
                        lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor]) -> torch.Tensor:
     """Launch the GEMV (M ≤ 64) or GEMM kernel. Inputs are assumed valid (see ``int6_linear``).
 
-    On CUDA, the first use of each (tile, split, epilogue, dtype) on a device is checked against
+    On CUDA, the first use of each (tile, split, dtype) on a device is checked against
     the reference on a small random problem (``selfcheck_tile``): the op-level self-check only
     covers the regime of its own input, and every shipped configuration must be trusted.
     """
@@ -106,11 +106,10 @@ def int6_linear_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tens
         return torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
     dev_index = None if interpreter_enabled() else (x.device.index or 0)
     tile, split = select_config(m, n, k, _num_sms(dev_index))
-    epilogue = bias is not None or (lowrank_a is not None and lowrank_b is not None)
     if x.device.type == "cuda" and dispatch_config.selfcheck:
-        key = (tile, split > 1, epilogue, x.dtype, str(x.device))
+        key = (tile, split > 1, x.dtype, str(x.device))
         if key not in _CHECKED_TILES:
-            selfcheck_tile(tile, split, epilogue, x.dtype, x.device)
+            selfcheck_tile(tile, split, x.dtype, x.device)
             _CHECKED_TILES.add(key)
     out = _launch(x2, packed, scales, bias, lowrank_a, lowrank_b, tile, split)
     return out.reshape(*x.shape[:-1], n)
@@ -130,7 +129,6 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
     packed = packed if packed.stride(1) == 1 and packed.data_ptr() % 4 == 0 else packed.clone()
     scales = scales.contiguous()
     has_lr = lowrank_a is not None and lowrank_b is not None
-    epilogue = bias is not None or has_lr
     bias_t = bias.contiguous() if bias is not None else x2
     if has_lr:
         t = x2.to(torch.float32) @ lowrank_b.to(torch.float32).T  # (M, r) fp32, the "x·Bᵀ" half
@@ -142,7 +140,7 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
     lo_bytes = padded_cols(k) // 2
     bias_n = n if bias is not None else 0
     if tile.kernel == "gemm":
-        cfg = matmul_config(tile, x2.dtype, epilogue)
+        cfg = matmul_config(tile, x2.dtype)
         grid = (_cdiv(m, tile.block_m) * _cdiv(n, tile.block_n),)
         _int6_gemm_kernel[grid](x2, packed, scales, out, bias_t, t, a, m, n, k, lo_bytes, bias_n, rank,
                                 x2.stride(0), packed.stride(0), out.stride(0), t.stride(0), a.stride(0),
@@ -151,7 +149,7 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
     k_blocks = _cdiv(k, tile.block_k)
     k_per_split = _cdiv(k_blocks, split) * tile.block_k
     split = _cdiv(k, k_per_split)
-    cfg = matmul_config(tile, x2.dtype, epilogue, split=split > 1)
+    cfg = matmul_config(tile, x2.dtype, split=split > 1)
     dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
     stride_os = 0 if split == 1 else dest.stride(0)
     grid = (_cdiv(n, tile.block_n), split, _cdiv(m, tile.block_m))
@@ -165,10 +163,12 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
     return out
 
 
-def selfcheck_tile(tile: Int6Tile, split: int, epilogue: bool, dtype: torch.dtype, device: torch.device) -> None:
+def selfcheck_tile(tile: Int6Tile, split: int, dtype: torch.dtype, device: torch.device, *,
+                   epilogue: bool = True) -> None:
     """Compare one configuration with the reference on a small random problem; raise on mismatch.
 
-    M is the tile's own M (≤ it for the GEMV), K = 600 with ``split`` splits, N = 45 (a tail).
+    M is the tile's own M (≤ it for the GEMV), K = 600 with ``split`` splits, N = 45 (a tail);
+    with ``epilogue`` a bias and a rank-3 low-rank term are added.
     """
     gen = torch.Generator(device="cpu").manual_seed(1234)
     m = min(tile.block_m, 37) if tile.kernel == "gemv" else tile.block_m + 3

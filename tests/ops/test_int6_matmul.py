@@ -86,13 +86,12 @@ def test_select_config_regimes():
     for n, k in [(512, 512), (256, 512), (2048, 512), (512, 2048), (8192, 512)]:
         assert im.select_config(1, n, k)[1] == 1
     assert im.select_config(1, 128, 8192)[1] > 1
-    # every (tile, dtype, epilogue, split) the launcher can pick is shipped
+    # every (tile, dtype, split) the launcher can pick is shipped
     names = {c.name for c in im.SHIPPED_CONFIGS}
     for tile in im.TILES:
         for dtype in im.ACT_DTYPES:
-            for epi in (False, True):
-                for split in ((False, True) if tile.kernel == "gemv" else (False,)):
-                    assert im.matmul_config(tile, dtype, epi, split).name in names
+            for split in ((False, True) if tile.kernel == "gemv" else (False,)):
+                assert im.matmul_config(tile, dtype, split).name in names
 
 
 # --------------------------------------------------------------------------- gradients, compile, opcheck
@@ -283,16 +282,9 @@ def test_public_op_dispatches_to_triton_in_interpreter(triton_interpret):
 
 
 def _sm90_configs():
-    """The large-M GEMM tiles (plain and epilogue), both GEMV tiles with the full epilogue in both
-    split variants, and the helpers, in bf16; fp16 twins differ only in the operand type and are
-    compiled by `golf-fast inspect` (they are in SHIPPED_CONFIGS)."""
-    bf = torch.bfloat16
-    cfgs = [im.matmul_config(im.GEMM_LARGE, bf, False), im.matmul_config(im.GEMM_LARGE, bf, True),
-            im.matmul_config(im.GEMM_MID, bf, True), im.matmul_config(im.GEMM_LARGE, torch.float16, False),
-            im.matmul_config(im.GEMV_M64, bf, False),
-            im.matmul_config(im.GEMV_M16, bf, True), im.matmul_config(im.GEMV_M64, bf, True, split=True),
-            im.reduce_config(bf), im.dequant_config(bf)]
-    return cfgs
+    """Every shipped configuration (tests/tools/test_inspect.py compiles them too; the session
+    cache of ``sm90_report`` compiles each once)."""
+    return list(im.SHIPPED_CONFIGS)
 
 
 @pytest.mark.sm90
@@ -308,14 +300,14 @@ def test_sm90_compile(sm90_report, cfg):
 
 def test_large_m_tile_is_a_wgmma_tile():
     assert im.GEMM_LARGE.allows_wgmma and im.GEMM_MID.allows_wgmma
-    assert im.matmul_config(im.GEMM_LARGE, torch.bfloat16, False).uses_matmul
+    assert im.matmul_config(im.GEMM_LARGE, torch.bfloat16).uses_matmul
 
 
 @pytest.mark.interpreter
 @pytest.mark.parametrize("tile,split", [(im.GEMV_M16, 2), (im.GEMV_M64, 1), (im.GEMM_MID, 1), (im.GEMM_LARGE, 1)],
                          ids=["gemv16-split2", "gemv64", "gemm-mid", "gemm-large"])
 def test_per_tile_selfcheck_in_interpreter(triton_interpret, tile, split):
-    im.selfcheck_tile(tile, split, True, torch.bfloat16, torch.device("cpu"))
+    im.selfcheck_tile(tile, split, torch.bfloat16, torch.device("cpu"))
 
 
 @pytest.mark.interpreter
@@ -323,4 +315,4 @@ def test_per_tile_selfcheck_catches_a_wrong_kernel(triton_interpret, monkeypatch
     real = im._launch
     monkeypatch.setattr(im, "_launch", lambda *a, **kw: real(*a, **kw) * 1.02)
     with pytest.raises(im.KernelSelfCheckError, match="disagrees with its reference"):
-        im.selfcheck_tile(im.GEMV_M16, 1, False, torch.float16, torch.device("cpu"))
+        im.selfcheck_tile(im.GEMV_M16, 1, torch.float16, torch.device("cpu"), epilogue=False)
