@@ -44,6 +44,11 @@ class Int6Tile:
     block_k: int
     num_warps: int
     num_stages: int
+    fold_bf16: bool = False
+    """GEMV only: with bf16 activations, feed ``code + 160`` to the dot and subtract ``160·Σx`` at
+    the end (saves the fp16→bf16 conversion of every weight; costs a second, ones-tile dot, cheap on
+    an mma.sync tile, not on a wgmma one). Static sm_90 count of the bf16 main loop: 7.4 → 6.2
+    instructions per weight (int6_kernels.py)."""
 
     @property
     def allows_wgmma(self) -> bool:
@@ -55,7 +60,7 @@ class Int6Tile:
 
 # Shape classes (see select_config). Predicted, not tuned on a GPU: chosen so the weight stream
 # has >= 1 wave of programs on 132 SMs at the issue's shapes and the tiles compile without spills.
-GEMV_M16 = Int6Tile("gemv", block_m=16, block_n=32, block_k=256, num_warps=4, num_stages=3)
+GEMV_M16 = Int6Tile("gemv", block_m=16, block_n=32, block_k=256, num_warps=4, num_stages=3, fold_bf16=True)
 GEMV_M64 = Int6Tile("gemv", block_m=64, block_n=64, block_k=128, num_warps=4, num_stages=3)
 GEMM_MID = Int6Tile("gemm", block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3)
 GEMM_LARGE = Int6Tile("gemm", block_m=256, block_n=128, block_k=64, num_warps=8, num_stages=3)
@@ -79,7 +84,7 @@ def _gemv_signature(dt: str, out_dt: str) -> dict[str, str]:
     for name in ("M", "N", "K", "LO_BYTES", "K_PER_SPLIT", "BIAS_N", "RANK", "stride_xm", "stride_pn",
                  "stride_om", "stride_os", "stride_tm", "stride_an"):
         sig[name] = "i32"
-    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K"):
+    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "FOLD"):
         sig[name] = "constexpr"
     return sig
 
@@ -108,6 +113,7 @@ def matmul_config(tile: Int6Tile, dtype: torch.dtype, split: bool = False) -> Ke
         sig = _gemv_signature(dt, "fp32" if split else dt)
         kernel = _int6_gemv_kernel
         name += "_splitk" if split else ""
+        consts["FOLD"] = tile.fold_bf16 and dtype == torch.bfloat16
     else:
         sig = _gemm_signature(dt)
         kernel = _int6_gemm_kernel

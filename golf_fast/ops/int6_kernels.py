@@ -20,8 +20,9 @@ ops on whole words, the fp16 magic number, no int→float instruction):
    its ``tl.dot``), so bf16 arithmetic could not be tested on the CPU.
 
 Static count from the sm_90 SASS of the main loop (bf16 / fp16 instructions per weight):
-GEMV M=16 tile 7.4 / 5.9, GEMM 256×128 tile 10.2 / 8.7; the byte-wise unpacking this replaced
-was 21.5 / 15.2 and 15.7 / 11.9. At 0.75 byte/weight an H100 SM must unpack about 19
+GEMV M=16 tile 6.2 / 5.9 (bf16 7.4 without ``FOLD``, below), GEMV M=64 tile 8.6 / 7.0, GEMM
+256×128 tile 10.1 / 8.6; the byte-wise unpacking this replaced was 21.5 / 15.2 (GEMV M=16) and
+15.7 / 11.9 (GEMM). At 0.75 byte/weight an H100 SM must unpack about 19
 weights/clock to keep up with HBM (3.35 TB/s / 132 SMs / 1.75 GHz), i.e. at most ~6.7
 instructions per weight at 128 issued lanes/clock: the small-M kernel is near the limit.
 
@@ -45,7 +46,8 @@ from golf_fast.ops.triton_support import tl, triton_kernel
 def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a_ptr,
                       M, N, K, LO_BYTES, K_PER_SPLIT, BIAS_N, RANK,
                       stride_xm, stride_pn, stride_om, stride_os, stride_tm, stride_an,
-                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                      FOLD: tl.constexpr):
     """Small-M (≤ 64) int6 linear, split-K: ``acc(BLOCK_N × BLOCK_M) = W_tile · x_tileᵀ``.
 
     Grid ``(cdiv(N, BLOCK_N), SPLIT_K, cdiv(M, BLOCK_M))``: program (n, s, m) streams its rows of
@@ -53,7 +55,12 @@ def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
     weight is the wide (A) operand so one BLOCK_M ≥ 16 tile covers M = 1..BLOCK_M. With one split
     the result (× scale, + epilogue) goes to ``out`` (M × N, x's dtype); with several, split ``s``
     writes its fp32 partial to ``out + s·stride_os`` (the epilogue is added by split 0 only) and
-    ``_int6_splitk_reduce_kernel`` sums them. (``tl.full``, not the jit helper ``tl.zeros``: helpers
+    ``_int6_splitk_reduce_kernel`` sums them.
+
+    ``FOLD`` (bf16, M ≤ 16 tile): the weights enter the dot as ``code + 160`` (the bf16 magic
+    pattern ``0x4300 | u`` itself, no arithmetic and no fp16→bf16 conversion), and the offset is
+    removed once at the end: ``acc − 160·Σ_k x`` with ``Σ_k x`` from a second dot of a ones tile
+    on the idle tensor cores (fp32; the products ``x·(code+160)`` are still exact in fp32). (``tl.full``, not the jit helper ``tl.zeros``: helpers
     defined with @jit in triton.language.standard do not run in an interpreter started after import.)
     """
     pid_n = tl.program_id(0)
@@ -70,6 +77,12 @@ def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
     hi_words = (w_row + LO_BYTES).to(tl.pointer_type(tl.int16))  # their 8 × 2 high bits per halfword
     x_row = x_ptr + rm[:, None].to(tl.int64) * stride_xm
     acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
+    if FOLD:
+        magic = 0x43004300  # two bf16 patterns 128 + u
+        acc_s = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
+        ones = tl.full((BLOCK_N, BLOCK_K), 1.0, tl.bfloat16)
+    else:
+        magic = 0x64006400  # two fp16 patterns 1024 + u
     k_begin = pid_s * K_PER_SPLIT
     k_end = tl.minimum(k_begin + K_PER_SPLIT, K)
     for k0 in range(k_begin, k_end, BLOCK_K):
@@ -78,19 +91,26 @@ def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
         lw = tl.load(lo_words + w_idx[None, :], mask=w_mask, other=0).to(tl.uint32, bitcast=True)
         hw = tl.load(hi_words + w_idx[None, :], mask=w_mask, other=0).to(tl.uint16, bitcast=True).to(tl.uint32)
         hh = (hw & 0xFF) | ((hw & 0xFF00) << 8)
-        p0 = (lw & 0x000F000F) | ((hh << 4) & 0x00300030) | 0x64006400
-        p1 = ((lw >> 4) & 0x000F000F) | ((hh << 2) & 0x00300030) | 0x64006400
-        p2 = ((lw >> 8) & 0x000F000F) | (hh & 0x00300030) | 0x64006400
-        p3 = ((lw >> 12) & 0x000F000F) | ((hh >> 2) & 0x00300030) | 0x64006400
+        p0 = (lw & 0x000F000F) | ((hh << 4) & 0x00300030) | magic
+        p1 = ((lw >> 4) & 0x000F000F) | ((hh << 2) & 0x00300030) | magic
+        p2 = ((lw >> 8) & 0x000F000F) | (hh & 0x00300030) | magic
+        p3 = ((lw >> 12) & 0x000F000F) | ((hh >> 2) & 0x00300030) | magic
         c04 = tl.join(p0.to(tl.uint16), (p0 >> 16).to(tl.uint16))
         c26 = tl.join(p2.to(tl.uint16), (p2 >> 16).to(tl.uint16))
         c15 = tl.join(p1.to(tl.uint16), (p1 >> 16).to(tl.uint16))
         c37 = tl.join(p3.to(tl.uint16), (p3 >> 16).to(tl.uint16))
         u = tl.join(tl.join(c04, c26), tl.join(c15, c37)).reshape(BLOCK_N, BLOCK_K)
-        w = (u.to(tl.float16, bitcast=True) - 1056.0).to(x_ptr.dtype.element_ty)
+        if FOLD:
+            w = u.to(tl.bfloat16, bitcast=True)  # code + 160
+        else:
+            w = (u.to(tl.float16, bitcast=True) - 1056.0).to(x_ptr.dtype.element_ty)
         xk = k0 + kk
         xt = tl.load(x_row + xk[None, :], mask=m_mask[:, None] & (xk[None, :] < k_end), other=0.0)
         acc = tl.dot(w, tl.trans(xt), acc)
+        if FOLD:
+            acc_s = tl.dot(ones, tl.trans(xt), acc_s)
+    if FOLD:
+        acc = acc - 160.0 * acc_s
     scale = tl.load(scales_ptr + rn, mask=n_mask, other=0.0).to(tl.float32)
     acc = acc * scale[:, None]
     if pid_s == 0:
