@@ -86,6 +86,10 @@ def test_select_config_regimes():
     for n, k in [(512, 512), (256, 512), (2048, 512), (512, 2048), (8192, 512)]:
         assert im.select_config(1, n, k)[1] == 1
     assert im.select_config(1, 128, 8192)[1] > 1
+    # the bf16 M <= 16 tile folds the +160 offset (exercised by the bf16 M <= 16 interpreter cases)
+    assert im.matmul_config(im.GEMV_M16, torch.bfloat16).constexprs["FOLD"]
+    assert not im.matmul_config(im.GEMV_M16, torch.float16).constexprs["FOLD"]
+    assert not im.matmul_config(im.GEMV_M64, torch.bfloat16).constexprs["FOLD"]
     # every (tile, dtype, split) the launcher can pick is shipped
     names = {c.name for c in im.SHIPPED_CONFIGS}
     for tile in im.TILES:
