@@ -96,9 +96,8 @@ def _ns_scale_kernel(g_ptr, x_ptr, part_ptr, R, C, num_parts, eps, stride_gb, st
 
 
 @triton_kernel
-def _ns_syrk_kernel(s_ptr, c_ptr, out_ptr, M, K, alpha, beta,
-                    stride_sb, stride_sm, stride_sk, stride_cb, stride_cm, stride_cn,
-                    stride_ob, stride_om, stride_on,
+def _ns_syrk_kernel(s_ptr, c_ptr, out_ptr, M, K, alpha, beta, stride_sb, stride_sm, stride_cb, stride_cm,
+                    stride_ob, stride_om,
                     ADD_C: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
     """out[b] = alpha·S[b]·S[b]ᵀ (+ beta·C[b]); lower-triangle tiles only, mirrored on store."""
     pid = tl.program_id(0)
@@ -117,28 +116,27 @@ def _ns_syrk_kernel(s_ptr, c_ptr, out_ptr, M, K, alpha, beta,
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + ks
         kmask = kk[None, :] < K
-        si = tl.load(s_base + rows_i[:, None] * stride_sm + kk[None, :] * stride_sk,
+        si = tl.load(s_base + rows_i[:, None] * stride_sm + kk[None, :],
                      mask=(rows_i[:, None] < M) & kmask, other=0.0)
-        sj = tl.load(s_base + rows_j[:, None] * stride_sm + kk[None, :] * stride_sk,
+        sj = tl.load(s_base + rows_j[:, None] * stride_sm + kk[None, :],
                      mask=(rows_j[:, None] < M) & kmask, other=0.0)
         acc = tl.dot(si, tl.trans(sj), acc)
     acc = acc * alpha
     in_i = rows_i[:, None] < M
     in_j = rows_j[None, :] < M
     if ADD_C:
-        cij = tl.load(c_ptr + b * stride_cb + rows_i[:, None] * stride_cm + rows_j[None, :] * stride_cn,
+        cij = tl.load(c_ptr + b * stride_cb + rows_i[:, None] * stride_cm + rows_j[None, :],
                       mask=in_i & in_j, other=0.0)
         acc += beta * cij.to(tl.float32)
     out = acc.to(out_ptr.dtype.element_ty)
     o_base = out_ptr + b * stride_ob
-    tl.store(o_base + rows_i[:, None] * stride_om + rows_j[None, :] * stride_on, out, mask=in_i & in_j)
+    tl.store(o_base + rows_i[:, None] * stride_om + rows_j[None, :], out, mask=in_i & in_j)
     mirror = (rows_j[:, None] < M) & (rows_i[None, :] < M) & (tl.full((BLOCK, BLOCK), 0, tl.int32) + ti > tj)
-    tl.store(o_base + rows_j[:, None] * stride_om + rows_i[None, :] * stride_on, tl.trans(out), mask=mirror)
+    tl.store(o_base + rows_j[:, None] * stride_om + rows_i[None, :], tl.trans(out), mask=mirror)
 
 
 @triton_kernel
-def _ns_update_kernel(b_ptr, x_ptr, out_ptr, M, N, alpha,
-                      stride_bb, stride_bm, stride_bk, stride_xb, stride_xm, stride_xn,
+def _ns_update_kernel(b_ptr, x_ptr, out_ptr, M, N, alpha, stride_bb, stride_bm, stride_xb, stride_xm,
                       stride_ob, stride_om, stride_on,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """out[b] = alpha·X[b] + B[b]·X[b]; B: (M, M), X and out: (M, N); acc starts at alpha·X."""
@@ -154,13 +152,13 @@ def _ns_update_kernel(b_ptr, x_ptr, out_ptr, M, N, alpha,
     b_base = b_ptr + b * stride_bb
     in_r = rows[:, None] < M
     in_c = cols[None, :] < N
-    x0 = tl.load(x_base + rows[:, None] * stride_xm + cols[None, :] * stride_xn, mask=in_r & in_c, other=0.0)
+    x0 = tl.load(x_base + rows[:, None] * stride_xm + cols[None, :], mask=in_r & in_c, other=0.0)
     acc = x0.to(tl.float32) * alpha
     for k0 in range(0, M, BLOCK_K):
         kk = k0 + ks
-        bt = tl.load(b_base + rows[:, None] * stride_bm + kk[None, :] * stride_bk,
+        bt = tl.load(b_base + rows[:, None] * stride_bm + kk[None, :],
                      mask=in_r & (kk[None, :] < M), other=0.0)
-        xt = tl.load(x_base + kk[:, None] * stride_xm + cols[None, :] * stride_xn,
+        xt = tl.load(x_base + kk[:, None] * stride_xm + cols[None, :],
                      mask=(kk[:, None] < M) & in_c, other=0.0)
         acc = tl.dot(bt, xt, acc)
     tl.store(out_ptr + b * stride_ob + rows[:, None] * stride_om + cols[None, :] * stride_on,
@@ -203,10 +201,11 @@ _PTR = {torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float32: "*fp32"}
 def _configs(tiles: NSTiles, tag: str, dt: torch.dtype = torch.bfloat16) -> tuple[KernelConfig, ...]:
     p = _PTR[dt]
     syrk_sig = {"s_ptr": p, "c_ptr": p, "out_ptr": p, "M": "i32", "K": "i32", "alpha": "fp32", "beta": "fp32",
-                **{f"stride_{t}{d}": "i32" for t in "sco" for d in ("b", "m", "k" if t == "s" else "n")},
+                **{f"stride_{t}{d}": "i32" for t in "sco" for d in "bm"},
                 "ADD_C": "constexpr", "BLOCK": "constexpr", "BLOCK_K": "constexpr"}
     upd_sig = {"b_ptr": p, "x_ptr": p, "out_ptr": p, "M": "i32", "N": "i32", "alpha": "fp32",
-               **{f"stride_{t}{d}": "i32" for t in "bxo" for d in ("b", "m", "k" if t == "b" else "n")},
+               **{f"stride_{t}{d}": "i32" for t in "bx" for d in "bm"},
+               "stride_ob": "i32", "stride_om": "i32", "stride_on": "constexpr",
                "BLOCK_M": "constexpr", "BLOCK_N": "constexpr", "BLOCK_K": "constexpr"}
     ew = {"BLOCK_R": tiles.elementwise_r, "BLOCK_C": tiles.elementwise_c}
     sumsq_sig = {"g_ptr": "*fp32", "x_ptr": p, "part_ptr": "*fp32", "R": "i32", "C": "i32", "stride_gb": "i32",
@@ -216,19 +215,30 @@ def _configs(tiles: NSTiles, tag: str, dt: torch.dtype = torch.bfloat16) -> tupl
                  "eps": "fp32", "stride_gb": "i32", "stride_gr": "i32", "stride_gc": "i32", "stride_pb": "i32",
                  "stride_xb": "i32", "stride_xr": "i32", "stride_xc": "i32", "BLOCK_R": "constexpr",
                  "BLOCK_C": "constexpr", "NUM_PARTS": "constexpr"}
+    # What the launcher specializes at run time for the record's shapes (16-byte aligned buffers,
+    # dims and row strides multiples of 16); without it the compile would not be what runs.
+    def div16(sig: dict[str, str]) -> tuple[str, ...]:
+        return tuple(k for k, v in sig.items() if v != "constexpr" and k not in ("alpha", "beta", "eps")
+                     and k != "num_parts")
+
     return (
-        KernelConfig(f"ns_sumsq{tag}", _ns_sumsq_kernel, sumsq_sig, dict(ew), num_warps=4, num_stages=1),
+        KernelConfig(f"ns_sumsq{tag}", _ns_sumsq_kernel, sumsq_sig, dict(ew), num_warps=4, num_stages=1,
+                     divisible_by_16=div16(sumsq_sig)),
         KernelConfig(f"ns_scale{tag}", _ns_scale_kernel, scale_sig, {**ew, "NUM_PARTS": 64}, num_warps=4,
-                     num_stages=1),
+                     num_stages=1, divisible_by_16=div16(scale_sig)),
         KernelConfig(f"ns_gram{tag}", _ns_syrk_kernel, syrk_sig,
                      {"ADD_C": False, "BLOCK": tiles.syrk, "BLOCK_K": tiles.syrk_k},
-                     num_warps=tiles.syrk_warps, num_stages=tiles.stages, uses_matmul=True),
+                     num_warps=tiles.syrk_warps, num_stages=tiles.stages, uses_matmul=True,
+                     divisible_by_16=div16(syrk_sig)),
         KernelConfig(f"ns_poly{tag}", _ns_syrk_kernel, syrk_sig,
                      {"ADD_C": True, "BLOCK": tiles.syrk, "BLOCK_K": tiles.syrk_k},
-                     num_warps=tiles.syrk_warps, num_stages=tiles.stages, uses_matmul=True),
+                     num_warps=tiles.syrk_warps, num_stages=tiles.stages, uses_matmul=True,
+                     divisible_by_16=div16(syrk_sig)),
         KernelConfig(f"ns_update{tag}", _ns_update_kernel, upd_sig,
-                     {"BLOCK_M": tiles.update_m, "BLOCK_N": tiles.update_n, "BLOCK_K": tiles.update_k},
-                     num_warps=tiles.update_warps, num_stages=tiles.stages, uses_matmul=True),
+                     {"stride_on": 1, "BLOCK_M": tiles.update_m, "BLOCK_N": tiles.update_n,
+                      "BLOCK_K": tiles.update_k},
+                     num_warps=tiles.update_warps, num_stages=tiles.stages, uses_matmul=True,
+                     divisible_by_16=div16(upd_sig)),
     )
 
 
@@ -330,12 +340,13 @@ def iterate(ws: NSWorkspace, coefficients: Sequence[tuple[float, float, float]],
         last = i == steps - 1
         dst = out if last else ws.x[(i + 1) % 2]
         dst_strides = out_strides if last else tuple(dst.stride())
-        _ns_syrk_kernel[syrk_grid](x, x, a_buf, m, n, 1.0, 0.0, *x.stride(), *x.stride(), *a_buf.stride(),
-                                   ADD_C=False, BLOCK=tiles.syrk, BLOCK_K=tiles.syrk_k, **sw)
-        _ns_syrk_kernel[syrk_grid](a_buf, a_buf, b_buf, m, m, float(cc), float(cb), *a_buf.stride(),
-                                   *a_buf.stride(), *b_buf.stride(),
+        _ns_syrk_kernel[syrk_grid](x, x, a_buf, m, n, 1.0, 0.0, *x.stride()[:2], *x.stride()[:2],
+                                   *a_buf.stride()[:2], ADD_C=False, BLOCK=tiles.syrk, BLOCK_K=tiles.syrk_k, **sw)
+        _ns_syrk_kernel[syrk_grid](a_buf, a_buf, b_buf, m, m, float(cc), float(cb), *a_buf.stride()[:2],
+                                   *a_buf.stride()[:2], *b_buf.stride()[:2],
                                    ADD_C=True, BLOCK=tiles.syrk, BLOCK_K=tiles.syrk_k, **sw)
-        _ns_update_kernel[upd_grid](b_buf, x, dst, m, n, float(ca), *b_buf.stride(), *x.stride(), *dst_strides,
+        _ns_update_kernel[upd_grid](b_buf, x, dst, m, n, float(ca), *b_buf.stride()[:2], *x.stride()[:2],
+                                    *dst_strides,
                                     BLOCK_M=tiles.update_m, BLOCK_N=tiles.update_n, BLOCK_K=tiles.update_k, **uw)
 
 
