@@ -66,7 +66,9 @@ def _ns_sumsq_kernel(g_ptr, x_ptr, part_ptr, R, C, stride_gb, stride_gr, stride_
     g = tl.load(g_ptr + b.to(tl.int64) * stride_gb + rows[:, None] * stride_gr + cols[None, :] * stride_gc,
                 mask=mask, other=0.0)
     x = g.to(x_ptr.dtype.element_ty).to(tl.float32)
-    total = tl.sum(tl.sum(x * x, axis=1), axis=0)
+    # tl.reduce with the standard combine fn = tl.sum (tl.sum itself fails in the interpreter when
+    # TRITON_INTERPRET is set after triton's import)
+    total = tl.reduce(tl.reduce(x * x, 1, tl.standard._sum_combine), 0, tl.standard._sum_combine)
     tl.store(part_ptr + b.to(tl.int64) * stride_pb + pid_r * tl.num_programs(1) + pid_c, total)
 
 
@@ -84,7 +86,7 @@ def _ns_scale_kernel(g_ptr, x_ptr, part_ptr, R, C, num_parts, eps, stride_gb, st
     b = tl.program_id(2)
     parts = tl.arange(0, NUM_PARTS)
     p = tl.load(part_ptr + b.to(tl.int64) * stride_pb + parts, mask=parts < num_parts, other=0.0)
-    inv = 1.0 / (tl.sqrt(tl.sum(p, axis=0)) + eps)
+    inv = 1.0 / (tl.sqrt(tl.reduce(p, 0, tl.standard._sum_combine)) + eps)
     rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (rows[:, None] < R) & (cols[None, :] < C)
@@ -112,7 +114,7 @@ def _ns_syrk_kernel(s_ptr, c_ptr, out_ptr, M, K, alpha, beta, stride_sb, stride_
     rows_j = tj * BLOCK + tl.arange(0, BLOCK)
     ks = tl.arange(0, BLOCK_K)
     s_base = s_ptr + b * stride_sb
-    acc = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)
+    acc = tl.full((BLOCK, BLOCK), 0.0, tl.float32)  # tl.zeros is a jit fn: not interpreter-safe
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + ks
         kmask = kk[None, :] < K
@@ -142,7 +144,7 @@ def _ns_update_kernel(b_ptr, x_ptr, out_ptr, M, N, alpha, stride_bb, stride_bm, 
     """out[b] = alpha·X[b] + B[b]·X[b]; B: (M, M), X and out: (M, N); acc starts at alpha·X."""
     pid = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    tiles_n = tl.cdiv(N, BLOCK_N)
+    tiles_n = (N + BLOCK_N - 1) // BLOCK_N
     pid_m = pid // tiles_n
     pid_n = pid % tiles_n
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
