@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from functools import lru_cache
 
 import pytest
 import torch
@@ -41,29 +40,16 @@ def triton_interpret(monkeypatch):
         yield
 
 
-@lru_cache(maxsize=None)
-def _compile_sm90_cached(key, cfg_holder):
-    from golf_fast.tools.sm90 import compile_triton_sm90
-
-    return compile_triton_sm90(cfg_holder[0])
+_SM90_CACHE: dict = {}
 
 
 def _compile_sm90(cfg):
-    # KernelConfig holds dicts (signature, constexprs), so it is not hashable: cache on its repr.
-    return _compile_sm90_cached(repr(cfg), _Unhashed(cfg))
+    from golf_fast.tools.sm90 import compile_triton_sm90
 
-
-class _Unhashed(tuple):
-    """Carries the config through lru_cache without taking part in the key."""
-
-    def __new__(cls, cfg):
-        return super().__new__(cls, (cfg,))
-
-    def __hash__(self):
-        return 0
-
-    def __eq__(self, other):
-        return True
+    key = (cfg.name, cfg.label(), tuple(sorted(cfg.signature.items())))
+    if key not in _SM90_CACHE:
+        _SM90_CACHE[key] = compile_triton_sm90(cfg)
+    return _SM90_CACHE[key]
 
 
 @pytest.fixture(scope="session")
