@@ -181,6 +181,7 @@ class NSTiles:
     update_m: int = 64
     update_n: int = 128
     update_k: int = 64
+    elementwise_warps: int = 8
     syrk_warps: int = 4
     update_warps: int = 4
     stages: int = 3
@@ -224,10 +225,11 @@ def _configs(tiles: NSTiles, tag: str, dt: torch.dtype = torch.bfloat16) -> tupl
                      and k != "num_parts")
 
     return (
-        KernelConfig(f"ns_sumsq{tag}", _ns_sumsq_kernel, sumsq_sig, dict(ew), num_warps=4, num_stages=1,
+        KernelConfig(f"ns_sumsq{tag}", _ns_sumsq_kernel, sumsq_sig, dict(ew), num_warps=tiles.elementwise_warps,
+                     num_stages=1,
                      divisible_by_16=div16(sumsq_sig)),
-        KernelConfig(f"ns_scale{tag}", _ns_scale_kernel, scale_sig, {**ew, "NUM_PARTS": 64}, num_warps=4,
-                     num_stages=1, divisible_by_16=div16(scale_sig)),
+        KernelConfig(f"ns_scale{tag}", _ns_scale_kernel, scale_sig, {**ew, "NUM_PARTS": 64},
+                     num_warps=tiles.elementwise_warps, num_stages=1, divisible_by_16=div16(scale_sig)),
         KernelConfig(f"ns_gram{tag}", _ns_syrk_kernel, syrk_sig,
                      {"ADD_C": False, "BLOCK": tiles.syrk, "BLOCK_K": tiles.syrk_k},
                      num_warps=tiles.syrk_warps, num_stages=tiles.stages, uses_matmul=True,
@@ -316,10 +318,11 @@ def prepare(g: torch.Tensor, ws: NSWorkspace, eps: float, tiles: NSTiles) -> Non
     tall = r > c
     sxr, sxc = (x.stride(2), x.stride(1)) if tall else (x.stride(1), x.stride(2))
     _ns_sumsq_kernel[grid](g, x, ws.partials, r, c, g.stride(0), g.stride(1), g.stride(2), ws.partials.stride(0),
-                           BLOCK_R=br, BLOCK_C=bc, num_warps=4, num_stages=1)
+                           BLOCK_R=br, BLOCK_C=bc, num_warps=tiles.elementwise_warps, num_stages=1)
     _ns_scale_kernel[grid](g, x, ws.partials, r, c, parts, eps, g.stride(0), g.stride(1), g.stride(2),
                            ws.partials.stride(0), x.stride(0), sxr, sxc,
-                           BLOCK_R=br, BLOCK_C=bc, NUM_PARTS=_next_pow2(parts), num_warps=4, num_stages=1)
+                           BLOCK_R=br, BLOCK_C=bc, NUM_PARTS=_next_pow2(parts), num_warps=tiles.elementwise_warps,
+                           num_stages=1)
 
 
 def iterate(ws: NSWorkspace, coefficients: Sequence[tuple[float, float, float]], out: torch.Tensor,
