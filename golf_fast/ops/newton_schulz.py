@@ -135,8 +135,13 @@ def _selfcheck_inputs(device: torch.device, dtype: torch.dtype) -> tuple:
     return (G, flat, 1e-7, torch.bfloat16)
 
 
+# Self-check tolerance: two correct bf16 computations of 5 Polar Express steps on the check input
+# differ by 0.045-0.048 (relative Frobenius; the kernel rounds once per line, eager PyTorch after
+# every op), while one missing mirrored 16x16 tile of A already gives 0.39.
+SELFCHECK_TOLERANCE = 0.15
+
 NS_OP = KernelOp("newton_schulz", _ns_op_ref, fake=_ns_fake, selfcheck_inputs=_selfcheck_inputs,
-                 compare=relative_error_within(0.05))
+                 compare=relative_error_within(SELFCHECK_TOLERANCE))
 NS_OP.add_backend("triton", "cuda", newton_schulz_triton, available=triton_on_cuda)
 NS_OP.add_backend("triton", "cpu", newton_schulz_triton, available=triton_in_interpreter)
 

@@ -11,6 +11,7 @@ from golf_fast.ops import newton_schulz_triton as nst
 from golf_fast.ops.newton_schulz import (
     NS_OP,
     POLAR_EXPRESS,
+    SELFCHECK_TOLERANCE,
     SHIPPED_CONFIGS,
     newton_schulz,
     newton_schulz_f64,
@@ -22,6 +23,7 @@ from conftest import requires_cuda
 COEFFS = ("polar_express", "quintic")
 # Tiles small enough that the interpreter's odd shapes span several tiles (tails, mirrors).
 TINY = nst.NSTiles(elementwise_r=16, elementwise_c=32, syrk=16, syrk_k=16, update_m=16, update_n=32, update_k=16)
+MID = nst.NSTiles(elementwise_r=32, elementwise_c=64, syrk=32, syrk_k=32, update_m=32, update_n=64, update_k=32)
 
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -311,3 +313,34 @@ def test_gpu_cuda_graph_capture():
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(static_out, expect)
+
+
+@pytest.mark.interpreter
+def test_selfcheck_passes_on_the_kernel_and_catches_a_broken_one(triton_interpret):
+    """The first-use GPU self-check, run here on the interpreter: the kernel passes with margin,
+    a kernel that forgets the mirrored tiles of A fails."""
+    args = NS_OP.selfcheck_inputs(torch.device("cpu"), torch.float32)
+    out = nst.newton_schulz_triton(*args, tiles=MID)
+    ref = NS_OP.reference(*args)
+    assert NS_OP.compare(out, ref) is None
+    assert rel_err(out, ref.double()) < SELFCHECK_TOLERANCE / 2
+
+    def no_mirror(x, c, o, M, K, alpha, beta, *strides, ADD_C, BLOCK, BLOCK_K, **kw):
+        real_syrk[grid_box[0]](x, c, o, M, K, alpha, beta, *strides, ADD_C=ADD_C, BLOCK=BLOCK,
+                               BLOCK_K=BLOCK_K, **kw)
+        o.copy_(torch.tril(o))  # what a kernel without the mirrored store would leave
+
+    class Broken:
+        def __getitem__(self, grid):
+            grid_box[0] = grid
+            return no_mirror
+
+    real_syrk, grid_box = nst._ns_syrk_kernel, [None]
+    nst._ns_syrk_kernel = Broken()
+    try:
+        nst.clear_workspaces()
+        bad = nst.newton_schulz_triton(*args, tiles=MID)
+    finally:
+        nst._ns_syrk_kernel = real_syrk
+        nst.clear_workspaces()
+    assert NS_OP.compare(bad, ref) is not None
