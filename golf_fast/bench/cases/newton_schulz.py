@@ -54,7 +54,7 @@ def eager_launches(shape: tuple[int, int, int], steps: int = STEPS) -> int:
         n = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if not func.is_view:
+            if not func.is_view and func.overloadpacket.__name__ != "_unsafe_view":  # views launch nothing
                 Count.n += 1
             return func(*args, **(kwargs or {}))
 
