@@ -272,7 +272,7 @@ void mirror_lower(float* h, int64_t k) {
   });
 }
 
-void hessian_accumulate_cpp(at::Tensor H, const at::Tensor& X_in, double scale) {
+void hessian_accumulate_cpp(at::Tensor H, const at::Tensor& X_in, double scale, bool allow_simd) {
   TORCH_CHECK(H.device().is_cpu() && X_in.device().is_cpu(), "H, X: expected CPU tensors");
   TORCH_CHECK(H.scalar_type() == at::kFloat, "H: expected float32, got ", H.scalar_type());
   TORCH_CHECK(H.dim() == 2 && H.size(0) == H.size(1), "H: expected a square (K, K) matrix, got ", H.sizes());
@@ -288,7 +288,7 @@ void hessian_accumulate_cpp(at::Tensor H, const at::Tensor& X_in, double scale) 
   if (k == 0) return;
   float* h = H.data_ptr<float>();
   const float s = static_cast<float>(scale);
-  const bool avx512 = cpu_has_avx512();
+  const bool avx512 = allow_simd && cpu_has_avx512();
   if (t_total > 0) {
     if (st == at::kFloat) {
       accumulate_typed<float>(h, X.data_ptr<float>(), InKind::F32, t_total, ldx, k, s, avx512);
@@ -306,7 +306,7 @@ bool hessian_cpu_simd() { return cpu_has_avx512(); }
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(golf_fast, m) {
-  m.def("_hessian_accumulate_cpp(Tensor(a!) H, Tensor X, float scale) -> ()");
+  m.def("_hessian_accumulate_cpp(Tensor(a!) H, Tensor X, float scale, bool allow_simd=True) -> ()");
   m.def("_hessian_cpu_simd() -> bool");
 }
 

@@ -35,6 +35,7 @@ What the op does:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -160,6 +161,8 @@ class KernelOp:
         self.selfcheck_inputs = selfcheck_inputs
         self.compare = compare
         self.has_autograd = False
+        params = list(inspect.signature(reference).parameters)
+        self.mutated_index: Optional[int] = params.index(mutates_args[0]) if mutates_args else None
         self.torch_op = torch.library.custom_op(f"golf_fast::{name}", reference, mutates_args=tuple(mutates_args))
         self.torch_op.register_fake(fake)
         self._backends: list[Backend] = []
@@ -248,8 +251,11 @@ class KernelOp:
             args = self.selfcheck_inputs(device, dtype)
         finally:
             torch.random.set_rng_state(gen_state)  # the check must not shift the user's random stream
+        ref_args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
         out = chosen.fn(*args)
-        ref = self.reference(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
+        ref = self.reference(*ref_args)
+        if self.mutated_index is not None:  # in-place op: compare the mutated argument
+            out, ref = args[self.mutated_index], ref_args[self.mutated_index]
         problem = self.compare(out, ref)
         if problem is not None:
             raise KernelSelfCheckError(
