@@ -110,6 +110,7 @@ def cubin_resources(cubin: bytes) -> dict[str, dict[str, int]]:
         fname = block.split("\n", 1)[0].strip()
         if fname in out:
             out[fname]["hgmma"] = len(re.findall(r"\bHGMMA\b", block))
+            out[fname]["hmma"] = len(re.findall(r"\bHMMA\b", block))  # mma.sync tensor-core instructions
     return out
 
 
@@ -155,5 +156,5 @@ def compile_cu_sm90(path: str | os.PathLike, include_dirs: tuple[str, ...] = ())
         res = cubin_resources(cubin.read_bytes())
     return [CompileReport(kernel=f"{path.name}:{name}", config="sm_90a", registers=r["registers"],
                           shared_bytes=r["shared"], local_bytes=r["local"], stack_bytes=r["stack"],
-                          hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip()})
+                          hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip(), "hmma": r.get("hmma", 0)})
             for name, r in res.items()]
