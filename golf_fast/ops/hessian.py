@@ -89,7 +89,9 @@ def _cuda(H: torch.Tensor, X: torch.Tensor, scale: float) -> None:
 
 
 def _selfcheck_inputs(device: torch.device, dtype: torch.dtype) -> tuple:
-    k, t = 136, 301  # partial 128-wide tiles (K % 8 == 0: the vectorized load path) and a token tail
+    # partial 128-wide tiles, K % 8 == 0 (the vectorized load path), a token tail, and T > 2048 so the
+    # CUDA kernel splits the tokens and runs its reduction kernel
+    k, t = 136, 2101
     a = torch.randn(k, k, device=device)
     x = torch.randn(t, k, device=device).to(dtype if dtype in INPUT_DTYPES else torch.float32)
     return (a @ a.T, x, 0.5)
