@@ -153,6 +153,7 @@ class KernelOp:
         mutates_args: Sequence[str] = (),
         selfcheck_inputs: Optional[Callable[[torch.device, torch.dtype], tuple]] = None,
         compare: Callable[[Any, Any], Optional[str]] = exact_match,
+        selfcheck_dtype_arg: Optional[int] = None,
     ) -> None:
         if not name.isidentifier():
             raise ValueError(f"name: expected an identifier, got {name!r}")
@@ -160,6 +161,7 @@ class KernelOp:
         self.reference = reference
         self.selfcheck_inputs = selfcheck_inputs
         self.compare = compare
+        self.selfcheck_dtype_arg = selfcheck_dtype_arg  # which argument's dtype keys the self-check
         self.has_autograd = False
         params = list(inspect.signature(reference).parameters)
         self.mutated_index: Optional[int] = params.index(mutates_args[0]) if mutates_args else None
@@ -284,9 +286,14 @@ class KernelOp:
                                  f"kernels; use backend='auto', got {backend!r}")
             return self.torch_op(*args)
         if device.type == "cuda":
-            floats = [t for t in tensors if t.is_floating_point()]
-            self.selfcheck(chosen, device, (floats or tensors)[0].dtype)
+            self.selfcheck(chosen, device, self._selfcheck_dtype(args, tensors))
         return chosen.fn(*args)
+
+    def _selfcheck_dtype(self, args: Sequence[Any], tensors: list[torch.Tensor]) -> torch.dtype:
+        if self.selfcheck_dtype_arg is not None:
+            return args[self.selfcheck_dtype_arg].dtype
+        floats = [t for t in tensors if t.is_floating_point()]
+        return (floats or tensors)[0].dtype
 
     def _default_for(self, device_type: str) -> Optional[Backend]:
         try:
@@ -298,6 +305,5 @@ class KernelOp:
         """The CUDA kernel of the torch.library op: strict auto resolution plus the self-check."""
         tensors = _tensors(args)
         chosen = self.resolve("cuda")
-        floats = [t for t in tensors if t.is_floating_point()]
-        self.selfcheck(chosen, tensors[0].device, (floats or tensors)[0].dtype)
+        self.selfcheck(chosen, tensors[0].device, self._selfcheck_dtype(args, tensors))
         return chosen.fn(*args)

@@ -98,7 +98,8 @@ def _selfcheck_inputs(device: torch.device, dtype: torch.dtype) -> tuple:
 
 
 HESSIAN_OP = KernelOp("hessian_accumulate_", hessian_accumulate_ref, fake=_fake, mutates_args=("H",),
-                      selfcheck_inputs=_selfcheck_inputs, compare=relative_error_within(TOLERANCE))
+                      selfcheck_inputs=_selfcheck_inputs, compare=relative_error_within(TOLERANCE),
+                      selfcheck_dtype_arg=1)  # keyed on X's dtype: H is always fp32
 HESSIAN_OP.add_backend("cuda", "cuda", _cuda, available=ext_cuda_ready)
 HESSIAN_OP.add_backend("cpp", "cpu", _cpp, available=ext_loaded)
 

@@ -200,3 +200,27 @@ def test_cuda_matches_float64(dtype, k, t):
     h2 = h0.clone()
     hessian_accumulate_(h2, x, 0.5)
     assert torch.equal(h, h2)  # deterministic split reduction
+
+
+# --------------------------------------------------------------------------- GPU self-check logic (run on CPU)
+
+
+@requires_ext
+def test_selfcheck_compares_the_mutated_h_and_is_keyed_on_x_dtype():
+    """The first-use self-check of an in-place op compares H after the kernel with H after the
+    reference (on clones of the same inputs), keyed on X's dtype; a wrong kernel is caught."""
+    from golf_fast.ops.dispatch import Backend, KernelSelfCheckError, _registry, always_available
+
+    x = torch.randn(3, 4, dtype=torch.float16)
+    assert HESSIAN_OP._selfcheck_dtype((torch.zeros(4, 4), x, 1.0), [x]) == torch.float16
+    good = Backend("cpp-check", "cpu", lambda h, xx, s: _cpp(h, xx, s), always_available, True)
+    HESSIAN_OP.selfcheck(good, torch.device("cpu"), torch.bfloat16)  # passes: no exception
+
+    def twice(h, xx, s):
+        _cpp(h, xx, s)
+        _cpp(h, xx, s)
+
+    bad = Backend("cpp-twice", "cpu", twice, always_available, True)
+    with pytest.raises(KernelSelfCheckError, match="relative Frobenius error"):
+        HESSIAN_OP.selfcheck(bad, torch.device("cpu"), torch.bfloat16)
+    _registry.checked = {k for k in _registry.checked if k[1] != "cpp-check"}

@@ -192,3 +192,20 @@ def test_all_reduce_two_processes_gloo(tmp_path):
     import torch.multiprocessing as mp
 
     mp.start_processes(_worker, args=(2, str(tmp_path / "init")), nprocs=2, join=True, start_method="spawn")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_side_stream_on_cuda_matches_float64():
+    torch.manual_seed(3)
+    model = Tiny().cuda().eval().to(torch.bfloat16)
+    rec = Recorder(model)
+    col = HessianCollector(side_stream=True).attach(_linears(model))
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(4, 300, 24, device="cuda", dtype=torch.bfloat16))
+    res = col.finalize("sum")
+    for name in _linears(model):
+        ref, tokens = rec.hessian(name)
+        assert res.tokens[name] == tokens
+        assert _rel(res.hessians[name], ref) <= 1e-5, name
