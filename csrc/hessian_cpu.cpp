@@ -10,8 +10,8 @@
 //     packed[p][t][0..16) = X[t0 + t, 16p .. 16p + 16), zero beyond K.
 //   * H is cut into tasks of kTileRows x kNR (96 x 48) tiles; only tiles touching the lower
 //     triangle are tasks, and inside a tile only 8 x 48 micro-tiles with some r >= c run.
-//     A micro-tile accumulates over the chunk in registers (AVX-512: 8 x 3 zmm accumulators;
-//     a portable fallback otherwise) and adds scale * acc into H's lower triangle.
+//     A micro-tile accumulates over the chunk in registers (AVX-512: 8 x 3 zmm accumulators; AVX2:
+//     4 passes of 2 x 6 ymm; a portable loop otherwise) and adds scale * acc into H's lower triangle.
 //   * Threads split the tokens (see accumulate_typed): one parallel region for the products, each
 //     thread with its own lower-triangle accumulator, then one ordered reduction into H.
 //   * After the last chunk the lower triangle is mirrored into the upper one (once).
@@ -40,6 +40,7 @@ constexpr int64_t kTileRows = 96;     // rows of H per task
 constexpr int64_t kChunkRows = 512;   // tokens packed at a time
 
 enum class InKind { F32, BF16, F16 };
+enum class Isa : int { Portable = 0, Avx2 = 1, Avx512 = 2 };  // micro-kernel instruction set
 
 // ---------------------------------------------------------------- packing (portable)
 
@@ -144,6 +145,39 @@ GOLF_AVX512 void micro_avx512(const float* a, const float* b0, const float* b1, 
   }
 }
 
+// AVX2 + FMA: the same 8 x 48 micro-tile as 4 passes of 2 rows (2 x 6 ymm accumulators, 15 registers).
+__attribute__((target("avx2,fma"))) void micro_avx2(const float* a, const float* b0, const float* b1,
+                                                    const float* b2, int64_t kc, float* acc) {
+  const float* bs[3] = {b0, b1, b2};
+  for (int r0 = 0; r0 < kMR; r0 += 2) {
+    __m256 c[2][6];
+    for (int i = 0; i < 6; ++i) c[0][i] = c[1][i] = _mm256_setzero_ps();
+    for (int64_t t = 0; t < kc; ++t) {
+      const __m256 x0 = _mm256_broadcast_ss(a + t * kPanel + r0);
+      const __m256 x1 = _mm256_broadcast_ss(a + t * kPanel + r0 + 1);
+#pragma GCC unroll 6
+      for (int i = 0; i < 6; ++i) {
+        const __m256 b = _mm256_loadu_ps(bs[i >> 1] + t * kPanel + (i & 1) * 8);
+        c[0][i] = _mm256_fmadd_ps(x0, b, c[0][i]);
+        c[1][i] = _mm256_fmadd_ps(x1, b, c[1][i]);
+      }
+    }
+    for (int i = 0; i < 6; ++i) {
+      _mm256_storeu_ps(acc + r0 * kNR + i * 8, c[0][i]);
+      _mm256_storeu_ps(acc + (r0 + 1) * kNR + i * 8, c[1][i]);
+    }
+  }
+}
+
+bool cpu_has_avx512();
+
+Isa cpu_best_isa() {
+  static const Isa isa = cpu_has_avx512() ? Isa::Avx512
+                         : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? Isa::Avx2
+                                                                                              : Isa::Portable;
+  return isa;
+}
+
 bool cpu_has_avx512() {
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
@@ -151,7 +185,7 @@ bool cpu_has_avx512() {
   return ok;
 }
 #else
-bool cpu_has_avx512() { return false; }
+Isa cpu_best_isa() { return Isa::Portable; }
 #endif
 
 // ---------------------------------------------------------------- driver
@@ -169,7 +203,7 @@ std::vector<Task> lower_tasks(int64_t k) {
   return tasks;
 }
 
-void run_tile(const Task& task, const float* packed, int64_t kc, int64_t k, float* h, float scale, bool avx512) {
+void run_tile(const Task& task, const float* packed, int64_t kc, int64_t k, float* h, float scale, Isa isa) {
   const int64_t panel_stride = kChunkRows * kPanel;
   const int64_t c0 = task.col0;
   const float* b0 = packed + (c0 / kPanel) * panel_stride;
@@ -182,13 +216,20 @@ void run_tile(const Task& task, const float* packed, int64_t kc, int64_t k, floa
     const float* a = packed + (r0 / kPanel) * panel_stride + (r0 % kPanel);
     const bool interior = (r0 + kMR <= k) && (c0 + kNR <= k) && (r0 >= c0 + kNR - 1);
 #ifdef GOLF_HESSIAN_X86
-    if (avx512) {
+    if (isa == Isa::Avx512) {
       micro_avx512(a, b0, b1, b2, kc, interior, h + r0 * k + c0, k, scale, spill);
       if (interior) continue;
     } else
 #endif
     {
-      micro_generic(a, b0, b1, b2, kc, spill);
+#ifdef GOLF_HESSIAN_X86
+      if (isa == Isa::Avx2) {
+        micro_avx2(a, b0, b1, b2, kc, spill);
+      } else
+#endif
+      {
+        micro_generic(a, b0, b1, b2, kc, spill);
+      }
       if (interior) {
         for (int64_t r = 0; r < kMR; ++r)
           for (int64_t c = 0; c < kNR; ++c) h[(r0 + r) * k + c0 + c] += scale * spill[r * kNR + c];
@@ -205,11 +246,11 @@ void run_tile(const Task& task, const float* packed, int64_t kc, int64_t k, floa
 
 template <typename T>
 void pack_chunk(const T* x, InKind kind, int64_t ldx, int64_t rows, int64_t k, int64_t npanels, float* packed,
-                bool avx512) {
+                Isa isa) {
   for (int64_t p = 0; p < npanels; ++p) {
     float* dst = packed + p * kChunkRows * kPanel;
 #ifdef GOLF_HESSIAN_X86
-    if (avx512) {
+    if (isa == Isa::Avx512) {
       pack_panel_avx512(x, kind, ldx, rows, k, p, dst);
       continue;
     }
@@ -224,7 +265,7 @@ void pack_chunk(const T* x, InKind kind, int64_t ldx, int64_t rows, int64_t k, i
 // another between chunks. The result is deterministic for a given thread count.
 template <typename T>
 void accumulate_typed(float* h, const T* x, InKind kind, int64_t t_total, int64_t ldx, int64_t k, float scale,
-                      bool avx512) {
+                      Isa isa) {
   const int64_t npanels = (k + kPanel - 1) / kPanel;
   const int64_t npanels_alloc = ((k + kNR - 1) / kNR) * (kNR / kPanel);  // B reads 3 panels at a time
   const std::vector<Task> tasks = lower_tasks(k);
@@ -243,8 +284,8 @@ void accumulate_typed(float* h, const T* x, InKind kind, int64_t t_total, int64_
       const int64_t ta = t_total * i / nthreads, tb = t_total * (i + 1) / nthreads;
       for (int64_t t0 = ta; t0 < tb; t0 += kChunkRows) {
         const int64_t kc = std::min(kChunkRows, tb - t0);
-        pack_chunk<T>(x + t0 * ldx, kind, ldx, kc, k, npanels, packed, avx512);
-        for (const Task& task : tasks) run_tile(task, packed, kc, k, acc, scale, avx512);
+        pack_chunk<T>(x + t0 * ldx, kind, ldx, kc, k, npanels, packed, isa);
+        for (const Task& task : tasks) run_tile(task, packed, kc, k, acc, scale, isa);
       }
     }
   });
@@ -272,7 +313,9 @@ void mirror_lower(float* h, int64_t k) {
   });
 }
 
-void hessian_accumulate_cpp(at::Tensor H, const at::Tensor& X_in, double scale, bool allow_simd) {
+// max_isa: 2 = the best the CPU has (AVX-512, else AVX2, else portable), 1 = at most AVX2, 0 = portable
+// (tests run every path on one machine).
+void hessian_accumulate_cpp(at::Tensor H, const at::Tensor& X_in, double scale, int64_t max_isa) {
   TORCH_CHECK(H.device().is_cpu() && X_in.device().is_cpu(), "H, X: expected CPU tensors");
   TORCH_CHECK(H.scalar_type() == at::kFloat, "H: expected float32, got ", H.scalar_type());
   TORCH_CHECK(H.dim() == 2 && H.size(0) == H.size(1), "H: expected a square (K, K) matrix, got ", H.sizes());
@@ -288,28 +331,29 @@ void hessian_accumulate_cpp(at::Tensor H, const at::Tensor& X_in, double scale, 
   if (k == 0) return;
   float* h = H.data_ptr<float>();
   const float s = static_cast<float>(scale);
-  const bool avx512 = allow_simd && cpu_has_avx512();
+  TORCH_CHECK(max_isa >= 0 && max_isa <= 2, "max_isa: expected 0, 1 or 2, got ", max_isa);
+  const Isa isa = static_cast<Isa>(std::min<int64_t>(static_cast<int64_t>(cpu_best_isa()), max_isa));
   if (t_total > 0) {
     if (st == at::kFloat) {
-      accumulate_typed<float>(h, X.data_ptr<float>(), InKind::F32, t_total, ldx, k, s, avx512);
+      accumulate_typed<float>(h, X.data_ptr<float>(), InKind::F32, t_total, ldx, k, s, isa);
     } else if (st == at::kBFloat16) {
-      accumulate_typed<c10::BFloat16>(h, X.data_ptr<c10::BFloat16>(), InKind::BF16, t_total, ldx, k, s, avx512);
+      accumulate_typed<c10::BFloat16>(h, X.data_ptr<c10::BFloat16>(), InKind::BF16, t_total, ldx, k, s, isa);
     } else {
-      accumulate_typed<c10::Half>(h, X.data_ptr<c10::Half>(), InKind::F16, t_total, ldx, k, s, avx512);
+      accumulate_typed<c10::Half>(h, X.data_ptr<c10::Half>(), InKind::F16, t_total, ldx, k, s, isa);
     }
   }
   mirror_lower(h, k);
 }
 
-bool hessian_cpu_simd() { return cpu_has_avx512(); }
+int64_t hessian_cpu_isa() { return static_cast<int64_t>(cpu_best_isa()); }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(golf_fast, m) {
-  m.def("_hessian_accumulate_cpp(Tensor(a!) H, Tensor X, float scale, bool allow_simd=True) -> ()");
-  m.def("_hessian_cpu_simd() -> bool");
+  m.def("_hessian_accumulate_cpp(Tensor(a!) H, Tensor X, float scale, int max_isa=2) -> ()");
+  m.def("_hessian_cpu_isa() -> int");
 }
 
 TORCH_LIBRARY_IMPL(golf_fast, CPU, m) { m.impl("_hessian_accumulate_cpp", &hessian_accumulate_cpp); }
 
-TORCH_LIBRARY_IMPL(golf_fast, CompositeExplicitAutograd, m) { m.impl("_hessian_cpu_simd", &hessian_cpu_simd); }
+TORCH_LIBRARY_IMPL(golf_fast, CompositeExplicitAutograd, m) { m.impl("_hessian_cpu_isa", &hessian_cpu_isa); }

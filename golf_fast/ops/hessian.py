@@ -14,9 +14,9 @@ float64 computation.
 Kernels (``csrc/``)
 -------------------
 * CPU, ``golf_fast::_hessian_accumulate_cpp`` (csrc/hessian_cpu.cpp): lower-triangle tiles only,
-  packed and converted to fp32 512 tokens at a time (never a whole fp32 copy of X), an AVX-512
-  8×48 register micro-kernel (a portable one elsewhere), tokens split over threads with one
-  ordered reduction, mirrored once.
+  packed and converted to fp32 512 tokens at a time (never a whole fp32 copy of X), an 8×48
+  register micro-kernel chosen at run time (AVX-512, AVX2+FMA, or portable C++), tokens split
+  over threads (``torch.get_num_threads()``) with one ordered reduction, mirrored once.
 * CUDA, ``golf_fast::_hessian_accumulate_cuda`` (csrc/cuda/hessian.cu + hessian_cuda.cpp):
   bf16/fp16 tensor-core ``mma.sync`` with fp32 accumulation on 128×128 tiles of the lower
   triangle only (the grid enumerates those tiles; no program exists for the other triangle),
@@ -63,9 +63,15 @@ def _fake(H: torch.Tensor, X: torch.Tensor, scale: float) -> None:
 # --------------------------------------------------------------------------- backends
 
 
-def ext_loaded() -> Optional[str]:
+def cpp_fast_here() -> Optional[str]:
+    """The C++ CPU kernel is used when it has a SIMD micro-kernel for this CPU (AVX-512 or AVX2);
+    its portable loop is kept for tests and is slower than the BLAS GEMM of the reference."""
     ok, why = load_extension()
-    return None if ok else why
+    if not ok:
+        return why
+    if int(torch.ops.golf_fast._hessian_cpu_isa()) == 0:
+        return "this CPU has neither AVX-512 nor AVX2+FMA; the reference (BLAS GEMM) is faster"
+    return None
 
 
 def ext_cuda_ready() -> Optional[str]:
@@ -101,7 +107,7 @@ HESSIAN_OP = KernelOp("hessian_accumulate_", hessian_accumulate_ref, fake=_fake,
                       selfcheck_inputs=_selfcheck_inputs, compare=relative_error_within(TOLERANCE),
                       selfcheck_dtype_arg=1)  # keyed on X's dtype: H is always fp32
 HESSIAN_OP.add_backend("cuda", "cuda", _cuda, available=ext_cuda_ready)
-HESSIAN_OP.add_backend("cpp", "cpu", _cpp, available=ext_loaded)
+HESSIAN_OP.add_backend("cpp", "cpu", _cpp, available=cpp_fast_here)
 
 
 # --------------------------------------------------------------------------- public API
