@@ -10,6 +10,7 @@ BENCH_MODULES = (
     "golf_fast.bench.cases.int6_pack",
     "golf_fast.bench.cases.int6_matmul",
     "golf_fast.bench.cases.newton_schulz",
+    "golf_fast.bench.cases.hessian",
 )
 
 

@@ -121,6 +121,7 @@ def cubin_resources(cubin: bytes) -> dict[str, dict[str, int]]:
         if fname in out:
             out[fname]["hgmma"] = len(re.findall(r"\bHGMMA\b", block))
             out[fname]["ldl_stl"] = len(re.findall(r"\b(?:LDL|STL)(?:\.\w+)*\b", block))
+            out[fname]["hmma"] = len(re.findall(r"\bHMMA\b", block))  # mma.sync tensor-core instructions
     return out
 
 
@@ -172,5 +173,6 @@ def compile_cu_sm90(path: str | os.PathLike, include_dirs: tuple[str, ...] = ())
         res = cubin_resources(cubin.read_bytes())
     return [CompileReport(kernel=f"{path.name}:{name}", config="sm_90a", registers=r["registers"],
                           shared_bytes=r["shared"], local_bytes=r["local"] + r["stack"], stack_bytes=r["stack"],
-                          hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip(), "ldl_stl": r.get("ldl_stl", 0)})
+                          hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip(), "ldl_stl": r.get("ldl_stl", 0),
+                                                          "hmma": r.get("hmma", 0)})
             for name, r in res.items()]
