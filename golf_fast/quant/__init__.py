@@ -1,5 +1,6 @@
 """Quantization: code formats and scales (formats), GPTQ driver, Hessian collector, LQER."""
 
+from golf_fast.quant.hessian import HessianCollector, HessianResult
 from golf_fast.quant.formats import (
     QuantizedTensor,
     dequantize_rows,
@@ -10,6 +11,6 @@ from golf_fast.quant.formats import (
 from golf_fast.quant.gptq import GPTQResult, gptq_quantize, gptq_quantize_batched
 from golf_fast.quant.quantize_model import QuantizedModel, QuantRecipe, RoleRule, quantize_model
 
-__all__ = ["QuantizedTensor", "dequantize_rows", "qmax", "quantize_rtn", "sdclip_scales",
+__all__ = ["HessianCollector", "HessianResult", "QuantizedTensor", "dequantize_rows", "qmax", "quantize_rtn", "sdclip_scales",
            "GPTQResult", "gptq_quantize", "gptq_quantize_batched",
            "QuantizedModel", "QuantRecipe", "RoleRule", "quantize_model"]
