@@ -1,12 +1,15 @@
 // C++ CPU kernels of the "golf-rans" artifact codec (see golf_fast/artifact/rans.py for the
 // format, the context model and the pure-Python reference these must match byte for byte).
 //
-// One stream per matrix. Symbols u = code + qmax in [0, 2*qmax], scanned row-major over the
-// (R, C) matrix (the caller transposes first when the group says so). Context of symbol (i, j):
+// Symbols u = code + qmax in [0, 2*qmax], scanned row-major over the (R, C) matrix (the caller
+// transposes first when the group says so). The rows are cut into slices of `slice_rows` rows;
+// each slice is an independent stream (its own state and context history), so slices decode in
+// parallel. Context of symbol (i, j) within a slice:
 //   colacc[j]  column accumulator, starts at ainit:  colacc[j] += |q| - (colacc[j] >> cs)
 //   rowacc     row accumulator, reset to rinit at the start of each row: rowacc += |q| - (rowacc >> rs)
-//   ctx = luta[min(colacc[j], |luta|-1)] * nb + lutb[min(rowacc, |lutb|-1)]
-// (both accumulators are read before the symbol updates them).
+//   above      u of (i-1, j) in the slice, qmax (code 0) on the slice's first row
+//   ctx = (luta[min(colacc[j], |luta|-1)] * nb + lutb[min(rowacc, |lutb|-1)]) * nc + lutc[above]
+// (accumulators are read before the symbol updates them).
 //
 // rANS: 32-bit state x in [2^16, 2^32), 16-bit little-endian words, probability precision
 // P <= 15 bits (freq tables sum to 2^P per context). Stream = u32 final encoder state (LE) then
@@ -15,6 +18,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,7 +30,8 @@ constexpr uint32_t kLow = 1u << 16;
 struct Model {
   const uint8_t* luta; int64_t na_len;
   const uint8_t* lutb; int64_t nb_len;
-  int64_t nb;
+  const uint8_t* lutc;
+  int64_t nb, nc;
   const int32_t* freq;  // (nctx, S)
   const int32_t* cum;   // (nctx, S)
   int64_t nsym;
@@ -35,45 +40,52 @@ struct Model {
   int64_t qmax, cs, rs, ainit, rinit;
 };
 
-Model make_model(const at::Tensor& luta, const at::Tensor& lutb, int64_t nb, const at::Tensor& freq,
+Model make_model(const at::Tensor& luta, const at::Tensor& lutb, const at::Tensor& lutc, int64_t nb, int64_t nc,
+                 const at::Tensor& freq,
                  const at::Tensor& cum, int64_t prob_bits, int64_t qmax, int64_t cs, int64_t rs,
                  int64_t ainit, int64_t rinit) {
   TORCH_CHECK(luta.dtype() == at::kByte && luta.dim() == 1 && luta.numel() >= 1 && luta.is_contiguous(),
               "luta: expected a contiguous 1-D uint8 tensor");
   TORCH_CHECK(lutb.dtype() == at::kByte && lutb.dim() == 1 && lutb.numel() >= 1 && lutb.is_contiguous(),
               "lutb: expected a contiguous 1-D uint8 tensor");
+  TORCH_CHECK(lutc.dtype() == at::kByte && lutc.dim() == 1 && lutc.is_contiguous(), "lutc: expected 1-D uint8");
   TORCH_CHECK(freq.dtype() == at::kInt && freq.dim() == 2 && freq.is_contiguous(), "freq: expected (nctx, S) int32");
   TORCH_CHECK(cum.sizes() == freq.sizes() && cum.dtype() == at::kInt && cum.is_contiguous(),
               "cum: expected the shape and dtype of freq");
   TORCH_CHECK(prob_bits >= 8 && prob_bits <= 15, "prob_bits: expected 8..15, got ", prob_bits);
   TORCH_CHECK(qmax >= 1 && qmax <= 127 && freq.size(1) == 2 * qmax + 1, "freq: expected 2*qmax+1 symbols");
   TORCH_CHECK(cs >= 0 && cs <= 8 && rs >= 0 && rs <= 8, "cs, rs: expected 0..8");
-  TORCH_CHECK(nb >= 1 && freq.size(0) % nb == 0, "nb: expected >= 1 and to divide the context count");
-  Model m{luta.data_ptr<uint8_t>(), luta.numel(), lutb.data_ptr<uint8_t>(), lutb.numel(), nb,
+  TORCH_CHECK(nb >= 1 && nc >= 1 && freq.size(0) % (nb * nc) == 0, "nb, nc: expected >= 1, dividing the context count");
+  TORCH_CHECK(lutc.numel() == freq.size(1), "lutc: expected one entry per symbol");
+  Model m{luta.data_ptr<uint8_t>(), luta.numel(), lutb.data_ptr<uint8_t>(), lutb.numel(), lutc.data_ptr<uint8_t>(),
+          nb, nc,
           freq.data_ptr<int32_t>(), cum.data_ptr<int32_t>(), freq.size(1), freq.size(0), prob_bits,
           qmax, cs, rs, ainit, rinit};
-  for (int64_t i = 0; i < m.na_len; ++i) TORCH_CHECK(m.luta[i] * nb < m.nctx, "luta: context out of range");
+  for (int64_t i = 0; i < m.na_len; ++i) TORCH_CHECK(m.luta[i] * nb * nc < m.nctx, "luta: context out of range");
   for (int64_t i = 0; i < m.nb_len; ++i) TORCH_CHECK(m.lutb[i] < nb, "lutb: context out of range");
+  for (int64_t i = 0; i < m.nsym; ++i) TORCH_CHECK(m.lutc[i] < nc, "lutc: context out of range");
   return m;
 }
 
-inline int64_t context(const Model& m, int64_t colacc, int64_t rowacc) {
+inline int64_t context(const Model& m, int64_t colacc, int64_t rowacc, int64_t above) {
   const int64_t a = colacc < m.na_len ? colacc : m.na_len - 1;
   const int64_t b = rowacc < m.nb_len ? rowacc : m.nb_len - 1;
-  return static_cast<int64_t>(m.luta[a]) * m.nb + m.lutb[b];
+  return (static_cast<int64_t>(m.luta[a]) * m.nb + m.lutb[b]) * m.nc + m.lutc[above];
 }
 
-// Contexts of every symbol of a (R, C) int8 matrix, row-major (also used by the encoder's fitting).
+// Contexts (or the raw features) of every symbol of one slice: (rows, cols) int8, row-major.
 void contexts_of(const Model& m, const int8_t* q, int64_t rows, int64_t cols, int32_t* ctx_out,
-                 int32_t* cola_out, int32_t* rowa_out) {
+                 int32_t* cola_out, int32_t* rowa_out, int32_t* above_out) {
   std::vector<int64_t> colacc(cols, m.ainit);
   for (int64_t i = 0; i < rows; ++i) {
     int64_t rowacc = m.rinit;
     for (int64_t j = 0; j < cols; ++j) {
       const int64_t idx = i * cols + j;
-      if (ctx_out) ctx_out[idx] = static_cast<int32_t>(context(m, colacc[j], rowacc));
+      const int64_t above = i > 0 ? q[idx - cols] + m.qmax : m.qmax;
+      if (ctx_out) ctx_out[idx] = static_cast<int32_t>(context(m, colacc[j], rowacc, above));
       if (cola_out) cola_out[idx] = static_cast<int32_t>(colacc[j]);
       if (rowa_out) rowa_out[idx] = static_cast<int32_t>(rowacc);
+      if (above_out) above_out[idx] = static_cast<int32_t>(above);
       const int64_t mag = q[idx] < 0 ? -q[idx] : q[idx];
       colacc[j] += mag - (colacc[j] >> m.cs);
       rowacc += mag - (rowacc >> m.rs);
@@ -81,29 +93,39 @@ void contexts_of(const Model& m, const int8_t* q, int64_t rows, int64_t cols, in
   }
 }
 
-std::vector<at::Tensor> rans_features_cpp(at::TensorList codes, int64_t cs, int64_t rs, int64_t ainit,
-                                          int64_t rinit) {
+void check_codes(const at::Tensor& c) {
+  TORCH_CHECK(c.dtype() == at::kChar && c.dim() == 2 && c.device().is_cpu() && c.size(0) >= 1 && c.size(1) >= 1,
+              "codes: expected non-empty 2-D int8 CPU tensors");
+}
+
+// (3, R, C) int32 per matrix: column accumulator, row accumulator, symbol above.
+std::vector<at::Tensor> rans_features_cpp(at::TensorList codes, int64_t slice_rows, int64_t qmax, int64_t cs,
+                                          int64_t rs, int64_t ainit, int64_t rinit) {
   TORCH_CHECK(cs >= 0 && cs <= 8 && rs >= 0 && rs <= 8, "cs, rs: expected 0..8");
+  TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
   std::vector<at::Tensor> out;
   Model m{};
-  m.cs = cs; m.rs = rs; m.ainit = ainit; m.rinit = rinit;
+  m.qmax = qmax; m.cs = cs; m.rs = rs; m.ainit = ainit; m.rinit = rinit;
   for (const auto& c : codes) {
-    TORCH_CHECK(c.dtype() == at::kChar && c.dim() == 2 && c.device().is_cpu(), "codes: expected 2-D int8 CPU tensors");
+    check_codes(c);
     const at::Tensor q = c.contiguous();
-    at::Tensor feats = at::empty({2, q.size(0), q.size(1)}, q.options().dtype(at::kInt));
-    contexts_of(m, q.data_ptr<int8_t>(), q.size(0), q.size(1), nullptr, feats[0].data_ptr<int32_t>(),
-                feats[1].data_ptr<int32_t>());
+    const int64_t rows = q.size(0), cols = q.size(1);
+    at::Tensor feats = at::empty({3, rows, cols}, q.options().dtype(at::kInt));
+    int32_t* f = feats.data_ptr<int32_t>();
+    for (int64_t r0 = 0; r0 < rows; r0 += slice_rows) {
+      const int64_t nr = std::min(slice_rows, rows - r0), off = r0 * cols;
+      contexts_of(m, q.data_ptr<int8_t>() + off, nr, cols, nullptr, f + off, f + rows * cols + off,
+                  f + 2 * rows * cols + off);
+    }
     out.push_back(feats);
   }
   return out;
 }
 
-at::Tensor encode_one(const Model& m, const at::Tensor& q_in) {
-  const at::Tensor q = q_in.contiguous();
-  const int64_t rows = q.size(0), cols = q.size(1), n = rows * cols;
-  const int8_t* qp = q.data_ptr<int8_t>();
+at::Tensor encode_slice(const Model& m, const int8_t* qp, int64_t rows, int64_t cols, const at::TensorOptions& opt) {
+  const int64_t n = rows * cols;
   std::vector<int32_t> ctx(n);
-  contexts_of(m, qp, rows, cols, ctx.data(), nullptr, nullptr);
+  contexts_of(m, qp, rows, cols, ctx.data(), nullptr, nullptr, nullptr);
   std::vector<uint16_t> words;
   words.reserve(static_cast<size_t>(n / 2 + 16));
   uint32_t x = kLow;
@@ -121,7 +143,7 @@ at::Tensor encode_one(const Model& m, const at::Tensor& q_in) {
     }
     x = ((x / f) << p) + (x % f) + static_cast<uint32_t>(m.cum[base]);
   }
-  at::Tensor out = at::empty({static_cast<int64_t>(4 + 2 * words.size())}, q.options().dtype(at::kByte));
+  at::Tensor out = at::empty({static_cast<int64_t>(4 + 2 * words.size())}, opt.dtype(at::kByte));
   uint8_t* o = out.data_ptr<uint8_t>();
   for (int i = 0; i < 4; ++i) o[i] = static_cast<uint8_t>(x >> (8 * i));
   const size_t nw = words.size();
@@ -133,9 +155,15 @@ at::Tensor encode_one(const Model& m, const at::Tensor& q_in) {
   return out;
 }
 
+// Decoding-side tables: per (context, slot) the symbol, and per (context, symbol) freq | cum << 16.
+struct DecodeTables {
+  std::vector<uint8_t> slot_sym;
+  std::vector<uint32_t> fc;
+};
+
 // Returns an empty string on success, else what was wrong.
-std::string decode_one(const Model& m, const std::vector<uint8_t>& slot_lut, const uint8_t* in, int64_t len,
-                       int8_t* out, int64_t rows, int64_t cols) {
+std::string decode_slice(const Model& m, const DecodeTables& dt, const uint8_t* in, int64_t len, int8_t* out,
+                         int64_t rows, int64_t cols) {
   if (len < 4 || (len - 4) % 2 != 0) return "stream length is not 4 + 2*words";
   uint32_t x = static_cast<uint32_t>(in[0]) | (static_cast<uint32_t>(in[1]) << 8) |
                (static_cast<uint32_t>(in[2]) << 16) | (static_cast<uint32_t>(in[3]) << 24);
@@ -143,25 +171,32 @@ std::string decode_one(const Model& m, const std::vector<uint8_t>& slot_lut, con
   const uint8_t* end = in + len;
   const int64_t p = m.prob_bits;
   const uint32_t mask = (1u << p) - 1;
-  const size_t table = static_cast<size_t>(1) << p;
-  std::vector<int64_t> colacc(cols, m.ainit);
+  const uint8_t* slot_sym = dt.slot_sym.data();
+  const uint32_t* fc = dt.fc.data();
+  std::vector<int32_t> colacc(cols, static_cast<int32_t>(m.ainit));
+  const int32_t na_max = static_cast<int32_t>(m.na_len - 1), nb_max = static_cast<int32_t>(m.nb_len - 1);
+  const int64_t nbc = m.nb * m.nc;
   for (int64_t i = 0; i < rows; ++i) {
-    int64_t rowacc = m.rinit;
+    int32_t rowacc = static_cast<int32_t>(m.rinit);
     int8_t* orow = out + i * cols;
+    const int8_t* arow = i > 0 ? orow - cols : nullptr;
     for (int64_t j = 0; j < cols; ++j) {
-      const int64_t c = context(m, colacc[j], rowacc);
+      const int32_t ca = colacc[j] < na_max ? colacc[j] : na_max;
+      const int32_t rb = rowacc < nb_max ? rowacc : nb_max;
+      const int64_t above = arow ? arow[j] + m.qmax : m.qmax;
+      const int64_t c = m.luta[ca] * nbc + m.lutb[rb] * m.nc + m.lutc[above];
       const uint32_t slot = x & mask;
-      const int64_t s = slot_lut[c * table + slot];
-      const int64_t base = c * m.nsym + s;
-      x = static_cast<uint32_t>(m.freq[base]) * (x >> p) + slot - static_cast<uint32_t>(m.cum[base]);
+      const int64_t s = slot_sym[(c << p) + slot];
+      const uint32_t e = fc[c * m.nsym + s];
+      x = (e & 0xFFFF) * (x >> p) + slot - (e >> 16);
       if (x < kLow) {
         if (w + 2 > end) return "stream ends early";
         x = (x << 16) | static_cast<uint32_t>(w[0]) | (static_cast<uint32_t>(w[1]) << 8);
         w += 2;
       }
-      const int64_t code = s - m.qmax;
+      const int32_t code = static_cast<int32_t>(s - m.qmax);
       orow[j] = static_cast<int8_t>(code);
-      const int64_t mag = code < 0 ? -code : code;
+      const int32_t mag = code < 0 ? -code : code;
       colacc[j] += mag - (colacc[j] >> m.cs);
       rowacc += mag - (rowacc >> m.rs);
     }
@@ -171,36 +206,67 @@ std::string decode_one(const Model& m, const std::vector<uint8_t>& slot_lut, con
   return "";
 }
 
-std::vector<at::Tensor> rans_encode_cpp(at::TensorList codes, const at::Tensor& luta, const at::Tensor& lutb,
-                                        int64_t nb, const at::Tensor& freq, const at::Tensor& cum,
-                                        int64_t prob_bits, int64_t qmax, int64_t cs, int64_t rs, int64_t ainit,
-                                        int64_t rinit) {
-  const Model m = make_model(luta, lutb, nb, freq, cum, prob_bits, qmax, cs, rs, ainit, rinit);
-  for (const auto& c : codes)
-    TORCH_CHECK(c.dtype() == at::kChar && c.dim() == 2 && c.device().is_cpu(), "codes: expected 2-D int8 CPU tensors");
-  std::vector<at::Tensor> out(codes.size());
-  std::vector<std::string> errors(codes.size());
-  at::parallel_for(0, static_cast<int64_t>(codes.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      try {
-        out[t] = encode_one(m, codes[t]);
-      } catch (const std::exception& ex) {
-        errors[t] = ex.what();
-      }
-    }
-  });
-  for (size_t t = 0; t < errors.size(); ++t) TORCH_CHECK(errors[t].empty(), "matrix ", t, ": ", errors[t]);
+struct SliceRef {
+  int64_t tensor, row0, rows;
+};
+
+std::vector<SliceRef> slices_of(const std::vector<int64_t>& rows, int64_t slice_rows) {
+  std::vector<SliceRef> out;
+  for (size_t t = 0; t < rows.size(); ++t)
+    for (int64_t r0 = 0; r0 < rows[t]; r0 += slice_rows)
+      out.push_back({static_cast<int64_t>(t), r0, std::min(slice_rows, rows[t] - r0)});
   return out;
 }
 
-std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef rows, at::IntArrayRef cols,
-                                        const at::Tensor& luta, const at::Tensor& lutb, int64_t nb,
+// One stream per slice, tensor-major then slice order.
+std::vector<at::Tensor> rans_encode_cpp(at::TensorList codes, int64_t slice_rows, const at::Tensor& luta,
+                                        const at::Tensor& lutb, const at::Tensor& lutc, int64_t nb, int64_t nc,
                                         const at::Tensor& freq, const at::Tensor& cum, int64_t prob_bits,
                                         int64_t qmax, int64_t cs, int64_t rs, int64_t ainit, int64_t rinit) {
-  const Model m = make_model(luta, lutb, nb, freq, cum, prob_bits, qmax, cs, rs, ainit, rinit);
-  TORCH_CHECK(rows.size() == streams.size() && cols.size() == streams.size(), "rows, cols: one per stream");
+  const Model m = make_model(luta, lutb, lutc, nb, nc, freq, cum, prob_bits, qmax, cs, rs, ainit, rinit);
+  TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
+  std::vector<at::Tensor> qs;
+  std::vector<int64_t> rows;
+  for (const auto& c : codes) {
+    check_codes(c);
+    qs.push_back(c.contiguous());
+    rows.push_back(c.size(0));
+  }
+  const auto sl = slices_of(rows, slice_rows);
+  std::vector<at::Tensor> out(sl.size());
+  std::vector<std::string> errors(sl.size());
+  at::parallel_for(0, static_cast<int64_t>(sl.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      const at::Tensor& q = qs[sl[k].tensor];
+      const int64_t cols = q.size(1);
+      try {
+        out[k] = encode_slice(m, q.data_ptr<int8_t>() + sl[k].row0 * cols, sl[k].rows, cols, q.options());
+      } catch (const std::exception& ex) {
+        errors[k] = ex.what();
+      }
+    }
+  });
+  for (size_t k = 0; k < errors.size(); ++k)
+    TORCH_CHECK(errors[k].empty(), "matrix ", sl[k].tensor, " rows ", sl[k].row0, "+: ", errors[k]);
+  return out;
+}
+
+std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef rows_in, at::IntArrayRef cols,
+                                        int64_t slice_rows, const at::Tensor& luta, const at::Tensor& lutb,
+                                        const at::Tensor& lutc, int64_t nb, int64_t nc, const at::Tensor& freq,
+                                        const at::Tensor& cum, int64_t prob_bits, int64_t qmax, int64_t cs,
+                                        int64_t rs, int64_t ainit, int64_t rinit) {
+  const Model m = make_model(luta, lutb, lutc, nb, nc, freq, cum, prob_bits, qmax, cs, rs, ainit, rinit);
+  TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
+  TORCH_CHECK(rows_in.size() == cols.size(), "rows, cols: one per matrix");
+  const std::vector<int64_t> rows(rows_in.begin(), rows_in.end());
+  for (size_t t = 0; t < rows.size(); ++t) TORCH_CHECK(rows[t] >= 1 && cols[t] >= 1, "rows, cols: expected >= 1");
+  const auto sl = slices_of(rows, slice_rows);
+  TORCH_CHECK(streams.size() == sl.size(), "streams: expected ", sl.size(), " (one per slice), got ", streams.size());
   const size_t table = static_cast<size_t>(1) << prob_bits;
-  std::vector<uint8_t> slot_lut(static_cast<size_t>(m.nctx) * table, 0);
+  DecodeTables dt;
+  dt.slot_sym.assign(static_cast<size_t>(m.nctx) * table, 0);
+  dt.fc.assign(static_cast<size_t>(m.nctx * m.nsym), 0);
   for (int64_t c = 0; c < m.nctx; ++c) {
     int64_t total = 0;
     for (int64_t s = 0; s < m.nsym; ++s) {
@@ -208,36 +274,40 @@ std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef 
       if (f == 0) continue;
       TORCH_CHECK(f > 0 && start == total && start + f <= static_cast<int64_t>(table),
                   "freq, cum: context ", c, " is not a valid table");
-      for (int64_t k = start; k < start + f; ++k) slot_lut[c * table + k] = static_cast<uint8_t>(s);
+      for (int64_t k = start; k < start + f; ++k) dt.slot_sym[c * table + k] = static_cast<uint8_t>(s);
+      dt.fc[c * m.nsym + s] = static_cast<uint32_t>(f) | (static_cast<uint32_t>(start) << 16);
       total += f;
     }
     TORCH_CHECK(total == 0 || total == static_cast<int64_t>(table), "freq: context ", c, " does not sum to 2^P");
   }
-  std::vector<at::Tensor> out(streams.size());
-  for (size_t t = 0; t < streams.size(); ++t) {
-    TORCH_CHECK(streams[t].dtype() == at::kByte && streams[t].dim() == 1 && streams[t].is_contiguous(),
-                "streams: expected contiguous 1-D uint8 tensors");
-    TORCH_CHECK(rows[t] >= 1 && cols[t] >= 1, "rows, cols: expected >= 1");
-    out[t] = at::empty({rows[t], cols[t]}, streams[t].options().dtype(at::kChar));
-  }
-  std::vector<std::string> errors(streams.size());
-  at::parallel_for(0, static_cast<int64_t>(streams.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t)
-      errors[t] = decode_one(m, slot_lut, streams[t].data_ptr<uint8_t>(), streams[t].numel(),
-                             out[t].data_ptr<int8_t>(), rows[t], cols[t]);
+  std::vector<at::Tensor> out(rows.size());
+  for (size_t t = 0; t < rows.size(); ++t) out[t] = at::empty({rows[t], cols[t]}, luta.options().dtype(at::kChar));
+  for (const auto& st : streams)
+    TORCH_CHECK(st.dtype() == at::kByte && st.dim() == 1 && st.is_contiguous() && st.device().is_cpu(),
+                "streams: expected contiguous 1-D uint8 CPU tensors");
+  std::vector<std::string> errors(sl.size());
+  at::parallel_for(0, static_cast<int64_t>(sl.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      const int64_t t = sl[k].tensor, c = cols[t];
+      errors[k] = decode_slice(m, dt, streams[k].data_ptr<uint8_t>(), streams[k].numel(),
+                               out[t].data_ptr<int8_t>() + sl[k].row0 * c, sl[k].rows, c);
+    }
   });
-  for (size_t t = 0; t < errors.size(); ++t) TORCH_CHECK(errors[t].empty(), "stream ", t, ": ", errors[t]);
+  for (size_t k = 0; k < errors.size(); ++k)
+    TORCH_CHECK(errors[k].empty(), "matrix ", sl[k].tensor, " rows ", sl[k].row0, "+: ", errors[k]);
   return out;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(golf_fast, m) {
-  m.def("_rans_features_cpp(Tensor[] codes, int cs, int rs, int ainit, int rinit) -> Tensor[]");
-  m.def("_rans_encode_cpp(Tensor[] codes, Tensor luta, Tensor lutb, int nb, Tensor freq, Tensor cum, "
-        "int prob_bits, int qmax, int cs, int rs, int ainit, int rinit) -> Tensor[]");
-  m.def("_rans_decode_cpp(Tensor[] streams, int[] rows, int[] cols, Tensor luta, Tensor lutb, int nb, "
+  m.def("_rans_features_cpp(Tensor[] codes, int slice_rows, int qmax, int cs, int rs, int ainit, int rinit) "
+        "-> Tensor[]");
+  m.def("_rans_encode_cpp(Tensor[] codes, int slice_rows, Tensor luta, Tensor lutb, Tensor lutc, int nb, int nc, "
         "Tensor freq, Tensor cum, int prob_bits, int qmax, int cs, int rs, int ainit, int rinit) -> Tensor[]");
+  m.def("_rans_decode_cpp(Tensor[] streams, int[] rows, int[] cols, int slice_rows, Tensor luta, Tensor lutb, "
+        "Tensor lutc, int nb, int nc, Tensor freq, Tensor cum, int prob_bits, int qmax, int cs, int rs, "
+        "int ainit, int rinit) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(golf_fast, CPU, m) {

@@ -93,6 +93,22 @@ def _config_dict(config: Any) -> dict[str, Any]:
         raise TypeError(f"config: expected JSON-serializable values ({exc})") from exc
 
 
+def _check_code_range(codes: np.ndarray, bits: int, what: str, exc: type) -> None:
+    m = qmax(bits)
+    if int(codes.min()) < -m or int(codes.max()) > m:
+        raise exc(f"{what}: codes outside [-{m}, {m}] for {bits} bits")
+
+
+def _quantized(codes: np.ndarray, scales: np.ndarray, bits: int) -> QuantizedTensor:
+    """A QuantizedTensor from checked arrays (the range was checked with numpy, which is much
+    faster on int8 than the constructor's torch check, so the constructor's check is skipped)."""
+    qt = object.__new__(QuantizedTensor)
+    qt.codes = torch.from_numpy(np.ascontiguousarray(codes))
+    qt.scales = torch.from_numpy(np.ascontiguousarray(scales))
+    qt.bits = bits
+    return qt
+
+
 def _items_from_state(state: Mapping[str, StateValue]) -> list[TensorData]:
     if not isinstance(state, Mapping) or not state:
         raise TypeError("quantized_state: expected a non-empty dict name → QuantizedTensor or torch.Tensor")
@@ -101,10 +117,15 @@ def _items_from_state(state: Mapping[str, StateValue]) -> list[TensorData]:
         if not isinstance(name, str) or not name:
             raise TypeError(f"quantized_state: keys must be non-empty strings, got {name!r}")
         if isinstance(v, QuantizedTensor):
-            v.__post_init__()  # re-validate: the object may have been mutated since it was made
-            spec = TensorSpec(name, "quantized", tuple(v.codes.shape), "int8", int(v.bits), 1)
-            items.append(TensorData(spec, codes=v.codes.detach().cpu().contiguous().numpy(),
-                                    scales=v.scales.detach().cpu().contiguous().numpy()))
+            codes = v.codes.detach().cpu().contiguous().numpy() if isinstance(v.codes, torch.Tensor) else None
+            if codes is None or codes.dtype != np.int8 or codes.ndim != 2 or 0 in codes.shape:
+                raise TypeError(f"quantized_state[{name!r}].codes: expected a non-empty 2-D int8 tensor")
+            if (not isinstance(v.scales, torch.Tensor) or v.scales.dtype != torch.float16
+                    or tuple(v.scales.shape) != (codes.shape[0],)):
+                raise TypeError(f"quantized_state[{name!r}].scales: expected float16 of shape ({codes.shape[0]},)")
+            _check_code_range(codes, int(v.bits), f"quantized_state[{name!r}].codes", ValueError)
+            spec = TensorSpec(name, "quantized", tuple(codes.shape), "int8", int(v.bits), 1)
+            items.append(TensorData(spec, codes=codes, scales=v.scales.detach().cpu().contiguous().numpy()))
         elif isinstance(v, torch.Tensor):
             if v.is_complex() or v.is_sparse or v.layout != torch.strided:
                 raise TypeError(f"quantized_state[{name!r}]: expected a dense real tensor, got {v.dtype} {v.layout}")
@@ -268,11 +289,10 @@ def decode_artifact(data: bytes, *, expected_names: Optional[list] = None, codec
         if s.kind == "quantized":
             if it.codes is None or it.scales is None or it.codes.shape != tuple(s.shape):
                 raise ArtifactError(f"tensor {s.name!r} has no (or wrongly shaped) data in the payload")
-            m = qmax(int(s.bits))
-            if it.codes.size and int(np.abs(it.codes.astype(np.int16)).max()) > m:
-                raise ArtifactError(f"tensor {s.name!r}: codes outside [-{m}, {m}] for {s.bits} bits")
-            state[s.name] = QuantizedTensor(torch.from_numpy(np.ascontiguousarray(it.codes)),
-                                            torch.from_numpy(np.ascontiguousarray(it.scales)), int(s.bits))
+            if it.scales.shape != (s.shape[0],):
+                raise ArtifactError(f"tensor {s.name!r} has {it.scales.size} scales in the payload, expected {s.shape[0]}")
+            _check_code_range(it.codes, int(s.bits), f"tensor {s.name!r}", ArtifactError)
+            state[s.name] = _quantized(it.codes, it.scales, int(s.bits))
         else:
             dt = _dtype_from_name(s.dtype, s.name)
             raw = it.raw if it.raw is not None else np.zeros(0, dtype=np.uint8)

@@ -12,14 +12,21 @@ What it exploits (measured in benchmarks/bench_compression.py):
   fits (quantiles); the encoder tries a few settings (orientation, bucket counts) per group and
   keeps the cheapest, tables included.
 
-Context of symbol (i, j) of a (R, C) matrix scanned row-major (after an optional transpose)::
+  Near-duplicate rows (e.g. embedding rows that moved together) are caught by a third context,
+  the code just above, clamped to [−ck, ck].
+
+A (R, C) matrix (after an optional transpose) is cut into slices of ``slice_rows`` rows, each an
+independent stream with its own context history (so slices decode in parallel). Context of
+symbol (i, j) of a slice, scanned row-major::
 
     colacc[j] starts at ainit;   rowacc starts at rinit at every row
-    ctx = luta[min(colacc[j], |luta|−1)] · nb + lutb[min(rowacc, |lutb|−1)]
+    above = q[i−1, j] (0 on the slice's first row)
+    ctx = (luta[min(colacc[j], |luta|−1)] · nb + lutb[min(rowacc, |lutb|−1)]) · nc + clamp(above, −ck, ck) + ck
     then colacc[j] += |q| − (colacc[j] >> cs);  rowacc += |q| − (rowacc >> rs)
 
-Coder: rANS with a 32-bit state in [2^16, 2^32), 16-bit words, frequencies summing to 2^P per
-context (P = 14 by default). One stream per matrix: u32 final state, then the words. The C++ op
+with nc = 2·ck + 1. Coder: rANS with a 32-bit state in [2^16, 2^32), 16-bit words, frequencies
+summing to 2^P per context (P = 14 by default). One stream per slice: u32 final state, then the
+words. The C++ op
 ``golf_fast::_rans_{encode,decode}_cpp`` runs it (matrices of a group in parallel);
 ``encode_ref`` / ``decode_ref`` here are the pure-Python reference it must match byte for byte.
 
@@ -31,8 +38,6 @@ brotli-11 / lzma-9 is smaller.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import struct
 from dataclasses import dataclass
@@ -41,26 +46,17 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from golf_fast.artifact.codecs import (
-    ArtifactError,
-    Codec,
-    TensorData,
-    TensorSpec,
-    brotli_compress,
-    brotli_decompress,
-    byte_shuffle,
-    byte_unshuffle,
-    lzma_compress,
-    lzma_decompress,
-)
+from golf_fast.artifact.codecs import ArtifactError
 
 RANS_LOW = 1 << 16
 DEFAULT_PROB_BITS = 14
-# (transpose, cs, rs, na, nb) settings the encoder tries per group; (False, 4, 3, 1, 1) is order-0.
+DEFAULT_SLICE_ROWS = 256
+# (transpose, cs, rs, na, nb, ck) settings the encoder tries per group; (False, 4, 3, 1, 1, 0) is order-0.
 DEFAULT_CANDIDATES = (
-    (False, 4, 3, 1, 1),
-    (False, 4, 3, 4, 1), (False, 4, 3, 8, 1), (False, 4, 3, 4, 3), (False, 4, 3, 8, 3),
-    (True, 4, 3, 4, 1), (True, 4, 3, 8, 1), (True, 4, 3, 4, 3), (True, 4, 3, 8, 3),
+    (False, 4, 3, 1, 1, 0),
+    (False, 4, 3, 4, 1, 0), (False, 4, 3, 8, 1, 0), (False, 4, 3, 4, 3, 0), (False, 4, 3, 8, 3, 0),
+    (True, 4, 3, 4, 1, 0), (True, 4, 3, 8, 1, 0), (True, 4, 3, 4, 3, 0), (True, 4, 3, 8, 3, 0),
+    (False, 4, 3, 1, 1, 2), (False, 4, 3, 4, 1, 2), (False, 4, 3, 1, 1, 4),
 )
 _TABLE_BITS_PER_SYMBOL = 10.0  # estimated cost of one nonzero table entry, for model selection
 
@@ -86,16 +82,27 @@ class GroupModel:
     rinit: int
     thr_a: list
     thr_b: list
-    freq: np.ndarray  # (na*nb, 2*qmax+1) int32, each row sums to 2^prob_bits or is all zero
+    ck: int
+    freq: np.ndarray  # (na*nb*nc, 2*qmax+1) int32, each row sums to 2^prob_bits or is all zero
     prob_bits: int = DEFAULT_PROB_BITS
+    slice_rows: int = DEFAULT_SLICE_ROWS
 
     @property
     def nb(self) -> int:
         return len(self.thr_b) + 1
 
     @property
+    def nc(self) -> int:
+        return 2 * self.ck + 1
+
+    @property
     def nctx(self) -> int:
-        return (len(self.thr_a) + 1) * self.nb
+        return (len(self.thr_a) + 1) * self.nb * self.nc
+
+    def lutc(self) -> np.ndarray:
+        """Symbol above → its context bucket: ``clamp(u − qmax, −ck, ck) + ck``."""
+        v = np.arange(2 * self.qmax + 1) - self.qmax
+        return (np.clip(v, -self.ck, self.ck) + self.ck).astype(np.uint8)
 
     def luts(self) -> tuple[np.ndarray, np.ndarray]:
         """Bucket lookup tables over every accumulator value: ``lut[v] = #(thresholds ≤ v)``."""
@@ -113,7 +120,13 @@ class GroupModel:
     def settings(self) -> dict[str, Any]:
         return {"qmax": self.qmax, "transpose": self.transpose, "cs": self.cs, "rs": self.rs,
                 "ainit": self.ainit, "rinit": self.rinit, "thr_a": list(self.thr_a), "thr_b": list(self.thr_b),
-                "prob_bits": self.prob_bits}
+                "ck": self.ck, "prob_bits": self.prob_bits, "slice_rows": self.slice_rows}
+
+    @classmethod
+    def from_settings(cls, g: dict, freq: np.ndarray) -> "GroupModel":
+        return cls(int(g["qmax"]), bool(g["transpose"]), int(g["cs"]), int(g["rs"]), int(g["ainit"]),
+                   int(g["rinit"]), [int(v) for v in g["thr_a"]], [int(v) for v in g["thr_b"]], int(g["ck"]),
+                   freq.astype(np.int32), int(g["prob_bits"]), int(g["slice_rows"]))
 
 
 def quantize_freqs(counts: np.ndarray, prob_bits: int) -> np.ndarray:
@@ -143,11 +156,13 @@ def quantize_freqs(counts: np.ndarray, prob_bits: int) -> np.ndarray:
     return f.astype(np.int32)
 
 
-def _features(mats: list[np.ndarray], cs: int, rs: int, ainit: int, rinit: int, backend: str) -> list[np.ndarray]:
+def _features(mats: list[np.ndarray], slice_rows: int, qmax: int, cs: int, rs: int, ainit: int, rinit: int,
+              backend: str) -> list[np.ndarray]:
     if backend == "cpp":
         ts = [torch.from_numpy(np.ascontiguousarray(q)) for q in mats]
-        return [t.numpy() for t in torch.ops.golf_fast._rans_features_cpp(ts, cs, rs, ainit, rinit)]
-    return [features_ref(q, cs, rs, ainit, rinit) for q in mats]
+        feats = torch.ops.golf_fast._rans_features_cpp(ts, slice_rows, qmax, cs, rs, ainit, rinit)
+        return [t.numpy() for t in feats]
+    return [features_ref(q, slice_rows, qmax, cs, rs, ainit, rinit) for q in mats]
 
 
 def _entropy_bits(counts: np.ndarray) -> float:
@@ -167,38 +182,39 @@ def _quantile_thresholds(values: np.ndarray, n: int) -> list:
 
 
 def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATES,
-              prob_bits: int = DEFAULT_PROB_BITS, backend: str = "cpp") -> tuple[GroupModel, dict[str, Any]]:
-    """Choose the cheapest context setting for one group; return the model and a cost report."""
+              prob_bits: int = DEFAULT_PROB_BITS, slice_rows: int = DEFAULT_SLICE_ROWS,
+              backend: str = "cpp") -> tuple[GroupModel, dict[str, Any]]:
+    """Choose the cheapest context setting for one group (coded bits with the quantized tables
+    plus an estimate of the tables' own size); return the model and a report of every try."""
     report: dict[str, Any] = {"tries": []}
     best: Optional[tuple[float, GroupModel]] = None
-    feats_cache: dict[tuple, tuple[list, list]] = {}
+    cache: dict[tuple, tuple] = {}
     nsym = 2 * qmax + 1
-    for transpose, cs, rs, na, nb in candidates:
+    mean_mag = float(np.mean([np.abs(q.astype(np.int16)).mean() for q in mats]))
+    for transpose, cs, rs, na, nb, ck in candidates:
         key = (transpose, cs, rs)
-        if key not in feats_cache:
+        if key not in cache:
             oriented = [np.ascontiguousarray(q.T) if transpose else q for q in mats]
-            mean_mag = float(np.mean([np.abs(q.astype(np.int16)).mean() for q in mats]))
             ainit, rinit = int(round(mean_mag * (1 << cs))), int(round(mean_mag * (1 << rs)))
-            fs = _features(oriented, cs, rs, ainit, rinit, backend)
-            a = np.concatenate([f[0].ravel() for f in fs])
-            b = np.concatenate([f[1].ravel() for f in fs])
-            sym = np.concatenate([q.ravel().astype(np.int64) + qmax for q in oriented])
-            feats_cache[key] = (a, b, sym, ainit, rinit)
-        a, b, sym, ainit, rinit = feats_cache[key]
-        thr_a, thr_b = _quantile_thresholds(a, na), _quantile_thresholds(b, nb)
-        ctx = np.searchsorted(np.asarray(thr_a, dtype=np.int64), a, side="right") * (len(thr_b) + 1)
-        ctx = ctx + np.searchsorted(np.asarray(thr_b, dtype=np.int64), b, side="right")
-        nctx = (len(thr_a) + 1) * (len(thr_b) + 1)
-        counts = np.bincount(ctx * nsym + sym, minlength=nctx * nsym).reshape(nctx, nsym)
-        freq = np.stack([quantize_freqs(c, prob_bits) for c in counts])
-        with np.errstate(divide="ignore"):
-            code_bits = float(-(counts * np.where(freq > 0, np.log2(np.maximum(freq, 1) / (1 << prob_bits)), 0)).sum())
-        table_bits = _TABLE_BITS_PER_SYMBOL * float((freq > 0).sum())
-        cost = code_bits + table_bits
-        report["tries"].append({"transpose": transpose, "cs": cs, "rs": rs, "na": na, "nb": nb,
+            fs = _features(oriented, slice_rows, qmax, cs, rs, ainit, rinit, backend)
+            planes = [np.concatenate([f[k].ravel() for f in fs]) for k in range(3)]
+            sym = np.concatenate([q.ravel() for q in oriented]).astype(np.int64) + qmax
+            cache[key] = (planes, sym, ainit, rinit)
+        (a, b, above), sym, ainit, rinit = cache[key]
+        model = GroupModel(qmax, transpose, cs, rs, ainit, rinit, _quantile_thresholds(a, na),
+                           _quantile_thresholds(b, nb), ck, np.zeros((1, nsym), np.int32), prob_bits, slice_rows)
+        luta, lutb = model.luts()
+        ctx = (luta[np.minimum(a, luta.size - 1)].astype(np.int64) * model.nb
+               + lutb[np.minimum(b, lutb.size - 1)]) * model.nc + model.lutc()[above]
+        counts = np.bincount(ctx * nsym + sym, minlength=model.nctx * nsym).reshape(model.nctx, nsym)
+        model.freq = np.stack([quantize_freqs(c, prob_bits) for c in counts])
+        logq = np.log2(np.maximum(model.freq, 1) / float(1 << prob_bits))
+        code_bits = float(-(counts * logq).sum())
+        cost = code_bits + _TABLE_BITS_PER_SYMBOL * float((model.freq > 0).sum())
+        report["tries"].append({"transpose": transpose, "cs": cs, "rs": rs, "na": na, "nb": nb, "ck": ck,
                                 "bytes": round(cost / 8), "entropy_bytes": round(_entropy_bits(counts) / 8)})
         if best is None or cost < best[0]:
-            best = (cost, GroupModel(qmax, transpose, cs, rs, ainit, rinit, thr_a, thr_b, freq, prob_bits))
+            best = (cost, model)
     assert best is not None
     report["chosen"] = best[1].settings()
     return best[1], report
@@ -207,81 +223,96 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
 # --------------------------------------------------------------------------- pure-Python reference
 
 
-def features_ref(q: np.ndarray, cs: int, rs: int, ainit: int, rinit: int) -> np.ndarray:
-    """(2, R, C) int32: the column and row accumulators each symbol is coded with."""
+def _slices(rows: int, slice_rows: int) -> list[tuple[int, int]]:
+    return [(r0, min(slice_rows, rows - r0)) for r0 in range(0, rows, slice_rows)]
+
+
+def features_ref(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ainit: int, rinit: int) -> np.ndarray:
+    """(3, R, C) int32: column accumulator, row accumulator and symbol above, per symbol."""
     r, c = q.shape
-    out = np.zeros((2, r, c), dtype=np.int32)
-    col = [ainit] * c
-    for i in range(r):
-        row = rinit
-        for j in range(c):
-            out[0, i, j], out[1, i, j] = col[j], row
-            m = abs(int(q[i, j]))
-            col[j] += m - (col[j] >> cs)
-            row += m - (row >> rs)
+    out = np.zeros((3, r, c), dtype=np.int32)
+    for r0, nr in _slices(r, slice_rows):
+        col = [ainit] * c
+        for i in range(r0, r0 + nr):
+            row = rinit
+            for j in range(c):
+                above = int(q[i - 1, j]) + qmax if i > r0 else qmax
+                out[0, i, j], out[1, i, j], out[2, i, j] = col[j], row, above
+                m = abs(int(q[i, j]))
+                col[j] += m - (col[j] >> cs)
+                row += m - (row >> rs)
     return out
 
 
-def _contexts_ref(model: GroupModel, q: np.ndarray) -> list[int]:
+def _contexts_ref(model: GroupModel, q: np.ndarray) -> np.ndarray:
     luta, lutb = model.luts()
-    f = features_ref(q, model.cs, model.rs, model.ainit, model.rinit)
-    a = np.minimum(f[0].ravel(), luta.size - 1)
-    b = np.minimum(f[1].ravel(), lutb.size - 1)
-    return (luta[a].astype(np.int64) * model.nb + lutb[b]).tolist()
+    f = features_ref(q, model.slice_rows, model.qmax, model.cs, model.rs, model.ainit, model.rinit)
+    a = np.minimum(f[0], luta.size - 1)
+    b = np.minimum(f[1], lutb.size - 1)
+    return (luta[a].astype(np.int64) * model.nb + lutb[b]) * model.nc + model.lutc()[f[2]]
 
 
-def encode_ref(model: GroupModel, q: np.ndarray) -> bytes:
-    """Reference rANS encoder of one (oriented) matrix: the stream bytes."""
-    ctx = _contexts_ref(model, q)
-    syms = (q.ravel().astype(np.int64) + model.qmax).tolist()
+def encode_ref(model: GroupModel, q: np.ndarray) -> list[bytes]:
+    """Reference rANS encoder of one (oriented) matrix: one stream per slice."""
+    ctx_all = _contexts_ref(model, q)
     freq, cum, p = model.freq, model.cum(), model.prob_bits
-    x, words = RANS_LOW, []
-    for k in range(len(syms) - 1, -1, -1):
-        f, c = int(freq[ctx[k], syms[k]]), int(cum[ctx[k], syms[k]])
-        if f == 0:
-            raise ValueError("freq: a symbol that occurs has frequency 0 in its context")
-        if x >= f << (32 - p):
-            words.append(x & 0xFFFF)
-            x >>= 16
-        x = ((x // f) << p) + (x % f) + c
-    return struct.pack("<I", x) + struct.pack(f"<{len(words)}H", *reversed(words))
+    streams = []
+    for r0, nr in _slices(q.shape[0], model.slice_rows):
+        ctx = ctx_all[r0:r0 + nr].ravel().tolist()
+        syms = (q[r0:r0 + nr].ravel().astype(np.int64) + model.qmax).tolist()
+        x, words = RANS_LOW, []
+        for k in range(len(syms) - 1, -1, -1):
+            f, c = int(freq[ctx[k], syms[k]]), int(cum[ctx[k], syms[k]])
+            if f == 0:
+                raise ValueError("freq: a symbol that occurs has frequency 0 in its context")
+            if x >= f << (32 - p):
+                words.append(x & 0xFFFF)
+                x >>= 16
+            x = ((x // f) << p) + (x % f) + c
+        streams.append(struct.pack("<I", x) + struct.pack(f"<{len(words)}H", *reversed(words)))
+    return streams
 
 
-def decode_ref(model: GroupModel, stream: bytes, rows: int, cols: int) -> np.ndarray:
-    """Reference rANS decoder: stream → (rows, cols) int8 in the coded orientation."""
-    if len(stream) < 4 or (len(stream) - 4) % 2:
-        raise ArtifactError("stream length is not 4 + 2*words")
-    luta, lutb = model.luts()
+def decode_ref(model: GroupModel, streams: list[bytes], rows: int, cols: int) -> np.ndarray:
+    """Reference rANS decoder: one stream per slice → (rows, cols) int8 in the coded orientation."""
+    sl = _slices(rows, model.slice_rows)
+    if len(streams) != len(sl):
+        raise ArtifactError(f"expected {len(sl)} slice streams, got {len(streams)}")
+    luta, lutb, lutc = model.luts() + (model.lutc(),)
     freq, cum, p = model.freq, model.cum(), model.prob_bits
     mask = (1 << p) - 1
-    x = struct.unpack_from("<I", stream)[0]
-    words = struct.unpack_from(f"<{(len(stream) - 4) // 2}H", stream, 4)
-    pos = 0
     out = np.zeros((rows, cols), dtype=np.int8)
-    col = [model.ainit] * cols
-    for i in range(rows):
-        row = model.rinit
-        for j in range(cols):
-            ctx = int(luta[min(col[j], luta.size - 1)]) * model.nb + int(lutb[min(row, lutb.size - 1)])
-            slot = x & mask
-            cf = cum[ctx]
-            s = int(np.searchsorted(cf, slot, side="right")) - 1
-            while freq[ctx, s] == 0:  # zero-width symbols share a cum value with the next one
-                s -= 1
-            x = int(freq[ctx, s]) * (x >> p) + slot - int(cf[s])
-            if x < RANS_LOW:
-                if pos >= len(words):
-                    raise ArtifactError("stream ends early")
-                x = (x << 16) | words[pos]
-                pos += 1
-            code = s - model.qmax
-            out[i, j] = code
-            col[j] += abs(code) - (col[j] >> model.cs)
-            row += abs(code) - (row >> model.rs)
-    if pos != len(words):
-        raise ArtifactError("stream has trailing words")
-    if x != RANS_LOW:
-        raise ArtifactError("final rANS state is wrong")
+    for (r0, nr), stream in zip(sl, streams):
+        if len(stream) < 4 or (len(stream) - 4) % 2:
+            raise ArtifactError("stream length is not 4 + 2*words")
+        x = struct.unpack_from("<I", stream)[0]
+        words = struct.unpack_from(f"<{(len(stream) - 4) // 2}H", stream, 4)
+        pos = 0
+        col = [model.ainit] * cols
+        for i in range(r0, r0 + nr):
+            row = model.rinit
+            for j in range(cols):
+                above = int(out[i - 1, j]) + model.qmax if i > r0 else model.qmax
+                ctx = ((int(luta[min(col[j], luta.size - 1)]) * model.nb + int(lutb[min(row, lutb.size - 1)]))
+                       * model.nc + int(lutc[above]))
+                slot = x & mask
+                s = int(np.searchsorted(cum[ctx], slot, side="right")) - 1
+                while freq[ctx, s] == 0:  # a zero-width symbol shares its cum with the next one
+                    s -= 1
+                x = int(freq[ctx, s]) * (x >> p) + slot - int(cum[ctx, s])
+                if x < RANS_LOW:
+                    if pos >= len(words):
+                        raise ArtifactError("stream ends early")
+                    x = (x << 16) | words[pos]
+                    pos += 1
+                code = s - model.qmax
+                out[i, j] = code
+                col[j] += abs(code) - (col[j] >> model.cs)
+                row += abs(code) - (row >> model.rs)
+        if pos != len(words):
+            raise ArtifactError("stream has trailing words")
+        if x != RANS_LOW:
+            raise ArtifactError("final rANS state is wrong")
     return out
 
 
@@ -290,18 +321,25 @@ def decode_ref(model: GroupModel, stream: bytes, rows: int, cols: int) -> np.nda
 
 def _cpp_args(model: GroupModel) -> tuple:
     luta, lutb = model.luts()
-    return (torch.from_numpy(luta), torch.from_numpy(lutb), model.nb,
+    return (torch.from_numpy(luta), torch.from_numpy(lutb), torch.from_numpy(model.lutc()), model.nb, model.nc,
             torch.from_numpy(np.ascontiguousarray(model.freq, dtype=np.int32)),
             torch.from_numpy(np.ascontiguousarray(model.cum(), dtype=np.int32)),
             model.prob_bits, model.qmax, model.cs, model.rs, model.ainit, model.rinit)
 
 
+def slice_counts(model: GroupModel, shapes: list[tuple]) -> list[int]:
+    """Streams per matrix (slices of its oriented rows)."""
+    return [len(_slices(c if model.transpose else r, model.slice_rows)) for r, c in shapes]
+
+
 def encode_group(model: GroupModel, mats: list[np.ndarray], backend: str) -> list[bytes]:
+    """All slice streams of the group's matrices, matrix-major then slice order."""
     oriented = [np.ascontiguousarray(q.T) if model.transpose else np.ascontiguousarray(q) for q in mats]
     if backend == "cpp":
-        outs = torch.ops.golf_fast._rans_encode_cpp([torch.from_numpy(q) for q in oriented], *_cpp_args(model))
+        outs = torch.ops.golf_fast._rans_encode_cpp([torch.from_numpy(q) for q in oriented], model.slice_rows,
+                                                    *_cpp_args(model))
         return [o.numpy().tobytes() for o in outs]
-    return [encode_ref(model, q) for q in oriented]
+    return [s for q in oriented for s in encode_ref(model, q)]
 
 
 def decode_group(model: GroupModel, streams: list[bytes], shapes: list[tuple], names: list[str],
@@ -310,16 +348,18 @@ def decode_group(model: GroupModel, streams: list[bytes], shapes: list[tuple], n
     if backend == "cpp":
         try:
             outs = torch.ops.golf_fast._rans_decode_cpp(
-                [torch.frombuffer(bytearray(s), dtype=torch.uint8) for s in streams],
-                [d[0] for d in dims], [d[1] for d in dims], *_cpp_args(model))
+                [torch.frombuffer(bytearray(s), dtype=torch.uint8) if s else torch.zeros(0, dtype=torch.uint8)
+                 for s in streams],
+                [d[0] for d in dims], [d[1] for d in dims], model.slice_rows, *_cpp_args(model))
         except RuntimeError as exc:
-            raise ArtifactError(f"golf-rans: corrupt code stream in group of {names[0]!r}: {exc}") from exc
+            raise ArtifactError(f"golf-rans: corrupt code stream in the group of {names[0]!r}: {exc}") from exc
         mats = [o.numpy() for o in outs]
     else:
-        mats = []
-        for s, (r, c), name in zip(streams, dims, names):
+        mats, k = [], 0
+        for n, (r, c), name in zip(slice_counts(model, shapes), dims, names):
             try:
-                mats.append(decode_ref(model, s, r, c))
+                mats.append(decode_ref(model, streams[k:k + n], r, c))
             except ArtifactError as exc:
                 raise ArtifactError(f"golf-rans: corrupt code stream of {name!r}: {exc}") from exc
+            k += n
     return [np.ascontiguousarray(q.T) if model.transpose else q for q in mats]

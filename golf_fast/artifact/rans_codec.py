@@ -24,10 +24,12 @@ from golf_fast.artifact.rans import (
     DEFAULT_CANDIDATES,
     DEFAULT_PROB_BITS,
     GroupModel,
+    DEFAULT_SLICE_ROWS,
     decode_group,
     encode_group,
     fit_group,
     role_of,
+    slice_counts,
 )
 from golf_fast.quant.formats import qmax as qmax_of
 
@@ -124,9 +126,16 @@ class RansCodec(Codec):
 
     name = "golf-rans"
 
-    def __init__(self, backend: str = "auto", candidates=DEFAULT_CANDIDATES, prob_bits: int = DEFAULT_PROB_BITS):
+    def __init__(self, backend: str = "auto", candidates=DEFAULT_CANDIDATES, prob_bits: int = DEFAULT_PROB_BITS,
+                 slice_rows: int = DEFAULT_SLICE_ROWS):
         if not isinstance(prob_bits, int) or not 8 <= prob_bits <= 15:
             raise ValueError(f"prob_bits: expected an int in 8..15, got {prob_bits!r}")
+        if not isinstance(slice_rows, int) or slice_rows < 1:
+            raise ValueError(f"slice_rows: expected a positive int, got {slice_rows!r}")
+        for c in candidates:
+            if len(tuple(c)) != 6:
+                raise ValueError(f"candidates: expected (transpose, cs, rs, na, nb, ck) tuples, got {c!r}")
+        self.slice_rows = slice_rows
         if not candidates:
             raise ValueError("candidates: expected at least one context setting")
         self.backend = backend
@@ -153,7 +162,7 @@ class RansCodec(Codec):
             mats = [np.ascontiguousarray(items[i].codes, dtype=np.int8) for i in idx]
             qm = qmax_of(int(specs[idx[0]].bits))
             model, report = fit_group(mats, qm, candidates=self.candidates, prob_bits=self.prob_bits,
-                                      backend=backend)
+                                      slice_rows=self.slice_rows, backend=backend)
             self.last_report["groups"].append({"role": role_of(specs[idx[0]].name), **report})
             enc = encode_group(model, mats, backend)
             header["groups"].append({"tensors": idx, **model.settings()})
@@ -167,6 +176,8 @@ class RansCodec(Codec):
         hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
         side = brotli_compress(struct.pack("<I", len(hjson)) + hjson + b"".join(tables), quality=11)
         payload = struct.pack("<I", len(side)) + side + b"".join(streams) + rest
+        self.last_report.update(side_bytes=len(side) + 4, stream_bytes=sum(len(s) for s in streams),
+                                rest_bytes=len(rest), rest_method=method)
         return payload, {"prob_bits": self.prob_bits}
 
     def decode(self, payload: bytes, specs: list[TensorSpec], params: dict[str, Any]) -> list[TensorData]:
@@ -200,23 +211,26 @@ class RansCodec(Codec):
         for g in header["groups"]:
             idx = g["tensors"]
             nsym = 2 * int(g["qmax"]) + 1
-            nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1)
+            nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1) * (2 * int(g["ck"]) + 1)
             freq, tpos = _read_varints(side, tpos, nctx * nsym)
-            model = GroupModel(int(g["qmax"]), bool(g["transpose"]), int(g["cs"]), int(g["rs"]), int(g["ainit"]),
-                               int(g["rinit"]), list(g["thr_a"]), list(g["thr_b"]),
-                               freq.reshape(nctx, nsym).astype(np.int32), int(g["prob_bits"]))
-            streams = []
-            for i in idx:
-                n = int(lens[k])
-                if pos + n > len(payload):
-                    raise ArtifactError(f"golf-rans: code stream of {specs[i].name!r} runs past the payload")
-                streams.append(payload[pos:pos + n])
-                pos += n
-                k += 1
+            try:
+                model = GroupModel.from_settings(g, freq.reshape(nctx, nsym))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ArtifactError(f"golf-rans: group settings are malformed ({exc!r})") from exc
             shapes = [(int(specs[i].shape[0]), int(specs[i].shape[1])) for i in idx]
+            streams = []
+            for i, ns in zip(idx, slice_counts(model, shapes)):
+                for _ in range(ns):
+                    if k >= len(lens) or pos + int(lens[k]) > len(payload):
+                        raise ArtifactError(f"golf-rans: code stream of {specs[i].name!r} runs past the payload")
+                    streams.append(payload[pos:pos + int(lens[k])])
+                    pos += int(lens[k])
+                    k += 1
             mats = decode_group(model, streams, shapes, [specs[i].name for i in idx], backend)
             for i, q in zip(idx, mats):
                 out[i].codes = q
+        if k != len(lens):
+            raise ArtifactError(f"golf-rans: {len(lens) - k} code streams more than the manifest's tensors need")
         rest_len = int(header["rest"]["len"])
         if pos + rest_len != len(payload):
             raise ArtifactError(f"golf-rans: payload is {len(payload)} bytes, its sections add up to {pos + rest_len}")
