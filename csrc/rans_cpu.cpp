@@ -155,9 +155,13 @@ at::Tensor encode_slice(const Model& m, const int8_t* qp, int64_t rows, int64_t 
   return out;
 }
 
-// Decoding-side tables: per (context, slot) the symbol, and per (context, symbol) freq | cum << 16.
+// Decoding-side tables. bucket: per (context, slot >> (P - 8)) the symbol holding the bucket's
+// first slot; fc: per (context, symbol) freq | cum << 16, plus a sentinel (cum = 2^P) per context.
+// A slot's symbol is found from its bucket by stepping while the next symbol's cum <= slot.
+constexpr int kBucketBits = 8;
+
 struct DecodeTables {
-  std::vector<uint8_t> slot_sym;
+  std::vector<uint8_t> bucket;
   std::vector<uint32_t> fc;
 };
 
@@ -171,8 +175,9 @@ std::string decode_slice(const Model& m, const DecodeTables& dt, const uint8_t* 
   const uint8_t* end = in + len;
   const int64_t p = m.prob_bits;
   const uint32_t mask = (1u << p) - 1;
-  const uint8_t* slot_sym = dt.slot_sym.data();
+  const uint8_t* bucket = dt.bucket.data();
   const uint32_t* fc = dt.fc.data();
+  const int64_t shift = p - kBucketBits, row = m.nsym + 1;
   std::vector<int32_t> colacc(cols, static_cast<int32_t>(m.ainit));
   const int32_t na_max = static_cast<int32_t>(m.na_len - 1), nb_max = static_cast<int32_t>(m.nb_len - 1);
   const int64_t nbc = m.nb * m.nc;
@@ -186,8 +191,11 @@ std::string decode_slice(const Model& m, const DecodeTables& dt, const uint8_t* 
       const int64_t above = arow ? arow[j] + m.qmax : m.qmax;
       const int64_t c = m.luta[ca] * nbc + m.lutb[rb] * m.nc + m.lutc[above];
       const uint32_t slot = x & mask;
-      const int64_t s = slot_sym[(c << p) + slot];
-      const uint32_t e = fc[c * m.nsym + s];
+      const uint32_t* fcc = fc + c * row;
+      int64_t s = bucket[(c << kBucketBits) + (slot >> shift)];
+      while ((fcc[s + 1] >> 16) <= slot) ++s;
+      if (s >= m.nsym) return "a symbol falls in an empty context";
+      const uint32_t e = fcc[s];
       x = (e & 0xFFFF) * (x >> p) + slot - (e >> 16);
       if (x < kLow) {
         if (w + 2 > end) return "stream ends early";
@@ -263,22 +271,23 @@ std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef 
   for (size_t t = 0; t < rows.size(); ++t) TORCH_CHECK(rows[t] >= 1 && cols[t] >= 1, "rows, cols: expected >= 1");
   const auto sl = slices_of(rows, slice_rows);
   TORCH_CHECK(streams.size() == sl.size(), "streams: expected ", sl.size(), " (one per slice), got ", streams.size());
-  const size_t table = static_cast<size_t>(1) << prob_bits;
+  const int64_t table = static_cast<int64_t>(1) << prob_bits, shift = prob_bits - kBucketBits;
+  const int64_t row = m.nsym + 1;
   DecodeTables dt;
-  dt.slot_sym.assign(static_cast<size_t>(m.nctx) * table, 0);
-  dt.fc.assign(static_cast<size_t>(m.nctx * m.nsym), 0);
+  dt.bucket.assign(static_cast<size_t>(m.nctx) << kBucketBits, 0);
+  dt.fc.assign(static_cast<size_t>(m.nctx * row), 0);
   for (int64_t c = 0; c < m.nctx; ++c) {
     int64_t total = 0;
     for (int64_t s = 0; s < m.nsym; ++s) {
       const int64_t f = m.freq[c * m.nsym + s], start = m.cum[c * m.nsym + s];
-      if (f == 0) continue;
-      TORCH_CHECK(f > 0 && start == total && start + f <= static_cast<int64_t>(table),
-                  "freq, cum: context ", c, " is not a valid table");
-      for (int64_t k = start; k < start + f; ++k) dt.slot_sym[c * table + k] = static_cast<uint8_t>(s);
-      dt.fc[c * m.nsym + s] = static_cast<uint32_t>(f) | (static_cast<uint32_t>(start) << 16);
+      TORCH_CHECK(f >= 0 && start == total && start + f <= table, "freq, cum: context ", c, " is not a valid table");
+      dt.fc[c * row + s] = static_cast<uint32_t>(f) | (static_cast<uint32_t>(start) << 16);
+      for (int64_t b = (start + (1 << shift) - 1) >> shift; b < (1 << kBucketBits) && (b << shift) < start + f; ++b)
+        dt.bucket[(c << kBucketBits) + b] = static_cast<uint8_t>(s);
       total += f;
     }
-    TORCH_CHECK(total == 0 || total == static_cast<int64_t>(table), "freq: context ", c, " does not sum to 2^P");
+    TORCH_CHECK(total == 0 || total == table, "freq: context ", c, " does not sum to 2^P");
+    dt.fc[c * row + m.nsym] = static_cast<uint32_t>(table) << 16;  // sentinel
   }
   std::vector<at::Tensor> out(rows.size());
   for (size_t t = 0; t < rows.size(); ++t) out[t] = at::empty({rows[t], cols[t]}, luta.options().dtype(at::kChar));

@@ -13,7 +13,9 @@ What it exploits (measured in benchmarks/bench_compression.py):
   keeps the cheapest, tables included.
 
   Near-duplicate rows (e.g. embedding rows that moved together) are caught by a third context,
-  the code just above, clamped to [−ck, ck].
+  the code just above, clamped to [−ck, ck], after an optional row reordering (``reorder``):
+  a greedy nearest-neighbour chain (exact squared L2 distance between code rows) puts similar
+  rows next to each other; the permutation is stored (2 or 4 bytes per row).
 
 A (R, C) matrix (after an optional transpose) is cut into slices of ``slice_rows`` rows, each an
 independent stream with its own context history (so slices decode in parallel). Context of
@@ -51,12 +53,16 @@ from golf_fast.artifact.codecs import ArtifactError
 RANS_LOW = 1 << 16
 DEFAULT_PROB_BITS = 14
 DEFAULT_SLICE_ROWS = 256
-# (transpose, cs, rs, na, nb, ck) settings the encoder tries per group; (False, 4, 3, 1, 1, 0) is order-0.
+REORDER_MAX_ROWS = 16384  # the chain needs a rows × rows distance matrix
+# (transpose, cs, rs, na, nb, ck, reorder) settings the encoder tries per group;
+# (False, 4, 3, 1, 1, 0, False) is plain order-0.
 DEFAULT_CANDIDATES = (
-    (False, 4, 3, 1, 1, 0),
-    (False, 4, 3, 4, 1, 0), (False, 4, 3, 8, 1, 0), (False, 4, 3, 4, 3, 0), (False, 4, 3, 8, 3, 0),
-    (True, 4, 3, 4, 1, 0), (True, 4, 3, 8, 1, 0), (True, 4, 3, 4, 3, 0), (True, 4, 3, 8, 3, 0),
-    (False, 4, 3, 1, 1, 2), (False, 4, 3, 4, 1, 2), (False, 4, 3, 1, 1, 4),
+    (False, 4, 3, 1, 1, 0, False),
+    (False, 4, 3, 8, 1, 0, False), (False, 4, 6, 8, 4, 0, False), (False, 4, 6, 1, 4, 0, False),
+    (True, 4, 3, 8, 1, 0, False), (True, 4, 6, 8, 4, 0, False), (True, 4, 6, 1, 4, 0, False),
+    (False, 4, 6, 8, 4, 2, False),
+    (False, 4, 6, 8, 4, 2, True), (False, 4, 6, 8, 4, 8, True), (False, 4, 6, 4, 1, 8, True),
+    (True, 4, 6, 8, 4, 8, True),
 )
 _TABLE_BITS_PER_SYMBOL = 10.0  # estimated cost of one nonzero table entry, for model selection
 
@@ -86,6 +92,7 @@ class GroupModel:
     freq: np.ndarray  # (na*nb*nc, 2*qmax+1) int32, each row sums to 2^prob_bits or is all zero
     prob_bits: int = DEFAULT_PROB_BITS
     slice_rows: int = DEFAULT_SLICE_ROWS
+    reorder: bool = False
 
     @property
     def nb(self) -> int:
@@ -120,13 +127,13 @@ class GroupModel:
     def settings(self) -> dict[str, Any]:
         return {"qmax": self.qmax, "transpose": self.transpose, "cs": self.cs, "rs": self.rs,
                 "ainit": self.ainit, "rinit": self.rinit, "thr_a": list(self.thr_a), "thr_b": list(self.thr_b),
-                "ck": self.ck, "prob_bits": self.prob_bits, "slice_rows": self.slice_rows}
+                "ck": self.ck, "prob_bits": self.prob_bits, "slice_rows": self.slice_rows, "reorder": self.reorder}
 
     @classmethod
     def from_settings(cls, g: dict, freq: np.ndarray) -> "GroupModel":
         return cls(int(g["qmax"]), bool(g["transpose"]), int(g["cs"]), int(g["rs"]), int(g["ainit"]),
                    int(g["rinit"]), [int(v) for v in g["thr_a"]], [int(v) for v in g["thr_b"]], int(g["ck"]),
-                   freq.astype(np.int32), int(g["prob_bits"]), int(g["slice_rows"]))
+                   freq.astype(np.int32), int(g["prob_bits"]), int(g["slice_rows"]), bool(g["reorder"]))
 
 
 def quantize_freqs(counts: np.ndarray, prob_bits: int) -> np.ndarray:
@@ -165,6 +172,30 @@ def _features(mats: list[np.ndarray], slice_rows: int, qmax: int, cs: int, rs: i
     return [features_ref(q, slice_rows, qmax, cs, rs, ainit, rinit) for q in mats]
 
 
+def similarity_chain(q: np.ndarray) -> np.ndarray:
+    """Row order of a greedy nearest-neighbour chain: start at row 0, then always the closest
+    unvisited row (exact squared L2 distance of the integer codes; ties → lowest index)."""
+    r, c = q.shape
+    x = torch.from_numpy(q.astype(np.float64 if c * 127 * 127 >= 1 << 24 else np.float32))
+    sq = (x * x).sum(1)
+    dist = (sq[:, None] + sq[None, :] - 2 * (x @ x.T)).numpy()
+    order = np.empty(r, dtype=np.int64)
+    visited = np.zeros(r, dtype=bool)
+    cur = 0
+    for k in range(r):
+        order[k] = cur
+        visited[cur] = True
+        if k + 1 < r:
+            d = np.where(visited, np.inf, dist[cur])
+            cur = int(np.argmin(d))
+    return order
+
+
+def perm_bytes(rows: int) -> int:
+    """Stored size of one row permutation: 2 bytes per row (4 past 65,536 rows)."""
+    return rows * (2 if rows <= 1 << 16 else 4)
+
+
 def _entropy_bits(counts: np.ndarray) -> float:
     """Σ over contexts of the empirical order-0 code length, in bits (counts (nctx, S))."""
     tot = counts.sum(axis=1, keepdims=True)
@@ -187,14 +218,23 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
     """Choose the cheapest context setting for one group (coded bits with the quantized tables
     plus an estimate of the tables' own size); return the model and a report of every try."""
     report: dict[str, Any] = {"tries": []}
-    best: Optional[tuple[float, GroupModel]] = None
+    best: Optional[tuple[float, GroupModel, Optional[list]]] = None
     cache: dict[tuple, tuple] = {}
+    perms_cache: dict[bool, list] = {}
     nsym = 2 * qmax + 1
     mean_mag = float(np.mean([np.abs(q.astype(np.int16)).mean() for q in mats]))
-    for transpose, cs, rs, na, nb, ck in candidates:
-        key = (transpose, cs, rs)
+    for transpose, cs, rs, na, nb, ck, reorder in candidates:
+        oriented = [np.ascontiguousarray(q.T) if transpose else q for q in mats]
+        if reorder and max(q.shape[0] for q in oriented) > REORDER_MAX_ROWS:
+            continue
+        perms = None
+        if reorder:
+            if transpose not in perms_cache:
+                perms_cache[transpose] = [similarity_chain(q) for q in oriented]
+            perms = perms_cache[transpose]
+            oriented = [np.ascontiguousarray(q[p]) for q, p in zip(oriented, perms)]
+        key = (transpose, cs, rs, reorder)
         if key not in cache:
-            oriented = [np.ascontiguousarray(q.T) if transpose else q for q in mats]
             ainit, rinit = int(round(mean_mag * (1 << cs))), int(round(mean_mag * (1 << rs)))
             fs = _features(oriented, slice_rows, qmax, cs, rs, ainit, rinit, backend)
             planes = [np.concatenate([f[k].ravel() for f in fs]) for k in range(3)]
@@ -202,7 +242,8 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
             cache[key] = (planes, sym, ainit, rinit)
         (a, b, above), sym, ainit, rinit = cache[key]
         model = GroupModel(qmax, transpose, cs, rs, ainit, rinit, _quantile_thresholds(a, na),
-                           _quantile_thresholds(b, nb), ck, np.zeros((1, nsym), np.int32), prob_bits, slice_rows)
+                           _quantile_thresholds(b, nb), ck, np.zeros((1, nsym), np.int32), prob_bits, slice_rows,
+                           bool(reorder))
         luta, lutb = model.luts()
         ctx = (luta[np.minimum(a, luta.size - 1)].astype(np.int64) * model.nb
                + lutb[np.minimum(b, lutb.size - 1)]) * model.nc + model.lutc()[above]
@@ -211,13 +252,18 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
         logq = np.log2(np.maximum(model.freq, 1) / float(1 << prob_bits))
         code_bits = float(-(counts * logq).sum())
         cost = code_bits + _TABLE_BITS_PER_SYMBOL * float((model.freq > 0).sum())
+        if reorder:
+            cost += 8.0 * sum(perm_bytes(q.shape[0]) for q in oriented)
         report["tries"].append({"transpose": transpose, "cs": cs, "rs": rs, "na": na, "nb": nb, "ck": ck,
-                                "bytes": round(cost / 8), "entropy_bytes": round(_entropy_bits(counts) / 8)})
+                                "reorder": bool(reorder), "bytes": round(cost / 8),
+                                "entropy_bytes": round(_entropy_bits(counts) / 8)})
         if best is None or cost < best[0]:
-            best = (cost, model)
-    assert best is not None
+            best = (cost, model, perms)
+    if best is None:
+        raise ValueError("candidates: none applies to this group (reordering needs at most "
+                         f"{REORDER_MAX_ROWS} rows)")
     report["chosen"] = best[1].settings()
-    return best[1], report
+    return best[1], best[2], report
 
 
 # --------------------------------------------------------------------------- pure-Python reference
@@ -332,9 +378,15 @@ def slice_counts(model: GroupModel, shapes: list[tuple]) -> list[int]:
     return [len(_slices(c if model.transpose else r, model.slice_rows)) for r, c in shapes]
 
 
-def encode_group(model: GroupModel, mats: list[np.ndarray], backend: str) -> list[bytes]:
-    """All slice streams of the group's matrices, matrix-major then slice order."""
+def encode_group(model: GroupModel, mats: list[np.ndarray], backend: str,
+                 perms: Optional[list] = None) -> list[bytes]:
+    """All slice streams of the group's matrices, matrix-major then slice order; ``perms`` (one
+    row order per oriented matrix) when the model reorders."""
     oriented = [np.ascontiguousarray(q.T) if model.transpose else np.ascontiguousarray(q) for q in mats]
+    if model.reorder:
+        if perms is None or len(perms) != len(oriented):
+            raise ValueError("perms: expected one row order per matrix for a reordering model")
+        oriented = [np.ascontiguousarray(q[p]) for q, p in zip(oriented, perms)]
     if backend == "cpp":
         outs = torch.ops.golf_fast._rans_encode_cpp([torch.from_numpy(q) for q in oriented], model.slice_rows,
                                                     *_cpp_args(model))
@@ -343,7 +395,7 @@ def encode_group(model: GroupModel, mats: list[np.ndarray], backend: str) -> lis
 
 
 def decode_group(model: GroupModel, streams: list[bytes], shapes: list[tuple], names: list[str],
-                 backend: str) -> list[np.ndarray]:
+                 backend: str, perms: Optional[list] = None) -> list[np.ndarray]:
     dims = [(c, r) if model.transpose else (r, c) for r, c in shapes]
     if backend == "cpp":
         try:
@@ -362,4 +414,15 @@ def decode_group(model: GroupModel, streams: list[bytes], shapes: list[tuple], n
             except ArtifactError as exc:
                 raise ArtifactError(f"golf-rans: corrupt code stream of {name!r}: {exc}") from exc
             k += n
+    if model.reorder:
+        if perms is None or len(perms) != len(mats):
+            raise ArtifactError("golf-rans: a reordering group is missing its row orders")
+        out = []
+        for q, p, name in zip(mats, perms, names):
+            if sorted(p.tolist()) != list(range(q.shape[0])):
+                raise ArtifactError(f"golf-rans: row order of {name!r} is not a permutation")
+            back = np.empty_like(q)
+            back[p] = q
+            out.append(back)
+        mats = out
     return [np.ascontiguousarray(q.T) if model.transpose else q for q in mats]

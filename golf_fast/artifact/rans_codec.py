@@ -133,8 +133,8 @@ class RansCodec(Codec):
         if not isinstance(slice_rows, int) or slice_rows < 1:
             raise ValueError(f"slice_rows: expected a positive int, got {slice_rows!r}")
         for c in candidates:
-            if len(tuple(c)) != 6:
-                raise ValueError(f"candidates: expected (transpose, cs, rs, na, nb, ck) tuples, got {c!r}")
+            if len(tuple(c)) != 7:
+                raise ValueError(f"candidates: expected (transpose, cs, rs, na, nb, ck, reorder) tuples, got {c!r}")
         self.slice_rows = slice_rows
         if not candidates:
             raise ValueError("candidates: expected at least one context setting")
@@ -161,14 +161,16 @@ class RansCodec(Codec):
         for idx in self.groups(specs):
             mats = [np.ascontiguousarray(items[i].codes, dtype=np.int8) for i in idx]
             qm = qmax_of(int(specs[idx[0]].bits))
-            model, report = fit_group(mats, qm, candidates=self.candidates, prob_bits=self.prob_bits,
-                                      slice_rows=self.slice_rows, backend=backend)
+            model, perms, report = fit_group(mats, qm, candidates=self.candidates, prob_bits=self.prob_bits,
+                                             slice_rows=self.slice_rows, backend=backend)
             self.last_report["groups"].append({"role": role_of(specs[idx[0]].name), **report})
-            enc = encode_group(model, mats, backend)
+            enc = encode_group(model, mats, backend, perms)
             header["groups"].append({"tensors": idx, **model.settings()})
             header["streams"].extend(len(s) for s in enc)
             streams.extend(enc)
             tables.append(_varints(model.freq.ravel().astype(np.int64)))
+            for p in perms or []:
+                tables.append(p.astype("<u2" if p.size <= 1 << 16 else "<u4").tobytes())
         rest_raw = _rest_bytes(items)
         cands = [("brotli", brotli_compress(rest_raw, quality=11)), ("lzma", lzma_compress(rest_raw, preset=9))]
         method, rest = min(cands, key=lambda c: (len(c[1]), c[0]))
@@ -226,9 +228,22 @@ class RansCodec(Codec):
                     streams.append(payload[pos:pos + int(lens[k])])
                     pos += int(lens[k])
                     k += 1
-            mats = decode_group(model, streams, shapes, [specs[i].name for i in idx], backend)
+            perms = None
+            if model.reorder:
+                perms = []
+                for r, c in shapes:
+                    n = c if model.transpose else r
+                    width = 2 if n <= 1 << 16 else 4
+                    if tpos + n * width > len(side):
+                        raise ArtifactError("golf-rans: row orders end early")
+                    perms.append(np.frombuffer(side[tpos:tpos + n * width], dtype="<u2" if width == 2 else "<u4")
+                                 .astype(np.int64))
+                    tpos += n * width
+            mats = decode_group(model, streams, shapes, [specs[i].name for i in idx], backend, perms)
             for i, q in zip(idx, mats):
                 out[i].codes = q
+        if tpos != len(side):
+            raise ArtifactError(f"golf-rans: {len(side) - tpos} bytes of side information left over")
         if k != len(lens):
             raise ArtifactError(f"golf-rans: {len(lens) - k} code streams more than the manifest's tensors need")
         rest_len = int(header["rest"]["len"])

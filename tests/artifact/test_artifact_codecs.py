@@ -18,6 +18,7 @@ from golf_fast.artifact.rans import (
     fit_group,
     quantize_freqs,
     role_of,
+    similarity_chain,
 )
 from golf_fast.artifact.rans_codec import RansCodec
 
@@ -63,16 +64,18 @@ def structured_codes(seed: int, r: int, c: int, qmax: int) -> np.ndarray:
     return np.clip(np.rint(w), -qmax, qmax).astype(np.int8)
 
 
-MODELS = [(False, 4, 3, 1, 1, 0), (False, 3, 2, 4, 3, 0), (True, 4, 3, 4, 1, 2), (False, 5, 1, 2, 2, 3)]
+MODELS = [(False, 4, 3, 1, 1, 0, False), (False, 3, 2, 4, 3, 0, False), (True, 4, 3, 4, 1, 2, False),
+          (False, 5, 1, 2, 2, 3, True), (True, 4, 6, 2, 4, 8, True)]
 
 
 @pytest.mark.parametrize("cand", MODELS)
 def test_reference_round_trip(cand):
     mats = [structured_codes(1, 23, 17, 31), structured_codes(2, 9, 17, 31)]
-    model, report = fit_group(mats, 31, candidates=[cand], slice_rows=7, backend="reference")
-    assert report["chosen"]["transpose"] == cand[0]
-    streams = encode_group(model, mats, "reference")
-    back = decode_group(model, streams, [m.shape for m in mats], ["a", "b"], "reference")
+    model, perms, report = fit_group(mats, 31, candidates=[cand], slice_rows=7, backend="reference")
+    assert report["chosen"]["transpose"] == cand[0] and report["chosen"]["reorder"] == cand[6]
+    assert (perms is not None) == cand[6]
+    streams = encode_group(model, mats, "reference", perms)
+    back = decode_group(model, streams, [m.shape for m in mats], ["a", "b"], "reference", perms)
     for m, b in zip(mats, back):
         np.testing.assert_array_equal(m, b)
 
@@ -82,26 +85,26 @@ def test_reference_round_trip(cand):
 @pytest.mark.parametrize("qmax", [31, 63, 127])
 def test_cpp_matches_reference_bytes(cand, qmax):
     mats = [structured_codes(3, 31, 13, qmax), structured_codes(4, 1, 13, qmax), structured_codes(5, 20, 13, qmax)]
-    model, _ = fit_group(mats, qmax, candidates=[cand], slice_rows=8, backend="reference")
-    model_cpp, _ = fit_group(mats, qmax, candidates=[cand], slice_rows=8, backend="cpp")
+    model, perms, _ = fit_group(mats, qmax, candidates=[cand], slice_rows=8, backend="reference")
+    model_cpp, perms_cpp, _ = fit_group(mats, qmax, candidates=[cand], slice_rows=8, backend="cpp")
     np.testing.assert_array_equal(model.freq, model_cpp.freq)
     for m in mats:
         ref = features_ref(m, 8, qmax, model.cs, model.rs, model.ainit, model.rinit)
         cpp = torch.ops.golf_fast._rans_features_cpp([torch.from_numpy(m)], 8, qmax, model.cs, model.rs,
                                                      model.ainit, model.rinit)[0].numpy()
         np.testing.assert_array_equal(ref, cpp)
-    ref_streams = encode_group(model, mats, "reference")
-    assert encode_group(model, mats, "cpp") == ref_streams
+    ref_streams = encode_group(model, mats, "reference", perms)
+    assert encode_group(model, mats, "cpp", perms_cpp) == ref_streams
     shapes = [m.shape for m in mats]
     for backend in ("cpp", "reference"):
-        back = decode_group(model, ref_streams, shapes, ["x", "y", "z"], backend)
+        back = decode_group(model, ref_streams, shapes, ["x", "y", "z"], backend, perms)
         for m, b in zip(mats, back):
             np.testing.assert_array_equal(m, b)
 
 
 def test_single_symbol_and_one_row():
     q = np.zeros((1, 5), dtype=np.int8)
-    model, _ = fit_group([q], 31, candidates=[(False, 4, 3, 1, 1, 0)], backend="reference")
+    model, _, _ = fit_group([q], 31, candidates=[(False, 4, 3, 1, 1, 0, False)], backend="reference")
     assert model.freq.max() == 1 << model.prob_bits
     (stream,) = encode_ref(model, q)
     np.testing.assert_array_equal(decode_ref(model, [stream], 1, 5), q)
@@ -154,6 +157,16 @@ def test_iid_codes_within_0p3_percent_of_entropy():
     coded = codec.last_report["side_bytes"] + codec.last_report["stream_bytes"]
     assert coded <= 1.003 * entropy_bytes, (coded, entropy_bytes)
     assert coded >= 0.999 * entropy_bytes  # nothing beats the entropy on i.i.d. data
+
+
+def test_similarity_chain_puts_near_duplicates_together():
+    rng = np.random.default_rng(3)
+    base = rng.integers(-20, 21, (6, 40))
+    rows = np.concatenate([base, base + rng.integers(-1, 2, (6, 40))])  # row i+6 ≈ row i
+    order = similarity_chain(np.clip(rows, -31, 31).astype(np.int8))
+    assert sorted(order.tolist()) == list(range(12)) and order[0] == 0
+    pos = {int(r): k for k, r in enumerate(order)}
+    assert sum(abs(pos[i] - pos[i + 6]) == 1 for i in range(6)) >= 5
 
 
 def test_codec_names():
