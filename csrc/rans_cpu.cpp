@@ -307,6 +307,48 @@ std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef 
   return out;
 }
 
+// Greedy nearest-neighbour chain over rows with Gram matrix G (R, R) and squared norms sq (R,):
+// start at row 0, then always the unvisited row j minimizing |x_j - x_cur|^2, i.e.
+// sq[j] - 2 G[cur, j] (sq[cur] is the same for every j), ties to the lowest index. (R,) int64.
+template <typename T>
+void chain_impl(const T* g, const T* sq, int64_t n, int64_t* o) {
+  std::vector<uint8_t> visited(n, 0);
+  int64_t cur = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    o[k] = cur;
+    visited[cur] = 1;
+    const T* row = g + cur * n;
+    int64_t best = -1;
+    double best_d = 0.0;
+    for (int64_t j = 0; j < n; ++j) {
+      if (visited[j]) continue;
+      const double dj = static_cast<double>(sq[j]) - 2.0 * static_cast<double>(row[j]);
+      if (best < 0 || dj < best_d) {
+        best = j;
+        best_d = dj;
+      }
+    }
+    cur = best;
+  }
+}
+
+at::Tensor rans_chain_cpp(const at::Tensor& gram_in, const at::Tensor& sq_in) {
+  TORCH_CHECK(gram_in.dim() == 2 && gram_in.size(0) == gram_in.size(1) && gram_in.size(0) >= 1 &&
+              gram_in.device().is_cpu(), "gram: expected a square CPU matrix");
+  TORCH_CHECK(sq_in.dim() == 1 && sq_in.size(0) == gram_in.size(0) && sq_in.scalar_type() == gram_in.scalar_type(),
+              "sq: expected (R,) of gram's dtype");
+  TORCH_CHECK(gram_in.scalar_type() == at::kFloat || gram_in.scalar_type() == at::kDouble,
+              "gram: expected float32 or float64");
+  const at::Tensor gram = gram_in.contiguous(), sq = sq_in.contiguous();
+  const int64_t n = gram.size(0);
+  at::Tensor order = at::empty({n}, gram.options().dtype(at::kLong));
+  if (gram.scalar_type() == at::kFloat)
+    chain_impl<float>(gram.data_ptr<float>(), sq.data_ptr<float>(), n, order.data_ptr<int64_t>());
+  else
+    chain_impl<double>(gram.data_ptr<double>(), sq.data_ptr<double>(), n, order.data_ptr<int64_t>());
+  return order;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(golf_fast, m) {
@@ -314,6 +356,7 @@ TORCH_LIBRARY_FRAGMENT(golf_fast, m) {
         "-> Tensor[]");
   m.def("_rans_encode_cpp(Tensor[] codes, int slice_rows, Tensor luta, Tensor lutb, Tensor lutc, int nb, int nc, "
         "Tensor freq, Tensor cum, int prob_bits, int qmax, int cs, int rs, int ainit, int rinit) -> Tensor[]");
+  m.def("_rans_chain_cpp(Tensor gram, Tensor sq) -> Tensor");
   m.def("_rans_decode_cpp(Tensor[] streams, int[] rows, int[] cols, int slice_rows, Tensor luta, Tensor lutb, "
         "Tensor lutc, int nb, int nc, Tensor freq, Tensor cum, int prob_bits, int qmax, int cs, int rs, "
         "int ainit, int rinit) -> Tensor[]");
@@ -323,4 +366,5 @@ TORCH_LIBRARY_IMPL(golf_fast, CPU, m) {
   m.impl("_rans_features_cpp", &rans_features_cpp);
   m.impl("_rans_encode_cpp", &rans_encode_cpp);
   m.impl("_rans_decode_cpp", &rans_decode_cpp);
+  m.impl("_rans_chain_cpp", &rans_chain_cpp);
 }

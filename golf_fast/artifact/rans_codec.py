@@ -125,6 +125,7 @@ class RansCodec(Codec):
     """
 
     name = "golf-rans"
+    REST_BROTLI_MAX = 1 << 18  # scales/passthrough bytes up to which brotli-11 is also tried
 
     def __init__(self, backend: str = "auto", candidates=DEFAULT_CANDIDATES, prob_bits: int = DEFAULT_PROB_BITS,
                  slice_rows: int = DEFAULT_SLICE_ROWS):
@@ -172,7 +173,9 @@ class RansCodec(Codec):
             for p in perms or []:
                 tables.append(p.astype("<u2" if p.size <= 1 << 16 else "<u4").tobytes())
         rest_raw = _rest_bytes(items)
-        cands = [("brotli", brotli_compress(rest_raw, quality=11)), ("lzma", lzma_compress(rest_raw, preset=9))]
+        cands = [("lzma", lzma_compress(rest_raw, preset=9))]
+        if len(rest_raw) <= self.REST_BROTLI_MAX:  # brotli-11 is slow on big inputs; small ones it often wins
+            cands.append(("brotli", brotli_compress(rest_raw, quality=11)))
         method, rest = min(cands, key=lambda c: (len(c[1]), c[0]))
         header["rest"] = {"method": method, "len": len(rest)}
         hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()

@@ -165,6 +165,10 @@ def test_similarity_chain_puts_near_duplicates_together():
     rows = np.concatenate([base, base + rng.integers(-1, 2, (6, 40))])  # row i+6 ≈ row i
     order = similarity_chain(np.clip(rows, -31, 31).astype(np.int8))
     assert sorted(order.tolist()) == list(range(12)) and order[0] == 0
+    if _has_ext():
+        big = structured_codes(4, 70, 33, 63)
+        big[40:50] = big[10:20]  # exact duplicates: ties
+        np.testing.assert_array_equal(similarity_chain(big, "cpp"), similarity_chain(big, "reference"))
     pos = {int(r): k for k, r in enumerate(order)}
     assert sum(abs(pos[i] - pos[i + 6]) == 1 for i in range(6)) >= 5
 
