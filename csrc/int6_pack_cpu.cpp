@@ -29,16 +29,18 @@ at::Tensor pack_int6_cpp(const at::Tensor& codes_in) {
   at::Tensor out = at::empty({n, row_bytes}, codes.options().dtype(at::kByte));
   const int8_t* src = codes.data_ptr<int8_t>();
   uint8_t* dst = out.data_ptr<uint8_t>();
-  at::parallel_for(0, n, 16, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, n, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int8_t* c = src + r * k;
       uint8_t* lo = dst + r * row_bytes;
       uint8_t* hi = lo + lo_bytes;
+      const int64_t full = k / 4;  // groups of 4 columns with no padding
       for (int64_t g = 0; g < kp / 4; ++g) {
         uint8_t u[4];
-        for (int i = 0; i < 4; ++i) {
-          const int64_t col = 4 * g + i;
-          u[i] = static_cast<uint8_t>((col < k ? c[col] : 0) + 32);
+        if (g < full) {
+          for (int i = 0; i < 4; ++i) u[i] = static_cast<uint8_t>(c[4 * g + i] + 32);
+        } else {
+          for (int i = 0; i < 4; ++i) u[i] = static_cast<uint8_t>((4 * g + i < k ? c[4 * g + i] : 0) + 32);
         }
         lo[2 * g] = static_cast<uint8_t>((u[0] & 15) | ((u[1] & 15) << 4));
         lo[2 * g + 1] = static_cast<uint8_t>((u[2] & 15) | ((u[3] & 15) << 4));
@@ -62,12 +64,20 @@ at::Tensor unpack_int6_cpp(const at::Tensor& packed_in, int64_t num_cols) {
   at::Tensor out = at::empty({n, num_cols}, packed.options().dtype(at::kChar));
   const uint8_t* src = packed.data_ptr<uint8_t>();
   int8_t* dst = out.data_ptr<int8_t>();
-  at::parallel_for(0, n, 16, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, n, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* lo = src + r * row_bytes;
       const uint8_t* hi = lo + lo_bytes;
       int8_t* c = dst + r * num_cols;
-      for (int64_t col = 0; col < num_cols; ++col) {
+      const int64_t full = num_cols / 4;
+      for (int64_t g = 0; g < full; ++g) {  // 2 low bytes + 1 high byte -> 4 codes, fixed shifts
+        const int l0 = lo[2 * g], l1 = lo[2 * g + 1], h = hi[g];
+        c[4 * g + 0] = static_cast<int8_t>(((l0 & 15) | ((h & 3) << 4)) - 32);
+        c[4 * g + 1] = static_cast<int8_t>(((l0 >> 4) | (((h >> 2) & 3) << 4)) - 32);
+        c[4 * g + 2] = static_cast<int8_t>(((l1 & 15) | (((h >> 4) & 3) << 4)) - 32);
+        c[4 * g + 3] = static_cast<int8_t>(((l1 >> 4) | (((h >> 6) & 3) << 4)) - 32);
+      }
+      for (int64_t col = 4 * full; col < num_cols; ++col) {
         const int low = (lo[col >> 1] >> (4 * (col & 1))) & 15;
         const int high = (hi[col >> 2] >> (2 * (col & 3))) & 3;
         c[col] = static_cast<int8_t>((low | (high << 4)) - 32);

@@ -8,7 +8,6 @@ remembers why it failed, so errors elsewhere can say exactly what is missing and
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from functools import lru_cache
 
 EXT_HINT = ("build it with `pip install --no-build-isolation -e .` (or "
@@ -19,6 +18,8 @@ TRITON_HINT = "install it with `pip install triton` (the tests pin `triton==3.9.
 @lru_cache(maxsize=None)
 def load_extension() -> tuple[bool, str]:
     """Import golf_fast._C. Returns (loaded, reason it did not load or '')."""
+    import torch  # noqa: F401  (loads libc10/libtorch, which golf_fast._C links against)
+
     try:
         importlib.import_module("golf_fast._C")
     except ImportError as exc:  # not built, or built against another torch
@@ -29,12 +30,10 @@ def load_extension() -> tuple[bool, str]:
 @lru_cache(maxsize=None)
 def triton_status() -> tuple[bool, str]:
     """Whether Triton is importable. Returns (available, reason it is not or '')."""
-    if importlib.util.find_spec("triton") is None:
-        return False, f"Triton is not installed; {TRITON_HINT}"
     try:
         importlib.import_module("triton.language")
-    except Exception as exc:  # a broken install
-        return False, f"Triton is installed but failed to import ({exc!r}); {TRITON_HINT}"
+    except ImportError as exc:
+        return False, f"Triton is not installed or failed to import ({exc}); {TRITON_HINT}"
     return True, ""
 
 

@@ -41,6 +41,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
+from golf_fast.ops.triton_support import interpreter_enabled
+
 log = logging.getLogger("golf_fast.ops")
 
 REFERENCE = "reference"
@@ -163,6 +165,7 @@ class KernelOp:
         self.torch_op = torch.library.custom_op(f"golf_fast::{name}", reference, mutates_args=tuple(mutates_args))
         self.torch_op.register_fake(fake)
         self._backends: list[Backend] = []
+        self._resolved: dict[tuple, Backend] = {}
 
     # ---- registration
 
@@ -178,6 +181,7 @@ class KernelOp:
         first_cuda = device_type == "cuda" and not any(b.device_type == "cuda" for b in self._backends)
         self._backends.append(Backend(name, device_type, fn, available,
                                       device_type == "cuda" if selfcheck is None else selfcheck))
+        self._resolved.clear()
         if first_cuda:
             self.torch_op.register_kernel("cuda")(self._dispatched_cuda_kernel)
 
@@ -192,7 +196,20 @@ class KernelOp:
     # ---- resolution
 
     def resolve(self, device_type: str, backend: str = "auto", fallback: Optional[str] = None) -> Backend:
-        """Pick the implementation for ``device_type``; see the module docstring for the rules."""
+        """Pick the implementation for ``device_type``; see the module docstring for the rules.
+
+        Successful resolutions are cached per (device type, backend, fallback, interpreter mode):
+        availability does not change within a process except through TRITON_INTERPRET.
+        """
+        key = (device_type, backend, fallback, interpreter_enabled())
+        hit = self._resolved.get(key)
+        if hit is not None:
+            return hit
+        chosen = self._resolve(device_type, backend, fallback)
+        self._resolved[key] = chosen
+        return chosen
+
+    def _resolve(self, device_type: str, backend: str, fallback: Optional[str]) -> Backend:
         if fallback not in (None, REFERENCE):
             raise ValueError(f"fallback: expected None or 'reference', got {fallback!r}")
         reference = Backend(REFERENCE, device_type, self.reference, always_available, False)

@@ -5,8 +5,13 @@
 * CUDA: ``nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -Xptxas -v`` on a ``.cu`` file that
   includes only CUDA headers.
 * Both cubins go through ``cuobjdump`` (shipped in Triton's wheel, or next to nvcc):
-  ``--dump-resource-usage`` gives registers, static shared memory, stack and local memory (spills);
-  ``-sass`` shows whether the tensor-core path is the Hopper one (``HGMMA``, from ``wgmma``).
+  ``--dump-resource-usage`` gives registers, static shared memory, the stack frame and local
+  memory; ``-sass`` shows whether the tensor-core path is the Hopper one (``HGMMA``, from
+  ``wgmma``) and counts local loads/stores (``LDL``/``STL``).
+* Register spills land in the per-thread stack frame (cuobjdump's ``STACK``, ptxas's "bytes stack
+  frame"), not in its ``LOCAL`` column, so ``CompileReport.local_bytes`` is STACK + LOCAL: the
+  per-thread local memory a kernel touches. Triton kernels have no local arrays, so any nonzero
+  value there is a spill.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -53,7 +59,7 @@ class CompileReport:
     config: str
     registers: int = -1
     shared_bytes: int = -1
-    local_bytes: int = -1
+    local_bytes: int = -1  # stack frame + local memory per thread: spills (see module docstring)
     stack_bytes: int = -1
     hgmma: int = 0
     uses_matmul: bool = False
@@ -110,6 +116,7 @@ def cubin_resources(cubin: bytes) -> dict[str, dict[str, int]]:
         fname = block.split("\n", 1)[0].strip()
         if fname in out:
             out[fname]["hgmma"] = len(re.findall(r"\bHGMMA\b", block))
+            out[fname]["ldl_stl"] = len(re.findall(r"\b(?:LDL|STL)(?:\.\w+)*\b", block))
     return out
 
 
@@ -122,19 +129,22 @@ def compile_triton_sm90(cfg: KernelConfig) -> CompileReport:
         from triton.compiler import ASTSource
 
         src = ASTSource(fn=cfg.kernel.jit, signature=dict(cfg.signature), constexprs=dict(cfg.constexprs))
-        compiled = triton.compile(src, target=GPUTarget(*SM90_TRITON_TARGET),
-                                  options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
+        with warnings.catch_warnings():  # Triton 3.9 warns that its FP-fusion default will change
+            warnings.filterwarnings("ignore", message=".*TRITON_DEFAULT_FP_FUSION.*")
+            compiled = triton.compile(src, target=GPUTarget(*SM90_TRITON_TARGET),
+                                      options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
         res = cubin_resources(compiled.asm["cubin"])
     except Exception as exc:  # reported in the table and failed by the tests
         report.error = f"{type(exc).__name__}: {exc}"
         return report
     fn = res.get(compiled.metadata.name) or next(iter(res.values()))
     report.registers = fn["registers"]
-    report.local_bytes = fn["local"]
+    report.local_bytes = fn["local"] + fn["stack"]
     report.stack_bytes = fn["stack"]
     report.shared_bytes = fn["shared"] + int(compiled.metadata.shared)
     report.hgmma = fn.get("hgmma", 0)
     report.extra["wgmma_in_ptx"] = "wgmma" in compiled.asm["ptx"]
+    report.extra["ldl_stl"] = fn.get("ldl_stl", 0)
     return report
 
 
@@ -154,6 +164,6 @@ def compile_cu_sm90(path: str | os.PathLike, include_dirs: tuple[str, ...] = ())
                                   error=f"nvcc failed: {proc.stderr.strip()[-2000:]}")]
         res = cubin_resources(cubin.read_bytes())
     return [CompileReport(kernel=f"{path.name}:{name}", config="sm_90a", registers=r["registers"],
-                          shared_bytes=r["shared"], local_bytes=r["local"], stack_bytes=r["stack"],
-                          hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip()})
+                          shared_bytes=r["shared"], local_bytes=r["local"] + r["stack"], stack_bytes=r["stack"],
+                          hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip(), "ldl_stl": r.get("ldl_stl", 0)})
             for name, r in res.items()]

@@ -1,0 +1,1 @@
+"""Benchmark harness: ``python -m golf_fast.bench --list | --kernel NAME | --all``."""

@@ -1,0 +1,1 @@
+"""One module per kernel family, each defining ``BENCHMARK`` (see golf_fast.bench.case)."""
