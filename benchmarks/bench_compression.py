@@ -50,13 +50,13 @@ def synthetic_state(layers: int) -> dict:
     return {n: quantize_rtn(weights[n], *plan[n]) for n in shapes}
 
 
-def trained_state(path: str) -> dict:
+def trained_state(path: str, min_numel: int = 65536) -> dict:
     sd = torch.load(path, map_location="cpu", weights_only=True)
     state = {}
     for n, w in sd.items():
         if not isinstance(w, torch.Tensor):
             continue
-        if w.dim() == 2 and w.is_floating_point() and w.numel() > 65536:
+        if w.dim() == 2 and w.is_floating_point() and w.numel() > min_numel:
             if "tok_emb" in n or "embed" in n:
                 bits, k = 7, 14.0
             elif re.search(r"mlp|\.fc\.|mproj|ffn", n):
@@ -83,9 +83,14 @@ def entropy_bits(state: dict) -> tuple[float, int]:
     return total, count
 
 
+CPU_TIMES: dict = {}
+
+
 def timed(fn, *a, **k):
-    t0 = time.perf_counter()
+    """Wall seconds; the process CPU seconds (all threads) go to CPU_TIMES[last]."""
+    c0, t0 = time.process_time(), time.perf_counter()
     out = fn(*a, **k)
+    CPU_TIMES["last"] = time.process_time() - c0
     return out, time.perf_counter() - t0
 
 
@@ -123,25 +128,28 @@ def bench_state(label: str, state: dict, codecs: list[str]) -> list[dict]:
     for name in codecs:
         codec = RansCodec() if name == "golf-rans" else name
         data, t_enc = timed(encode_artifact, state, {"bench": label}, codec=codec)
+        c_enc = CPU_TIMES["last"]
         art, t_dec = timed(decode_artifact, data)
+        c_dec = CPU_TIMES["last"]
         for k, v in state.items():  # the round trip is exact, or the numbers mean nothing
             w = art.state[k]
             same = torch.equal(v.codes, w.codes) if isinstance(v, QuantizedTensor) else torch.equal(v, w)
             assert same, (name, k)
         rows.append({"state": label, "codec": name, "bytes": len(data), "bits": len(data) * 8 / n_codes,
-                     "enc": t_enc, "dec": t_dec})
+                     "enc": t_enc, "dec": t_dec, "cenc": c_enc, "cdec": c_dec})
         if name == "golf-rans":
             rans_report = codec.last_report
     codes = b"".join(v.codes.numpy().tobytes() for v in state.values() if isinstance(v, QuantizedTensor))
     shuffled = byte_shuffle(codes, 2)
     b, t_enc = timed(brotli_compress, shuffled, quality=11)
+    c_enc = CPU_TIMES["last"]
     _, t_dec = timed(brotli_decompress, b, "bench")
     rows.append({"state": label, "codec": "brotli-11 codes-only", "bytes": len(b), "bits": len(b) * 8 / n_codes,
-                 "enc": t_enc, "dec": t_dec})
+                 "enc": t_enc, "dec": t_dec, "cenc": c_enc, "cdec": CPU_TIMES["last"]})
     if rans_report:
         nb = rans_report["side_bytes"] + rans_report["stream_bytes"]
         rows.append({"state": label, "codec": "golf-rans codes-only", "bytes": nb, "bits": nb * 8 / n_codes,
-                     "enc": float("nan"), "dec": float("nan")})
+                     "enc": float("nan"), "dec": float("nan"), "cenc": float("nan"), "cdec": float("nan")})
         for g in rans_report["groups"]:
             c = g["chosen"]
             print(f"   golf-rans {g['role']}: transpose={c['transpose']} reorder={c['reorder']} "
@@ -151,7 +159,7 @@ def bench_state(label: str, state: dict, codecs: list[str]) -> list[dict]:
         print("   lrzip: not installed, skipped")
     else:
         rows.append({"state": label, "codec": "lrzip-zpaq codes-only", "bytes": lz[0], "bits": lz[0] * 8 / n_codes,
-                     "enc": lz[1], "dec": lz[2]})
+                     "enc": lz[1], "dec": lz[2], "cenc": float("nan"), "cdec": float("nan")})
     for r in rows:
         r["vs_H0"] = 100 * (r["bits"] / (h_bits / n_codes) - 1)
         r["H0"] = h_bits / n_codes
@@ -164,18 +172,20 @@ def main() -> None:
     ap.add_argument("--trained", action="append", default=[], help="a torch.save'd state_dict (repeatable)")
     ap.add_argument("--codecs", default="golf-rans,brotli-11,lzma-9")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument("--min-numel", type=int, default=65536,
+                    help="trained states: quantize matrices with more entries than this (the records: 65,536)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     codecs = args.codecs.split(",")
     rows = bench_state("record-synthetic", synthetic_state(args.layers), codecs)
     for p in args.trained:
-        rows += bench_state(f"trained:{p.rsplit('/', 1)[-1]}", trained_state(p), codecs)
-    print(f"\n| state | codec | bytes | bits/code | H0 bits/code | vs H0 | compress s | decompress s |")
+        rows += bench_state(f"trained:{p.rsplit('/', 1)[-1]}", trained_state(p, args.min_numel), codecs)
+    print("\n| state | codec | bytes | bits/code | H0 bits/code | vs H0 | compress s (cpu s) | decompress s (cpu s) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['state']} | {r['codec']} | {r['bytes']:,} | {r['bits']:.4f} | {r['H0']:.4f} | "
-              f"{r['vs_H0']:+.2f}% | {r['enc']:.2f} | {r['dec']:.3f} |")
+              f"{r['vs_H0']:+.2f}% | {r['enc']:.2f} ({r['cenc']:.2f}) | {r['dec']:.3f} ({r['cdec']:.3f}) |")
     by = {(r["state"], r["codec"]): r for r in rows}
     for st in dict.fromkeys(r["state"] for r in rows):
         a, b = by.get((st, "golf-rans")), by.get((st, "brotli-11"))

@@ -19,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <utility>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -155,62 +156,85 @@ at::Tensor encode_slice(const Model& m, const int8_t* qp, int64_t rows, int64_t 
   return out;
 }
 
-// Decoding-side tables. bucket: per (context, slot >> (P - 8)) the symbol holding the bucket's
+// Decoding-side tables. bucket: per (context, slot >> (P - bits)) the symbol holding the bucket's
 // first slot; fc: per (context, symbol) freq | cum << 16, plus a sentinel (cum = 2^P) per context.
 // A slot's symbol is found from its bucket by stepping while the next symbol's cum <= slot.
-constexpr int kBucketBits = 8;
+// bits = P (a full slot table: no stepping) while the buckets fit in kBucketBytes, else fewer.
+constexpr int64_t kBucketBytes = 512 * 1024;
 
 struct DecodeTables {
   std::vector<uint8_t> bucket;
   std::vector<uint32_t> fc;
+  int64_t bits = 8;
 };
 
-// Returns an empty string on success, else what was wrong.
-std::string decode_slice(const Model& m, const DecodeTables& dt, const uint8_t* in, int64_t len, int8_t* out,
-                         int64_t rows, int64_t cols) {
-  if (len < 4 || (len - 4) % 2 != 0) return "stream length is not 4 + 2*words";
-  uint32_t x = static_cast<uint32_t>(in[0]) | (static_cast<uint32_t>(in[1]) << 8) |
-               (static_cast<uint32_t>(in[2]) << 16) | (static_cast<uint32_t>(in[3]) << 24);
-  const uint8_t* w = in + 4;
-  const uint8_t* end = in + len;
+// Decodes L slices of equal shape (rows, cols) in one loop: the L rANS chains are independent,
+// so their latencies overlap. Returns an empty string on success, else what was wrong.
+template <int L>
+std::string decode_lanes(const Model& m, const DecodeTables& dt, const uint8_t* const* in, const int64_t* len,
+                         int8_t* const* out, int64_t rows, int64_t cols) {
+  uint32_t x[L];
+  const uint8_t* w[L];
+  const uint8_t* end[L];
+  int32_t rowacc[L];
+  std::vector<int32_t> colacc(static_cast<size_t>(cols) * L, static_cast<int32_t>(m.ainit));
+  for (int l = 0; l < L; ++l) {
+    if (len[l] < 4 || (len[l] - 4) % 2 != 0) return "stream length is not 4 + 2*words";
+    x[l] = static_cast<uint32_t>(in[l][0]) | (static_cast<uint32_t>(in[l][1]) << 8) |
+           (static_cast<uint32_t>(in[l][2]) << 16) | (static_cast<uint32_t>(in[l][3]) << 24);
+    w[l] = in[l] + 4;
+    end[l] = in[l] + len[l];
+  }
   const int64_t p = m.prob_bits;
   const uint32_t mask = (1u << p) - 1;
   const uint8_t* bucket = dt.bucket.data();
   const uint32_t* fc = dt.fc.data();
-  const int64_t shift = p - kBucketBits, row = m.nsym + 1;
-  std::vector<int32_t> colacc(cols, static_cast<int32_t>(m.ainit));
+  const int64_t bbits = dt.bits, shift = p - bbits, row = m.nsym + 1;
   const int32_t na_max = static_cast<int32_t>(m.na_len - 1), nb_max = static_cast<int32_t>(m.nb_len - 1);
   const int64_t nbc = m.nb * m.nc;
+  bool bad_symbol = false, short_stream = false;
   for (int64_t i = 0; i < rows; ++i) {
-    int32_t rowacc = static_cast<int32_t>(m.rinit);
-    int8_t* orow = out + i * cols;
-    const int8_t* arow = i > 0 ? orow - cols : nullptr;
+    for (int l = 0; l < L; ++l) rowacc[l] = static_cast<int32_t>(m.rinit);
     for (int64_t j = 0; j < cols; ++j) {
-      const int32_t ca = colacc[j] < na_max ? colacc[j] : na_max;
-      const int32_t rb = rowacc < nb_max ? rowacc : nb_max;
-      const int64_t above = arow ? arow[j] + m.qmax : m.qmax;
-      const int64_t c = m.luta[ca] * nbc + m.lutb[rb] * m.nc + m.lutc[above];
-      const uint32_t slot = x & mask;
-      const uint32_t* fcc = fc + c * row;
-      int64_t s = bucket[(c << kBucketBits) + (slot >> shift)];
-      while ((fcc[s + 1] >> 16) <= slot) ++s;
-      if (s >= m.nsym) return "a symbol falls in an empty context";
-      const uint32_t e = fcc[s];
-      x = (e & 0xFFFF) * (x >> p) + slot - (e >> 16);
-      if (x < kLow) {
-        if (w + 2 > end) return "stream ends early";
-        x = (x << 16) | static_cast<uint32_t>(w[0]) | (static_cast<uint32_t>(w[1]) << 8);
-        w += 2;
+      for (int l = 0; l < L; ++l) {
+        int8_t* o = out[l] + i * cols + j;
+        int32_t& ca_ref = colacc[j * L + l];
+        const int32_t ca = ca_ref < na_max ? ca_ref : na_max;
+        const int32_t rb = rowacc[l] < nb_max ? rowacc[l] : nb_max;
+        const int64_t above = i > 0 ? o[-cols] + m.qmax : m.qmax;
+        const int64_t c = m.luta[ca] * nbc + m.lutb[rb] * m.nc + m.lutc[above];
+        const uint32_t slot = x[l] & mask;
+        const uint32_t* fcc = fc + c * row;
+        int64_t s = bucket[(c << bbits) + (slot >> shift)];
+        while ((fcc[s + 1] >> 16) <= slot) ++s;
+        if (s >= m.nsym) {  // only in an empty context, i.e. a corrupt stream; keep memory-safe
+          bad_symbol = true;
+          s = m.qmax;
+        }
+        const uint32_t e = fcc[s];
+        x[l] = (e & 0xFFFF) * (x[l] >> p) + slot - (e >> 16);
+        if (x[l] < kLow) {
+          if (w[l] + 2 > end[l]) {
+            short_stream = true;
+          } else {
+            x[l] = (x[l] << 16) | static_cast<uint32_t>(w[l][0]) | (static_cast<uint32_t>(w[l][1]) << 8);
+            w[l] += 2;
+          }
+        }
+        const int32_t code = static_cast<int32_t>(s - m.qmax);
+        *o = static_cast<int8_t>(code);
+        const int32_t mag = code < 0 ? -code : code;
+        ca_ref += mag - (ca_ref >> m.cs);
+        rowacc[l] += mag - (rowacc[l] >> m.rs);
       }
-      const int32_t code = static_cast<int32_t>(s - m.qmax);
-      orow[j] = static_cast<int8_t>(code);
-      const int32_t mag = code < 0 ? -code : code;
-      colacc[j] += mag - (colacc[j] >> m.cs);
-      rowacc += mag - (rowacc >> m.rs);
     }
+    if (bad_symbol) return "a symbol falls in an empty context";
+    if (short_stream) return "stream ends early";
   }
-  if (w != end) return "stream has trailing words";
-  if (x != kLow) return "final rANS state is wrong";
+  for (int l = 0; l < L; ++l) {
+    if (w[l] != end[l]) return "stream has trailing words";
+    if (x[l] != kLow) return "final rANS state is wrong";
+  }
   return "";
 }
 
@@ -271,10 +295,13 @@ std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef 
   for (size_t t = 0; t < rows.size(); ++t) TORCH_CHECK(rows[t] >= 1 && cols[t] >= 1, "rows, cols: expected >= 1");
   const auto sl = slices_of(rows, slice_rows);
   TORCH_CHECK(streams.size() == sl.size(), "streams: expected ", sl.size(), " (one per slice), got ", streams.size());
-  const int64_t table = static_cast<int64_t>(1) << prob_bits, shift = prob_bits - kBucketBits;
+  const int64_t table = static_cast<int64_t>(1) << prob_bits;
   const int64_t row = m.nsym + 1;
   DecodeTables dt;
-  dt.bucket.assign(static_cast<size_t>(m.nctx) << kBucketBits, 0);
+  dt.bits = prob_bits;
+  while (dt.bits > 8 && (m.nctx << dt.bits) > kBucketBytes) --dt.bits;
+  const int64_t bbits = dt.bits, shift = prob_bits - bbits;
+  dt.bucket.assign(static_cast<size_t>(m.nctx) << bbits, 0);
   dt.fc.assign(static_cast<size_t>(m.nctx * row), 0);
   for (int64_t c = 0; c < m.nctx; ++c) {
     int64_t total = 0;
@@ -282,8 +309,8 @@ std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef 
       const int64_t f = m.freq[c * m.nsym + s], start = m.cum[c * m.nsym + s];
       TORCH_CHECK(f >= 0 && start == total && start + f <= table, "freq, cum: context ", c, " is not a valid table");
       dt.fc[c * row + s] = static_cast<uint32_t>(f) | (static_cast<uint32_t>(start) << 16);
-      for (int64_t b = (start + (1 << shift) - 1) >> shift; b < (1 << kBucketBits) && (b << shift) < start + f; ++b)
-        dt.bucket[(c << kBucketBits) + b] = static_cast<uint8_t>(s);
+      for (int64_t b = (start + (1 << shift) - 1) >> shift; b < (1 << bbits) && (b << shift) < start + f; ++b)
+        dt.bucket[(c << bbits) + b] = static_cast<uint8_t>(s);
       total += f;
     }
     TORCH_CHECK(total == 0 || total == table, "freq: context ", c, " does not sum to 2^P");
@@ -294,17 +321,76 @@ std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef 
   for (const auto& st : streams)
     TORCH_CHECK(st.dtype() == at::kByte && st.dim() == 1 && st.is_contiguous() && st.device().is_cpu(),
                 "streams: expected contiguous 1-D uint8 CPU tensors");
-  std::vector<std::string> errors(sl.size());
-  at::parallel_for(0, static_cast<int64_t>(sl.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) {
-      const int64_t t = sl[k].tensor, c = cols[t];
-      errors[k] = decode_slice(m, dt, streams[k].data_ptr<uint8_t>(), streams[k].numel(),
-                               out[t].data_ptr<int8_t>() + sl[k].row0 * c, sl[k].rows, c);
+  // Work items: up to kLanes consecutive slices of the same shape, decoded together.
+  constexpr int kLanes = 4;
+  std::vector<std::pair<int64_t, int64_t>> items;  // [first slice, count)
+  for (size_t k = 0; k < sl.size();) {
+    size_t n = 1;
+    while (n < kLanes && k + n < sl.size() && sl[k + n].rows == sl[k].rows &&
+           cols[sl[k + n].tensor] == cols[sl[k].tensor])
+      ++n;
+    items.push_back({static_cast<int64_t>(k), static_cast<int64_t>(n)});
+    k += n;
+  }
+  std::vector<std::string> errors(items.size());
+  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t k0 = items[it].first, n = items[it].second;
+      const uint8_t* ins[kLanes];
+      int64_t lens[kLanes];
+      int8_t* outs[kLanes];
+      for (int64_t l = 0; l < n; ++l) {
+        const SliceRef& r = sl[k0 + l];
+        ins[l] = streams[k0 + l].data_ptr<uint8_t>();
+        lens[l] = streams[k0 + l].numel();
+        outs[l] = out[r.tensor].data_ptr<int8_t>() + r.row0 * cols[r.tensor];
+      }
+      const int64_t rows_k = sl[k0].rows, cols_k = cols[sl[k0].tensor];
+      if (n == 4) {
+        errors[it] = decode_lanes<4>(m, dt, ins, lens, outs, rows_k, cols_k);
+      } else {
+        for (int64_t l = 0; l < n && errors[it].empty(); ++l)
+          errors[it] = decode_lanes<1>(m, dt, ins + l, lens + l, outs + l, rows_k, cols_k);
+      }
     }
   });
-  for (size_t k = 0; k < errors.size(); ++k)
-    TORCH_CHECK(errors[k].empty(), "matrix ", sl[k].tensor, " rows ", sl[k].row0, "+: ", errors[k]);
+  for (size_t it = 0; it < items.size(); ++it)
+    TORCH_CHECK(errors[it].empty(), "matrix ", sl[items[it].first].tensor, " rows ", sl[items[it].first].row0,
+                "+: ", errors[it]);
   return out;
+}
+
+// Histogram (nctx, 2*qmax+1) int64 of (context, symbol) over every slice of every matrix: what
+// the encoder's tables are fitted to.
+at::Tensor rans_counts_cpp(at::TensorList codes, int64_t slice_rows, const at::Tensor& luta, const at::Tensor& lutb,
+                           const at::Tensor& lutc, int64_t nb, int64_t nc, int64_t nctx, int64_t qmax, int64_t cs,
+                           int64_t rs, int64_t ainit, int64_t rinit) {
+  const int64_t nsym = 2 * qmax + 1;
+  at::Tensor dummy = at::zeros({nctx, nsym}, luta.options().dtype(at::kInt));
+  at::Tensor cum = dummy.clone();
+  for (int64_t c = 0; c < nctx; ++c) dummy[c][0] = 1 << 8;  // a valid table, only for make_model's checks
+  const Model m = make_model(luta, lutb, lutc, nb, nc, dummy, cum, 8, qmax, cs, rs, ainit, rinit);
+  TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
+  at::Tensor counts = at::zeros({nctx, nsym}, luta.options().dtype(at::kLong));
+  int64_t* h = counts.data_ptr<int64_t>();
+  for (const auto& c : codes) {
+    check_codes(c);
+    const at::Tensor q = c.contiguous();
+    const int64_t rows = q.size(0), cols = q.size(1);
+    const int8_t* qp = q.data_ptr<int8_t>();
+    std::vector<int32_t> ctx;
+    for (int64_t r0 = 0; r0 < rows; r0 += slice_rows) {
+      const int64_t nr = std::min(slice_rows, rows - r0), off = r0 * cols;
+      ctx.resize(nr * cols);
+      contexts_of(m, qp + off, nr, cols, ctx.data(), nullptr, nullptr, nullptr);
+      for (int64_t k = 0; k < nr * cols; ++k) {
+        const int64_t s = qp[off + k] + qmax;
+        TORCH_CHECK(s >= 0 && s < nsym, "codes: value out of range for qmax");
+        ++h[ctx[k] * nsym + s];
+      }
+    }
+  }
+  return counts;
 }
 
 // Greedy nearest-neighbour chain over rows with Gram matrix G (R, R) and squared norms sq (R,):
@@ -357,6 +443,8 @@ TORCH_LIBRARY_FRAGMENT(golf_fast, m) {
   m.def("_rans_encode_cpp(Tensor[] codes, int slice_rows, Tensor luta, Tensor lutb, Tensor lutc, int nb, int nc, "
         "Tensor freq, Tensor cum, int prob_bits, int qmax, int cs, int rs, int ainit, int rinit) -> Tensor[]");
   m.def("_rans_chain_cpp(Tensor gram, Tensor sq) -> Tensor");
+  m.def("_rans_counts_cpp(Tensor[] codes, int slice_rows, Tensor luta, Tensor lutb, Tensor lutc, int nb, int nc, "
+        "int nctx, int qmax, int cs, int rs, int ainit, int rinit) -> Tensor");
   m.def("_rans_decode_cpp(Tensor[] streams, int[] rows, int[] cols, int slice_rows, Tensor luta, Tensor lutb, "
         "Tensor lutc, int nb, int nc, Tensor freq, Tensor cum, int prob_bits, int qmax, int cs, int rs, "
         "int ainit, int rinit) -> Tensor[]");
@@ -367,4 +455,5 @@ TORCH_LIBRARY_IMPL(golf_fast, CPU, m) {
   m.impl("_rans_encode_cpp", &rans_encode_cpp);
   m.impl("_rans_decode_cpp", &rans_decode_cpp);
   m.impl("_rans_chain_cpp", &rans_chain_cpp);
+  m.impl("_rans_counts_cpp", &rans_counts_cpp);
 }

@@ -219,58 +219,113 @@ def _quantile_thresholds(values: np.ndarray, n: int) -> list:
     return [int(v) + 1 for v in qs]  # bucket k holds values ≥ thr[k-1]
 
 
+SELECT_SAMPLE = 1 << 20  # symbols per group on which the candidates are compared
+
+
+def _sample(oriented: list[np.ndarray], slice_rows: int, budget: int) -> list[np.ndarray]:
+    """The first matrices of a group (whole slices of the last one) up to ~``budget`` symbols."""
+    out, n = [], 0
+    for q in oriented:
+        if n >= budget:
+            break
+        rows = q.shape[0]
+        if n + q.size > budget:
+            rows = min(rows, max(slice_rows, -(-(budget - n) // q.shape[1] // slice_rows) * slice_rows))
+        out.append(q[:rows])
+        n += rows * q.shape[1]
+    return out
+
+
+def _counts(model: GroupModel, mats: list[np.ndarray], backend: str) -> np.ndarray:
+    """(nctx, nsym) int64 histogram of (context, symbol) over the matrices' slices."""
+    nsym = 2 * model.qmax + 1
+    luta, lutb = model.luts()
+    if backend == "cpp":
+        return torch.ops.golf_fast._rans_counts_cpp(
+            [torch.from_numpy(np.ascontiguousarray(q)) for q in mats], model.slice_rows, torch.from_numpy(luta),
+            torch.from_numpy(lutb), torch.from_numpy(model.lutc()), model.nb, model.nc, model.nctx, model.qmax,
+            model.cs, model.rs, model.ainit, model.rinit).numpy()
+    ctx = np.concatenate([_contexts_ref(model, q).ravel() for q in mats])
+    sym = np.concatenate([q.ravel() for q in mats]).astype(np.int64) + model.qmax
+    return np.bincount(ctx * nsym + sym, minlength=model.nctx * nsym).reshape(model.nctx, nsym)
+
+
+def _cost_bits(counts: np.ndarray, prob_bits: int) -> tuple[np.ndarray, float]:
+    freq = np.stack([quantize_freqs(c, prob_bits) for c in counts])
+    logq = np.log2(np.maximum(freq, 1) / float(1 << prob_bits))
+    return freq, float(-(counts * logq).sum()) + _TABLE_BITS_PER_SYMBOL * float((freq > 0).sum())
+
+
 def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATES,
               prob_bits: int = DEFAULT_PROB_BITS, slice_rows: int = DEFAULT_SLICE_ROWS,
-              backend: str = "cpp") -> tuple[GroupModel, dict[str, Any]]:
-    """Choose the cheapest context setting for one group (coded bits with the quantized tables
-    plus an estimate of the tables' own size); return the model and a report of every try."""
+              backend: str = "cpp", sample: int = SELECT_SAMPLE) -> tuple[GroupModel, Optional[list], dict[str, Any]]:
+    """Choose the cheapest context setting for one group; return (model, row orders or None, report).
+
+    Candidates are compared on a sample of the group (its first ~``sample`` symbols, whole
+    slices; reordering candidates chain the sampled rows only): the estimated cost is the coded
+    bits with quantized tables, scaled to the whole group, plus the tables and row orders. The
+    winner's tables are then fitted on the whole group."""
     report: dict[str, Any] = {"tries": []}
-    best: Optional[tuple[float, GroupModel, Optional[list]]] = None
-    cache: dict[tuple, tuple] = {}
-    perms_cache: dict[bool, list] = {}
-    nsym = 2 * qmax + 1
+    best: Optional[tuple[float, tuple]] = None
+    total = sum(q.size for q in mats)
     mean_mag = float(np.mean([np.abs(q.astype(np.int16)).mean() for q in mats]))
-    for transpose, cs, rs, na, nb, ck, reorder in candidates:
-        oriented = [np.ascontiguousarray(q.T) if transpose else q for q in mats]
-        if reorder and max(q.shape[0] for q in oriented) > REORDER_MAX_ROWS:
+    oriented_cache: dict[bool, list] = {}
+    sample_cache: dict[tuple, list] = {}
+    total_rows: dict[bool, int] = {}
+
+    def oriented(transpose: bool) -> list:
+        if transpose not in oriented_cache:
+            oriented_cache[transpose] = [np.ascontiguousarray(q.T) if transpose else q for q in mats]
+            total_rows[transpose] = sum(q.shape[0] for q in oriented_cache[transpose])
+        return oriented_cache[transpose]
+
+    def make(transpose, cs, rs, na, nb, ck, reorder, feats_from):
+        ainit, rinit = int(round(mean_mag * (1 << cs))), int(round(mean_mag * (1 << rs)))
+        fs = _features(feats_from, slice_rows, qmax, cs, rs, ainit, rinit, backend)
+        a = np.concatenate([f[0].ravel() for f in fs])
+        b = np.concatenate([f[1].ravel() for f in fs])
+        return GroupModel(qmax, transpose, cs, rs, ainit, rinit, _quantile_thresholds(a, na),
+                          _quantile_thresholds(b, nb), ck, np.zeros((1, 2 * qmax + 1), np.int32), prob_bits,
+                          slice_rows, bool(reorder))
+
+    for cand in candidates:
+        transpose, cs, rs, na, nb, ck, reorder = cand
+        full = oriented(transpose)
+        if reorder and max(q.shape[0] for q in full) > REORDER_MAX_ROWS:
             continue
-        perms = None
+        key = (transpose, bool(reorder))
+        if key not in sample_cache:
+            smp = _sample(full, slice_rows, sample)
+            if reorder:
+                smp = [np.ascontiguousarray(q[similarity_chain(q, backend)]) for q in smp]
+            sample_cache[key] = smp
+        smp = sample_cache[key]
+        n_smp = sum(q.size for q in smp)
+        model = make(transpose, cs, rs, na, nb, ck, reorder, smp)
+        counts = _counts(model, smp, backend)
+        freq, bits = _cost_bits(counts, prob_bits)
+        table_bits = _TABLE_BITS_PER_SYMBOL * float((freq > 0).sum())
+        cost = (bits - table_bits) * total / n_smp + table_bits
         if reorder:
-            if transpose not in perms_cache:
-                perms_cache[transpose] = [similarity_chain(q, backend) for q in oriented]
-            perms = perms_cache[transpose]
-            oriented = [np.ascontiguousarray(q[p]) for q, p in zip(oriented, perms)]
-        key = (transpose, cs, rs, reorder)
-        if key not in cache:
-            ainit, rinit = int(round(mean_mag * (1 << cs))), int(round(mean_mag * (1 << rs)))
-            fs = _features(oriented, slice_rows, qmax, cs, rs, ainit, rinit, backend)
-            planes = [np.concatenate([f[k].ravel() for f in fs]) for k in range(3)]
-            sym = np.concatenate([q.ravel() for q in oriented]).astype(np.int64) + qmax
-            cache[key] = (planes, sym, ainit, rinit)
-        (a, b, above), sym, ainit, rinit = cache[key]
-        model = GroupModel(qmax, transpose, cs, rs, ainit, rinit, _quantile_thresholds(a, na),
-                           _quantile_thresholds(b, nb), ck, np.zeros((1, nsym), np.int32), prob_bits, slice_rows,
-                           bool(reorder))
-        luta, lutb = model.luts()
-        ctx = (luta[np.minimum(a, luta.size - 1)].astype(np.int64) * model.nb
-               + lutb[np.minimum(b, lutb.size - 1)]) * model.nc + model.lutc()[above]
-        counts = np.bincount(ctx * nsym + sym, minlength=model.nctx * nsym).reshape(model.nctx, nsym)
-        model.freq = np.stack([quantize_freqs(c, prob_bits) for c in counts])
-        logq = np.log2(np.maximum(model.freq, 1) / float(1 << prob_bits))
-        code_bits = float(-(counts * logq).sum())
-        cost = code_bits + _TABLE_BITS_PER_SYMBOL * float((model.freq > 0).sum())
-        if reorder:
-            cost += 8.0 * sum(perm_bytes(q.shape[0]) for q in oriented)
+            cost += 8.0 * sum(perm_bytes(q.shape[0]) for q in full)
         report["tries"].append({"transpose": transpose, "cs": cs, "rs": rs, "na": na, "nb": nb, "ck": ck,
                                 "reorder": bool(reorder), "bytes": round(cost / 8),
-                                "entropy_bytes": round(_entropy_bits(counts) / 8)})
+                                "sampled_symbols": n_smp})
         if best is None or cost < best[0]:
-            best = (cost, model, perms)
+            best = (cost, cand)
     if best is None:
         raise ValueError("candidates: none applies to this group (reordering needs at most "
                          f"{REORDER_MAX_ROWS} rows)")
-    report["chosen"] = best[1].settings()
-    return best[1], best[2], report
+    transpose, cs, rs, na, nb, ck, reorder = best[1]
+    full = oriented(transpose)
+    perms = [similarity_chain(q, backend) for q in full] if reorder else None
+    coded = [np.ascontiguousarray(q[p]) for q, p in zip(full, perms)] if reorder else full
+    model = make(transpose, cs, rs, na, nb, ck, reorder, _sample(coded, slice_rows, sample))
+    counts = _counts(model, coded, backend)
+    model.freq, _ = _cost_bits(counts, prob_bits)
+    report["chosen"] = model.settings()
+    report["entropy_bytes"] = round(_entropy_bits(counts) / 8)
+    return model, perms, report
 
 
 # --------------------------------------------------------------------------- pure-Python reference

@@ -84,7 +84,8 @@ def test_reference_round_trip(cand):
 @pytest.mark.parametrize("cand", MODELS)
 @pytest.mark.parametrize("qmax", [31, 63, 127])
 def test_cpp_matches_reference_bytes(cand, qmax):
-    mats = [structured_codes(3, 31, 13, qmax), structured_codes(4, 1, 13, qmax), structured_codes(5, 20, 13, qmax)]
+    # 33 rows in slices of 8: one 4-lane decode item (rows 0-31) plus a 1-row tail
+    mats = [structured_codes(3, 33, 13, qmax), structured_codes(4, 1, 13, qmax), structured_codes(5, 20, 13, qmax)]
     model, perms, _ = fit_group(mats, qmax, candidates=[cand], slice_rows=8, backend="reference")
     model_cpp, perms_cpp, _ = fit_group(mats, qmax, candidates=[cand], slice_rows=8, backend="cpp")
     np.testing.assert_array_equal(model.freq, model_cpp.freq)

@@ -79,3 +79,25 @@ def test_fit_errors(small_model):
         fit_clip_scale(weights, {}, 10**6, log=None)
     with pytest.raises(TypeError, match="quantize"):
         fit_clip_scale(weights, plan, 10**9, quantize=lambda *a: torch.zeros(2, 2), codec="lzma-9", log=None)
+
+
+def test_quantize_cli_fits_budget(tmp_path, small_model, capsys):
+    from golf_fast import cli
+
+    weights, plan = small_model
+    sd = dict(weights)
+    sd["blocks.0.attn_scale"] = torch.ones(48)
+    torch.save(sd, tmp_path / "sd.pt")
+    script = tmp_path / "train_gpt.py"
+    script.write_text("print('hi')\n" * 50)
+    out = tmp_path / "m.gfa"
+    margin = 16_000_000 - 600 - 20_000  # leaves a budget of ~20 KB for the model
+    assert cli.main(["quantize", "--weights", str(tmp_path / "sd.pt"), "--code", str(script), "--out", str(out),
+                     "--wrapper", "lzma", "--codec", "lzma-9", "--min-numel", "100", "--margin", str(margin)]) == 0
+    text = capsys.readouterr().out
+    assert "fit try" in text and "wrote" in text
+    art = decode_artifact(out.read_bytes())
+    assert set(art.state) == set(sd) and art.state["blocks.0.attn_scale"].dtype == torch.float16
+    from golf_fast.artifact import code_bytes
+
+    assert art.file_bytes <= 16_000_000 - margin - code_bytes(script, wrapper="lzma").counted
