@@ -51,33 +51,15 @@ def _resolve_backend(backend: str) -> str:
     return "cpp"
 
 
-def _varints(values: np.ndarray) -> bytes:
-    out = bytearray()
-    for v in values.tolist():
-        while v >= 0x80:
-            out.append((v & 0x7F) | 0x80)
-            v >>= 7
-        out.append(v)
-    return bytes(out)
+def _table_bytes(freq: np.ndarray) -> bytes:
+    """Frequency tables as little-endian uint16 (every entry is ≤ 2^15); brotli packs the zeros."""
+    return np.ascontiguousarray(freq, dtype="<u2").tobytes()
 
 
-def _read_varints(buf: bytes, pos: int, n: int) -> tuple[np.ndarray, int]:
-    vals = np.zeros(n, dtype=np.int64)
-    for k in range(n):
-        v, shift = 0, 0
-        while True:
-            if pos >= len(buf):
-                raise ArtifactError("golf-rans: frequency tables end early")
-            b = buf[pos]
-            pos += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
-            if shift > 28:
-                raise ArtifactError("golf-rans: malformed frequency table")
-        vals[k] = v
-    return vals, pos
+def _read_table(buf: bytes, pos: int, n: int) -> tuple[np.ndarray, int]:
+    if pos + 2 * n > len(buf):
+        raise ArtifactError("golf-rans: frequency tables end early")
+    return np.frombuffer(buf, dtype="<u2", count=n, offset=pos).astype(np.int64), pos + 2 * n
 
 
 def _rest_bytes(items: list[TensorData]) -> bytes:
@@ -169,7 +151,7 @@ class RansCodec(Codec):
             header["groups"].append({"tensors": idx, **model.settings()})
             header["streams"].extend(len(s) for s in enc)
             streams.extend(enc)
-            tables.append(_varints(model.freq.ravel().astype(np.int64)))
+            tables.append(_table_bytes(model.freq.ravel()))
             for p in perms or []:
                 tables.append(p.astype("<u2" if p.size <= 1 << 16 else "<u4").tobytes())
         rest_raw = _rest_bytes(items)
@@ -217,7 +199,7 @@ class RansCodec(Codec):
             idx = g["tensors"]
             nsym = 2 * int(g["qmax"]) + 1
             nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1) * (2 * int(g["ck"]) + 1)
-            freq, tpos = _read_varints(side, tpos, nctx * nsym)
+            freq, tpos = _read_table(side, tpos, nctx * nsym)
             try:
                 model = GroupModel.from_settings(g, freq.reshape(nctx, nsym))
             except (KeyError, TypeError, ValueError) as exc:

@@ -9,7 +9,6 @@ import torch
 from conftest import requires_ext
 from golf_fast.artifact.codecs import ArtifactError, TensorData, TensorSpec, byte_shuffle, byte_unshuffle, get_codec
 from golf_fast.artifact.rans import (
-    GroupModel,
     decode_group,
     decode_ref,
     encode_group,
