@@ -1,0 +1,138 @@
+"""Code bytes: what a submission script costs against the 16,000,000-byte budget.
+
+The challenge counts the bytes of the submitted script file (parameter_golf.md §5.4). Records
+shrink it with a self-extracting wrapper, and the wrapped file is what is counted:
+
+* ``wrapper=None`` — the file as it is: ``len(file bytes)``.
+* ``"lzma"`` — R0810's form: the source compressed LZMA2-raw (preset 9e), base85, inside
+  ``import lzma as L,base64 as B`` / ``exec(L.decompress(B.b85decode("…"),format=L.FORMAT_RAW,…))``.
+* ``"minify-brotli"`` — R0611's form: ``pyminify --no-rename-locals --no-hoist-literals
+  --remove-literal-statements --remove-asserts --prefer-single-line`` (python-minifier), then
+  brotli-11, base85, inside ``import brotli as B,base64 as b`` / ``exec(B.decompress(b.b85decode("…")))``.
+* ``"minify-lzma"`` — the same minification with the LZMA2-raw wrapper.
+
+Every wrapper is checked before it is counted: the wrapped file must compile and its payload
+must decompress back to exactly the (minified) source; anything that fails raises
+``CodeBytesError`` — there is no silent fallback to the raw count.
+"""
+
+from __future__ import annotations
+
+import base64
+import lzma
+import os
+from dataclasses import dataclass
+from typing import Optional, Union
+
+WRAPPERS = (None, "lzma", "minify-brotli", "minify-lzma")
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+
+
+class CodeBytesError(RuntimeError):
+    """The requested wrapper could not be built or verified."""
+
+
+@dataclass(frozen=True)
+class CodeBytes:
+    """What was counted: ``counted`` bytes of ``counted_source`` (the file as submitted), built
+    from ``raw`` bytes of ``path`` with ``wrapper``; ``minified`` bytes after minification (or None)."""
+
+    path: str
+    wrapper: Optional[str]
+    raw: int
+    minified: Optional[int]
+    counted: int
+    counted_source: bytes
+
+    def describe(self) -> str:
+        steps = f" → minified {self.minified:,}" if self.minified is not None else ""
+        how = self.wrapper or "as is"
+        return f"{self.path}: {self.raw:,} B{steps} → counted {self.counted:,} B ({how})"
+
+
+def _minify(source: str, path: str) -> str:
+    try:
+        import python_minifier
+    except ImportError as exc:
+        raise CodeBytesError("wrapper needs python-minifier (pip install python-minifier); refusing to count "
+                             "unminified bytes instead") from exc
+    try:
+        return python_minifier.minify(source, filename=path, rename_locals=False, hoist_literals=False,
+                                      remove_literal_statements=True, remove_asserts=True,
+                                      prefer_single_line=True)
+    except Exception as exc:  # python-minifier raises many types on bad input
+        raise CodeBytesError(f"path: python-minifier failed on {path!r}: {exc!r}") from exc
+
+
+def _lzma_wrap(src: bytes) -> tuple[bytes, bytes]:
+    blob = base64.b85encode(lzma.compress(src, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS))
+    head = (b'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("' + blob +
+            b'"),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))\n')
+    return head, blob
+
+
+def _brotli_wrap(src: bytes) -> tuple[bytes, bytes]:
+    try:
+        import brotli
+    except ImportError as exc:
+        raise CodeBytesError("wrapper 'minify-brotli' needs the brotli package (pip install brotli)") from exc
+    blob = base64.b85encode(brotli.compress(src, quality=11))
+    return b'import brotli as B,base64 as b\nexec(B.decompress(b.b85decode("' + blob + b'")))\n', blob
+
+
+def _verify(wrapped: bytes, blob: bytes, expect: bytes, kind: str, path: str) -> None:
+    try:
+        compile(wrapped, f"<wrapped {path}>", "exec")
+    except SyntaxError as exc:
+        raise CodeBytesError(f"the {kind} wrapper of {path!r} does not compile: {exc}") from exc
+    raw = base64.b85decode(blob)
+    if kind == "brotli":
+        import brotli
+
+        back = brotli.decompress(raw)
+    else:
+        back = lzma.decompress(raw, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
+    if back != expect:
+        raise CodeBytesError(f"the {kind} wrapper of {path!r} does not decompress to its source")
+
+
+def wrap_source(source: bytes, wrapper: Optional[str], path: str = "<source>") -> tuple[bytes, Optional[int]]:
+    """(the file to submit, minified size or None) for ``source`` under ``wrapper``."""
+    if wrapper not in WRAPPERS:
+        raise ValueError(f"wrapper: expected one of {WRAPPERS}, got {wrapper!r}")
+    if wrapper is None:
+        return source, None
+    try:
+        text = source.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CodeBytesError(f"path: {path!r} is not UTF-8 ({exc})") from exc
+    try:
+        compile(text, path, "exec")
+    except SyntaxError as exc:
+        raise CodeBytesError(f"path: {path!r} is not valid Python, cannot wrap it: {exc}") from exc
+    minified = None
+    if wrapper.startswith("minify-"):
+        text = _minify(text, path)
+        minified = len(text.encode("utf-8"))
+    src = text.encode("utf-8")
+    if wrapper.endswith("brotli"):
+        wrapped, blob = _brotli_wrap(src)
+        _verify(wrapped, blob, src, "brotli", path)
+    else:
+        wrapped, blob = _lzma_wrap(src)
+        _verify(wrapped, blob, src, "lzma", path)
+    return wrapped, minified
+
+
+def code_bytes(path: Union[str, os.PathLike], wrapper: Optional[str] = None) -> CodeBytes:
+    """Count a submission script's bytes the way the challenge does (see the module docstring)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise FileNotFoundError(f"path: no file at {p!r}")
+    with open(p, "rb") as f:
+        source = f.read()
+    wrapped, minified = wrap_source(source, wrapper, p)
+    return CodeBytes(path=p, wrapper=wrapper, raw=len(source), minified=minified, counted=len(wrapped),
+                     counted_source=wrapped)

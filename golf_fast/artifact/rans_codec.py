@@ -1,0 +1,244 @@
+"""The ``golf-rans`` codec: groups, side information and the payload layout (see ``rans``)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+
+from golf_fast.artifact.codecs import (
+    ArtifactError,
+    Codec,
+    TensorData,
+    TensorSpec,
+    brotli_compress,
+    brotli_decompress,
+    byte_shuffle,
+    byte_unshuffle,
+    lzma_compress,
+    lzma_decompress,
+)
+from golf_fast.artifact.rans import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_PROB_BITS,
+    GroupModel,
+    DEFAULT_SLICE_ROWS,
+    decode_group,
+    encode_group,
+    fit_group,
+    role_of,
+    slice_counts,
+)
+from golf_fast.quant.formats import qmax as qmax_of
+
+_SIDE_VERSION = 1
+
+
+def _resolve_backend(backend: str) -> str:
+    if backend not in ("auto", "cpp", "reference"):
+        raise ValueError(f"backend: expected 'auto', 'cpp' or 'reference', got {backend!r}")
+    if backend == "reference":
+        return backend
+    from golf_fast._availability import load_extension
+
+    ok, why = load_extension()
+    if not ok:
+        raise RuntimeError(f"golf-rans needs the compiled extension for its C++ coder: {why}. "
+                           "Pass backend='reference' for the (slow) pure-Python coder, or use the "
+                           "'brotli-11' codec.")
+    return "cpp"
+
+
+def _table_bytes(freq: np.ndarray) -> bytes:
+    """Frequency tables as little-endian uint16 (every entry is ≤ 2^15); brotli packs the zeros."""
+    return np.ascontiguousarray(freq, dtype="<u2").tobytes()
+
+
+def _read_table(buf: bytes, pos: int, n: int) -> tuple[np.ndarray, int]:
+    if pos + 2 * n > len(buf):
+        raise ArtifactError("golf-rans: frequency tables end early")
+    return np.frombuffer(buf, dtype="<u2", count=n, offset=pos).astype(np.int64), pos + 2 * n
+
+
+def _rest_bytes(items: list[TensorData]) -> bytes:
+    """Scales and passthrough bytes, grouped by element size, each group shuffled by that size."""
+    by_size: dict[int, list[bytes]] = {}
+    for it in items:
+        if it.spec.kind == "quantized":
+            by_size.setdefault(2, []).append(np.ascontiguousarray(it.scales, dtype="<f2").tobytes())
+        else:
+            by_size.setdefault(it.spec.itemsize, []).append(np.ascontiguousarray(it.raw, dtype=np.uint8).tobytes())
+    return b"".join(byte_shuffle(b"".join(by_size[k]), k) for k in sorted(by_size))
+
+
+def _split_rest(rest: bytes, specs: list[TensorSpec]) -> list[bytes]:
+    sizes: dict[int, list[int]] = {}
+    for i, s in enumerate(specs):
+        k = 2 if s.kind == "quantized" else s.itemsize
+        sizes.setdefault(k, []).append(i)
+    out: list[bytes] = [b""] * len(specs)
+    pos = 0
+    for k in sorted(sizes):
+        lens = [2 * int(specs[i].shape[0]) if specs[i].kind == "quantized" else specs[i].numel * k for i in sizes[k]]
+        total = sum(lens)
+        if pos + total > len(rest):
+            name = specs[sizes[k][0]].name
+            raise ArtifactError(f"golf-rans: scales/passthrough data is short: tensor {name!r} and those after it "
+                                "have no data in the payload")
+        block = byte_unshuffle(rest[pos:pos + total], k)
+        off = 0
+        for i, n in zip(sizes[k], lens):
+            out[i] = block[off:off + n]
+            off += n
+        pos += total
+    if pos != len(rest):
+        raise ArtifactError(f"golf-rans: {len(rest) - pos} bytes of scales/passthrough data more than the manifest needs")
+    return out
+
+
+class RansCodec(Codec):
+    """Per-(role, bits) context-modelled rANS for codes; brotli/lzma for scales and passthrough.
+
+    ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp`` or
+    ``reference`` (pure Python, for tests and small states). ``candidates``: the context settings
+    tried per group (see ``rans.DEFAULT_CANDIDATES``).
+    """
+
+    name = "golf-rans"
+    REST_BROTLI_MAX = 1 << 18  # scales/passthrough bytes up to which brotli-11 is also tried
+
+    def __init__(self, backend: str = "auto", candidates=DEFAULT_CANDIDATES, prob_bits: int = DEFAULT_PROB_BITS,
+                 slice_rows: int = DEFAULT_SLICE_ROWS):
+        if not isinstance(prob_bits, int) or not 8 <= prob_bits <= 15:
+            raise ValueError(f"prob_bits: expected an int in 8..15, got {prob_bits!r}")
+        if not isinstance(slice_rows, int) or slice_rows < 1:
+            raise ValueError(f"slice_rows: expected a positive int, got {slice_rows!r}")
+        for c in candidates:
+            if len(tuple(c)) != 7:
+                raise ValueError(f"candidates: expected (transpose, cs, rs, na, nb, ck, reorder) tuples, got {c!r}")
+        self.slice_rows = slice_rows
+        if not candidates:
+            raise ValueError("candidates: expected at least one context setting")
+        self.backend = backend
+        self.candidates = tuple(tuple(c) for c in candidates)
+        self.prob_bits = prob_bits
+        self.last_report: dict[str, Any] = {}
+
+    @staticmethod
+    def groups(specs: list[TensorSpec]) -> list[list[int]]:
+        """Indices of the quantized tensors per (role, bits), in first-appearance order."""
+        groups: dict[tuple, list[int]] = {}
+        for i, s in enumerate(specs):
+            if s.kind == "quantized":
+                groups.setdefault((role_of(s.name), s.bits), []).append(i)
+        return list(groups.values())
+
+    def encode(self, items: list[TensorData]) -> tuple[bytes, dict[str, Any]]:
+        backend = _resolve_backend(self.backend)
+        specs = [it.spec for it in items]
+        header: dict[str, Any] = {"v": _SIDE_VERSION, "groups": [], "streams": []}
+        tables, streams = [], []
+        self.last_report = {"groups": []}
+        for idx in self.groups(specs):
+            mats = [np.ascontiguousarray(items[i].codes, dtype=np.int8) for i in idx]
+            qm = qmax_of(int(specs[idx[0]].bits))
+            model, perms, report = fit_group(mats, qm, candidates=self.candidates, prob_bits=self.prob_bits,
+                                             slice_rows=self.slice_rows, backend=backend)
+            self.last_report["groups"].append({"role": role_of(specs[idx[0]].name), **report})
+            enc = encode_group(model, mats, backend, perms)
+            header["groups"].append({"tensors": idx, **model.settings()})
+            header["streams"].extend(len(s) for s in enc)
+            streams.extend(enc)
+            tables.append(_table_bytes(model.freq.ravel()))
+            for p in perms or []:
+                tables.append(p.astype("<u2" if p.size <= 1 << 16 else "<u4").tobytes())
+        rest_raw = _rest_bytes(items)
+        cands = [("lzma", lzma_compress(rest_raw, preset=9))]
+        if len(rest_raw) <= self.REST_BROTLI_MAX:  # brotli-11 is slow on big inputs; small ones it often wins
+            cands.append(("brotli", brotli_compress(rest_raw, quality=11)))
+        method, rest = min(cands, key=lambda c: (len(c[1]), c[0]))
+        header["rest"] = {"method": method, "len": len(rest)}
+        hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        side = brotli_compress(struct.pack("<I", len(hjson)) + hjson + b"".join(tables), quality=11)
+        payload = struct.pack("<I", len(side)) + side + b"".join(streams) + rest
+        self.last_report.update(side_bytes=len(side) + 4, stream_bytes=sum(len(s) for s in streams),
+                                rest_bytes=len(rest), rest_method=method)
+        return payload, {"prob_bits": self.prob_bits}
+
+    def decode(self, payload: bytes, specs: list[TensorSpec], params: dict[str, Any]) -> list[TensorData]:
+        backend = _resolve_backend(self.backend)
+        if len(payload) < 4:
+            raise ArtifactError("golf-rans: payload is shorter than its header")
+        (side_len,) = struct.unpack_from("<I", payload)
+        if 4 + side_len > len(payload):
+            raise ArtifactError("golf-rans: side information runs past the payload")
+        side = brotli_decompress(payload[4:4 + side_len], "golf-rans side information")
+        try:
+            (hlen,) = struct.unpack_from("<I", side)
+            header = json.loads(side[4:4 + hlen].decode())
+        except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"golf-rans: side information is malformed ({exc})") from exc
+        if header.get("v") != _SIDE_VERSION:
+            raise ArtifactError(f"golf-rans: unknown side-information version {header.get('v')!r}")
+        tpos = 4 + hlen
+        pos = 4 + side_len
+        out: list[TensorData] = [TensorData(s) for s in specs]
+        want_groups = self.groups(specs)
+        got_groups = [g["tensors"] for g in header["groups"]]
+        if got_groups != want_groups:
+            covered = {i for g in got_groups for i in g}
+            missing = [specs[i].name for g in want_groups for i in g if i not in covered]
+            what = f"tensor {missing[0]!r} listed in the manifest has no code stream" if missing else \
+                "its groups do not match the manifest's quantized tensors"
+            raise ArtifactError(f"golf-rans: {what}")
+        lens = header["streams"]
+        k = 0
+        for g in header["groups"]:
+            idx = g["tensors"]
+            nsym = 2 * int(g["qmax"]) + 1
+            nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1) * (2 * int(g["ck"]) + 1)
+            freq, tpos = _read_table(side, tpos, nctx * nsym)
+            try:
+                model = GroupModel.from_settings(g, freq.reshape(nctx, nsym))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ArtifactError(f"golf-rans: group settings are malformed ({exc!r})") from exc
+            shapes = [(int(specs[i].shape[0]), int(specs[i].shape[1])) for i in idx]
+            streams = []
+            for i, ns in zip(idx, slice_counts(model, shapes)):
+                for _ in range(ns):
+                    if k >= len(lens) or pos + int(lens[k]) > len(payload):
+                        raise ArtifactError(f"golf-rans: code stream of {specs[i].name!r} runs past the payload")
+                    streams.append(payload[pos:pos + int(lens[k])])
+                    pos += int(lens[k])
+                    k += 1
+            perms = None
+            if model.reorder:
+                perms = []
+                for r, c in shapes:
+                    n = c if model.transpose else r
+                    width = 2 if n <= 1 << 16 else 4
+                    if tpos + n * width > len(side):
+                        raise ArtifactError("golf-rans: row orders end early")
+                    perms.append(np.frombuffer(side[tpos:tpos + n * width], dtype="<u2" if width == 2 else "<u4")
+                                 .astype(np.int64))
+                    tpos += n * width
+            mats = decode_group(model, streams, shapes, [specs[i].name for i in idx], backend, perms)
+            for i, q in zip(idx, mats):
+                out[i].codes = q
+        if tpos != len(side):
+            raise ArtifactError(f"golf-rans: {len(side) - tpos} bytes of side information left over")
+        if k != len(lens):
+            raise ArtifactError(f"golf-rans: {len(lens) - k} code streams more than the manifest's tensors need")
+        rest_len = int(header["rest"]["len"])
+        if pos + rest_len != len(payload):
+            raise ArtifactError(f"golf-rans: payload is {len(payload)} bytes, its sections add up to {pos + rest_len}")
+        rest = payload[pos:]
+        rest = (brotli_decompress if header["rest"]["method"] == "brotli" else lzma_decompress)(rest, "golf-rans rest")
+        for it, chunk in zip(out, _split_rest(rest, specs)):
+            if it.spec.kind == "quantized":
+                it.scales = np.frombuffer(chunk, dtype="<f2").astype(np.float16)
+            else:
+                it.raw = np.frombuffer(chunk, dtype=np.uint8).copy()
+        return out
