@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "demo": ("golf_fast.demo", "a short tour of the kernels on this machine"),
     "inspect": ("golf_fast.tools.inspect", "compile every kernel for sm_90 (no GPU needed) and report resources"),
     "bench": ("golf_fast.bench.cli", "benchmark kernels against eager PyTorch"),
+    "data": ("golf_fast.data.cli", "build tokenizer + token shards from text; check shards"),
 }
 
 
