@@ -14,6 +14,8 @@ SUBCOMMANDS = {
     "demo": ("golf_fast.demo", "a short tour of the kernels on this machine"),
     "inspect": ("golf_fast.tools.inspect", "compile every kernel for sm_90 (no GPU needed) and report resources"),
     "bench": ("golf_fast.bench.cli", "benchmark kernels against eager PyTorch"),
+    "train": ("golf_fast.train.cli", "train, quantize, write and evaluate an artifact (presets: smoke, h100x1, record)"),
+    "eval": ("golf_fast.eval.cli", "evaluate an artifact file: val_bpb, plain and sliding-window"),
     "data": ("golf_fast.data.cli", "build tokenizer + token shards from text; check shards"),
 }
 

@@ -7,7 +7,9 @@ and return ``(T, H, D)``: position i attends to positions j ≤ i of its own seg
 * ``fa3``: ``flash_attn_interface.flash_attn_varlen_func`` (Hopper), CUDA only;
 * ``fa2``: ``flash_attn.flash_attn_varlen_func``, CUDA only;
 * ``sdpa``: ``F.scaled_dot_product_attention`` with a block-diagonal causal boolean mask built from
-  ``cu_seqlens`` (buffers up to ``SDPA_MASK_MAX`` tokens), else one causal SDPA call per segment.
+  ``cu_seqlens``. Long buffers are cut into blocks of ``max_seqlen`` and block c attends to blocks
+  c−1 and c only (cost T·2·max_seqlen instead of T²), which is exact because no segment is longer
+  than ``max_seqlen`` (the contract of every backend: FlashAttention takes it as a bound too).
 
 :func:`resolve_attention_backend` picks the first importable one for a device (``"auto"``) or checks
 a requested one, and the choice is logged once and kept in :func:`resolved_attention_backends`.
@@ -25,7 +27,8 @@ import torch.nn.functional as F
 log = logging.getLogger("golf_fast.model")
 
 BACKENDS = ("fa3", "fa2", "sdpa")
-SDPA_MASK_MAX = 16384
+SDPA_FULL_MAX = 1024
+"""SDPA buffers up to this many tokens use one full block-diagonal mask; longer ones the banded form."""
 _resolved: dict[str, str] = {}
 _modules: dict[str, object] = {}
 
@@ -73,24 +76,42 @@ def segment_ids(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
     return torch.searchsorted(cu_seqlens[1:].contiguous(), pos, right=True)
 
 
-def _sdpa_varlen(q, k, v, cu_seqlens, max_seqlen):
+def _sdpa_full(q, k, v, cu_seqlens):
     T, H, D = q.shape
-    gqa = H != k.shape[1]
-    if T <= SDPA_MASK_MAX:
-        seg = segment_ids(cu_seqlens, T)
-        idx = torch.arange(T, device=q.device)
-        mask = (seg[:, None] == seg[None, :]) & (idx[None, :] <= idx[:, None])
-        y = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None],
-                                           v.transpose(0, 1)[None], attn_mask=mask, enable_gqa=gqa)
-        return y[0].transpose(0, 1)
-    out = torch.empty_like(q)
-    cu = cu_seqlens.tolist()
-    for s, e in zip(cu[:-1], cu[1:]):
-        if e > s:
-            y = F.scaled_dot_product_attention(q[s:e].transpose(0, 1)[None], k[s:e].transpose(0, 1)[None],
-                                               v[s:e].transpose(0, 1)[None], is_causal=True, enable_gqa=gqa)
-            out[s:e] = y[0].transpose(0, 1)
-    return out
+    seg = segment_ids(cu_seqlens, T)
+    idx = torch.arange(T, device=q.device)
+    mask = (seg[:, None] == seg[None, :]) & (idx[None, :] <= idx[:, None])
+    y = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
+                                       attn_mask=mask, enable_gqa=H != k.shape[1])
+    return y[0].transpose(0, 1)
+
+
+def _sdpa_banded(q, k, v, cu_seqlens, C):
+    """Segments are at most C long, so queries of block c (C positions) only see keys of blocks c−1, c."""
+    T, H, D = q.shape
+    Hkv = k.shape[1]
+    nc = -(-T // C)
+    P = nc * C
+    seg = segment_ids(cu_seqlens, T)
+    seg_q = F.pad(seg, (0, P - T), value=-1).view(nc, C)
+    seg_k = F.pad(seg, (C, P - T), value=-1).unfold(0, 2 * C, C)  # (nc, 2C), front pad never matches a query
+    seg_k = torch.where(torch.arange(P + C, device=q.device).unfold(0, 2 * C, C) < C, -2, seg_k)
+    qpos = torch.arange(P, device=q.device).view(nc, C)
+    kpos = (torch.arange(P + C, device=q.device) - C).unfold(0, 2 * C, C)
+    mask = (seg_q[:, :, None] == seg_k[:, None, :]) & (kpos[:, None, :] <= qpos[:, :, None])
+    qb = F.pad(q, (0, 0, 0, 0, 0, P - T)).view(nc, C, H, D).transpose(1, 2)
+    kb = F.pad(k, (0, 0, 0, 0, C, P - T)).unfold(0, 2 * C, C).permute(0, 1, 3, 2)  # (nc, Hkv, 2C, D)
+    vb = F.pad(v, (0, 0, 0, 0, C, P - T)).unfold(0, 2 * C, C).permute(0, 1, 3, 2)
+    y = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask[:, None], enable_gqa=H != Hkv)
+    return y.transpose(1, 2).reshape(P, H, D)[:T]
+
+
+def _sdpa_varlen(q, k, v, cu_seqlens, max_seqlen):
+    """Full block-diagonal mask for short buffers; banded blocks of ``max_seqlen`` for long ones."""
+    T = q.shape[0]
+    if T <= 2 * max_seqlen or T <= SDPA_FULL_MAX:
+        return _sdpa_full(q, k, v, cu_seqlens)
+    return _sdpa_banded(q, k, v, cu_seqlens, max_seqlen)
 
 
 def _flash_varlen(backend: str) -> Callable:

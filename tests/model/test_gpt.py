@@ -50,9 +50,9 @@ def _randomized(cfg):
 
 
 @pytest.mark.parametrize("looping", [False, True])
-@pytest.mark.parametrize("mask_max", [16384, 8])  # mask path and per-segment path of SDPA
-def test_documents_are_isolated(monkeypatch, looping, mask_max):
-    monkeypatch.setattr(attention, "SDPA_MASK_MAX", mask_max)
+@pytest.mark.parametrize("full_max", [16384, 0])  # full-mask path and banded path of SDPA
+def test_documents_are_isolated(monkeypatch, looping, full_max):
+    monkeypatch.setattr(attention, "SDPA_FULL_MAX", full_max)
     m = _randomized(SMALL)
     m.looping_active = looping
     g = torch.Generator().manual_seed(1)
@@ -66,6 +66,27 @@ def test_documents_are_isolated(monkeypatch, looping, mask_max):
             alone = m.logits(d[None])
             torch.testing.assert_close(packed[:, start:start + d.numel()], alone, rtol=1e-4, atol=1e-4)
             start += d.numel()
+
+
+@pytest.mark.parametrize("T,C", [(100, 16), (64, 16), (257, 32), (7, 4)])
+def test_banded_sdpa_equals_full_mask(T, C):
+    g = torch.Generator().manual_seed(T)
+    q = torch.randn(T, 4, 8, generator=g)
+    k = torch.randn(T, 2, 8, generator=g)
+    v = torch.randn(T, 2, 8, generator=g)
+    x = torch.randint(2, 9, (T,), generator=g).numpy()
+    x[torch.randint(0, T, (T // 6,), generator=g).numpy()] = 1
+    cu = torch.from_numpy(cu_seqlens_from_bos(x, 1, C, bucket=8))
+    full = attention._sdpa_full(q, k, v, cu)
+    banded = attention._sdpa_banded(q, k, v, cu, C)
+    torch.testing.assert_close(banded, full, rtol=1e-5, atol=1e-5)
+    # and against a per-segment loop of plain causal attention
+    for s, e in zip(cu[:-1].tolist(), cu[1:].tolist()):
+        if e > s:
+            ref = torch.nn.functional.scaled_dot_product_attention(
+                q[s:e].transpose(0, 1), k[s:e].repeat_interleave(2, 1).transpose(0, 1),
+                v[s:e].repeat_interleave(2, 1).transpose(0, 1), is_causal=True).transpose(0, 1)
+            torch.testing.assert_close(full[s:e], ref, rtol=1e-5, atol=1e-5)
 
 
 def test_rows_match_single_sequences_and_grad_flows():
