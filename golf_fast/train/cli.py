@@ -17,6 +17,7 @@ from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.allow_abbrev = False  # "--model.num_layer" must be an error, not a prefix of --model.num_layers
     p.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="starting configuration")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     g = p.add_argument_group("config overrides (--section.field VALUE)")
