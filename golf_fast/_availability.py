@@ -8,7 +8,6 @@ remembers why it failed, so errors elsewhere can say exactly what is missing and
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from functools import lru_cache
 
 EXT_HINT = ("build it with `pip install --no-build-isolation -e .` (or "
@@ -31,12 +30,10 @@ def load_extension() -> tuple[bool, str]:
 @lru_cache(maxsize=None)
 def triton_status() -> tuple[bool, str]:
     """Whether Triton is importable. Returns (available, reason it is not or '')."""
-    if importlib.util.find_spec("triton") is None:
-        return False, f"Triton is not installed; {TRITON_HINT}"
     try:
         importlib.import_module("triton.language")
-    except Exception as exc:  # a broken install
-        return False, f"Triton is installed but failed to import ({exc!r}); {TRITON_HINT}"
+    except ImportError as exc:
+        return False, f"Triton is not installed or failed to import ({exc}); {TRITON_HINT}"
     return True, ""
 
 

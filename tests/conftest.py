@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from functools import lru_cache
 
 import pytest
 import torch
@@ -41,11 +40,16 @@ def triton_interpret(monkeypatch):
         yield
 
 
-@lru_cache(maxsize=None)
+_SM90_CACHE: dict = {}
+
+
 def _compile_sm90(cfg):
     from golf_fast.tools.sm90 import compile_triton_sm90
 
-    return compile_triton_sm90(cfg)
+    key = (cfg.name, cfg.label(), tuple(sorted(cfg.signature.items())))
+    if key not in _SM90_CACHE:
+        _SM90_CACHE[key] = compile_triton_sm90(cfg)
+    return _SM90_CACHE[key]
 
 
 @pytest.fixture(scope="session")

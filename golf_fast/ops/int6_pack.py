@@ -59,6 +59,11 @@ def packed_row_bytes(num_cols: int) -> int:
     """Bytes of one packed row of ``num_cols`` int6 codes: ``3 * ceil(num_cols / 16) * 16 / 4``."""
     if not isinstance(num_cols, int) or isinstance(num_cols, bool) or num_cols < 1:
         raise ValueError(f"num_cols: expected an int >= 1, got {num_cols!r}")
+    return _row_bytes(num_cols)
+
+
+def _row_bytes(num_cols):
+    """``packed_row_bytes`` without the check (also takes the SymInts of fake tensors)."""
     return padded_cols(num_cols) // 4 * 3
 
 
@@ -89,7 +94,7 @@ def unpack_int6_ref(packed: torch.Tensor, num_cols: int) -> torch.Tensor:
 
 
 def _pack_fake(codes: torch.Tensor) -> torch.Tensor:
-    return codes.new_empty((codes.shape[0], packed_row_bytes(codes.shape[1])), dtype=torch.uint8)
+    return codes.new_empty((codes.shape[0], _row_bytes(codes.shape[1])), dtype=torch.uint8)
 
 
 def _unpack_fake(packed: torch.Tensor, num_cols: int) -> torch.Tensor:

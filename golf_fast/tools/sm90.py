@@ -5,8 +5,13 @@
 * CUDA: ``nvcc -gencode=arch=compute_90a,code=sm_90a -cubin -Xptxas -v`` on a ``.cu`` file that
   includes only CUDA headers.
 * Both cubins go through ``cuobjdump`` (shipped in Triton's wheel, or next to nvcc):
-  ``--dump-resource-usage`` gives registers, static shared memory, stack and local memory (spills);
-  ``-sass`` shows whether the tensor-core path is the Hopper one (``HGMMA``, from ``wgmma``).
+  ``--dump-resource-usage`` gives registers, static shared memory, the stack frame and local
+  memory; ``-sass`` shows whether the tensor-core path is the Hopper one (``HGMMA``, from
+  ``wgmma``) and counts local loads/stores (``LDL``/``STL``).
+* Register spills land in the per-thread stack frame (cuobjdump's ``STACK``, ptxas's "bytes stack
+  frame"), not in its ``LOCAL`` column, so ``CompileReport.local_bytes`` is STACK + LOCAL: the
+  per-thread local memory a kernel touches. Triton kernels have no local arrays, so any nonzero
+  value there is a spill.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class CompileReport:
     config: str
     registers: int = -1
     shared_bytes: int = -1
-    local_bytes: int = -1
+    local_bytes: int = -1  # stack frame + local memory per thread: spills (see module docstring)
     stack_bytes: int = -1
     hgmma: int = 0
     uses_matmul: bool = False
@@ -111,6 +116,7 @@ def cubin_resources(cubin: bytes) -> dict[str, dict[str, int]]:
         fname = block.split("\n", 1)[0].strip()
         if fname in out:
             out[fname]["hgmma"] = len(re.findall(r"\bHGMMA\b", block))
+            out[fname]["ldl_stl"] = len(re.findall(r"\b(?:LDL|STL)(?:\.\w+)*\b", block))
     return out
 
 
@@ -133,11 +139,12 @@ def compile_triton_sm90(cfg: KernelConfig) -> CompileReport:
         return report
     fn = res.get(compiled.metadata.name) or next(iter(res.values()))
     report.registers = fn["registers"]
-    report.local_bytes = fn["local"]
+    report.local_bytes = fn["local"] + fn["stack"]
     report.stack_bytes = fn["stack"]
     report.shared_bytes = fn["shared"] + int(compiled.metadata.shared)
     report.hgmma = fn.get("hgmma", 0)
     report.extra["wgmma_in_ptx"] = "wgmma" in compiled.asm["ptx"]
+    report.extra["ldl_stl"] = fn.get("ldl_stl", 0)
     return report
 
 
@@ -157,6 +164,6 @@ def compile_cu_sm90(path: str | os.PathLike, include_dirs: tuple[str, ...] = ())
                                   error=f"nvcc failed: {proc.stderr.strip()[-2000:]}")]
         res = cubin_resources(cubin.read_bytes())
     return [CompileReport(kernel=f"{path.name}:{name}", config="sm_90a", registers=r["registers"],
-                          shared_bytes=r["shared"], local_bytes=r["local"], stack_bytes=r["stack"],
-                          hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip()})
+                          shared_bytes=r["shared"], local_bytes=r["local"] + r["stack"], stack_bytes=r["stack"],
+                          hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip(), "ldl_stl": r.get("ldl_stl", 0)})
             for name, r in res.items()]
