@@ -76,9 +76,9 @@ class Attention(nn.Module):
         v = F.linear(n, v_w.to(n.dtype)).view(B, T, Hkv, D)
         q = F.rms_norm(q, (D,))
         k = F.rms_norm(k, (D,))
-        pos = torch.arange(B * T, device=n.device, dtype=torch.float32).view(B, T)[0] if B == 1 else \
-            torch.arange(T, device=n.device, dtype=torch.float32)
-        freqs = torch.outer(pos, self.inv_freq)
+        # positions within each row (training: the whole packed buffer, as in the record; RoPE is
+        # relative, so a document's attention does not depend on where it sits in the buffer)
+        freqs = torch.outer(torch.arange(T, device=n.device, dtype=torch.float32), self.inv_freq)
         rd = cfg.rope_dims or D
         q = rotary(q, freqs.cos(), freqs.sin(), rd)
         k = rotary(k, freqs.cos(), freqs.sin(), rd)
@@ -171,6 +171,7 @@ class GPT(nn.Module):
             self.smear_lambda = nn.Parameter(torch.zeros(1, dtype=torch.float32))
         self.looping_active = False
         self.activation_hook: Optional[ActivationHook] = None
+        self.resolved_attention: Optional[str] = None
         if not self.qo_bank.is_meta:
             self.reset_parameters()
 
@@ -188,6 +189,11 @@ class GPT(nn.Module):
             nn.init.zeros_(self.mlp_down_bank[i])
         if self.cfg.smear_gate:
             nn.init.zeros_(self.smear_gate.weight)
+
+    def resolve_attention(self, device: torch.device) -> str:
+        """Fix the attention backend for ``device`` (call before torch.compile: no lookups in the graph)."""
+        self.resolved_attention = resolve_attention_backend(device, self.attention_backend)
+        return self.resolved_attention
 
     # ------------------------------------------------------------------ helpers
 
@@ -227,7 +233,7 @@ class GPT(nn.Module):
         if cu_seqlens is None:
             cu_seqlens = self._row_cu_seqlens(B, T, input_ids.device)
         ms = min(cfg.max_seqlen, B * T) if B == 1 else min(cfg.max_seqlen, T)
-        backend = resolve_attention_backend(input_ids.device, self.attention_backend)
+        backend = self.resolved_attention or resolve_attention_backend(input_ids.device, self.attention_backend)
         x = self.tok_emb(input_ids)
         if cfg.smear_gate:
             g = self.smear_lambda.to(x.dtype) * torch.sigmoid(self.smear_gate(x[:, 1:, :cfg.gate_window].contiguous()))

@@ -179,6 +179,7 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
     # ---- model and optimizers
     torch.manual_seed(cfg.run.seed)
     model = GPT(cfg.model, attention_backend=cfg.run.attention).to(d.device)
+    model.resolve_attention(d.device)
     if d.world > 1:
         for p in model.parameters():
             dist.broadcast(p.data, src=0)

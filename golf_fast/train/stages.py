@@ -120,7 +120,9 @@ def load_model_from_artifact(path: os.PathLike, device: torch.device, attention:
         if name.endswith("inv_freq"):
             rd = cfg.rope_dims or cfg.head_dim
             buf.copy_(1.0 / (cfg.rope_base ** (torch.arange(0, rd, 2, dtype=torch.float32) / rd)))
-    return model.to(device)
+    model = model.to(device)
+    model.resolve_attention(torch.device(device))
+    return model
 
 
 def code_bytes() -> int:
