@@ -162,7 +162,7 @@ def _smoke() -> TrainConfig:
         optim=OptimConfig(muon_momentum_warmup_steps=50, matrix_lr=0.02),
         schedule=ScheduleConfig(max_wallclock_s=75.0, compile_warmup_steps=0),
         quant=QuantConfig(calibration_batches=4, reserve_s=0.5),
-        eval=EvalConfig(seq_len=256, stride=64, batch_seqs=16),
+        eval=EvalConfig(seq_len=256, stride=128, batch_seqs=16),
         run=RunConfig(device="cpu", log_every=10),
     )
 

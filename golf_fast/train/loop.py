@@ -1,7 +1,8 @@
 """The training program: train → Hessians (inside the window) → eval → GPTQ → artifact → reload → eval.
 
 Schedule (parameter_golf.md §4.3): progress ``frac`` = train time / (max_wallclock_s − reserve) on
-the ``wallclock`` clock (eval pauses excluded, compile warm-up before the clock) or step / max_steps
+the ``wallclock`` clock (eval pauses excluded, compile warm-up before the clock; the loop also stops
+when one more step as long as the last would end past the budget) or step / max_steps
 on the ``steps`` clock; ``lr_mul = 1`` while ``frac < 1 − warmdown_frac``, else
 ``max((1 − frac)/warmdown_frac, min_lr)``; depth recurrence switches on at ``enable_looping_at``.
 The reserve is ``quant.reserve_s`` plus the measured time of the Hessian collection (one batch
@@ -239,8 +240,11 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
     if cfg.quant.enabled and cfg.schedule.clock == "wallclock":
         try:
             probe = make_loaders(seed_offset=2)[0]
+            # calibration runs at the end of training, with depth recurrence on: time it that way
+            model.looping_active = cfg.model.num_loops > 0 and cfg.schedule.enable_looping_at < 1
             tp = time.perf_counter()
             stages.collect_hessians(model, iter(probe.next_batch, None), 1, autocast)
+            model.looping_active = False
             if on_gpu:
                 torch.cuda.synchronize()
             per_batch = time.perf_counter() - tp
@@ -258,7 +262,7 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
     # ---- the training loop
     loaders = make_loaders()
     ema = [p.detach().float().clone() for p in all_params] if cfg.schedule.ema_decay > 0 else None
-    step, train_s = 0, 0.0
+    step, train_s, last_dt = 0, 0.0, 0.0
     tokens_per_step = cfg.data.train_batch_tokens
     looping_step = None
     if on_gpu:
@@ -268,6 +272,8 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
         frac = (train_s / budget) if cfg.schedule.clock == "wallclock" else step / cfg.schedule.max_steps
         if frac >= 1 or (cfg.schedule.max_steps and step >= cfg.schedule.max_steps):
             break
+        if cfg.schedule.clock == "wallclock" and step and train_s + last_dt > budget:
+            break  # the next step (as long as the last one) would end past the budget
         if cfg.model.num_loops > 0 and not model.looping_active and frac >= cfg.schedule.enable_looping_at:
             model.looping_active = True
             looping_step = step
@@ -287,6 +293,7 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
             dist.all_reduce(el, op=dist.ReduceOp.MAX)  # all ranks stop at the same step
             dt = float(el) - train_s
         train_s += dt
+        last_dt = dt
         res.losses.append(loss)
         if not math.isfinite(loss):
             lrs = ", ".join(f"{k}={v:.3g}" for k, v in opt.lrs().items())

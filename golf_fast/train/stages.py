@@ -93,7 +93,18 @@ def quantize(model: GPT, hessians: dict[str, torch.Tensor], recipe: Any = None) 
     state = {k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
              for k, v in model.unbanked_state_dict().items()}
     hs = {k: v.float().cpu() for k, v in hessians.items()}
-    qm = quantize_model(state, hs) if recipe is None else quantize_model(state, hs, recipe)
+    if recipe is None:
+        # every matrix is GPTQ'd and every control tensor passes through as fp16, whatever the model
+        # size: the record's 65,536-element threshold would pass a small model's matrices through
+        QuantRecipe = _need("golf_fast.quant", "QuantRecipe")
+        matrices = set(model.matrix_names())
+        largest_control = max(v.numel() for k, v in state.items() if k not in matrices)
+        smallest_matrix = min(state[k].numel() for k in matrices)
+        if largest_control >= smallest_matrix:
+            raise ValueError(f"model: a control tensor ({largest_control} elements) is as large as the smallest "
+                             f"matrix ({smallest_matrix}); no passthrough threshold separates them")
+        recipe = QuantRecipe(passthrough_max_numel=min(65_536, smallest_matrix - 1))
+    qm = quantize_model(state, hs, recipe)
     table = qm.format_table() if hasattr(qm, "format_table") else ""
     return dict(qm.tensors), time.perf_counter() - t0, table
 
