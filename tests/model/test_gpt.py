@@ -135,3 +135,19 @@ def test_bad_config_and_input():
         attention.resolve_attention_backend(torch.device("cpu"), "fa4")
     with pytest.raises(ValueError, match="CUDA"):
         attention.resolve_attention_backend(torch.device("cpu"), "fa3")
+
+
+@pytest.mark.slow
+def test_traces_fullgraph_in_both_loop_states():
+    """torch.compile(fullgraph=True) sees no graph break (dynamo only, so the test stays fast)."""
+    torch._dynamo.reset()
+    m = _randomized(SMALL)
+    m.resolve_attention(torch.device("cpu"))
+    compiled = torch.compile(m, fullgraph=True, dynamic=False, backend="eager")
+    x = torch.randint(4, 300, (1, 200))
+    x[0, ::37] = 1
+    cu = torch.from_numpy(cu_seqlens_from_bos(x[0].numpy(), 1, 64))
+    for looping in (False, True):
+        m.looping_active = looping
+        torch.testing.assert_close(compiled(x, x.roll(-1, 1), cu), m(x, x.roll(-1, 1), cu))
+    torch._dynamo.reset()

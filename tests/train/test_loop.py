@@ -91,6 +91,7 @@ def _torchrun(args, nproc, tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_two_process_gloo_equals_one_process(data_dir, tmp_path):
     """World 2 × accum 1 and world 1 × accum 2 read the same tokens: the same loss curve."""
     ov = {**TINY, "data.data_dir": str(data_dir), "run.out_dir": str(tmp_path), "quant.enabled": False,
