@@ -185,6 +185,13 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
         for p in model.parameters():
             dist.broadcast(p.data, src=0)
     opt = build_optimizers(model, cfg.optim, distributed=d.world > 1)
+    if on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+    if use_compile:
+        # one graph per (cu_seqlens bucket, loop state): allow enough of them (the record: 64)
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     fwd = torch.compile(model, dynamic=False, fullgraph=True) if use_compile else model
     all_params = list(model.parameters())
     nparams = sum(p.numel() for p in all_params)
@@ -223,6 +230,16 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
         loaders = make_loaders(seed_offset=1)
         for looping in ([False, True] if cfg.model.num_loops > 0 else [False]):
             model.looping_active = looping
+            for n in (64, 128, 192, 256):  # the common cu_seqlens buckets, each its own graph
+                starts = torch.arange(0, L, cfg.model.max_seqlen, dtype=torch.int32, device=d.device)
+                if starts.numel() + 1 > n:
+                    continue  # segments of at most max_seqlen do not fit this bucket
+                cu = torch.full((n,), L, dtype=torch.int32, device=d.device)
+                cu[:starts.numel()] = starts
+                b = loaders[0].next_batch()
+                with autocast():
+                    fwd(b.x, b.y, cu).backward()
+                opt.zero_grad()
             for i in range(cfg.schedule.compile_warmup_steps):
                 one_step(loaders, i)
         for ld in loaders:
