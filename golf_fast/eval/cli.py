@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 
@@ -39,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
     d = init_distributed(args.device)
     try:
         tok = args.tokenizer or args.data / "tokenizer.model"
-        model = load_model_from_artifact(args.artifact, d.device)
+        try:
+            model = load_model_from_artifact(args.artifact, d.device)
+        except (ValueError, OSError, KeyError) as e:  # ArtifactError is a ValueError
+            print(f"golf-fast eval: cannot load {args.artifact}: {e}", file=sys.stderr)
+            return 2
         model.looping_active = args.looping == "on"
         table = TokenByteTable.from_sentencepiece(str(tok), vocab_size=model.cfg.vocab_size)
         val = load_tokens(list_shards(args.data, "val"))
