@@ -202,7 +202,9 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
         "world_size": d.world, "grad_accum": accum, "tokens/rank": L, "parameters": f"{nparams:,}",
         "data": f"{data_dir} ({len(train_files)} train shards, {len(val):,} val tokens)", "tokenizer": tok_path,
         "compile": use_compile, "autocast": str(amp_dtype) if amp_dtype else "fp32", "torchrun": environment(),
+        "backends": {**_dispatch_backends(), **resolved_attention_backends()} or "none resolved yet",
     })
+    log.line("(kernel backends resolve at first use; the final table lists every one that ran)")
 
     def one_step(loaders, step_idx: int) -> torch.Tensor:
         total = torch.zeros((), device=d.device)
