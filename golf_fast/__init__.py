@@ -20,5 +20,11 @@ HAS_TRITON: bool = _triton_status()[0]
 """True when Triton is importable (its GPU kernels need CUDA, or TRITON_INTERPRET=1 on CPU)."""
 
 from golf_fast.ops.int6_pack import pack_int6, packed_row_bytes, unpack_int6  # noqa: E402
+from golf_fast.ops.int6_matmul import dequantize_int6, int6_linear  # noqa: E402
+from golf_fast.ops.newton_schulz import newton_schulz  # noqa: E402
+from golf_fast.ops.hessian import hessian_accumulate_  # noqa: E402
+from golf_fast import nn  # noqa: E402
+from golf_fast import optim  # noqa: E402
 
-__all__ = ["HAS_EXT", "HAS_TRITON", "status", "pack_int6", "unpack_int6", "packed_row_bytes", "__version__"]
+__all__ = ["HAS_EXT", "HAS_TRITON", "status", "pack_int6", "unpack_int6", "packed_row_bytes", "__version__",
+           "int6_linear", "dequantize_int6", "nn", "newton_schulz", "optim", "hessian_accumulate_"]

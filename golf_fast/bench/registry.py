@@ -8,6 +8,9 @@ from golf_fast.bench.case import Benchmark
 
 BENCH_MODULES = (
     "golf_fast.bench.cases.int6_pack",
+    "golf_fast.bench.cases.int6_matmul",
+    "golf_fast.bench.cases.newton_schulz",
+    "golf_fast.bench.cases.hessian",
 )
 
 

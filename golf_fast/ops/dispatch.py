@@ -35,11 +35,14 @@ What the op does:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
+
+from golf_fast.ops.triton_support import interpreter_enabled
 
 log = logging.getLogger("golf_fast.ops")
 
@@ -152,6 +155,7 @@ class KernelOp:
         mutates_args: Sequence[str] = (),
         selfcheck_inputs: Optional[Callable[[torch.device, torch.dtype], tuple]] = None,
         compare: Callable[[Any, Any], Optional[str]] = exact_match,
+        selfcheck_dtype_arg: Optional[int] = None,
     ) -> None:
         if not name.isidentifier():
             raise ValueError(f"name: expected an identifier, got {name!r}")
@@ -159,10 +163,14 @@ class KernelOp:
         self.reference = reference
         self.selfcheck_inputs = selfcheck_inputs
         self.compare = compare
+        self.selfcheck_dtype_arg = selfcheck_dtype_arg  # which argument's dtype keys the self-check
         self.has_autograd = False
+        params = list(inspect.signature(reference).parameters)
+        self.mutated_index: Optional[int] = params.index(mutates_args[0]) if mutates_args else None
         self.torch_op = torch.library.custom_op(f"golf_fast::{name}", reference, mutates_args=tuple(mutates_args))
         self.torch_op.register_fake(fake)
         self._backends: list[Backend] = []
+        self._resolved: dict[tuple, Backend] = {}
 
     # ---- registration
 
@@ -178,6 +186,7 @@ class KernelOp:
         first_cuda = device_type == "cuda" and not any(b.device_type == "cuda" for b in self._backends)
         self._backends.append(Backend(name, device_type, fn, available,
                                       device_type == "cuda" if selfcheck is None else selfcheck))
+        self._resolved.clear()
         if first_cuda:
             self.torch_op.register_kernel("cuda")(self._dispatched_cuda_kernel)
 
@@ -192,7 +201,20 @@ class KernelOp:
     # ---- resolution
 
     def resolve(self, device_type: str, backend: str = "auto", fallback: Optional[str] = None) -> Backend:
-        """Pick the implementation for ``device_type``; see the module docstring for the rules."""
+        """Pick the implementation for ``device_type``; see the module docstring for the rules.
+
+        Successful resolutions are cached per (device type, backend, fallback, interpreter mode):
+        availability does not change within a process except through TRITON_INTERPRET.
+        """
+        key = (device_type, backend, fallback, interpreter_enabled())
+        hit = self._resolved.get(key)
+        if hit is not None:
+            return hit
+        chosen = self._resolve(device_type, backend, fallback)
+        self._resolved[key] = chosen
+        return chosen
+
+    def _resolve(self, device_type: str, backend: str, fallback: Optional[str]) -> Backend:
         if fallback not in (None, REFERENCE):
             raise ValueError(f"fallback: expected None or 'reference', got {fallback!r}")
         reference = Backend(REFERENCE, device_type, self.reference, always_available, False)
@@ -248,8 +270,11 @@ class KernelOp:
             args = self.selfcheck_inputs(device, dtype)
         finally:
             torch.random.set_rng_state(gen_state)  # the check must not shift the user's random stream
+        ref_args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
         out = chosen.fn(*args)
-        ref = self.reference(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
+        ref = self.reference(*ref_args)
+        if self.mutated_index is not None:  # in-place op: compare the mutated argument
+            out, ref = args[self.mutated_index], ref_args[self.mutated_index]
         problem = self.compare(out, ref)
         if problem is not None:
             raise KernelSelfCheckError(
@@ -278,9 +303,14 @@ class KernelOp:
                                  f"kernels; use backend='auto', got {backend!r}")
             return self.torch_op(*args)
         if device.type == "cuda":
-            floats = [t for t in tensors if t.is_floating_point()]
-            self.selfcheck(chosen, device, (floats or tensors)[0].dtype)
+            self.selfcheck(chosen, device, self._selfcheck_dtype(args, tensors))
         return chosen.fn(*args)
+
+    def _selfcheck_dtype(self, args: Sequence[Any], tensors: list[torch.Tensor]) -> torch.dtype:
+        if self.selfcheck_dtype_arg is not None:
+            return args[self.selfcheck_dtype_arg].dtype
+        floats = [t for t in tensors if t.is_floating_point()]
+        return (floats or tensors)[0].dtype
 
     def _default_for(self, device_type: str) -> Optional[Backend]:
         try:
@@ -292,6 +322,5 @@ class KernelOp:
         """The CUDA kernel of the torch.library op: strict auto resolution plus the self-check."""
         tensors = _tensors(args)
         chosen = self.resolve("cuda")
-        floats = [t for t in tensors if t.is_floating_point()]
-        self.selfcheck(chosen, tensors[0].device, (floats or tensors)[0].dtype)
+        self.selfcheck(chosen, tensors[0].device, self._selfcheck_dtype(args, tensors))
         return chosen.fn(*args)

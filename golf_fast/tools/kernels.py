@@ -10,6 +10,8 @@ from golf_fast.tools.sm90 import KernelConfig
 
 TRITON_FAMILIES = (
     "golf_fast.ops.int6_pack",
+    "golf_fast.ops.int6_matmul",
+    "golf_fast.ops.newton_schulz",
 )
 
 

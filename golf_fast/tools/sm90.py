@@ -45,6 +45,10 @@ class KernelConfig:
     num_warps: int = 4
     num_stages: int = 3
     uses_matmul: bool = False
+    divisible_by_16: tuple[str, ...] = ()
+    """Arguments (pointers or ints) compiled as multiples of 16, the specialization Triton's
+    launcher applies at run time to 16-byte-aligned pointers and ints divisible by 16; without
+    it the sm_90 compile can differ from what runs (e.g. loads too narrow for cp.async pipelining)."""
 
     def label(self) -> str:
         meta = ",".join(f"{k}={v}" for k, v in self.constexprs.items())
@@ -117,6 +121,7 @@ def cubin_resources(cubin: bytes) -> dict[str, dict[str, int]]:
         if fname in out:
             out[fname]["hgmma"] = len(re.findall(r"\bHGMMA\b", block))
             out[fname]["ldl_stl"] = len(re.findall(r"\b(?:LDL|STL)(?:\.\w+)*\b", block))
+            out[fname]["hmma"] = len(re.findall(r"\bHMMA\b", block))  # mma.sync tensor-core instructions
     return out
 
 
@@ -128,7 +133,10 @@ def compile_triton_sm90(cfg: KernelConfig) -> CompileReport:
         from triton.backends.compiler import GPUTarget
         from triton.compiler import ASTSource
 
-        src = ASTSource(fn=cfg.kernel.jit, signature=dict(cfg.signature), constexprs=dict(cfg.constexprs))
+        names = list(cfg.signature)
+        attrs = {(names.index(a),): [["tt.divisibility", 16]] for a in cfg.divisible_by_16}
+        src = ASTSource(fn=cfg.kernel.jit, signature=dict(cfg.signature), constexprs=dict(cfg.constexprs),
+                        attrs=attrs)
         with warnings.catch_warnings():  # Triton 3.9 warns that its FP-fusion default will change
             warnings.filterwarnings("ignore", message=".*TRITON_DEFAULT_FP_FUSION.*")
             compiled = triton.compile(src, target=GPUTarget(*SM90_TRITON_TARGET),
@@ -165,5 +173,6 @@ def compile_cu_sm90(path: str | os.PathLike, include_dirs: tuple[str, ...] = ())
         res = cubin_resources(cubin.read_bytes())
     return [CompileReport(kernel=f"{path.name}:{name}", config="sm_90a", registers=r["registers"],
                           shared_bytes=r["shared"], local_bytes=r["local"] + r["stack"], stack_bytes=r["stack"],
-                          hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip(), "ldl_stl": r.get("ldl_stl", 0)})
+                          hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip(), "ldl_stl": r.get("ldl_stl", 0),
+                                                          "hmma": r.get("hmma", 0)})
             for name, r in res.items()]

@@ -1,0 +1,379 @@
+"""Fused int6-dequant matmul: ``y = x · (code · s[:, None])ᵀ + bias + x · (A·B)ᵀ`` from packed codes.
+
+Math, shapes, dtypes
+--------------------
+``x`` (..., K) bfloat16/float16; ``packed`` (N, 3·Kp/4) uint8, the int6 codes of ``W`` (N × K) in
+the layout of ``golf_fast.ops.int6_pack`` (``Kp = ceil(K/16)·16``); ``scales`` (N,) float16, one per
+output row; optional ``bias`` (N,) in x's dtype; optional low-rank correction ``lowrank = (A, B)``
+with ``A`` (N × r) and ``B`` (r × K) floating (the LQER term). The result (..., N) in x's dtype
+equals ``F.linear(x, W_deq, bias) + x·Bᵀ·Aᵀ`` computed in fp32 (``W_deq = code · s``), rounded
+once to x's dtype. The kernels get there exactly: codes are small integers (exact in bf16/fp16),
+``x·code`` products are exact in fp32, and the fp32 scale multiplies the fp32 accumulator.
+
+Regimes (``M`` = the flattened batch):
+
+* ``M ≤ 64``: ``_int6_gemv_kernel``, split-K GEMV-style. The weight is streamed once at 0.75
+  byte/weight (vs 2 for bf16): a memory-bound call is predicted up to 2.67× faster than bf16.
+* ``M > 64``: ``_int6_gemm_kernel``, tensor-core tiles with dequantization in the load path
+  (wgmma/HGMMA on sm_90, checked by the sm_90 compile tests).
+
+Configurations are fixed per shape class (``select_config``; no autotuning at job start), and
+every one is listed in ``SHIPPED_CONFIGS`` (``int6_configs.py``). The low-rank term is applied in the same kernel:
+the launcher computes ``T = x·Bᵀ`` (M × r, fp32; r is small) and the epilogue adds ``T·Aᵀ``.
+
+Naming ladder: ``_int6_gemv_kernel`` / ``_int6_gemm_kernel`` / ``_int6_dequant_kernel`` (in
+``int6_kernels.py``) → ``int6_linear_triton`` / ``dequantize_int6_triton`` (launchers) →
+``golf_fast::int6_linear`` / ``golf_fast::dequantize_int6`` (torch.library, with a gradient for
+``x``, ``bias`` and the low-rank factors; never for the packed weight) → ``golf_fast.int6_linear``
+/ ``golf_fast.dequantize_int6``; references ``int6_linear_ref`` / ``dequantize_int6_ref``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from golf_fast.ops.dispatch import KernelOp, KernelSelfCheckError
+from golf_fast.ops.dispatch import config as dispatch_config
+from golf_fast.ops.int6_configs import (ACT_DTYPES, DEQUANT_BLOCK, GEMM_LARGE, GEMM_MID, GEMV_M16,  # noqa: F401
+                                        GEMV_M64, REDUCE_BLOCK, SHIPPED_CONFIGS, SMALL_M_MAX, TILES, Int6Tile,
+                                        _cdiv, _num_sms, dequant_config, matmul_config, reduce_config, select_config)
+from golf_fast.ops.int6_kernels import (_int6_dequant_kernel, _int6_gemm_kernel, _int6_gemv_kernel,
+                                        _int6_splitk_reduce_kernel)
+from golf_fast.ops.int6_pack import (INT6_MAX, pack_int6_ref, packed_row_bytes, padded_cols, triton_in_interpreter,
+                                     triton_on_cuda, unpack_int6_ref)
+from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled
+
+# --------------------------------------------------------------------------- references
+
+
+def dequantize_int6_ref(packed: torch.Tensor, scales: torch.Tensor, num_cols: int, dtype: torch.dtype) -> torch.Tensor:
+    """Eager reference: (N, 3·Kp/4) uint8 + (N,) scales → ``code · s`` in fp32, rounded to ``dtype``."""
+    codes = unpack_int6_ref(packed, num_cols)
+    return (codes.to(torch.float32) * scales.to(torch.float32)[:, None]).to(dtype)
+
+
+def int6_linear_ref(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+                    lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor]) -> torch.Tensor:
+    """Eager reference: ``F.linear(x, W_deq, bias) + x·Bᵀ·Aᵀ`` all in fp32, rounded to x's dtype."""
+    k = x.shape[-1]
+    w = dequantize_int6_ref(packed, scales, k, torch.float32)
+    x32 = x.reshape(-1, k).to(torch.float32)
+    out = x32 @ w.T
+    if bias is not None:
+        out = out + bias.to(torch.float32)
+    if lowrank_a is not None and lowrank_b is not None:
+        out = out + (x32 @ lowrank_b.to(torch.float32).T) @ lowrank_a.to(torch.float32).T
+    return out.to(x.dtype).reshape(*x.shape[:-1], packed.shape[0])
+
+
+def _linear_fake(x, packed, scales, bias, lowrank_a, lowrank_b):
+    return x.new_empty((*x.shape[:-1], packed.shape[0]))
+
+
+def _dequant_fake(packed, scales, num_cols, dtype):
+    return packed.new_empty((packed.shape[0], num_cols), dtype=dtype)
+
+
+# --------------------------------------------------------------------------- launchers
+
+_DUMMY: dict[torch.device, torch.Tensor] = {}
+
+
+def _dummy_f32(device: torch.device) -> torch.Tensor:
+    if device not in _DUMMY:
+        _DUMMY[device] = torch.zeros(1, dtype=torch.float32, device=device)
+    return _DUMMY[device]
+
+
+def int6_linear_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+                       lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor]) -> torch.Tensor:
+    """Launch the GEMV (M ≤ 64) or GEMM kernel. Inputs are assumed valid (see ``int6_linear``).
+
+    On CUDA, the first use of each (tile, split, dtype) on a device is checked against
+    the reference on a small random problem (``selfcheck_tile``): the op-level self-check only
+    covers the regime of its own input, and every shipped configuration must be trusted.
+    """
+    check_launch_device(x, packed, scales, what="int6_linear")
+    k = x.shape[-1]
+    n = packed.shape[0]
+    x2 = x.reshape(-1, k)
+    if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) < k):
+        x2 = x2.contiguous()
+    m = x2.shape[0]
+    if m == 0 or n == 0:
+        return torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
+    dev_index = None if interpreter_enabled() else (x.device.index or 0)
+    tile, split = select_config(m, n, k, _num_sms(dev_index))
+    if x.device.type == "cuda" and dispatch_config.selfcheck:
+        key = (tile, split > 1, x.dtype, str(x.device))
+        if key not in _CHECKED_TILES:
+            selfcheck_tile(tile, split, x.dtype, x.device)
+            _CHECKED_TILES.add(key)
+    out = _launch(x2, packed, scales, bias, lowrank_a, lowrank_b, tile, split)
+    return out.reshape(*x.shape[:-1], n)
+
+
+_CHECKED_TILES: set = set()
+
+
+def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+            lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor], tile: Int6Tile,
+            split: int) -> torch.Tensor:
+    """Run one tile configuration on (M, K) ``x2``; returns (M, N)."""
+    m, k = x2.shape
+    n = packed.shape[0]
+    out = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
+    # the kernels read the packed rows as int32 words: rows start 4-byte aligned (3·Kp/4 bytes each)
+    packed = packed if packed.stride(1) == 1 and packed.data_ptr() % 4 == 0 else packed.clone()
+    scales = scales.contiguous()
+    has_lr = lowrank_a is not None and lowrank_b is not None
+    bias_t = bias.contiguous() if bias is not None else x2
+    if has_lr:
+        t = x2.to(torch.float32) @ lowrank_b.to(torch.float32).T  # (M, r) fp32, the "x·Bᵀ" half
+        a = lowrank_a.to(torch.float32).contiguous()
+        rank = a.shape[1]
+    else:
+        t = a = _dummy_f32(x2.device)
+        rank = 0
+    lo_bytes = padded_cols(k) // 2
+    bias_n = n if bias is not None else 0
+    if tile.kernel == "gemm":
+        cfg = matmul_config(tile, x2.dtype)
+        grid = (_cdiv(m, tile.block_m) * _cdiv(n, tile.block_n),)
+        _int6_gemm_kernel[grid](x2, packed, scales, out, bias_t, t, a, m, n, k, lo_bytes, bias_n, rank,
+                                x2.stride(0), packed.stride(0), out.stride(0), t.stride(0), a.stride(0),
+                                num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.constexprs)
+        return out
+    k_blocks = _cdiv(k, tile.block_k)
+    k_per_split = _cdiv(k_blocks, split) * tile.block_k
+    split = _cdiv(k, k_per_split)
+    cfg = matmul_config(tile, x2.dtype, split=split > 1)
+    dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
+    stride_os = 0 if split == 1 else dest.stride(0)
+    grid = (_cdiv(n, tile.block_n), split, _cdiv(m, tile.block_m))
+    _int6_gemv_kernel[grid](x2, packed, scales, dest, bias_t, t, a, m, n, k, lo_bytes, k_per_split, bias_n, rank,
+                            x2.stride(0), packed.stride(0), n, stride_os, t.stride(0), a.stride(0),
+                            num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.constexprs)
+    if split > 1:
+        rc = reduce_config(x2.dtype)
+        _int6_splitk_reduce_kernel[(_cdiv(m * n, REDUCE_BLOCK),)](
+            dest, out, m * n, split, dest.stride(0), num_warps=rc.num_warps, **rc.constexprs)
+    return out
+
+
+def selfcheck_tile(tile: Int6Tile, split: int, dtype: torch.dtype, device: torch.device, *,
+                   epilogue: bool = True) -> None:
+    """Compare one configuration with the reference on a small random problem; raise on mismatch.
+
+    M is the tile's own M (≤ it for the GEMV), K = 600 with ``split`` splits, N = 45 (a tail);
+    with ``epilogue`` a bias and a rank-3 low-rank term are added.
+    """
+    gen = torch.Generator(device="cpu").manual_seed(1234)
+    m = min(tile.block_m, 37) if tile.kernel == "gemv" else tile.block_m + 3
+    n, k = 45, 600
+    codes = torch.randint(-INT6_MAX, INT6_MAX + 1, (n, k), dtype=torch.int8, generator=gen)
+    scales = (torch.rand(n, generator=gen) * 0.02 + 0.001).to(torch.float16)
+    x = torch.randn(m, k, generator=gen).to(dtype)
+    bias = torch.randn(n, generator=gen).to(dtype) if epilogue else None
+    lr = (torch.randn(n, 3, generator=gen), torch.randn(3, k, generator=gen)) if epilogue else (None, None)
+    args = [t.to(device) if t is not None else None for t in (x, pack_int6_ref(codes), scales, bias, *lr)]
+    out = _launch(*args, tile=tile, split=split)
+    ref = int6_linear_ref(*args)
+    problem = within_output_rounding(out, ref)
+    if problem is not None:
+        raise KernelSelfCheckError(
+            f"golf_fast::int6_linear tile {tile} (split_k={split}, epilogue={epilogue}) on {device} ({dtype}) "
+            f"disagrees with its reference on the first-use self-check: {problem}. Pass backend='reference' "
+            f"to run the eager reference, and report the versions printed by golf_fast.status().")
+
+
+def dequantize_int6_triton(packed: torch.Tensor, scales: torch.Tensor, num_cols: int,
+                           dtype: torch.dtype) -> torch.Tensor:
+    """Launch ``_int6_dequant_kernel``. Inputs are assumed valid (see ``dequantize_int6``)."""
+    check_launch_device(packed, scales, what="dequantize_int6")
+    packed = packed if packed.stride(1) == 1 else packed.contiguous()
+    n = packed.shape[0]
+    out = torch.empty((n, num_cols), dtype=dtype, device=packed.device)
+    if n == 0:
+        return out
+    cfg = dequant_config(dtype)
+    grid = (_cdiv(n, DEQUANT_BLOCK[0]), _cdiv(num_cols, DEQUANT_BLOCK[1]))
+    _int6_dequant_kernel[grid](packed, scales.contiguous(), out, n, num_cols, padded_cols(num_cols) // 2,
+                               packed.stride(0), out.stride(0), num_warps=cfg.num_warps, **cfg.constexprs)
+    return out
+
+
+# --------------------------------------------------------------------------- self-check inputs
+
+
+def _random_packed(n: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    codes = torch.randint(-INT6_MAX, INT6_MAX + 1, (n, k), dtype=torch.int8, device=device)
+    scales = (torch.rand(n, device=device) * 0.02 + 0.001).to(torch.float16)
+    return pack_int6_ref(codes), scales
+
+
+def _linear_selfcheck_inputs(device: torch.device, dtype: torch.dtype) -> tuple:
+    k, n = 83, 45
+    packed, scales = _random_packed(n, k, device)
+    x = torch.randn(5, k, device=device).to(dtype if dtype in ACT_DTYPES else torch.bfloat16)
+    bias = torch.randn(n, device=device).to(x.dtype)
+    return (x, packed, scales, bias, torch.randn(n, 3, device=device), torch.randn(3, k, device=device))
+
+
+def _dequant_selfcheck_inputs(device: torch.device, dtype: torch.dtype) -> tuple:
+    packed, scales = _random_packed(37, 83, device)
+    return (packed, scales, 83, torch.bfloat16)
+
+
+def within_output_rounding(out: torch.Tensor, ref: torch.Tensor) -> Optional[str]:
+    """Float comparison for outputs that are the same fp32 value rounded to out's dtype.
+
+    Two fp32 results that differ only in summation order round to the same or to adjacent
+    values: allow ``2·eps(dtype)·|ref|`` plus a floor of ``eps(dtype)·max|ref|·2⁻⁶``.
+    """
+    if out.shape != ref.shape or out.dtype != ref.dtype:
+        return f"output {tuple(out.shape)} {out.dtype} vs reference {tuple(ref.shape)} {ref.dtype}"
+    o, r = out.double(), ref.double()
+    if not torch.isfinite(o).all():
+        return "kernel output has NaN/inf"
+    eps = torch.finfo(out.dtype).eps
+    tol = 2 * eps * r.abs() + eps * float(r.abs().max()) / 64
+    bad = (o - r).abs() > tol
+    if bool(bad.any()):
+        i = int(bad.flatten().nonzero()[0])
+        return (f"{int(bad.sum())} of {r.numel()} elements differ by more than the output rounding "
+                f"(first: {float(o.flatten()[i])} vs {float(r.flatten()[i])})")
+    return None
+
+
+# --------------------------------------------------------------------------- ops and autograd
+
+LINEAR_OP = KernelOp("int6_linear", int6_linear_ref, fake=_linear_fake, selfcheck_inputs=_linear_selfcheck_inputs,
+                     compare=within_output_rounding)
+LINEAR_OP.add_backend("triton", "cuda", int6_linear_triton, available=triton_on_cuda)
+LINEAR_OP.add_backend("triton", "cpu", int6_linear_triton, available=triton_in_interpreter)
+
+DEQUANT_OP = KernelOp("dequantize_int6", dequantize_int6_ref, fake=_dequant_fake,
+                      selfcheck_inputs=_dequant_selfcheck_inputs, compare=within_output_rounding)
+DEQUANT_OP.add_backend("triton", "cuda", dequantize_int6_triton, available=triton_on_cuda)
+DEQUANT_OP.add_backend("triton", "cpu", dequantize_int6_triton, available=triton_in_interpreter)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, packed, scales, bias, lowrank_a, lowrank_b = inputs
+    ctx.k = x.shape[-1]
+    ctx.save_for_backward(x, packed, scales, lowrank_a, lowrank_b)
+
+
+def _backward(ctx, grad):
+    """d/dx = grad · W_deq (+ grad·A·B); d/dbias = Σ grad; d/dA = gradᵀ·(x·Bᵀ); d/dB = (grad·A)ᵀ·x."""
+    x, packed, scales, lowrank_a, lowrank_b = ctx.saved_tensors
+    need_x, _, _, need_bias, need_a, need_b = ctx.needs_input_grad
+    k = ctx.k
+    g2 = grad.reshape(-1, packed.shape[0])
+    grad_x = grad_bias = grad_a = grad_b = None
+    if need_x:
+        w = torch.ops.golf_fast.dequantize_int6(packed, scales, k, grad.dtype)
+        gx = g2 @ w
+        if lowrank_a is not None and lowrank_b is not None:
+            gx = (gx.to(torch.float32) + (g2.to(torch.float32) @ lowrank_a.to(torch.float32))
+                  @ lowrank_b.to(torch.float32)).to(grad.dtype)
+        grad_x = gx.reshape(x.shape)
+    if need_bias:
+        grad_bias = g2.sum(0)
+    if need_a or need_b:
+        x2 = x.reshape(-1, k).to(torch.float32)
+        g32 = g2.to(torch.float32)
+        if need_a:
+            grad_a = (g32.T @ (x2 @ lowrank_b.to(torch.float32).T)).to(lowrank_a.dtype)
+        if need_b:
+            grad_b = ((g32 @ lowrank_a.to(torch.float32)).T @ x2).to(lowrank_b.dtype)
+    return grad_x, None, None, grad_bias, grad_a, grad_b
+
+
+LINEAR_OP.register_autograd(_backward, _setup_context)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _check_tensor(t, name: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+
+
+def _check_packed_scales(packed, scales, num_cols: int, device: torch.device, k_from: str) -> None:
+    _check_tensor(packed, "packed")
+    _check_tensor(scales, "scales")
+    if packed.dtype != torch.uint8 or packed.dim() != 2:
+        raise TypeError(f"packed: expected a 2-D torch.uint8 tensor (from golf_fast.pack_int6), got "
+                        f"{packed.dtype} of shape {tuple(packed.shape)}")
+    expected = packed_row_bytes(num_cols)
+    if packed.shape[1] != expected:
+        raise ValueError(f"packed: {k_from} = {num_cols} needs {expected} bytes per packed row, got shape "
+                         f"{tuple(packed.shape)} (K does not match the packed weight)")
+    if scales.dtype != torch.float16:
+        raise TypeError(f"scales: expected torch.float16 (one per output row), got {scales.dtype}")
+    if scales.shape != (packed.shape[0],):
+        raise ValueError(f"scales: expected shape ({packed.shape[0]},), one per row of packed, got "
+                         f"{tuple(scales.shape)}")
+    for name, t in (("packed", packed), ("scales", scales)):
+        if t.device != device:
+            raise ValueError(f"{name}: expected a tensor on {device} (like the others), got {t.device}")
+
+
+def int6_linear(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                lowrank: Optional[tuple[torch.Tensor, torch.Tensor]] = None, *, backend: str = "auto",
+                fallback: Optional[str] = None) -> torch.Tensor:
+    """``F.linear(x, code·s, bias) + x·(A·B)ᵀ`` from packed int6 codes, fp32 accumulation.
+
+    ``x`` (..., K) bf16/fp16; ``packed`` (N, packed_row_bytes(K)) uint8; ``scales`` (N,) float16;
+    ``bias`` (N,) in x's dtype; ``lowrank = (A, B)`` with A (N, r), B (r, K) floating. Returns
+    (..., N) in x's dtype. Differentiable in ``x``, ``bias``, ``A`` and ``B`` (not the codes).
+    ``backend``: ``"auto"`` (Triton on CUDA, the reference on CPU), ``"triton"`` or ``"reference"``.
+    """
+    _check_tensor(x, "x")
+    if x.dtype not in ACT_DTYPES:
+        raise TypeError(f"x: expected dtype torch.bfloat16 or torch.float16, got {x.dtype}")
+    if x.dim() < 1 or x.shape[-1] < 1:
+        raise ValueError(f"x: expected shape (..., K) with K >= 1, got {tuple(x.shape)}")
+    _check_packed_scales(packed, scales, x.shape[-1], x.device, "x.shape[-1]")
+    n = packed.shape[0]
+    if bias is not None:
+        _check_tensor(bias, "bias")
+        if bias.shape != (n,) or bias.dtype != x.dtype:
+            raise ValueError(f"bias: expected shape ({n},) and dtype {x.dtype}, got {tuple(bias.shape)} {bias.dtype}")
+        if bias.device != x.device:
+            raise ValueError(f"bias: expected a tensor on {x.device} (like x), got {bias.device}")
+    a = b = None
+    if lowrank is not None:
+        if not isinstance(lowrank, (tuple, list)) or len(lowrank) != 2:
+            raise TypeError("lowrank: expected a pair (A, B) with A (N, r) and B (r, K)")
+        a, b = lowrank
+        _check_tensor(a, "lowrank[0]")
+        _check_tensor(b, "lowrank[1]")
+        if not (a.is_floating_point() and b.is_floating_point()):
+            raise TypeError(f"lowrank: expected floating-point A and B, got {a.dtype} and {b.dtype}")
+        if a.dim() != 2 or b.dim() != 2 or a.shape[0] != n or b.shape[1] != x.shape[-1] or a.shape[1] != b.shape[0]:
+            raise ValueError(f"lowrank: expected A ({n}, r) and B (r, {x.shape[-1]}), got "
+                             f"{tuple(a.shape)} and {tuple(b.shape)}")
+        if a.device != x.device or b.device != x.device:
+            raise ValueError(f"lowrank: expected A and B on {x.device} (like x), got {a.device} and {b.device}")
+    return LINEAR_OP(x, packed, scales, bias, a, b, backend=backend, fallback=fallback)
+
+
+def dequantize_int6(packed: torch.Tensor, scales: torch.Tensor, num_cols: int, dtype: torch.dtype = torch.bfloat16,
+                    *, backend: str = "auto", fallback: Optional[str] = None) -> torch.Tensor:
+    """One-shot dequantization: (N, packed_row_bytes(num_cols)) uint8 + (N,) fp16 scales → (N, num_cols).
+
+    ``out = code · s`` computed in fp32 and rounded once to ``dtype`` (bf16, fp16 or fp32).
+    """
+    if not isinstance(num_cols, int) or isinstance(num_cols, bool) or num_cols < 1:
+        raise ValueError(f"num_cols: expected an int >= 1, got {num_cols!r}")
+    if dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        raise TypeError(f"dtype: expected torch.bfloat16, torch.float16 or torch.float32, got {dtype}")
+    _check_tensor(packed, "packed")
+    _check_packed_scales(packed, scales, num_cols, packed.device, "num_cols")
+    return DEQUANT_OP(packed, scales, num_cols, dtype, backend=backend, fallback=fallback)
