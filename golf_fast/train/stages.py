@@ -1,8 +1,8 @@
 """The post-training stages, each one small function over the package's pieces.
 
-* :func:`collect_hessians`: ``H[name] = (1/n) Σ XᵀX`` for every quantized matrix, from the model's
-  activation hook, accumulated by ``golf_fast.hessian_accumulate_`` (the Hessian kernel family).
-  c_q, c_k and c_v read the same input, so they share one tensor.
+* :func:`collect_hessians`: ``H[name] = Σ XᵀX / tokens`` for every quantized matrix, from the
+  model's activation hook into ``golf_fast.quant.hessian.HessianCollector`` (its kernel:
+  ``golf_fast.hessian_accumulate_``). c_q, c_k and c_v read the same input and share one tensor.
 * :func:`quantize`: ``golf_fast.quant.quantize_model`` (GPTQ with the record's per-role bits and
   SDClip sigmas) over the un-banked state.
 * :func:`write_artifact` / :func:`load_model_from_artifact`: ``golf_fast.artifact`` (a checksummed,
@@ -38,39 +38,23 @@ def _need(module: str, name: str):
         raise StageUnavailable(f"{module}.{name} is not available in this installation ({e})") from e
 
 
-def _shared_key(name: str) -> str:
-    for m in (".attn.c_k.", ".attn.c_v."):
-        if m in name:
-            return name.replace(m, ".attn.c_q.")
-    return name
-
-
 @torch.no_grad()
 def collect_hessians(model: GPT, batches: Iterable, n_batches: int,
                      autocast: Callable[[], contextlib.AbstractContextManager]) -> dict[str, torch.Tensor]:
-    """Hessians of the quantized matrices from ``n_batches`` training batches (model in eval mode).
+    """Hessians ``Σ XᵀX / tokens`` of the quantized matrices from ``n_batches`` training batches.
 
-    Looped layers accumulate once per visit, like the record. Returns name → (K, K) fp32.
+    ``golf_fast.quant.hessian.HessianCollector`` is fed by the model's activation hook; c_q, c_k
+    and c_v read the same tensor, so the collector accumulates it once for the three. The model
+    runs in eval mode with its current loop state (looped layers accumulate once per visit, like
+    the record). Returns name → (K, K) fp32 for every name of ``model.matrix_names()``.
     """
-    accumulate = _need("golf_fast", "hessian_accumulate_")
+    HessianCollector = _need("golf_fast.quant.hessian", "HessianCollector")
     if n_batches < 1:
         raise ValueError(f"n_batches: expected >= 1, got {n_batches}")
-    device = next(model.parameters()).device
-    H: dict[str, torch.Tensor] = {}
-    scale = 1.0 / n_batches
-
-    def hook(name: str, x: torch.Tensor) -> None:
-        key = _shared_key(name)
-        if key != name:
-            return  # c_k / c_v: the same input as c_q, accumulated once
-        x2 = x.reshape(-1, x.shape[-1])
-        if key not in H:
-            H[key] = torch.zeros(x2.shape[1], x2.shape[1], dtype=torch.float32, device=device)
-        accumulate(H[key], x2.contiguous(), scale)
-
+    collector = HessianCollector(device=next(model.parameters()).device)
     was_training, old = model.training, model.activation_hook
     model.eval()
-    model.activation_hook = hook
+    model.activation_hook = collector.add
     try:
         it = iter(batches)
         for _ in range(n_batches):
@@ -80,10 +64,11 @@ def collect_hessians(model: GPT, batches: Iterable, n_batches: int,
     finally:
         model.activation_hook = old
         model.train(was_training)
-    out = {}
-    for name in model.matrix_names():
-        out[name] = H[_shared_key(name)]
-    return out
+    hessians = collector.finalize("mean").hessians
+    missing = [n for n in model.matrix_names() if n not in hessians]
+    if missing:
+        raise RuntimeError(f"collect_hessians: no activations reached {missing[:4]}")
+    return {n: hessians[n] for n in model.matrix_names()}
 
 
 def quantize(model: GPT, hessians: dict[str, torch.Tensor], recipe: Any = None) -> tuple[dict, float, str]:

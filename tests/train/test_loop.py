@@ -41,8 +41,7 @@ def data_dir(tmp_path_factory):
 
 
 def _cfg(data_dir, tmp_path, **extra):
-    ov = {**TINY, "data.data_dir": str(data_dir), "run.out_dir": str(tmp_path), "run.name": "run",
-          "optim.matrix_optimizer": "adam", **extra}
+    ov = {**TINY, "data.data_dir": str(data_dir), "run.out_dir": str(tmp_path), "run.name": "run", **extra}
     return apply_overrides(preset("smoke"), ov)
 
 
@@ -61,6 +60,7 @@ def test_short_end_to_end_run(data_dir, tmp_path, capsys):
                    "pre-quant val_bpb", "round-trip val_bpb", "artifact bytes", "backends"):
         assert needle in out, needle
     assert [e["step"] for e in _events(res.run_dir, "step")] == [1, 2, 3, 4]
+    assert res.phases["hessians"] > 0  # collected from training batches inside the window
     final = _events(res.run_dir, "final")[0]
     assert final["pre_quant"]["val_bpb"] == res.pre_quant["val_bpb"]
     if res.round_trip is not None:  # the quantization pieces are installed
@@ -93,9 +93,13 @@ def _torchrun(args, nproc, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_gloo_equals_one_process(data_dir, tmp_path):
-    """World 2 × accum 1 and world 1 × accum 2 read the same tokens: the same loss curve."""
+    """World 2 × accum 1 and world 1 × accum 2 read the same tokens: the same loss curve.
+
+    The banks go through Parallel Muon (reduce-scatter → Newton-Schulz on the shard → all-gather on
+    two ranks; plain Muon on one), the other parameters through the trainer's packed all-reduce.
+    """
     ov = {**TINY, "data.data_dir": str(data_dir), "run.out_dir": str(tmp_path), "quant.enabled": False,
-          "eval.stride": 0, "optim.grad_clip": 0, "optim.matrix_optimizer": "adam"}
+          "eval.stride": 0, "optim.grad_clip": 0}  # Parallel Muon on the banks
     common = sum(([f"--{k}", str(v)] for k, v in ov.items() if k != "data.grad_accum"), [])
     _torchrun(common + ["--run.name", "w2", "--data.grad_accum", "1"], 2, tmp_path)
     _torchrun(common + ["--run.name", "w1", "--data.grad_accum", "2"], 1, tmp_path)
@@ -105,6 +109,7 @@ def test_two_process_gloo_equals_one_process(data_dir, tmp_path):
     assert l1 == pytest.approx(l2, rel=2e-5)
     h2, h1 = _events(tmp_path / "w2", "header")[0], _events(tmp_path / "w1", "header")[0]
     assert (h2["world_size"], h2["grad_accum"], h1["world_size"], h1["grad_accum"]) == (2, 1, 1, 2)
+    assert h2["config"]["optim"]["matrix_optimizer"] == h1["config"]["optim"]["matrix_optimizer"] == "muon"
     v1 = _events(tmp_path / "w1", "eval")[0]["val_bpb"]
     v2 = _events(tmp_path / "w2", "eval")[0]["val_bpb"]
     assert v1 == pytest.approx(v2, rel=1e-5)
