@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from golf_fast.data.byte_table import TokenByteTable
     from golf_fast.data.shards import list_shards, load_tokens
     from golf_fast.eval.evaluate import evaluate
-    from golf_fast.train.loop import init_distributed
+    from golf_fast.train.distributed import init_distributed
     from golf_fast.train.stages import load_model_from_artifact
 
     d = init_distributed(args.device)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +37,7 @@ from golf_fast.model.attention import resolved_attention_backends
 from golf_fast.model.gpt import GPT
 from golf_fast.train import stages
 from golf_fast.train.config import TrainConfig
+from golf_fast.train.distributed import Dist, init_distributed
 from golf_fast.train.optimizers import build_optimizers, clip_grad_norm, set_lr_scale, sync_replicated_grads
 from golf_fast.train.runlog import RunLog, environment, fmt_secs, git_hash, versions
 
@@ -61,37 +61,6 @@ class RunResult:
     phases: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     run_dir: Optional[str] = None
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    initialized_here: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_pref: str) -> Dist:
-    """Join torchrun's process group when launched by it (RANK/WORLD_SIZE set), else one process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("run.device: cuda was asked for but no CUDA device is available")
-    device = torch.device("cuda", local) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(device)
-    here = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None)
-        here = True
-    return Dist(rank, world, local, device, here)
 
 
 def _resolve_data(cfg: TrainConfig, d: Dist, say) -> tuple[Path, Path]:
