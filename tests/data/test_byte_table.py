@@ -1,6 +1,5 @@
 """Byte accounting (parameter_golf.md §2.1) on a SentencePiece model trained here on tiny text."""
 
-import numpy as np
 import pytest
 import torch
 
