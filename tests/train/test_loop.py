@@ -1,5 +1,6 @@
 """The training program end to end on a tiny corpus; NaN stop; 2-process gloo == 1 process."""
 
+import importlib.util
 import json
 import math
 import os
@@ -63,7 +64,10 @@ def test_short_end_to_end_run(data_dir, tmp_path, capsys):
     assert res.phases["hessians"] > 0  # collected from training batches inside the window
     final = _events(res.run_dir, "final")[0]
     assert final["pre_quant"]["val_bpb"] == res.pre_quant["val_bpb"]
-    if res.round_trip is not None:  # the quantization pieces are installed
+    import golf_fast.quant
+
+    if importlib.util.find_spec("golf_fast.artifact") and hasattr(golf_fast.quant, "quantize_model"):
+        assert res.round_trip is not None, res.notes  # GPTQ → artifact → fresh load → eval ran
         assert Path(res.artifact_path).is_file() and res.artifact_bytes == os.path.getsize(res.artifact_path)
         assert abs(res.round_trip["val_bpb"] - res.pre_quant["val_bpb"]) < 0.5
 
