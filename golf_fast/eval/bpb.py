@@ -1,0 +1,67 @@
+"""Exact val_bpb (parameter_golf.md §2): summed nats over summed bytes, all-reduced.
+
+    val_loss = Σ nats / Σ tokens
+    val_bpb  = Σ nats / (ln 2 · Σ bytes)
+
+Nats are summed in float64; token and byte counts are int64; with ``torch.distributed`` initialized,
+the three sums are all-reduced (SUM) before the division, so the result does not depend on how
+the scored positions were split across ranks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from golf_fast.data.byte_table import TokenByteTable
+
+
+@dataclass
+class EvalResult:
+    val_loss: float
+    val_bpb: float
+    tokens: int
+    bytes: int
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(val_loss=self.val_loss, val_bpb=self.val_bpb, tokens=self.tokens, bytes=self.bytes,
+                    seconds=round(self.seconds, 3))
+
+
+class BpbAccumulator:
+    """Running Σ nats (float64), Σ tokens, Σ bytes on ``device``."""
+
+    def __init__(self, table: TokenByteTable, device: torch.device) -> None:
+        self.table = table.to(device)
+        self.device = torch.device(device)
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # nats, tokens, bytes (exact below 2^53)
+
+    def add(self, nats: torch.Tensor, prev_ids: torch.Tensor, target_ids: torch.Tensor,
+            mask: torch.Tensor | None = None) -> None:
+        """Add per-token losses ``nats`` for targets ``target_ids`` after ``prev_ids`` (same shapes).
+
+        ``mask`` (bool, same shape) selects the scored positions; None scores all.
+        """
+        if nats.shape != target_ids.shape or prev_ids.shape != target_ids.shape:
+            raise ValueError(f"nats: shapes {tuple(nats.shape)}, {tuple(prev_ids.shape)}, "
+                             f"{tuple(target_ids.shape)} must agree")
+        b = self.table.count_bytes(prev_ids, target_ids)
+        n = nats.double()
+        if mask is not None:
+            n, b = n[mask], b[mask]
+        self.sums += torch.stack([n.sum(), torch.tensor(float(n.numel()), dtype=torch.float64, device=n.device),
+                                  b.sum().double()])
+
+    def result(self, seconds: float = 0.0) -> EvalResult:
+        s = self.sums.clone()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(s, op=dist.ReduceOp.SUM)
+        nats, toks, nbytes = (float(v) for v in s.cpu())
+        if toks == 0 or nbytes == 0:
+            raise ValueError("no positions were scored (empty validation set?)")
+        return EvalResult(val_loss=nats / toks, val_bpb=nats / (math.log(2) * nbytes), tokens=int(toks),
+                          bytes=int(nbytes), seconds=seconds)

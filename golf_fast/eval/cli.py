@@ -1,0 +1,64 @@
+"""``golf-fast eval ARTIFACT --data DIR --tokenizer MODEL``: val_bpb of an artifact in a fresh process.
+
+Loads the artifact (checksummed, no pickle), rebuilds the model from its config, and reports
+plain and (with ``--stride``) sliding-window val_bpb on the ``*_val_*.bin`` shards of DIR.
+Works under torchrun too (the windows are split across ranks, the sums all-reduced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", type=Path)
+    p.add_argument("--data", type=Path, required=True, help="folder with *_val_*.bin shards")
+    p.add_argument("--tokenizer", type=Path, help="SentencePiece .model (default: DATA/tokenizer.model)")
+    p.add_argument("--seq-len", type=int, default=2048)
+    p.add_argument("--stride", type=int, default=0, help="sliding-window stride (0: plain only)")
+    p.add_argument("--batch-seqs", type=int, default=32)
+    p.add_argument("--max-val-tokens", type=int, default=0, help="only the first N val tokens (0: all)")
+    p.add_argument("--looping", choices=("on", "off"), default="on",
+                   help="depth recurrence during eval (on: as at the end of training)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    import torch.distributed as dist
+
+    from golf_fast.data.byte_table import TokenByteTable
+    from golf_fast.data.shards import list_shards, load_tokens
+    from golf_fast.eval.evaluate import evaluate
+    from golf_fast.train.distributed import init_distributed
+    from golf_fast.train.stages import load_model_from_artifact
+
+    d = init_distributed(args.device)
+    try:
+        tok = args.tokenizer or args.data / "tokenizer.model"
+        try:
+            model = load_model_from_artifact(args.artifact, d.device)
+        except (ValueError, OSError, KeyError) as e:  # ArtifactError is a ValueError
+            print(f"golf-fast eval: cannot load {args.artifact}: {e}", file=sys.stderr)
+            return 2
+        model.looping_active = args.looping == "on"
+        table = TokenByteTable.from_sentencepiece(str(tok), vocab_size=model.cfg.vocab_size)
+        val = load_tokens(list_shards(args.data, "val"))
+        if args.max_val_tokens:
+            val = val[:args.max_val_tokens]
+        dtype = torch.bfloat16 if d.device.type == "cuda" else None
+        out = {"artifact": str(args.artifact), "artifact_bytes": os.path.getsize(args.artifact)}
+        for mode, stride in [("plain", None)] + ([("sliding", args.stride)] if args.stride else []):
+            r = evaluate(model, val, table, seq_len=args.seq_len, stride=stride, batch_seqs=args.batch_seqs,
+                         rank=d.rank, world_size=d.world, device=d.device, dtype=dtype)
+            out[mode] = r.as_dict()
+        if d.main:
+            print(json.dumps(out, indent=1))
+    finally:
+        if d.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0

@@ -1,0 +1,8 @@
+"""The record GPT (R0611) with switchable features, parameter banks and varlen attention backends."""
+
+from golf_fast.model.attention import resolve_attention_backend, resolved_attention_backends, varlen_attention
+from golf_fast.model.config import ModelConfig
+from golf_fast.model.gpt import BANK_NAMES, EMBED_NAME, GPT
+
+__all__ = ["GPT", "ModelConfig", "BANK_NAMES", "EMBED_NAME", "resolve_attention_backend",
+           "resolved_attention_backends", "varlen_attention"]

@@ -1,0 +1,55 @@
+"""``golf-fast train`` (and ``torchrun --nproc_per_node=N -m golf_fast.train``, the same program).
+
+    golf-fast train --preset smoke
+    golf-fast train --preset record --data.data_dir ./data/datasets/fineweb10B_sp8192 \\
+        --data.tokenizer ./data/tokenizers/fineweb_8192_bpe.model
+    golf-fast train --preset smoke --model.num_layers 4 --schedule.max_wallclock_s 30
+
+Every config field is an option ``--section.field VALUE``; unknown ones are rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, preset
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.allow_abbrev = False  # "--model.num_layer" must be an error, not a prefix of --model.num_layers
+    p.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="starting configuration")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    g = p.add_argument_group("config overrides (--section.field VALUE)")
+    for key, typ in config_fields(TrainConfig()).items():
+        g.add_argument(f"--{key}", dest=f"ov::{key}", default=argparse.SUPPRESS, metavar=typ.__name__.upper())
+
+
+def resolve(args: argparse.Namespace) -> TrainConfig:
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("ov::")}
+    return apply_overrides(preset(args.preset), overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = resolve(args)
+    except ValueError as e:
+        print(f"golf-fast train: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(cfg.to_json())
+        return 0
+    from golf_fast.train.loop import TrainingDiverged, train
+
+    try:
+        train(cfg)
+    except TrainingDiverged as e:
+        print(f"golf-fast train: {e}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m golf_fast.train", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))

@@ -1,0 +1,119 @@
+"""The training program end to end on a tiny corpus; NaN stop; 2-process gloo == 1 process."""
+
+import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from golf_fast.data.build import build_dataset
+from golf_fast.train.config import apply_overrides, preset
+from golf_fast.train.loop import TrainingDiverged, train
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT = ["the cat sat on the mat and the dog sat on the log", "a quick brown fox jumps over the lazy dog",
+        "she sells sea shells by the sea shore", "peter piper picked a peck of pickled peppers",
+        "how much wood would a woodchuck chuck if a woodchuck could chuck wood"]
+
+TINY = {
+    "model.vocab_size": 320, "model.num_layers": 4, "model.model_dim": 32, "model.num_heads": 2,
+    "model.num_kv_heads": 1, "model.loop_start": 1, "model.loop_end": 2, "model.parallel_start_layer": 3,
+    "model.max_seqlen": 64, "model.rope_dims": 8, "model.xsa_last_n": 4,
+    "data.train_batch_tokens": 512, "data.grad_accum": 1, "data.prefetch": 1,
+    "schedule.clock": "steps", "schedule.max_steps": 4, "schedule.enable_looping_at": 0.5,
+    "quant.calibration_batches": 2, "eval.seq_len": 64, "eval.stride": 32, "eval.batch_seqs": 8,
+    "run.log_every": 1, "run.compile": "off", "run.device": "cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    import random
+
+    rng = random.Random(0)
+    docs = [" ".join(rng.choice(TEXT) for _ in range(rng.randint(1, 6))) for _ in range(300)]
+    return build_dataset(docs, tmp_path_factory.mktemp("data") / "tiny", vocab_size=320, val_docs=30,
+                         progress=lambda s: None)
+
+
+def _cfg(data_dir, tmp_path, **extra):
+    ov = {**TINY, "data.data_dir": str(data_dir), "run.out_dir": str(tmp_path), "run.name": "run", **extra}
+    return apply_overrides(preset("smoke"), ov)
+
+
+def _events(run_dir, kind):
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
+def test_short_end_to_end_run(data_dir, tmp_path, capsys):
+    res = train(_cfg(data_dir, tmp_path))
+    assert res.steps == 4 and len(res.losses) == 4 and all(math.isfinite(v) for v in res.losses)
+    assert res.losses[-1] < res.losses[0]
+    assert 0 < res.pre_quant["val_bpb"] < 20 and res.pre_quant_sliding["tokens"] == res.pre_quant["tokens"]
+    out = capsys.readouterr().out
+    for needle in ("golf_fast train", "versions", "git:", "step     4", "ms/step", "tok/s", "ETA",
+                   "pre-quant val_bpb", "round-trip val_bpb", "artifact bytes", "backends"):
+        assert needle in out, needle
+    assert [e["step"] for e in _events(res.run_dir, "step")] == [1, 2, 3, 4]
+    assert res.phases["hessians"] > 0  # collected from training batches inside the window
+    final = _events(res.run_dir, "final")[0]
+    assert final["pre_quant"]["val_bpb"] == res.pre_quant["val_bpb"]
+    import golf_fast.quant
+
+    if importlib.util.find_spec("golf_fast.artifact") and hasattr(golf_fast.quant, "quantize_model"):
+        assert res.round_trip is not None, res.notes  # GPTQ → artifact → fresh load → eval ran
+        assert Path(res.artifact_path).is_file() and res.artifact_bytes == os.path.getsize(res.artifact_path)
+        assert abs(res.round_trip["val_bpb"] - res.pre_quant["val_bpb"]) < 0.5
+
+
+def test_nan_loss_stops_with_step_loss_and_lrs(data_dir, tmp_path):
+    cfg = _cfg(data_dir, tmp_path, **{"optim.scalar_lr": 1e30, "optim.embed_lr": 1e30, "optim.grad_clip": 0.0, "optim.scalar_wd": 0.0, "optim.embed_wd": 0.0,
+                                      "schedule.max_steps": 6, "quant.enabled": False})
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf) at step \d+ .*scalar=[0-9.]+e\+29"):
+        train(cfg)
+
+
+def _torchrun(args, nproc, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "golf_fast.train"] + args
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)  # the launcher and the workers it started
+        out, _ = p.communicate()
+        pytest.fail("torchrun timed out:\n" + out[-3000:])
+    assert p.returncode == 0, out[-4000:]
+    return out
+
+
+@pytest.mark.slow
+def test_two_process_gloo_equals_one_process(data_dir, tmp_path):
+    """World 2 × accum 1 and world 1 × accum 2 read the same tokens: the same loss curve.
+
+    The banks go through Parallel Muon (reduce-scatter → Newton-Schulz on the shard → all-gather on
+    two ranks; plain Muon on one), the other parameters through the trainer's packed all-reduce.
+    """
+    ov = {**TINY, "data.data_dir": str(data_dir), "run.out_dir": str(tmp_path), "quant.enabled": False,
+          "eval.stride": 0, "optim.grad_clip": 0}  # Parallel Muon on the banks
+    common = sum(([f"--{k}", str(v)] for k, v in ov.items() if k != "data.grad_accum"), [])
+    _torchrun(common + ["--run.name", "w2", "--data.grad_accum", "1"], 2, tmp_path)
+    _torchrun(common + ["--run.name", "w1", "--data.grad_accum", "2"], 1, tmp_path)
+    l2 = [e["loss"] for e in _events(tmp_path / "w2", "step")]
+    l1 = [e["loss"] for e in _events(tmp_path / "w1", "step")]
+    assert len(l1) == len(l2) == 4
+    assert l1 == pytest.approx(l2, rel=2e-5)
+    h2, h1 = _events(tmp_path / "w2", "header")[0], _events(tmp_path / "w1", "header")[0]
+    assert (h2["world_size"], h2["grad_accum"], h1["world_size"], h1["grad_accum"]) == (2, 1, 1, 2)
+    assert h2["config"]["optim"]["matrix_optimizer"] == h1["config"]["optim"]["matrix_optimizer"] == "muon"
+    v1 = _events(tmp_path / "w1", "eval")[0]["val_bpb"]
+    v2 = _events(tmp_path / "w2", "eval")[0]["val_bpb"]
+    assert v1 == pytest.approx(v2, rel=1e-5)
