@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
+from golf_fast._availability import load_extension, triton_status
 from golf_fast.ops.triton_support import interpreter_enabled
 
 log = logging.getLogger("golf_fast.ops")
@@ -105,6 +106,28 @@ def resolved_backends() -> dict[str, str]:
 
 def always_available() -> Optional[str]:
     return None
+
+
+def triton_on_cuda() -> Optional[str]:
+    """Availability of a Triton backend for CUDA tensors."""
+    ok, why = triton_status()
+    if not ok:
+        return why
+    return None if torch.cuda.is_available() else "no CUDA device"
+
+
+def triton_in_interpreter() -> Optional[str]:
+    """Availability of a Triton backend for CPU tensors (the interpreter)."""
+    ok, why = triton_status()
+    if not ok:
+        return why
+    return None if interpreter_enabled() else "Triton on CPU tensors needs TRITON_INTERPRET=1"
+
+
+def ext_loaded() -> Optional[str]:
+    """Availability of a golf_fast._C backend."""
+    ok, why = load_extension()
+    return None if ok else why
 
 
 # --------------------------------------------------------------------------- comparisons

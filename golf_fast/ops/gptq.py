@@ -36,7 +36,7 @@ from typing import Optional
 import torch
 
 from golf_fast.ops.dispatch import KernelOp
-from golf_fast.ops.int6_pack import ext_loaded, triton_in_interpreter, triton_on_cuda
+from golf_fast.ops.dispatch import ext_loaded, triton_in_interpreter, triton_on_cuda
 from golf_fast.ops.triton_support import check_launch_device, tl, triton, triton_kernel
 from golf_fast.tools.sm90 import KernelConfig
 

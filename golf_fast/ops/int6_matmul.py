@@ -41,8 +41,8 @@ from golf_fast.ops.int6_configs import (ACT_DTYPES, DEQUANT_BLOCK, GEMM_LARGE, G
                                         _cdiv, _num_sms, dequant_config, matmul_config, reduce_config, select_config)
 from golf_fast.ops.int6_kernels import (_int6_dequant_kernel, _int6_gemm_kernel, _int6_gemv_kernel,
                                         _int6_splitk_reduce_kernel)
-from golf_fast.ops.int6_pack import (INT6_MAX, pack_int6_ref, packed_row_bytes, padded_cols, triton_in_interpreter,
-                                     triton_on_cuda, unpack_int6_ref)
+from golf_fast.ops.dispatch import triton_in_interpreter, triton_on_cuda
+from golf_fast.ops.int6_pack import INT6_MAX, pack_int6_ref, packed_row_bytes, padded_cols, unpack_int6_ref
 from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled
 
 # --------------------------------------------------------------------------- references

@@ -40,9 +40,8 @@ from typing import Optional
 
 import torch
 
-from golf_fast._availability import load_extension, triton_status
-from golf_fast.ops.dispatch import KernelOp
-from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled, tl, triton, triton_kernel
+from golf_fast.ops.dispatch import KernelOp, ext_loaded, triton_in_interpreter, triton_on_cuda
+from golf_fast.ops.triton_support import check_launch_device, tl, triton, triton_kernel
 from golf_fast.tools.sm90 import KernelConfig
 
 INT6_MAX = 31
@@ -188,28 +187,6 @@ def unpack_int6_triton(packed: torch.Tensor, num_cols: int) -> torch.Tensor:
     _unpack_int6_kernel[grid](packed, out, n, num_cols, packed.stride(0), out.stride(0),
                               padded_cols(num_cols) // 2, num_warps=UNPACK_CONFIG.num_warps, **c)
     return out
-
-
-# --------------------------------------------------------------------------- availability of backends
-
-
-def triton_on_cuda() -> Optional[str]:
-    ok, why = triton_status()
-    if not ok:
-        return why
-    return None if torch.cuda.is_available() else "no CUDA device"
-
-
-def triton_in_interpreter() -> Optional[str]:
-    ok, why = triton_status()
-    if not ok:
-        return why
-    return None if interpreter_enabled() else "Triton on CPU tensors needs TRITON_INTERPRET=1"
-
-
-def ext_loaded() -> Optional[str]:
-    ok, why = load_extension()
-    return None if ok else why
 
 
 # --------------------------------------------------------------------------- ops

@@ -35,13 +35,11 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from golf_fast.ops.dispatch import KernelOp, relative_error_within
+from golf_fast.ops.dispatch import KernelOp, relative_error_within, triton_in_interpreter, triton_on_cuda
 from golf_fast.ops.newton_schulz_triton import (
     SHIPPED_CONFIGS,
     launches_per_call,
     newton_schulz_triton,
-    triton_in_interpreter,
-    triton_on_cuda,
 )
 
 __all__ = ["newton_schulz", "newton_schulz_ref", "newton_schulz_f64", "resolve_coefficients", "POLAR_EXPRESS",

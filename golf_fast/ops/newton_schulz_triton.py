@@ -47,7 +47,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled, tl, triton, triton_kernel
+from golf_fast.ops.triton_support import check_launch_device, tl, triton, triton_kernel
 from golf_fast.tools.sm90 import KernelConfig
 
 # --------------------------------------------------------------------------- kernels
@@ -382,21 +382,3 @@ def newton_schulz_triton(G: torch.Tensor, coefficients: list[float], eps: float,
     prepare(g, ws, eps, tiles)
     iterate(ws, coeffs, out3, out_strides, tiles)
     return out
-
-
-def triton_on_cuda() -> Optional[str]:
-    from golf_fast._availability import triton_status
-
-    ok, why = triton_status()
-    if not ok:
-        return why
-    return None if torch.cuda.is_available() else "no CUDA device"
-
-
-def triton_in_interpreter() -> Optional[str]:
-    from golf_fast._availability import triton_status
-
-    ok, why = triton_status()
-    if not ok:
-        return why
-    return None if interpreter_enabled() else "Triton on CPU tensors needs TRITON_INTERPRET=1"
