@@ -30,7 +30,9 @@ with nc = 2·ck + 1. Coder: rANS with a 32-bit state in [2^16, 2^32), 16-bit wor
 summing to 2^P per context (P = 14 by default). One stream per slice: u32 final state, then the
 words. The C++ op
 ``golf_fast::_rans_{encode,decode}_cpp`` runs it (matrices of a group in parallel);
-``encode_ref`` / ``decode_ref`` here are the pure-Python reference it must match byte for byte.
+``encode_ref`` / ``decode_ref`` here are the pure-Python reference it must match byte for byte;
+``rans_numpy`` is the same coder vectorized in numpy (backend ``numpy``, no compiled extension:
+what an exported submission uses).
 
 Payload: ``u32 len(side) | side | streams… | rest``, where ``side`` = brotli(u32 len(json) | json
 | tables) holds each group's settings, stream lengths and frequency tables, and ``rest`` is the
@@ -48,6 +50,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from golf_fast.artifact import rans_numpy
 from golf_fast.artifact.codecs import ArtifactError
 
 RANS_LOW = 1 << 16
@@ -169,6 +172,8 @@ def _features(mats: list[np.ndarray], slice_rows: int, qmax: int, cs: int, rs: i
         ts = [torch.from_numpy(np.ascontiguousarray(q)) for q in mats]
         feats = torch.ops.golf_fast._rans_features_cpp(ts, slice_rows, qmax, cs, rs, ainit, rinit)
         return [t.numpy() for t in feats]
+    if backend == "numpy":
+        return [rans_numpy.features_np(q, slice_rows, qmax, cs, rs, ainit, rinit) for q in mats]
     return [features_ref(q, slice_rows, qmax, cs, rs, ainit, rinit) for q in mats]
 
 
@@ -245,6 +250,8 @@ def _counts(model: GroupModel, mats: list[np.ndarray], backend: str) -> np.ndarr
             [torch.from_numpy(np.ascontiguousarray(q)) for q in mats], model.slice_rows, torch.from_numpy(luta),
             torch.from_numpy(lutb), torch.from_numpy(model.lutc()), model.nb, model.nc, model.nctx, model.qmax,
             model.cs, model.rs, model.ainit, model.rinit).numpy()
+    if backend == "numpy":
+        return rans_numpy.counts_np(model, mats)
     ctx = np.concatenate([_contexts_ref(model, q).ravel() for q in mats])
     sym = np.concatenate([q.ravel() for q in mats]).astype(np.int64) + model.qmax
     return np.bincount(ctx * nsym + sym, minlength=model.nctx * nsym).reshape(model.nctx, nsym)
@@ -453,6 +460,8 @@ def encode_group(model: GroupModel, mats: list[np.ndarray], backend: str,
         outs = torch.ops.golf_fast._rans_encode_cpp([torch.from_numpy(q) for q in oriented], model.slice_rows,
                                                     *_cpp_args(model))
         return [o.numpy().tobytes() for o in outs]
+    if backend == "numpy":
+        return rans_numpy.encode_np(model, oriented)
     return [s for q in oriented for s in encode_ref(model, q)]
 
 
@@ -468,6 +477,11 @@ def decode_group(model: GroupModel, streams: list[bytes], shapes: list[tuple], n
         except RuntimeError as exc:
             raise ArtifactError(f"golf-rans: corrupt code stream in the group of {names[0]!r}: {exc}") from exc
         mats = [o.numpy() for o in outs]
+    elif backend == "numpy":
+        try:
+            mats = rans_numpy.decode_np(model, streams, dims)
+        except ArtifactError as exc:
+            raise ArtifactError(f"golf-rans: corrupt code stream in the group of {names[0]!r}: {exc}") from exc
     else:
         mats, k = [], 0
         for n, (r, c), name in zip(slice_counts(model, shapes), dims, names):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from typing import Any
 
@@ -34,19 +35,28 @@ from golf_fast.artifact.rans import (
 from golf_fast.quant.formats import qmax as qmax_of
 
 _SIDE_VERSION = 1
+_log = logging.getLogger("golf_fast.artifact")
+_NOTED: list = []
 
 
 def _resolve_backend(backend: str) -> str:
-    if backend not in ("auto", "cpp", "reference"):
-        raise ValueError(f"backend: expected 'auto', 'cpp' or 'reference', got {backend!r}")
-    if backend == "reference":
+    """``auto``: the C++ coder when ``golf_fast._C`` is built, else the numpy coder (the same bytes:
+    tests/artifact/test_rans_numpy.py); ``cpp`` fails without the extension."""
+    if backend not in ("auto", "cpp", "numpy", "reference"):
+        raise ValueError(f"backend: expected 'auto', 'cpp', 'numpy' or 'reference', got {backend!r}")
+    if backend in ("reference", "numpy"):
         return backend
     from golf_fast._availability import load_extension
 
     ok, why = load_extension()
     if not ok:
+        if backend == "auto":
+            if not _NOTED:
+                _NOTED.append(why)
+                _log.info("golf-rans: numpy coder (%s)", why)
+            return "numpy"
         raise RuntimeError(f"golf-rans needs the compiled extension for its C++ coder: {why}. "
-                           "Pass backend='reference' for the (slow) pure-Python coder, or use the "
+                           "Pass backend='numpy' (or 'auto') for the numpy coder, or use the "
                            "'brotli-11' codec.")
     return "cpp"
 
@@ -101,8 +111,9 @@ def _split_rest(rest: bytes, specs: list[TensorSpec]) -> list[bytes]:
 class RansCodec(Codec):
     """Per-(role, bits) context-modelled rANS for codes; brotli/lzma for scales and passthrough.
 
-    ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp`` or
-    ``reference`` (pure Python, for tests and small states). ``candidates``: the context settings
+    ``backend``: ``auto`` (the C++ coder, or the numpy coder when the extension is not built),
+    ``cpp``, ``numpy`` or ``reference`` (pure Python, for tests and small states); all give the
+    same bytes. ``candidates``: the context settings
     tried per group (see ``rans.DEFAULT_CANDIDATES``).
     """
 
