@@ -35,6 +35,7 @@ from golf_fast.data.shards import list_shards, load_tokens
 from golf_fast.eval.evaluate import evaluate
 from golf_fast.model.attention import resolved_attention_backends
 from golf_fast.model.gpt import GPT
+from golf_fast.train import budget as budget_fit
 from golf_fast.train import stages
 from golf_fast.train.config import TrainConfig
 from golf_fast.train.distributed import Dist, init_distributed
@@ -57,7 +58,11 @@ class RunResult:
     round_trip_sliding: Optional[dict] = None
     artifact_path: Optional[str] = None
     artifact_bytes: Optional[int] = None
-    code_bytes: int = 0
+    code_bytes: Optional[int] = None
+    submission_ok: Optional[bool] = None
+    """True: code + artifact ≤ 16,000,000; False: over budget; None: not measurable (see budget)."""
+    budget: str = ""
+    clip_factor: float = 1.0
     phases: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     run_dir: Optional[str] = None
@@ -89,19 +94,27 @@ def _lr_mul(frac: float, cfg: TrainConfig) -> float:
     return max((1 - frac) / wd, cfg.schedule.min_lr)
 
 
-def train(cfg: TrainConfig) -> RunResult:
-    """Run the whole pipeline for ``cfg``; returns the numbers of the final table (on every rank)."""
+def train(cfg: TrainConfig, *, code_bytes: Optional[int] = None, notes: Optional[list[str]] = None) -> RunResult:
+    """Run the whole pipeline for ``cfg``; returns the numbers of the final table (on every rank).
+
+    ``code_bytes``: the counted size of the submission script (the exported ``train_gpt.py``),
+    known before the artifact is written; when given, the quantization is fitted so that code +
+    artifact ≤ 16,000,000 (``budget.fit_to_budget``) and the result says whether the run fits.
+    None: the run is not a submission (reported as such). ``notes`` go into the final table.
+    """
     cfg.validate()
+    if code_bytes is not None and (not isinstance(code_bytes, int) or code_bytes < 0):
+        raise ValueError(f"code_bytes: expected a non-negative int or None, got {code_bytes!r}")
     d = init_distributed(cfg.run.device)
     try:
-        return _train(cfg, d)
+        return _train(cfg, d, code_bytes, list(notes or []))
     finally:
         if d.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, d: Dist) -> RunResult:
-    res = RunResult()
+def _train(cfg: TrainConfig, d: Dist, code_bytes: Optional[int], notes: list[str]) -> RunResult:
+    res = RunResult(code_bytes=code_bytes, notes=notes)
     t_start = time.perf_counter()
     if d.device.type == "cpu" and cfg.run.cpu_threads > 0:
         torch.set_num_threads(cfg.run.cpu_threads)
@@ -367,9 +380,29 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
                     log.line("  " + ln)
             path = run_dir / "model.gfa"
             t0 = time.perf_counter()
+            meta = {"preset": cfg.preset, "steps": step}
             if d.main:
-                res.artifact_bytes = stages.write_artifact(path, tensors, cfg.model, cfg.quant.codec,
-                                                           metadata={"preset": cfg.preset, "steps": step})
+                res.artifact_bytes = stages.write_artifact(path, tensors, cfg.model, cfg.quant.codec, metadata=meta)
+            if d.world > 1:
+                obj = [res.artifact_bytes]
+                dist.broadcast_object_list(obj, src=0)
+                res.artifact_bytes = obj[0]
+            if code_bytes is not None and budget_fit.verdict(res.artifact_bytes, code_bytes)[0] is False:
+                log.line(f"budget: {res.artifact_bytes:,} artifact + {code_bytes:,} code bytes is over "
+                         "16,000,000; fitting the clip sigmas")
+                try:
+                    fitted = stages.fit_to_budget(model, hessians, tensors, code_bytes, cfg.model, cfg.quant.codec,
+                                                  log.line)
+                    tensors, res.clip_factor = fitted.state, fitted.factor
+                    if d.main:
+                        res.artifact_bytes = stages.write_artifact(path, tensors, cfg.model, cfg.quant.codec,
+                                                                   metadata=meta)
+                    if d.world > 1:
+                        obj = [res.artifact_bytes]
+                        dist.broadcast_object_list(obj, src=0)
+                        res.artifact_bytes = obj[0]
+                except ValueError as e:
+                    log.line(f"budget: cannot fit ({e}); the run is over budget")
             if d.world > 1:
                 dist.barrier()
             res.artifact_path = str(path)
@@ -385,7 +418,7 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
         except stages.StageUnavailable as e:
             res.notes.append(f"quantization/artifact skipped: {e}")
             log.line(f"quantization/artifact: skipped ({e})")
-    res.code_bytes = stages.code_bytes()
+    res.submission_ok, res.budget = budget_fit.verdict(res.artifact_bytes, code_bytes)
     res.phases["total"] = time.perf_counter() - t_start
 
     # ---- final table
@@ -398,15 +431,17 @@ def _train(cfg: TrainConfig, d: Dist) -> RunResult:
             ("pre-quant val_bpb", bpb(res.pre_quant)), ("pre-quant val_bpb sliding", bpb(res.pre_quant_sliding)),
             ("round-trip val_bpb", bpb(res.round_trip)), ("round-trip val_bpb sliding", bpb(res.round_trip_sliding)),
             ("artifact bytes", f"{res.artifact_bytes:,}" if res.artifact_bytes else "n/a"),
-            ("code bytes", f"{res.code_bytes:,} (model+eval+data source, uncompressed)"),
-            ("total bytes", f"{res.artifact_bytes + res.code_bytes:,}" if res.artifact_bytes else "n/a")]
+            ("code bytes", f"{code_bytes:,} (the exported train_gpt.py)" if code_bytes is not None else "not measured"),
+            ("clip-sigma factor", f"{res.clip_factor:.4f}"),
+            ("budget", ("fits: " if res.submission_ok else "NOT A SUBMISSION: ") + res.budget)]
     rows += [(f"time: {k}", fmt_secs(v)) for k, v in res.phases.items()]
     rows += [("note", n) for n in res.notes]
     rows += [("backends", {**_dispatch_backends(), **resolved_attention_backends()})]
     log.table("result", rows)
     log.metric("final", steps=step, train_seconds=train_s, pre_quant=res.pre_quant, round_trip=res.round_trip,
                pre_quant_sliding=res.pre_quant_sliding, round_trip_sliding=res.round_trip_sliding,
-               artifact_bytes=res.artifact_bytes, code_bytes=res.code_bytes, phases=res.phases, notes=res.notes)
+               artifact_bytes=res.artifact_bytes, code_bytes=res.code_bytes, submission_ok=res.submission_ok,
+               budget=res.budget, clip_factor=res.clip_factor, seed=cfg.run.seed, phases=res.phases, notes=res.notes)
     log.close()
     return res
 

@@ -5,6 +5,7 @@
   ``golf_fast.hessian_accumulate_``). c_q, c_k and c_v read the same input and share one tensor.
 * :func:`quantize`: ``golf_fast.quant.quantize_model`` (GPTQ with the record's per-role bits and
   SDClip sigmas) over the un-banked state.
+* :func:`fit_to_budget`: re-quantize so code + artifact ≤ 16,000,000 (``golf_fast.train.budget``).
 * :func:`write_artifact` / :func:`load_model_from_artifact`: ``golf_fast.artifact`` (a checksummed,
   pickle-free file) and a fresh model rebuilt from it for evaluation.
 
@@ -17,13 +18,13 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import torch
 
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.gpt import GPT
+from golf_fast.train import budget
 
 
 class StageUnavailable(RuntimeError):
@@ -121,9 +122,11 @@ def load_model_from_artifact(path: os.PathLike, device: torch.device, attention:
     return model
 
 
-def code_bytes() -> int:
-    """Bytes of the source needed to load and evaluate an artifact (model, eval, data readers)."""
-    root = Path(__file__).resolve().parent.parent
-    files = list((root / "model").glob("*.py")) + list((root / "eval").glob("*.py")) + \
-        [root / "data" / f for f in ("shards.py", "byte_table.py", "loader.py")]
-    return sum(f.stat().st_size for f in files)
+def fit_to_budget(model: GPT, hessians: dict[str, torch.Tensor], tensors: dict, code_bytes: int,
+                  model_cfg: ModelConfig, codec: str, log: Callable[[str], None]) -> Any:
+    """Re-quantize so code + artifact fit 16,000,000 bytes (``golf_fast.train.budget.fit_to_budget``)."""
+    state = {k: v.detach().float().cpu() for k, v in model.unbanked_state_dict().items() if k in hessians}
+    matrices = [n for n in model.matrix_names() if n in hessians]
+    passthrough = {k: v for k, v in tensors.items() if k not in matrices}
+    hs = {k: v.float().cpu() for k, v in hessians.items()}
+    return budget.fit_to_budget(state, hs, matrices, passthrough, code_bytes, model_cfg, codec, log=log)
