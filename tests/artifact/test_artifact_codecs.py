@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from conftest import requires_ext
-from golf_fast.artifact.codecs import ArtifactError, TensorData, TensorSpec, byte_shuffle, byte_unshuffle, get_codec
+from golf_fast.artifact.codec_base import TensorData, TensorSpec
+from golf_fast.artifact.codecs import get_codec
+from golf_fast.artifact.compressors import byte_shuffle, byte_unshuffle
+from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import (
     decode_group,
     decode_ref,

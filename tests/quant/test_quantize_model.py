@@ -11,7 +11,8 @@ import torch
 
 from golf_fast.quant.formats import QuantizedTensor
 from golf_fast.quant.gptq import gptq_quantize
-from golf_fast.quant.quantize_model import QuantRecipe, RoleRule, assign_ranks, quantize_model
+from golf_fast.quant.quantize_model import assign_ranks, quantize_model
+from golf_fast.quant.recipe import QuantRecipe, RoleRule
 
 SMALL = QuantRecipe(passthrough_max_numel=256)
 
