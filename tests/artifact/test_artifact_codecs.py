@@ -140,7 +140,6 @@ def test_corrupt_stream_is_an_error_not_a_crash():
         codec.decode(payload[:-3], specs, params)
 
 
-
 @requires_ext
 def test_iid_codes_within_0p3_percent_of_entropy():
     """On i.i.d. codes the coded size (tables and stream headers included) is ≤ 1.003 × the
