@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 from golf_fast.quant.formats import qmax
 
@@ -64,8 +64,15 @@ class QuantRecipe:
     """On CUDA, run same-shape matrices as one batch (ignored on CPU, where it does not pay)."""
     backend: str = "auto"
 
-    def matching_rule(self, name: str):
+    @property
+    def default_rule(self) -> RoleRule:
+        """The rule of a matrix no rule matches: ``default_bits`` and ``default_clip_sigmas``."""
+        return RoleRule(DEFAULT_ROLE, "", self.default_bits, self.default_clip_sigmas)
+
+    def matching_rule(self, name: str) -> Optional[RoleRule]:
         """The first rule whose pattern matches ``name``, or None."""
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a tensor name (str), got {type(name).__name__}")
         for rule in self.rules:
             if re.search(rule.pattern, name):
                 return rule
@@ -74,14 +81,12 @@ class QuantRecipe:
     def rule_for(self, name: str) -> RoleRule:
         """The rule for ``name``: the first match, else the default role's bits and clip sigmas."""
         rule = self.matching_rule(name)
-        if rule is None:
-            return RoleRule(DEFAULT_ROLE, "", self.default_bits, self.default_clip_sigmas)
-        return rule
+        return self.default_rule if rule is None else rule
 
     def role(self, role: str) -> RoleRule:
         """The rule named ``role`` (``"default"``: the default bits and clip sigmas)."""
         if role == DEFAULT_ROLE:
-            return RoleRule(DEFAULT_ROLE, "", self.default_bits, self.default_clip_sigmas)
+            return self.default_rule
         for rule in self.rules:
             if rule.role == role:
                 return rule

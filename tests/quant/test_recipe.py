@@ -63,3 +63,5 @@ def test_bad_recipes_and_names():
         RECORD_RECIPE.plan("tok_emb.weight")
     with pytest.raises(TypeError, match="names"):
         RECORD_RECIPE.plan([3])
+    with pytest.raises(TypeError, match="name: expected a tensor name"):
+        RECORD_RECIPE.rule_for(None)
