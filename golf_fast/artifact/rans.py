@@ -50,8 +50,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from golf_fast.artifact import rans_numpy
-from golf_fast.artifact.codecs import ArtifactError
+from golf_fast.artifact.errors import ArtifactError
+from golf_fast.artifact.rans_numpy import counts_np, decode_np, encode_np, features_np
 
 RANS_LOW = 1 << 16
 DEFAULT_PROB_BITS = 14
@@ -173,7 +173,7 @@ def _features(mats: list[np.ndarray], slice_rows: int, qmax: int, cs: int, rs: i
         feats = torch.ops.golf_fast._rans_features_cpp(ts, slice_rows, qmax, cs, rs, ainit, rinit)
         return [t.numpy() for t in feats]
     if backend == "numpy":
-        return [rans_numpy.features_np(q, slice_rows, qmax, cs, rs, ainit, rinit) for q in mats]
+        return [features_np(q, slice_rows, qmax, cs, rs, ainit, rinit) for q in mats]
     return [features_ref(q, slice_rows, qmax, cs, rs, ainit, rinit) for q in mats]
 
 
@@ -251,7 +251,7 @@ def _counts(model: GroupModel, mats: list[np.ndarray], backend: str) -> np.ndarr
             torch.from_numpy(lutb), torch.from_numpy(model.lutc()), model.nb, model.nc, model.nctx, model.qmax,
             model.cs, model.rs, model.ainit, model.rinit).numpy()
     if backend == "numpy":
-        return rans_numpy.counts_np(model, mats)
+        return counts_np(model, mats)
     ctx = np.concatenate([_contexts_ref(model, q).ravel() for q in mats])
     sym = np.concatenate([q.ravel() for q in mats]).astype(np.int64) + model.qmax
     return np.bincount(ctx * nsym + sym, minlength=model.nctx * nsym).reshape(model.nctx, nsym)
@@ -461,7 +461,7 @@ def encode_group(model: GroupModel, mats: list[np.ndarray], backend: str,
                                                     *_cpp_args(model))
         return [o.numpy().tobytes() for o in outs]
     if backend == "numpy":
-        return rans_numpy.encode_np(model, oriented)
+        return encode_np(model, oriented)
     return [s for q in oriented for s in encode_ref(model, q)]
 
 
@@ -479,7 +479,7 @@ def decode_group(model: GroupModel, streams: list[bytes], shapes: list[tuple], n
         mats = [o.numpy() for o in outs]
     elif backend == "numpy":
         try:
-            mats = rans_numpy.decode_np(model, streams, dims)
+            mats = decode_np(model, streams, dims)
         except ArtifactError as exc:
             raise ArtifactError(f"golf-rans: corrupt code stream in the group of {names[0]!r}: {exc}") from exc
     else:

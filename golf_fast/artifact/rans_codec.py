@@ -9,11 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from golf_fast.artifact.codecs import (
-    ArtifactError,
-    Codec,
-    TensorData,
-    TensorSpec,
+from golf_fast._availability import load_extension
+from golf_fast.artifact.codec_base import Codec, TensorData, TensorSpec
+from golf_fast.artifact.compressors import (
     brotli_compress,
     brotli_decompress,
     byte_shuffle,
@@ -21,6 +19,7 @@ from golf_fast.artifact.codecs import (
     lzma_compress,
     lzma_decompress,
 )
+from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import (
     DEFAULT_CANDIDATES,
     DEFAULT_PROB_BITS,
@@ -46,8 +45,6 @@ def _resolve_backend(backend: str) -> str:
         raise ValueError(f"backend: expected 'auto', 'cpp', 'numpy' or 'reference', got {backend!r}")
     if backend in ("reference", "numpy"):
         return backend
-    from golf_fast._availability import load_extension
-
     ok, why = load_extension()
     if not ok:
         if backend == "auto":

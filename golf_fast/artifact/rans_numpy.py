@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from golf_fast.artifact.codecs import ArtifactError
+from golf_fast.artifact.errors import ArtifactError
 
 RANS_LOW = 1 << 16
 

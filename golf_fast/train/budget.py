@@ -18,7 +18,8 @@ import torch
 
 from golf_fast.artifact.fit import CHALLENGE_LIMIT, DEFAULT_MARGIN, FitResult, budget_bytes, fit_clip_scale
 from golf_fast.quant.formats import QuantizedTensor
-from golf_fast.quant.quantize_model import QuantRecipe, RoleRule, quantize_model
+from golf_fast.quant.quantize_model import quantize_model
+from golf_fast.quant.recipe import RECORD_RECIPE, QuantRecipe, RoleRule
 
 
 def verdict(artifact_bytes: Optional[int], code_bytes: Optional[int],
@@ -49,14 +50,12 @@ def fit_to_budget(state: dict[str, torch.Tensor], hessians: dict[str, torch.Tens
     missing = [n for n in matrices if n not in state or n not in hessians]
     if missing:
         raise ValueError(f"matrices: {missing[:3]} have no weight or no Hessian")
-    recipe = recipe or QuantRecipe()
+    recipe = recipe or RECORD_RECIPE
     plan = {n: (recipe.rule_for(n).bits, recipe.rule_for(n).clip_sigmas) for n in matrices}
 
     def gptq(name: str, w: torch.Tensor, bits: int, clip_sigmas: float) -> QuantizedTensor:
         rule = RoleRule("fit", "^" + re.escape(name) + "$", bits, clip_sigmas)
-        r = QuantRecipe(rules=(rule,), default_bits=bits, default_clip_sigmas=clip_sigmas,
-                        block_size=recipe.block_size, damp=recipe.damp, act_order=recipe.act_order,
-                        passthrough_max_numel=0, backend=recipe.backend)
+        r = recipe.replace(rules=(rule,), default_bits=bits, default_clip_sigmas=clip_sigmas, passthrough_max_numel=0)
         return quantize_model({name: w}, {name: hessians[name]}, r).tensors[name]
 
     budget = budget_bytes(code_bytes, margin=margin)
