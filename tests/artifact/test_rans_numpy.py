@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import requires_ext
-from golf_fast.artifact.codecs import ArtifactError, TensorData, TensorSpec
+from golf_fast.artifact.codec_base import TensorData, TensorSpec
+from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import decode_group, encode_group, features_ref, fit_group
 from golf_fast.artifact.rans_codec import RansCodec
 from golf_fast.artifact.rans_numpy import contexts_np, decode_np, encode_np, features_np
