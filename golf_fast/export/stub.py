@@ -10,7 +10,8 @@ Layout of the bundle (before the outer wrapper)::
 
 so ``from golf_fast.x import y`` and relative imports keep their normal semantics (one module
 object per name in ``sys.modules``, packages with ``__path__``); the bundled copy takes priority
-over any installed ``golf_fast``. Each module's source is registered in ``linecache`` under a
+over any installed ``golf_fast``, and a ``golf_fast`` module that is not bundled (the compiled
+``golf_fast._C``) is not importable even where the package is installed. Each module's source is registered in ``linecache`` under a
 ``.py`` file name, so ``inspect.getsource`` works (Triton's ``@jit`` and tracebacks need it).
 Modules are listed in dependency order.
 
@@ -42,6 +43,7 @@ def _f(n):return _o.path.join(_D,"_bundled",*n.split("."))+".py"
 class _B(_a.MetaPathFinder,_a.Loader):
  def find_spec(self,n,p=None,t=None):
   if n in _M:return _u.spec_from_loader(n,self,origin=_f(n),is_package=bool(_M[n][0]))
+  if n.split(".")[0]=="golf_fast":raise ModuleNotFoundError(f"{n} is not part of this script",name=n)
  def create_module(self,s):return None
  def get_source(self,n):return _M[n][1]
  def exec_module(self,m):

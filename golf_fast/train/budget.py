@@ -5,7 +5,7 @@
 ``golf_fast.artifact.fit.fit_clip_scale``: every matrix keeps its role's bits and its clip sigmas
 become ``f · k_role``; ``f`` is bisected in [1, ``hi``] for the smallest factor (finest
 quantization) whose encoded artifact is at most ``16,000,000 − code − margin`` (the margin covers
-the run's metadata, written with the final file). Each try runs GPTQ on every matrix (with the
+the run's metadata, written with the final file; the trainer checks the written file's size). Each try runs GPTQ on every matrix (with the
 run's Hessians) and encodes the artifact; the log shows each try.
 """
 
@@ -16,7 +16,10 @@ from typing import Callable, Optional
 
 import torch
 
-from golf_fast.artifact.fit import CHALLENGE_LIMIT, DEFAULT_MARGIN, FitResult, budget_bytes, fit_clip_scale
+from golf_fast.artifact.fit import CHALLENGE_LIMIT, FitResult, budget_bytes, fit_clip_scale
+
+METADATA_MARGIN = 1_024
+"""Bytes kept for what the final file adds to the fitted encoding: the run's metadata (preset, steps)."""
 from golf_fast.quant.formats import QuantizedTensor
 from golf_fast.quant.quantize_model import quantize_model
 from golf_fast.quant.recipe import RECORD_RECIPE, QuantRecipe, RoleRule
@@ -37,7 +40,7 @@ def verdict(artifact_bytes: Optional[int], code_bytes: Optional[int],
 
 def fit_to_budget(state: dict[str, torch.Tensor], hessians: dict[str, torch.Tensor], matrices: list[str],
                   passthrough: dict[str, torch.Tensor], code_bytes: int, config, codec: str, *,
-                  recipe: Optional[QuantRecipe] = None, margin: int = DEFAULT_MARGIN, hi: float = 4.0,
+                  recipe: Optional[QuantRecipe] = None, margin: int = METADATA_MARGIN, hi: float = 4.0,
                   log: Optional[Callable[[str], None]] = print) -> FitResult:
     """Bisect the clip-sigma factor so the artifact fits ``16,000,000 − code_bytes − margin``.
 
