@@ -145,15 +145,18 @@ def encode_np(model: Any, mats: list[np.ndarray]) -> list[bytes]:
 
 
 def _slot_table(freq: np.ndarray, cum: np.ndarray, p: int) -> np.ndarray:
-    """(nctx, 2^p) symbol whose interval [cum, cum + freq) holds each slot (0 for unused contexts)."""
+    """(nctx, 2^p) int64 ``symbol | freq << 8 | cum << 24`` of the symbol whose interval
+    [cum, cum + freq) holds each slot (0 for contexts that are never used)."""
     m = 1 << p
     nctx, nsym = freq.shape
-    dtype = np.uint8 if nsym <= 256 else np.uint16
-    table = np.zeros((nctx, m), dtype=dtype)
-    syms = np.arange(nsym)
+    if nsym > 255:
+        raise ValueError(f"freq: at most 255 symbols per context, got {nsym}")
+    table = np.zeros((nctx, m), dtype=np.int64)
+    syms = np.arange(nsym, dtype=np.int64)
+    packed = syms[None, :] | (freq << 8) | (cum << 24)
     for i in range(nctx):
         if freq[i].sum() == m:
-            table[i] = np.repeat(syms, freq[i]).astype(dtype)
+            table[i] = np.repeat(packed[i], freq[i])
     return table
 
 
@@ -176,44 +179,47 @@ def decode_np(model: Any, streams: list[bytes], dims: list[tuple[int, int]]) -> 
     la, lb = luta.size - 1, lutb.size - 1
     nb, nc, qmax, cs, rs = model.nb, model.nc, model.qmax, model.cs, model.rs
     outs = [np.zeros(d, dtype=np.int8) for d in dims]
-    for s in streams:
-        if len(s) < 4 or (len(s) - 4) % 2:
+    for st in streams:
+        if len(st) < 4 or (len(st) - 4) % 2:
             raise ArtifactError("stream length is not 4 + 2*words")
+    ta = luta.astype(np.int64) * (nb * nc)  # context = ta[col] + tb[row] + lutc[above]
+    tb = lutb.astype(np.int64) * nc
+    mag = np.abs(np.arange(2 * qmax + 1, dtype=np.int64) - qmax)
     for (nr, c), idx in _by_shape(lanes).items():
         nl = len(idx)
         nwords = np.array([(len(streams[k]) - 4) // 2 for k in idx], dtype=np.int64)
-        words = np.zeros((nl, int(nwords.max()) + 1), dtype=np.int64)
+        words = np.zeros((nl, int(nwords.max()) + 1), dtype=np.int64)  # one zero word past every stream's end
         x = np.empty(nl, dtype=np.int64)
         for j, k in enumerate(idx):
             x[j] = int(np.frombuffer(streams[k], dtype="<u4", count=1)[0])
             words[j, :nwords[j]] = np.frombuffer(streams[k], dtype="<u2", offset=4)
+        flat_words = words.ravel()
+        row_base = np.arange(nl, dtype=np.int64) * words.shape[1]
         pos = np.zeros(nl, dtype=np.int64)
-        lane = np.arange(nl)
         res = np.zeros((nl, nr, c), dtype=np.int64)
-        col = np.full((nl, c), model.ainit, dtype=np.int64)
-        prev = np.full((nl, c), qmax, dtype=np.int64)  # symbol above (+qmax); qmax on the first row
+        col = np.full((c, nl), model.ainit, dtype=np.int64)  # column-major: col[j] is contiguous
+        prev = np.full((c, nl), qmax, dtype=np.int64)  # symbol above (+qmax); qmax on the first row
         for i in range(nr):
             row = np.full(nl, model.rinit, dtype=np.int64)
-            cur = np.empty((nl, c), dtype=np.int64)
+            cur = np.empty((c, nl), dtype=np.int64)
             for j in range(c):
-                a = col[:, j]
-                ctx = (luta[np.minimum(a, la)] * nb + lutb[np.minimum(row, lb)]) * nc + lutc[prev[:, j]]
+                a = col[j]
+                ctx = ta[np.minimum(a, la)] + tb[np.minimum(row, lb)] + lutc[prev[j]]
                 slot = x & mask
-                s = table[ctx, slot].astype(np.int64)
-                x = freq[ctx, s] * (x >> p) + slot - cum[ctx, s]
+                e = table[ctx, slot]
+                s = e & 0xFF
+                x = ((e >> 8) & 0xFFFF) * (x >> p) + slot - (e >> 24)
                 low = x < RANS_LOW
-                if low.any():
-                    li = lane[low]
-                    if (pos[li] >= nwords[li]).any():
-                        raise ArtifactError("stream ends early")
-                    x[li] = (x[li] << 16) | words[li, pos[li]]
-                    pos[li] += 1
-                m = np.abs(s - qmax)
-                cur[:, j] = s
-                col[:, j] = a + m - (a >> cs)
+                x = np.where(low, (x << 16) | flat_words[row_base + np.minimum(pos, nwords)], x)
+                pos += low
+                m = mag[s]
+                cur[j] = s
+                col[j] = a + m - (a >> cs)
                 row += m - (row >> rs)
-            res[:, i] = cur - qmax
+            res[:, i] = cur.T - qmax
             prev = cur
+        if (pos > nwords).any():
+            raise ArtifactError("stream ends early")
         if (pos != nwords).any():
             raise ArtifactError("stream has trailing words")
         if (x != RANS_LOW).any():
