@@ -92,12 +92,15 @@ def rank(group: Optional[Any] = None) -> int:
     return dist.get_rank(group) if is_initialized() else 0
 
 
-def device_for_backend(backend: str) -> torch.device:
-    """The device a backend's collectives take: ``cuda:<current>`` for NCCL, CPU otherwise (gloo, mpi)."""
+def device_for_backend(backend: str, cuda_index: Optional[int] = None) -> torch.device:
+    """The device a backend's collectives take: ``cuda:<cuda_index>`` for NCCL (default: the current
+    CUDA device, which :func:`init_distributed` set to ``LOCAL_RANK``), CPU otherwise (gloo, mpi)."""
     if not isinstance(backend, str) or not backend:
         raise ValueError(f"backend: expected a backend name such as 'nccl' or 'gloo', got {backend!r}")
-    if backend.lower() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
+    if cuda_index is not None and not (isinstance(cuda_index, int) and cuda_index >= 0):
+        raise ValueError(f"cuda_index: expected a non-negative int or None, got {cuda_index!r}")
+    if "nccl" in backend.lower():
+        return torch.device("cuda", torch.cuda.current_device() if cuda_index is None else cuda_index)
     return torch.device("cpu")
 
 
