@@ -5,35 +5,14 @@ import copy
 import pytest
 import torch
 
-from golf_fast.data.loader import Batch
-from golf_fast.model.config import ModelConfig
 from golf_fast.model.gpt import GPT
 from golf_fast.train.config import OptimConfig
 from golf_fast.train.optimizers import build_optimizers
 from golf_fast.train.step import TrainStep, WeightEma, autocast_factory
 
-CFG = ModelConfig(vocab_size=64, num_layers=2, model_dim=32, num_heads=2, num_kv_heads=1, loop_start=0,
-                  loop_end=0, num_loops=0, parallel_start_layer=0, max_seqlen=16, rope_dims=8, xsa_last_n=0)
-
-
-class _Fixed:
-    def __init__(self, batch):
-        self.batch = batch
-
-    def next_batch(self):
-        return self.batch
-
-
-def _batch(g, L=16):
-    s = torch.randint(2, 64, (L + 1,), generator=g)
-    s[0] = 1
-    cu = torch.tensor([0, L], dtype=torch.int32)
-    return Batch(s[None, :-1].clone(), s[None, 1:].clone(), cu, L)
-
-
-def _model(seed):
+def _model(cfg, seed):
     torch.manual_seed(seed)
-    m = GPT(CFG)
+    m = GPT(cfg)
     with torch.no_grad():
         for p in m.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -41,16 +20,16 @@ def _model(seed):
 
 
 @pytest.mark.parametrize("clip", [0.0, 0.05])
-def test_step_averages_micro_steps_and_clips(clip):
+def test_step_averages_micro_steps_and_clips(clip, tiny):
     g = torch.Generator().manual_seed(21)
-    batches = [_batch(g), _batch(g)]
+    batches = [tiny.batch(g), tiny.batch(g)]
     ocfg = OptimConfig(matrix_optimizer="adam", grad_clip=clip)
-    model = _model(5)
+    model = _model(tiny.cfg, 5)
     twin = copy.deepcopy(model)
     opt = build_optimizers(model, ocfg, distributed=False)
     step = TrainStep(model, opt, list(model.parameters()), accum=2, grad_clip=clip, world=1,
                      device=torch.device("cpu"))
-    loss = step([_Fixed(b) for b in batches])
+    loss = step([tiny.FixedLoader(b) for b in batches])
     assert isinstance(loss, torch.Tensor) and loss.dim() == 0  # stays a tensor: no host read in the step
 
     # the same step written out by hand on the twin: mean loss, mean gradient, clip, AdamW
@@ -67,8 +46,8 @@ def test_step_averages_micro_steps_and_clips(clip):
     assert all(p.grad is None for p in model.parameters())  # gradients cleared
 
 
-def test_step_rejects_bad_arguments():
-    model = _model(6)
+def test_step_rejects_bad_arguments(tiny):
+    model = _model(tiny.cfg, 6)
     opt = build_optimizers(model, OptimConfig(matrix_optimizer="adam"), distributed=False)
     with pytest.raises(ValueError, match="accum"):
         TrainStep(model, opt, list(model.parameters()), accum=0, grad_clip=0, world=1, device="cpu")
@@ -76,7 +55,7 @@ def test_step_rejects_bad_arguments():
         TrainStep(model, opt, list(model.parameters()), accum=1, grad_clip=-1, world=1, device="cpu")
     step = TrainStep(model, opt, list(model.parameters()), accum=2, grad_clip=0, world=1, device="cpu")
     with pytest.raises(ValueError, match="loaders"):
-        step([_Fixed(None)])
+        step([tiny.FixedLoader(None)])
     with pytest.raises(ValueError, match="dtype"):
         autocast_factory(torch.device("cpu"), torch.float64)
 

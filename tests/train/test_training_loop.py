@@ -18,7 +18,6 @@ from golf_fast.train.runlog import RunLog
 from golf_fast.train.schedule import Schedule, TrainClock
 from golf_fast.train.step import TrainStep
 from golf_fast.train.steplog import StepLog
-from tests.train.test_step import CFG, _batch, _Fixed
 
 
 def _steplog(tmp_path, every):
@@ -72,13 +71,13 @@ class _ReadCounter:
             monkeypatch.setattr(torch.Tensor, name, counted)
 
 
-def _reads_for(steps, tmp_path, monkeypatch):
+def _reads_for(tiny, steps, tmp_path, monkeypatch):
     torch.manual_seed(31)
-    model = GPT(CFG)
+    model = GPT(tiny.cfg)
     opt = build_optimizers(model, OptimConfig(matrix_optimizer="muon", grad_clip=0.3), distributed=False)
     step = TrainStep(model, opt, list(model.parameters()), accum=1, grad_clip=0.3, world=1, device="cpu")
     g = torch.Generator().manual_seed(32)
-    loaders = [_Fixed(_batch(g))]
+    loaders = [tiny.FixedLoader(tiny.batch(g))]
     sched = Schedule(ScheduleConfig(clock="steps", max_steps=steps), budget_s=1.0, looping=False)
     with monkeypatch.context() as m:
         counter = _ReadCounter(m)
@@ -88,8 +87,8 @@ def _reads_for(steps, tmp_path, monkeypatch):
     return counter.n
 
 
-def test_no_host_read_per_step(tmp_path, monkeypatch):
+def test_no_host_read_per_step(tiny, tmp_path, monkeypatch):
     """Reads happen at the flushes (step 1 and the end), so 2 steps and 7 steps read equally often."""
-    few = _reads_for(2, tmp_path / "a", monkeypatch)
-    many = _reads_for(7, tmp_path / "b", monkeypatch)
+    few = _reads_for(tiny, 2, tmp_path / "a", monkeypatch)
+    many = _reads_for(tiny, 7, tmp_path / "b", monkeypatch)
     assert many == few and few > 0  # the flushes do read: the counter sees them
