@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import requires_cuda
 
 from golf_fast import distributed
 from golf_fast.distributed import Dist, device_for_backend, init_distributed
@@ -139,3 +140,23 @@ def test_two_gloo_processes(tmp_path):
 
 def test_dist_main_property():
     assert Dist(rank=0).main and not Dist(rank=1, world=2).main
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_nccl_collectives_take_cpu_tensors_through_the_gpu(tmp_path):
+    """NCCL reduces only CUDA tensors: the wrappers stage a CPU tensor through cuda:<current>."""
+    torch.cuda.set_device(0)
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert distributed.group_device() == torch.device("cuda", 0)
+        g = torch.Generator().manual_seed(12)
+        t = torch.randn(7, generator=g, dtype=torch.float64)
+        want = t.clone()
+        with pytest.raises(Exception):
+            dist.all_reduce(t.clone())  # the raw collective refuses a CPU tensor
+        assert distributed.all_reduce(t, op="max") is t and t.device.type == "cpu" and torch.equal(t, want)
+        assert torch.equal(distributed.all_gather(t), want[None])
+        assert distributed.broadcast_str("run") == "run"
+    finally:
+        dist.destroy_process_group()
