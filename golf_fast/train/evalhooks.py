@@ -40,7 +40,8 @@ class EvalHooks:
     def periodic(self, model, step: int) -> EvalResult:
         """Plain eval during training (the caller pauses its clock)."""
         r = self._evaluate(model)
-        self.log.line(f"step {step:5d}  val_loss {r.val_loss:.4f}  val_bpb {r.val_bpb:.4f}  ({r.seconds:.1f} s, not timed)")
+        self.log.line(f"step {step:5d}  val_loss {r.val_loss:.4f}  val_bpb {r.val_bpb:.4f}  "
+                      f"({r.seconds:.1f} s, not timed)")
         self.log.metric("val", step=step, **r.as_dict())
         return r
 
@@ -49,7 +50,8 @@ class EvalHooks:
         out = {}
         r = self._evaluate(model)
         out["plain"] = r.as_dict()
-        self.log.line(f"{what}: val_loss {r.val_loss:.5f}  val_bpb {r.val_bpb:.5f}  ({r.tokens:,} tokens, {r.seconds:.1f} s)")
+        self.log.line(f"{what}: val_loss {r.val_loss:.5f}  val_bpb {r.val_bpb:.5f}  "
+                      f"({r.tokens:,} tokens, {r.seconds:.1f} s)")
         self.log.metric("eval", what=what, mode="plain", **r.as_dict())
         if self.cfg.stride and self.cfg.stride < self.cfg.seq_len:
             r = self._evaluate(model, self.cfg.stride)

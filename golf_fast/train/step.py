@@ -22,7 +22,8 @@ from golf_fast import distributed
 from golf_fast.train.optimizers import Optimizers, clip_grad_norm, sync_replicated_grads
 
 
-def autocast_factory(device: torch.device, dtype: Optional[torch.dtype]) -> Callable[[], contextlib.AbstractContextManager]:
+def autocast_factory(device: torch.device,
+                     dtype: Optional[torch.dtype]) -> Callable[[], contextlib.AbstractContextManager]:
     """A function returning a fresh autocast context for ``device`` (a no-op context when ``dtype`` is None)."""
     device = torch.device(device)
     if dtype is None:
