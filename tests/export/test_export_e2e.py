@@ -31,7 +31,7 @@ from golf_fast.data.build import build_dataset
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.data.shards import list_shards, load_tokens
 from golf_fast.eval.evaluate import evaluate
-from golf_fast.train.stages import load_model_from_artifact
+from golf_fast.model.from_artifact import load_model_from_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = ["the cat sat on the mat and the dog sat on the log", "a quick brown fox jumps over the lazy dog",
