@@ -5,11 +5,11 @@ per seed, e.g. ``golf-fast train --seeds``); their configurations must agree exc
 
 ``review(runs, script)`` decides record vs non-record and says why. A run is *not* a record when:
 
-* its evaluation used a non-compliant (research) adaptation mode: a recorded compliance verdict
-  (``compliance`` in the ``final`` metrics event or a ``compliance`` event, with ``compliant:
-  false`` or a ``verdict`` other than ``compliant``) says so; a config that enables test-time
-  adaptation (a field named ``*ttt*``/``*slot*`` that is truthy) without a recorded verdict is
-  also refused (unverified);
+* its evaluation used a non-compliant (research) adaptation mode: a compliance verdict recorded
+  anywhere in its metrics (``eval_compliance``, or ``compliance`` as a string or a dict with
+  ``verdict``/``compliant``; see :func:`recorded_verdicts`) other than ``compliant``; a config that
+  enables adaptation (a field named ``*ttt*``/``*slot*``/``*research*`` that is not off/none)
+  without any recorded verdict is also refused (unverified);
 * code + artifact exceed 16,000,000 bytes, or code bytes were not measured, or the exported
   script's size differs from the code bytes the run budgeted with (the package changed since);
 * training (+ Hessians) exceeded the 600 s window, or evaluation (artifact load + scoring)
@@ -61,13 +61,38 @@ class Run:
         """The submission's score: round-trip sliding if there, else round-trip plain."""
         return self.final.get("round_trip_sliding") or self.final.get("round_trip")
 
-    def compliance(self) -> Optional[dict[str, Any]]:
-        c = self.final.get("compliance")
-        if c is None:
-            for e in self.events:
-                if e.get("event") == "compliance":
-                    c = e
-        return c
+    def verdicts(self) -> list[str]:
+        """Every compliance verdict recorded in the run's metrics (see :func:`recorded_verdicts`)."""
+        return recorded_verdicts(self.events)
+
+
+VERDICT_KEY = "eval_compliance"
+"""The metrics/metadata key of the evaluation checker's verdict string (issue 14's adaptive evaluation)."""
+
+
+def recorded_verdicts(obj: Any) -> list[str]:
+    """Verdict strings anywhere in ``obj`` (events, nested dicts and lists): the value of
+    ``eval_compliance``, and of ``compliance`` when it is a string, or a dict with ``verdict``
+    (or a boolean ``compliant``). ``compliant`` means compliant; anything else
+    (``non-compliant: condition 1, 3``, ``unverified: …``) does not."""
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in (VERDICT_KEY, "compliance"):
+                if isinstance(v, str):
+                    out.append(v)
+                elif isinstance(v, dict) and ("verdict" in v or "compliant" in v):
+                    verdict = v.get("verdict")
+                    if verdict is None:
+                        verdict = "compliant" if v.get("compliant") else "non-compliant"
+                    why = v.get("reason") or ""
+                    out.append(str(verdict) + (f" ({why})" if why else ""))
+                    continue
+            out.extend(recorded_verdicts(v))
+    elif isinstance(obj, list):
+        for v in obj:
+            out.extend(recorded_verdicts(v))
+    return out
 
 
 def _read_run(d: Path) -> Run:
@@ -116,7 +141,7 @@ def _adaptation_fields(cfg: dict, prefix: str = "") -> list[str]:
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out += _adaptation_fields(v, key + ".")
-        elif any(w in k.lower() for w in ("ttt", "slot")) and v not in (False, 0, "", None, "off", "none"):
+        elif any(w in k.lower() for w in ("ttt", "slot", "research")) and v not in (False, 0, "", None, "off", "none"):
             out.append(f"{key}={v}")
     return out
 
@@ -136,16 +161,13 @@ def review(runs: list[Run], script: ExportedScript) -> Review:
     totals = []
     for r in runs:
         tag = f"seed {r.seed}"
-        c = r.compliance()
-        if c is not None:
-            compliant = c.get("compliant")
-            verdict = str(c.get("verdict", "compliant" if compliant else "non-compliant"))
-            ok = bool(compliant) if compliant is not None else verdict == "compliant"
-            why = c.get("reason") or c.get("reasons") or ""
-            compliance_lines.append(f"{tag}: {verdict}" + (f" ({why})" if why else ""))
-            if not ok:
-                reasons.append(f"{tag}: evaluation is not compliant (recorded verdict: {verdict}"
-                               + (f"; {why}" if why else "") + ")")
+        verdicts = r.verdicts()
+        bad = sorted({v for v in verdicts if v != "compliant"})
+        if bad:
+            compliance_lines.append(f"{tag}: " + "; ".join(bad))
+            reasons.append(f"{tag}: evaluation is not compliant (recorded verdict: {'; '.join(bad)})")
+        elif verdicts:
+            compliance_lines.append(f"{tag}: compliant (the evaluation checker's recorded verdict)")
         else:
             adapt = _adaptation_fields(r.config)
             if adapt:

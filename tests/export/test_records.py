@@ -54,9 +54,11 @@ def test_a_compliant_three_seed_run_is_a_record(tmp_path):
 
 
 @pytest.mark.parametrize("kind, kwargs, needle", [
-    ("verdict", {"compliance": {"compliant": False, "verdict": "non-compliant", "reason": "pre-quant TTT on val"}},
-     "not compliant (recorded verdict: non-compliant; pre-quant TTT on val)"),
-    ("verdict-str", {"compliance": {"verdict": "research"}}, "recorded verdict: research"),
+    ("verdict", {"compliance": {"compliant": False, "reason": "pre-quant TTT on val"}},
+     "not compliant (recorded verdict: non-compliant (pre-quant TTT on val))"),
+    ("verdict-str", {"compliance": {"round_trip_ttt": {"eval_compliance": "non-compliant: condition 1, 3"}}},
+     "recorded verdict: non-compliant: condition 1, 3"),
+    ("unverified", {"compliance": {"verdict": "unverified: condition 2"}}, "recorded verdict: unverified: condition 2"),
     ("budget", {"art": 15_990_000}, "> 16,000,000"),
     ("trainer-budget", {"ok": False}, "over budget"),
     ("eval-time", {"eval_s": 640.0}, "evaluation (artifact load + scoring) took 650.0 s > 600 s"),
@@ -80,12 +82,22 @@ def test_refusals(tmp_path, kind, kwargs, needle):
 
 def test_adaptation_without_a_verdict_is_refused_and_few_seeds_too(tmp_path):
     cfg = preset("record").to_dict()
-    cfg["eval"]["ttt_mode"] = "pre_quant"  # a research mode as a later config might spell it
+    cfg["eval"]["research"] = "prequant"  # issue 14's research mode
     _run(tmp_path / "runs", 42, cfg=cfg)
     rv = review(load_runs(tmp_path / "runs" / "seed42"), SCRIPT)
     assert not rv.record
     assert any("no compliance verdict was recorded" in r for r in rv.reasons)
     assert any("a record needs 3" in r for r in rv.reasons)
+
+
+def test_a_compliant_verdict_is_reported(tmp_path):
+    cfg = preset("record").to_dict()
+    cfg["eval"]["ttt"] = "phased"
+    for s in (42, 0, 1234):
+        _run(tmp_path / "runs", s, cfg=cfg, compliance={"ttt": {"eval_compliance": "compliant"}})
+    rv = review(load_runs(tmp_path / "runs"), SCRIPT)
+    assert rv.record, rv.reasons
+    assert "compliant (the evaluation checker's recorded verdict)" in rv.compliance
 
 
 def test_runs_must_share_a_configuration(tmp_path):
