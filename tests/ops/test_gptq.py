@@ -7,8 +7,8 @@ import torch
 
 import golf_fast
 from conftest import requires_cuda, requires_ext
-from golf_fast.ops.gptq import (GPTQ_BLOCK_CONFIG, SHIPPED_CONFIGS, gptq_block, gptq_block_compare,
-                                gptq_block_ref)
+from golf_fast.ops.gptq import gptq_block, gptq_block_compare, gptq_block_ref
+from golf_fast.ops.gptq_kernels import GPTQ_BLOCK_CONFIG, SHIPPED_CONFIGS
 
 
 def _block_inputs(nb: int, n: int, bs: int, qm: int = 31, seed: int = 0, dtype=torch.float32):

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 import golf_fast
 from golf_fast.ops import int6_matmul as im
+from golf_fast.ops import int6_matmul_kernels as imk
+from golf_fast.ops.dispatch import KernelSelfCheckError
 from golf_fast.ops.int6_pack import pack_int6_ref, packed_row_bytes
 
 from conftest import requires_cuda
@@ -76,26 +78,26 @@ def test_public_function_batched_shapes_and_cpu_backend():
 
 
 def test_select_config_regimes():
-    assert im.select_config(1, 8192, 4096)[0] is im.GEMV_M16
-    assert im.select_config(64, 512, 512)[0] is im.GEMV_M64
+    assert im.select_config(1, 8192, 4096)[0] is imk.GEMV_M16
+    assert im.select_config(64, 512, 512)[0] is imk.GEMV_M64
     assert im.select_config(65, 512, 512)[0].kernel == "gemm"
-    assert im.select_config(16384, 8192, 4096)[0] is im.GEMM_LARGE
-    assert im.select_config(16384, 512, 512)[0] is im.GEMM_LARGE
-    assert im.select_config(2048, 512, 512)[0] is im.GEMM_MID  # 8 × 4 large tiles would leave SMs idle
+    assert im.select_config(16384, 8192, 4096)[0] is imk.GEMM_LARGE
+    assert im.select_config(16384, 512, 512)[0] is imk.GEMM_LARGE
+    assert im.select_config(2048, 512, 512)[0] is imk.GEMM_MID  # 8 × 4 large tiles would leave SMs idle
     # the record's small shapes stay one launch; a long-K narrow shape splits K
     for n, k in [(512, 512), (256, 512), (2048, 512), (512, 2048), (8192, 512)]:
         assert im.select_config(1, n, k)[1] == 1
     assert im.select_config(1, 128, 8192)[1] > 1
     # the bf16 M <= 16 tile folds the +160 offset (exercised by the bf16 M <= 16 interpreter cases)
-    assert im.matmul_config(im.GEMV_M16, torch.bfloat16).constexprs["FOLD"]
-    assert not im.matmul_config(im.GEMV_M16, torch.float16).constexprs["FOLD"]
-    assert not im.matmul_config(im.GEMV_M64, torch.bfloat16).constexprs["FOLD"]
+    assert imk.matmul_config(imk.GEMV_M16, torch.bfloat16).constexprs["FOLD"]
+    assert not imk.matmul_config(imk.GEMV_M16, torch.float16).constexprs["FOLD"]
+    assert not imk.matmul_config(imk.GEMV_M64, torch.bfloat16).constexprs["FOLD"]
     # every (tile, dtype, split) the launcher can pick is shipped
-    names = {c.name for c in im.SHIPPED_CONFIGS}
-    for tile in im.TILES:
-        for dtype in im.ACT_DTYPES:
+    names = {c.name for c in imk.SHIPPED_CONFIGS}
+    for tile in imk.TILES:
+        for dtype in imk.ACT_DTYPES:
             for split in ((False, True) if tile.kernel == "gemv" else (False,)):
-                assert im.matmul_config(tile, dtype, split).name in names
+                assert imk.matmul_config(tile, dtype, split).name in names
 
 
 # --------------------------------------------------------------------------- gradients, compile, opcheck
@@ -243,7 +245,7 @@ def test_large_m_tile_in_interpreter(triton_interpret, monkeypatch, dtype):
     # select_config picks GEMM_LARGE when its tiles fill the SMs; pretend there is one SM
     monkeypatch.setattr(im, "_num_sms", lambda index: 1)
     m, n, k = 67, 131, 83
-    assert im.select_config(m, n, k, 1)[0] is im.GEMM_LARGE
+    assert im.select_config(m, n, k, 1)[0] is imk.GEMM_LARGE
     codes, packed, scales = make(n, k)
     x = torch.randn(m, k).to(dtype)
     bias = torch.randn(n).to(dtype)
@@ -288,7 +290,7 @@ def test_public_op_dispatches_to_triton_in_interpreter(triton_interpret):
 def _sm90_configs():
     """Every shipped configuration (tests/tools/test_inspect.py compiles them too; the session
     cache of ``sm90_report`` compiles each once)."""
-    return list(im.SHIPPED_CONFIGS)
+    return list(imk.SHIPPED_CONFIGS)
 
 
 @pytest.mark.sm90
@@ -303,12 +305,12 @@ def test_sm90_compile(sm90_report, cfg):
 
 
 def test_large_m_tile_is_a_wgmma_tile():
-    assert im.GEMM_LARGE.allows_wgmma and im.GEMM_MID.allows_wgmma
-    assert im.matmul_config(im.GEMM_LARGE, torch.bfloat16).uses_matmul
+    assert imk.GEMM_LARGE.allows_wgmma and imk.GEMM_MID.allows_wgmma
+    assert imk.matmul_config(imk.GEMM_LARGE, torch.bfloat16).uses_matmul
 
 
 @pytest.mark.interpreter
-@pytest.mark.parametrize("tile,split", [(im.GEMV_M16, 2), (im.GEMV_M64, 1), (im.GEMM_MID, 1), (im.GEMM_LARGE, 1)],
+@pytest.mark.parametrize("tile,split", [(imk.GEMV_M16, 2), (imk.GEMV_M64, 1), (imk.GEMM_MID, 1), (imk.GEMM_LARGE, 1)],
                          ids=["gemv16-split2", "gemv64", "gemm-mid", "gemm-large"])
 def test_per_tile_selfcheck_in_interpreter(triton_interpret, tile, split):
     im.selfcheck_tile(tile, split, torch.bfloat16, torch.device("cpu"))
@@ -318,5 +320,5 @@ def test_per_tile_selfcheck_in_interpreter(triton_interpret, tile, split):
 def test_per_tile_selfcheck_catches_a_wrong_kernel(triton_interpret, monkeypatch):
     real = im._launch
     monkeypatch.setattr(im, "_launch", lambda *a, **kw: real(*a, **kw) * 1.02)
-    with pytest.raises(im.KernelSelfCheckError, match="disagrees with its reference"):
-        im.selfcheck_tile(im.GEMV_M16, 1, torch.float16, torch.device("cpu"), epilogue=False)
+    with pytest.raises(KernelSelfCheckError, match="disagrees with its reference"):
+        im.selfcheck_tile(imk.GEMV_M16, 1, torch.float16, torch.device("cpu"), epilogue=False)

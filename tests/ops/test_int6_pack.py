@@ -7,8 +7,8 @@ import torch
 
 import golf_fast
 from golf_fast.ops.dispatch import BackendUnavailableError
+from golf_fast.ops.int6_pack_kernels import SHIPPED_CONFIGS
 from golf_fast.ops.int6_pack import (
-    SHIPPED_CONFIGS,
     pack_int6_ref,
     packed_row_bytes,
     unpack_int6_ref,

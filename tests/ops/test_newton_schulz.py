@@ -7,12 +7,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import golf_fast
-from golf_fast.ops import newton_schulz_triton as nst
+from golf_fast.ops import newton_schulz as nst
+from golf_fast.ops import newton_schulz_kernels as nsk
+from golf_fast.ops.newton_schulz_kernels import SHIPPED_CONFIGS
 from golf_fast.ops.newton_schulz import (
     NS_OP,
     POLAR_EXPRESS,
     SELFCHECK_TOLERANCE,
-    SHIPPED_CONFIGS,
     newton_schulz,
     newton_schulz_f64,
     newton_schulz_ref,
@@ -22,8 +23,8 @@ from conftest import requires_cuda
 
 COEFFS = ("polar_express", "quintic")
 # Tiles small enough that the interpreter's odd shapes span several tiles (tails, mirrors).
-TINY = nst.NSTiles(elementwise_r=16, elementwise_c=32, syrk=16, syrk_k=16, update_m=16, update_n=32, update_k=16)
-MID = nst.NSTiles(elementwise_r=32, elementwise_c=64, syrk=32, syrk_k=32, update_m=32, update_n=64, update_k=32)
+TINY = nsk.NSTiles(elementwise_r=16, elementwise_c=32, syrk=16, syrk_k=16, update_m=16, update_n=32, update_k=16)
+MID = nsk.NSTiles(elementwise_r=32, elementwise_c=64, syrk=32, syrk_k=32, update_m=32, update_n=64, update_k=32)
 
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -163,10 +164,10 @@ def test_syrk_kernel_both_triangles_exact_fp32(triton_interpret):
                          b=torch.full((2, 37, 37), float("nan")), partials=torch.empty(0))
     t = -(-37 // 16)
     x, a, b = ws.x[0], ws.a, ws.b
-    nst._ns_syrk_kernel[(t * (t + 1) // 2, 2)](x, x, a, 37, 21, 1.0, 0.0, *x.stride()[:2], *x.stride()[:2],
+    nsk._ns_syrk_kernel[(t * (t + 1) // 2, 2)](x, x, a, 37, 21, 1.0, 0.0, *x.stride()[:2], *x.stride()[:2],
                                                *a.stride()[:2], ADD_C=False, BLOCK=16, BLOCK_K=16)
     torch.testing.assert_close(a, x @ x.mT, rtol=1e-5, atol=1e-5)
-    nst._ns_syrk_kernel[(t * (t + 1) // 2, 2)](a, a, b, 37, 37, 0.5, -1.25, *a.stride()[:2], *a.stride()[:2],
+    nsk._ns_syrk_kernel[(t * (t + 1) // 2, 2)](a, a, b, 37, 37, 0.5, -1.25, *a.stride()[:2], *a.stride()[:2],
                                                *b.stride()[:2], ADD_C=True, BLOCK=16, BLOCK_K=16)
     torch.testing.assert_close(b, -1.25 * a + 0.5 * a @ a, rtol=1e-5, atol=1e-4)
 
@@ -175,7 +176,7 @@ def test_syrk_kernel_both_triangles_exact_fp32(triton_interpret):
 def test_update_kernel_exact_fp32_transposed_store(triton_interpret):
     B, X = torch.randn(2, 19, 19), torch.randn(2, 19, 45)
     out = torch.empty(2, 45, 19)  # tall destination: written through swapped strides
-    nst._ns_update_kernel[(2 * 2, 2)](B, X, out, 19, 45, 1.75, *B.stride()[:2], *X.stride()[:2],
+    nsk._ns_update_kernel[(2 * 2, 2)](B, X, out, 19, 45, 1.75, *B.stride()[:2], *X.stride()[:2],
                                       out.stride(0), out.stride(2), out.stride(1),
                                       BLOCK_M=16, BLOCK_N=32, BLOCK_K=16)
     torch.testing.assert_close(out, (1.75 * X + B @ X).mT, rtol=1e-5, atol=1e-5)
@@ -245,12 +246,12 @@ def test_iteration_loop_allocates_nothing_and_workspaces_are_reused(triton_inter
     ws = nst.workspace(G.device, torch.bfloat16, 2, 20, 36, 1)
     pointers = (ws.x[0].data_ptr(), ws.a.data_ptr(), ws.b.data_ptr())
     out = torch.empty_like(first)
-    nst.prepare(G, ws, 1e-7, nst.SMALL_TILES)
+    nst.prepare(G, ws, 1e-7, nsk.SMALL_TILES)
     rec = _AllocationRecorder()
     monkeypatch.setattr(nst, "_ns_syrk_kernel", rec.wrap(nst._ns_syrk_kernel))
     monkeypatch.setattr(nst, "_ns_update_kernel", rec.wrap(nst._ns_update_kernel))
     with rec:
-        nst.iterate(ws, resolve_coefficients(5, "polar_express"), out, tuple(out.stride()), nst.SMALL_TILES)
+        nst.iterate(ws, resolve_coefficients(5, "polar_express"), out, tuple(out.stride()), nsk.SMALL_TILES)
     assert rec.launches == 15 and rec.allocations == []
     assert torch.equal(out, first)
     again = nst.workspace(G.device, torch.bfloat16, 2, 20, 36, 1)
