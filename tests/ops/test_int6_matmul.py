@@ -47,6 +47,7 @@ def assert_rounded_from(out: torch.Tensor, exact: torch.Tensor) -> None:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("m,n,k", [(1, 7, 33), (6, 19, 80), (40, 64, 512)])
 def test_reference_matches_float64(dtype, m, n, k):
+    torch.manual_seed(1101)
     codes, packed, scales = make(n, k)
     x = torch.randn(m, k).to(dtype)
     bias = torch.randn(n).to(dtype)
@@ -61,6 +62,7 @@ def test_reference_matches_float64(dtype, m, n, k):
 
 
 def test_dequantize_reference_is_code_times_scale():
+    torch.manual_seed(1102)
     codes, packed, scales = make(11, 45)
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
         out = golf_fast.dequantize_int6(packed, scales, 45, dtype)
@@ -69,6 +71,7 @@ def test_dequantize_reference_is_code_times_scale():
 
 
 def test_public_function_batched_shapes_and_cpu_backend():
+    torch.manual_seed(1103)
     codes, packed, scales = make(9, 40)
     x = torch.randn(2, 3, 40, dtype=torch.bfloat16)
     out = golf_fast.int6_linear(x, packed, scales)
@@ -133,6 +136,7 @@ def test_gradients_match_float64():
 
 
 def test_opcheck():
+    torch.manual_seed(1106)
     codes, packed, scales = make(10, 48)
     x = torch.randn(3, 48, dtype=torch.bfloat16, requires_grad=True)
     bias = torch.randn(10, dtype=torch.bfloat16)
@@ -166,6 +170,7 @@ def test_torch_compile_fullgraph():
 
 
 def test_bad_inputs_name_the_argument():
+    torch.manual_seed(1108)
     codes, packed, scales = make(8, 40)
     x = torch.randn(2, 40, dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="packed: x.shape\\[-1\\] = 50 needs 48 bytes.*K does not match"):
@@ -194,6 +199,7 @@ def test_bad_inputs_name_the_argument():
 
 def test_k_within_padding_is_taken_from_x():
     # K = 33 and K = 40 share a packed row size (48 columns padded): x decides, padding codes are 0
+    torch.manual_seed(1109)
     codes, packed, scales = make(5, 33)
     assert packed_row_bytes(33) == packed_row_bytes(40)
     x = torch.randn(3, 40, dtype=torch.float16)
@@ -203,6 +209,7 @@ def test_k_within_padding_is_taken_from_x():
 
 
 def test_device_mixture_is_a_clear_error():
+    torch.manual_seed(1110)
     codes, packed, scales = make(8, 40)
     x = torch.randn(2, 40, dtype=torch.bfloat16, device="meta")
     with pytest.raises(ValueError, match="packed: expected a tensor on meta"):
@@ -214,6 +221,7 @@ def test_device_mixture_is_a_clear_error():
 @requires_cuda
 @pytest.mark.gpu
 def test_cpu_gpu_mixture_is_a_clear_error():
+    torch.manual_seed(1111)
     codes, packed, scales = make(8, 40)
     x = torch.randn(2, 40, dtype=torch.bfloat16, device="cuda")
     with pytest.raises(ValueError, match="packed: expected a tensor on cuda"):
@@ -235,6 +243,7 @@ SHAPES = [  # (M, N, K): M=1, odd N/K with tails, the small-M / split-K / GEMM r
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("m,n,k", SHAPES)
 def test_kernel_in_interpreter(triton_interpret, dtype, m, n, k):
+    torch.manual_seed(1112)
     codes, packed, scales = make(n, k)
     x = torch.randn(m, k).to(dtype)
     out = im.int6_linear_triton(x, packed, scales, None, None, None)
@@ -246,6 +255,7 @@ def test_kernel_in_interpreter(triton_interpret, dtype, m, n, k):
 @pytest.mark.interpreter
 @pytest.mark.parametrize("m,n,k", [(1, 45, 83), (3, 20, 4200), (70, 37, 83)])
 def test_kernel_epilogue_in_interpreter(triton_interpret, m, n, k):
+    torch.manual_seed(1113)
     codes, packed, scales = make(n, k)
     x = torch.randn(m, k).to(torch.bfloat16)
     bias = torch.randn(n).to(torch.bfloat16)
@@ -260,6 +270,7 @@ def test_kernel_epilogue_in_interpreter(triton_interpret, m, n, k):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_large_m_tile_in_interpreter(triton_interpret, monkeypatch, dtype):
     # select_config picks GEMM_LARGE when its tiles fill the SMs; pretend there is one SM
+    torch.manual_seed(1114)
     monkeypatch.setattr(im, "_num_sms", lambda index: 1)
     m, n, k = 67, 131, 83
     assert im.select_config(m, n, k, 1)[0] is imk.GEMM_LARGE
@@ -273,6 +284,7 @@ def test_large_m_tile_in_interpreter(triton_interpret, monkeypatch, dtype):
 
 @pytest.mark.interpreter
 def test_kernel_noncontiguous_input_in_interpreter(triton_interpret):
+    torch.manual_seed(1115)
     codes, packed, scales = make(24, 64)
     x = torch.randn(64, 5, dtype=torch.float16).T  # (5, 64) with stride (1, 5)
     out = golf_fast.int6_linear(x, packed, scales, backend="triton")
@@ -282,6 +294,7 @@ def test_kernel_noncontiguous_input_in_interpreter(triton_interpret):
 @pytest.mark.interpreter
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_dequant_kernel_in_interpreter(triton_interpret, dtype):
+    torch.manual_seed(1116)
     codes, packed, scales = make(37, 83)
     out = im.dequantize_int6_triton(packed, scales, 83, dtype)
     exact = codes.double() * scales.double()[:, None]
@@ -356,11 +369,13 @@ def test_large_m_tile_is_a_wgmma_tile():
 @pytest.mark.parametrize("tile,split", [(imk.GEMV_M16, 2), (imk.GEMV_M64, 1), (imk.GEMM_MID, 1), (imk.GEMM_LARGE, 1)],
                          ids=["gemv16-split2", "gemv64", "gemm-mid", "gemm-large"])
 def test_per_tile_selfcheck_in_interpreter(triton_interpret, tile, split):
+    torch.manual_seed(1120)
     im.selfcheck_tile(tile, split, torch.bfloat16, torch.device("cpu"))
 
 
 @pytest.mark.interpreter
 def test_per_tile_selfcheck_catches_a_wrong_kernel(triton_interpret, monkeypatch):
+    torch.manual_seed(1121)
     real = im._launch
     monkeypatch.setattr(im, "_launch", lambda *a, **kw: real(*a, **kw) * 1.02)
     with pytest.raises(KernelSelfCheckError, match="disagrees with its reference"):
