@@ -55,6 +55,7 @@ import torch
 from golf_fast.ops.kernel_config import KernelConfig
 from golf_fast.ops.triton_support import tl, triton_helper, triton_kernel
 
+
 @triton_helper
 def _int6_row_planes(packed_ptr, rn, stride_pn, LO_BYTES):
     """(BLOCK_N, 1) pointers to rows ``rn`` of the packed weight: its low plane as int32 words (8 low
