@@ -18,8 +18,9 @@ Modules are listed in dependency order.
 Minification (python-minifier, per module): docstrings and comments removed, annotations kept
 (``torch.library.custom_op`` reads signatures, Triton reads ``tl.constexpr``, dataclasses read
 fields), no renaming, no literal hoisting, asserts kept: what runs is what was tested. The
-bundle is then wrapped by ``golf_fast.artifact.code_bytes.wrap_source`` in both ``minify-lzma``
-and ``minify-brotli`` forms (each verified to decompress to its source) and the smaller is kept.
+bundle is then wrapped by ``golf_fast.artifact.code_bytes.wrap_source`` in its brotli and lzma
+forms, with the payload as a latin-1 str literal or base85 (each verified to compile and to
+decompress to its source), and the smallest is kept.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from golf_fast.export.gather import Gathered, gather
 from golf_fast.train.config import TrainConfig
 
 ENTRY = "golf_fast.export.entry"
-WRAPPERS = ("minify-lzma", "minify-brotli")
+WRAPPERS = ("minify-brotli-latin1", "minify-lzma-latin1", "minify-brotli", "minify-lzma")
 
 _BOOT = '''import sys as _s,importlib.abc as _a,importlib.util as _u,linecache as _l,os as _o
 _D=_o.path.dirname(_o.path.abspath(_s.argv[0] if _s.argv and _s.argv[0] else "."))
