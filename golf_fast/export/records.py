@@ -317,7 +317,9 @@ def write_folder(out: os.PathLike, runs: list[Run], script: ExportedScript, rv: 
     for r in runs:
         log = r.path / "train.log"
         if log.is_file():
-            shutil.copyfile(log, d / f"train_seed{r.seed}.log")
+            tmp = d / f"train_seed{r.seed}.log.tmp"
+            shutil.copyfile(log, tmp)
+            os.replace(tmp, d / f"train_seed{r.seed}.log")
             written.append(f"train_seed{r.seed}.log")
     if not math.isfinite(float(sub.get("val_bpb", 0.0))):
         raise ValueError("runs: the mean val_bpb is not finite")

@@ -90,6 +90,8 @@ def bake_config(cfg: TrainConfig) -> TrainConfig:
 
 def minify_module(source: str, name: str) -> str:
     """One module's source minified without changing behaviour (see the module docstring)."""
+    if not isinstance(source, str) or not isinstance(name, str):
+        raise TypeError(f"source, name: expected str, got {type(source).__name__}, {type(name).__name__}")
     try:
         import python_minifier
     except ImportError as exc:
@@ -110,6 +112,8 @@ def minify_module(source: str, name: str) -> str:
 
 def bundle(g: Gathered, config_json: str, header: str = "") -> str:
     """The bundle's Python source (before the outer wrapper)."""
+    if not isinstance(config_json, str):
+        raise TypeError(f"config_json: expected a JSON str, got {type(config_json).__name__}")
     if g.entry != ENTRY:
         raise ValueError(f"g: expected modules gathered from {ENTRY}, got {g.entry!r}")
     lines = [f"# {ln}" for ln in header.splitlines()]
