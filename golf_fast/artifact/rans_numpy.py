@@ -41,8 +41,14 @@ def _check_matrix(q: Any, what: str) -> np.ndarray:
     return q
 
 
-def features_np(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ainit: int, rinit: int) -> np.ndarray:
-    """(3, R, C) int32: column accumulator, row accumulator and symbol above (+qmax), per symbol."""
+def features_np(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ainit: int, rinit: int,
+                rmode: int = 0) -> np.ndarray:
+    """(3, R, C) int32: column accumulator, row accumulator and symbol above (+qmax), per symbol.
+
+    ``rmode`` 1: the row accumulator runs over ``|q − above|`` instead of ``|q|`` (above = 0 on a
+    slice's first row); 0 (the format on main) over ``|q|``."""
+    if rmode not in (0, 1):
+        raise ValueError(f"rmode: expected 0 or 1, got {rmode!r}")
     _check_matrix(q, "q")
     if slice_rows < 1:
         raise ValueError(f"slice_rows: expected >= 1, got {slice_rows}")
@@ -60,10 +66,17 @@ def features_np(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ain
         out[0, rows[live]] = col[live]
         col[live] += mag[rows[live]] - (col[live] >> cs)
     # row accumulator: reset at every row; loop over the columns, vector over all rows
+    if rmode:
+        above0 = np.zeros_like(mag)
+        above0[1:] = q[:-1]
+        above0[starts] = 0
+        rmag = np.abs(q.astype(np.int64) - above0)
+    else:
+        rmag = mag
     row = np.full(r, rinit, dtype=np.int64)
     for j in range(c):
         out[1, :, j] = row
-        row += mag[:, j] - (row >> rs)
+        row += rmag[:, j] - (row >> rs)
     # symbol above, qmax on a slice's first row
     out[2] = qmax
     above = q[:-1].astype(np.int32) + qmax
@@ -75,7 +88,8 @@ def features_np(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ain
 def contexts_np(model: Any, q: np.ndarray) -> np.ndarray:
     """(R, C) int64 context of every symbol of the oriented matrix ``q`` under ``model``."""
     luta, lutb = model.luts()
-    f = features_np(q, model.slice_rows, model.qmax, model.cs, model.rs, model.ainit, model.rinit)
+    f = features_np(q, model.slice_rows, model.qmax, model.cs, model.rs, model.ainit, model.rinit,
+                    int(getattr(model, "rmode", 0)))
     a = np.minimum(f[0], luta.size - 1)
     b = np.minimum(f[1], lutb.size - 1)
     return (luta[a].astype(np.int64) * model.nb + lutb[b]) * model.nc + model.lutc()[f[2]]
@@ -178,6 +192,7 @@ def decode_np(model: Any, streams: list[bytes], dims: list[tuple[int, int]]) -> 
     lutc = model.lutc().astype(np.int64)
     la, lb = luta.size - 1, lutb.size - 1
     nb, nc, qmax, cs, rs = model.nb, model.nc, model.qmax, model.cs, model.rs
+    rmode = int(getattr(model, "rmode", 0))
     outs = [np.zeros(d, dtype=np.int8) for d in dims]
     for st in streams:
         if len(st) < 4 or (len(st) - 4) % 2:
@@ -215,7 +230,7 @@ def decode_np(model: Any, streams: list[bytes], dims: list[tuple[int, int]]) -> 
                 m = mag[s]
                 cur[j] = s
                 col[j] = a + m - (a >> cs)
-                row += m - (row >> rs)
+                row += (np.abs(s - prev[j]) if rmode else m) - (row >> rs)
             res[:, i] = cur.T - qmax
             prev = cur
         if (pos > nwords).any():
