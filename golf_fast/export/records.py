@@ -282,7 +282,7 @@ def readme(runs: list[Run], rv: Review, script: ExportedScript, sub: dict[str, A
         tot = f"{art + script.counted:,}" if art else "n/a"
         lines.append(f"| {r.seed} | {s.get('val_loss', float('nan')):.6f} | {s.get('val_bpb', float('nan')):.6f} | "
                      f"{art or 0:,} | {tot} | {r.final.get('steps')} |")
-    lines += ["", "## Compliance", "", rv.compliance, "",
+    lines += ["", "## Compliance", ""] + [f"- {ln}" for ln in rv.compliance.splitlines()] + ["",
               "Score: the round-trip artifact's "
               + ("sliding-window" if runs[0].final.get("round_trip_sliding") else "plain") + " val_bpb "
               "(full-vocabulary softmax, every validation token scored once, left to right).", ""]
