@@ -71,6 +71,7 @@ def corpus(tmp_path_factory) -> Path:
                          progress=lambda s: None)
 
 
+@pytest.mark.slow
 def test_exported_script_reproduces_the_package_run(corpus, tmp_path):
     env = clean_environ({"OMP_NUM_THREADS": "1"})
     # 1. the package's run (golf-fast train, code bytes measured from the export)

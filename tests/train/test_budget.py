@@ -58,6 +58,7 @@ def _final(run_dir):
     return [e for e in map(json.loads, lines) if e["event"] == "final"][-1]
 
 
+@pytest.mark.slow
 def test_trainer_fits_or_refuses(data_dir, tmp_path):  # noqa: F811
     cfg = _cfg(data_dir, tmp_path, **{"eval.stride": 0, "run.name": "near"})
     # ~1,000 bytes of room: the artifact (~28 KB) cannot fit → not a submission
