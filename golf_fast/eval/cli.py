@@ -1,7 +1,8 @@
 """``golf-fast eval ARTIFACT --data DIR --tokenizer MODEL``: val_bpb of an artifact in a fresh process.
 
 Loads the artifact (checksummed, no pickle), rebuilds the model from its config, and reports
-plain and (with ``--stride``) sliding-window val_bpb on the ``*_val_*.bin`` shards of DIR.
+plain and (with ``--stride``) sliding-window val_bpb on the ``*_val_*.bin`` shards of DIR. When DIR
+has CaseOps byte sidecars (``*_val_bytes_*.bin``) the bytes come from them, else from the tokenizer.
 Works under torchrun too (the windows are split across ranks, the sums all-reduced).
 """
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from golf_fast.data.byte_table import TokenByteTable
-    from golf_fast.data.shards import list_shards, load_tokens
+    from golf_fast.data.shards import list_shards, load_tokens, load_val_bytes
     from golf_fast.eval.evaluate import evaluate
     from golf_fast.train.distributed import init_distributed
     from golf_fast.train.stages import load_model_from_artifact
@@ -47,14 +48,17 @@ def run(args: argparse.Namespace) -> int:
             return 2
         model.looping_active = args.looping == "on"
         table = TokenByteTable.from_sentencepiece(str(tok), vocab_size=model.cfg.vocab_size)
-        val = load_tokens(list_shards(args.data, "val"))
+        val_files = list_shards(args.data, "val")
+        val, val_bytes = load_tokens(val_files), load_val_bytes(val_files)
         if args.max_val_tokens:
             val = val[:args.max_val_tokens]
+            val_bytes = val_bytes[:args.max_val_tokens] if val_bytes is not None else None
         dtype = torch.bfloat16 if d.device.type == "cuda" else None
-        out = {"artifact": str(args.artifact), "artifact_bytes": os.path.getsize(args.artifact)}
+        out = {"artifact": str(args.artifact), "artifact_bytes": os.path.getsize(args.artifact),
+               "bytes_from": "sidecar" if val_bytes is not None else "tokenizer"}
         for mode, stride in [("plain", None)] + ([("sliding", args.stride)] if args.stride else []):
             r = evaluate(model, val, table, seq_len=args.seq_len, stride=stride, batch_seqs=args.batch_seqs,
-                         rank=d.rank, world_size=d.world, device=d.device, dtype=dtype)
+                         rank=d.rank, world_size=d.world, device=d.device, dtype=dtype, val_bytes=val_bytes)
             out[mode] = r.as_dict()
         if d.main:
             print(json.dumps(out, indent=1))
