@@ -22,6 +22,8 @@ from typing import Mapping, Optional
 
 import torch
 
+from golf_fast.quant.formats import QuantizedTensor
+
 ASYM = "asym"
 SYM = "sym"
 
@@ -168,3 +170,49 @@ def lqer_report(errors: Mapping[str, float], chosen: Optional[list[str]]) -> str
     """One line: the chosen matrices and their residual norms."""
     chosen = chosen or []
     return "LQER: " + (", ".join(f"{n} (‖E‖={errors[n]:.4g})" for n in chosen) if chosen else "no matrices")
+
+
+def residual_norms(tensors: Mapping[str, object], originals: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """``‖W − q·s‖_F`` (fp32) of every ``QuantizedTensor`` in ``tensors`` against ``originals[name]``.
+
+    ``tensors`` is a quantizer's output (name → QuantizedTensor or passthrough tensor); entries
+    that are not QuantizedTensor are skipped.
+    """
+    out = {}
+    for name, v in tensors.items():
+        if isinstance(v, QuantizedTensor):
+            if name not in originals:
+                raise KeyError(f"originals: no original weight for quantized matrix {name!r}")
+            out[name] = float((originals[name].detach().float().cpu() - v.dequantize().cpu()).norm())
+    return out
+
+
+def add_lqer(tensors: dict, originals: Mapping[str, torch.Tensor], *, top_k: int = 3, rank: int = 4,
+             asym: bool = True, group: int = 64, factor_bits: int = 4,
+             exclude: Optional[set] = None) -> tuple[list[str], dict[str, float]]:
+    """Add LQER entries (:func:`to_state_entries`) for the ``top_k`` matrices of ``tensors`` with the
+    largest GPTQ residual; returns (chosen names, every candidate's ‖E‖_F). ``exclude``: names that
+    are not candidates (the int8 gates)."""
+    exclude = exclude or set()
+    cands = {k: v for k, v in tensors.items() if k not in exclude}
+    errors = residual_norms(cands, originals)
+    chosen = select_top_k(errors, top_k)
+    for name in chosen:
+        e = originals[name].detach().float().cpu() - tensors[name].dequantize().cpu()
+        tensors.update(to_state_entries(name, low_rank_factors(e, rank, asym=asym, group=group,
+                                                               factor_bits=factor_bits)))
+    return chosen, errors
+
+
+def fold_lqer(dense: dict[str, torch.Tensor], factors: Mapping[str, LowRankFactors]) -> dict[str, torch.Tensor]:
+    """``W ← W + A·B`` (computed in fp32, stored back in W's dtype) for every matrix with factors
+    (from :func:`pop_state_entries` of the quantized state); in place on ``dense``, which is returned."""
+    for name, f in factors.items():
+        if name not in dense:
+            raise KeyError(f"factors: LQER factors for {name!r} but the state has no such matrix")
+        w = dense[name]
+        if tuple(w.shape) != (f.qA.shape[0], f.qB.shape[1]):
+            raise ValueError(f"dense[{name!r}]: shape {tuple(w.shape)} does not match its LQER factors "
+                             f"({f.qA.shape[0]}, {f.qB.shape[1]})")
+        dense[name] = (w.float() + f.dense().to(w.device)).to(w.dtype)
+    return dense

@@ -89,3 +89,28 @@ def test_gate_int8_rows_in_float64():
         quantize_gate_int8_rows(torch.zeros(4))
     with pytest.raises(ValueError, match="NaN"):
         quantize_gate_int8_rows(torch.full((2, 20), float("nan")))
+
+
+def test_add_lqer_picks_the_worst_matrices_and_folds_back():
+    from golf_fast.quant.formats import quantize_rtn
+    from golf_fast.quant.formats import QuantizedTensor
+    from golf_fast.quant.lqer import add_lqer, fold_lqer
+
+    g = torch.Generator().manual_seed(1506)
+    originals = {f"m{i}": torch.randn(32, 64, generator=g) * (1 + i) for i in range(4)}
+    originals["gate"] = torch.randn(8, 12, generator=g)
+    tensors = {k: quantize_rtn(v, 4, 3.0) for k, v in originals.items() if k != "gate"}
+    tensors["gate"] = quantize_gate_int8_rows(originals["gate"])
+    tensors["scalar"] = torch.ones(3, dtype=torch.float16)
+    chosen, errors = add_lqer(tensors, originals, top_k=2, rank=4, exclude={"gate"})
+    assert chosen == ["m3", "m2"] and set(errors) == {"m0", "m1", "m2", "m3"}
+    state = dict(tensors)
+    factors = pop_state_entries(state)
+    assert sorted(factors) == ["m2", "m3"] and not any(".lqer." in k for k in state)
+    dense = {k: (v.dequantize() if isinstance(v, QuantizedTensor) else v.clone()) for k, v in state.items()}
+    before = {k: (originals[k] - dense[k]).norm() for k in chosen}
+    fold_lqer(dense, factors)
+    for k in chosen:  # the correction reduces the residual of the chosen matrices
+        assert (originals[k] - dense[k]).norm() < before[k]
+    assert torch.equal(dense["m0"], tensors["m0"].dequantize())  # others untouched
+
