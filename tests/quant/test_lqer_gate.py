@@ -114,3 +114,22 @@ def test_add_lqer_picks_the_worst_matrices_and_folds_back():
         assert (originals[k] - dense[k]).norm() < before[k]
     assert torch.equal(dense["m0"], tensors["m0"].dequantize())  # others untouched
 
+
+
+def test_int6_linear_low_rank_term_applies_the_lqer_factors():
+    """The kernels' path for an int6 matrix with LQER: ``int6_linear(x, packed, s, lowrank=(A, B))``
+    equals ``F.linear(x, q·s + A·B)`` computed in fp32 up to the bf16 output rounding."""
+    import golf_fast
+    from golf_fast.quant.formats import quantize_rtn
+
+    g = torch.Generator().manual_seed(1507)
+    w = torch.randn(40, 64, generator=g) * 0.05
+    qt = quantize_rtn(w, 6, 11.5)
+    f = low_rank_factors(w - qt.dequantize(), 4, group=64)
+    x = torch.randn(3, 64, generator=g).bfloat16()
+    got = golf_fast.int6_linear(x, qt.packed(), qt.scales, lowrank=f.factors(), backend="reference")
+    want = torch.nn.functional.linear(x.float(), qt.dequantize() + f.dense())
+    assert got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), want, rtol=2 ** -7, atol=1e-6)
+    without = golf_fast.int6_linear(x, qt.packed(), qt.scales, backend="reference")
+    assert not torch.allclose(without.float(), want, rtol=2 ** -7, atol=1e-6)  # the term matters
