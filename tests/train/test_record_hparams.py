@@ -9,8 +9,12 @@ new key, an unmapped key, or a value that differs without a listed reason fails 
 from pathlib import Path
 
 import pytest
+import torch
 
-from golf_fast.train.config import RECORD_SEEDS, preset
+from golf_fast.model.gpt import GPT
+from golf_fast.quant.recipe import RECORD_RECIPE
+from golf_fast.train.config import RECORD_SEEDS, apply_overrides, preset
+from golf_fast.train.quant_recipe import recipe_from_config
 
 TABLE = Path(__file__).resolve().parent.parent / "data" / "r0611_hparams.txt"
 
@@ -156,7 +160,18 @@ def test_the_comparison_catches_a_changed_value():
 
 @pytest.mark.parametrize("seed", RECORD_SEEDS)
 def test_the_records_seeds_are_accepted(seed):
-    from golf_fast.train.config import apply_overrides
-
     assert apply_overrides(preset("record"), {"run.seed": str(seed)}).run.seed == seed
     assert preset("record").run.precision == "record" and preset("record").quant.calibration == "windows"
+
+
+def test_quant_config_becomes_the_records_recipe():
+    cfg = preset("record")
+    with torch.device("meta"):
+        model = GPT(cfg.model)
+    r = recipe_from_config(cfg.quant, model)
+    assert r == RECORD_RECIPE  # the record preset's numbers are the record recipe, field by field
+    small = recipe_from_config(preset("smoke").quant, GPT(preset("smoke").model))
+    assert small.passthrough_max_numel < 65_536 and small.rules == RECORD_RECIPE.rules
+    c = apply_overrides(preset("record"), {"quant.damp": "0.005", "quant.mlp_clip_sigmas": "12", "quant.lqer": "0"})
+    r2 = recipe_from_config(c.quant, model)
+    assert r2.damp == 0.005 and r2.rule_for("blocks.0.mlp.fc.weight").clip_sigmas == 12.0 and not r2.lqer
