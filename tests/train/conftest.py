@@ -1,3 +1,5 @@
+"""Fixtures of the trainer tests (the one-thread fixture is in tests/conftest.py)."""
+
 import pytest
 import torch
 
