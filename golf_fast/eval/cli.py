@@ -21,6 +21,7 @@ from golf_fast.data.shards import list_shards, load_tokens, load_val_bytes
 from golf_fast.distributed import init_distributed, shutdown
 from golf_fast.eval.evaluate import evaluate
 from golf_fast.model.from_artifact import load_model_from_artifact
+from golf_fast.model.precision import apply_precision
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--looping", choices=("on", "off"), default="on",
                    help="depth recurrence during eval (on: as at the end of training)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--precision", choices=("fp32", "record"), default="fp32",
+                   help="parameter precision of the rebuilt model (record: bf16 with banks and control tensors fp32)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         tok = args.tokenizer or args.data / "tokenizer.model"
         try:
-            model = load_model_from_artifact(args.artifact, d.device)
+            model = apply_precision(load_model_from_artifact(args.artifact, d.device), args.precision)
         except (ValueError, OSError, KeyError) as e:  # ArtifactError is a ValueError
             print(f"golf-fast eval: cannot load {args.artifact}: {e}", file=sys.stderr)
             return 2
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if args.max_val_tokens:
             val = val[:args.max_val_tokens]
             val_bytes = val_bytes[:args.max_val_tokens] if val_bytes is not None else None
-        dtype = torch.bfloat16 if d.device.type == "cuda" else None
+        dtype = torch.bfloat16 if d.device.type == "cuda" or args.precision == "record" else None
         out = {"artifact": str(args.artifact), "artifact_bytes": os.path.getsize(args.artifact),
                "bytes_from": "sidecar" if val_bytes is not None else "tokenizer"}
         for mode, stride in [("plain", None)] + ([("sliding", args.stride)] if args.stride else []):
