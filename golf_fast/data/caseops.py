@@ -18,7 +18,9 @@ lowercase pieces across case variants::
 
 :func:`decode` inverts it and rejects malformed input (a marker not followed by an ASCII letter, a
 TITLE/ALLCAPS marker inside a word, a duplicate CAPNEXT, a dangling ESC or marker at the end)
-with :class:`CaseOpsError`. ``decode(encode(x)) == x`` for every string ``x``.
+with :class:`CaseOpsError`. It is stricter than the record's decoder in two cases the encoder never
+produces, so that only encodings decode: ESC followed by anything but a control character, and
+CAPNEXT outside a word. ``decode(encode(x)) == x`` for every string ``x``.
 
 Byte sidecar (:func:`original_byte_counts`): for each SentencePiece piece, the number of bytes it
 stands for in the ORIGINAL UTF-8 text, taken over the piece's *surface* (the span of the
