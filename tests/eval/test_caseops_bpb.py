@@ -12,7 +12,7 @@ from golf_fast.data.byte_table import TokenByteTable, load_sentencepiece
 from golf_fast.eval import evaluate
 from golf_fast.eval.bpb import BpbAccumulator
 from golf_fast.model.config import ModelConfig
-from golf_fast.model.gpt import GPT
+from model_factories import randomized_gpt
 
 DOCS = ["The NASA launch of the iPhone at McDonald's.", "A quick Brown fox; HTTPServer getURL OK.",
         f"Literal {co.TITLE} and {co.ESC} stay, Café ÉCOLE naïve 😀.", "plain lowercase text, nothing else."]
@@ -24,11 +24,7 @@ def setup(tmp_path_factory):
                                             vocab_size=330, num_threads=1, user_defined_symbols=co.CONTROLS))
     cfg = ModelConfig(vocab_size=330, num_layers=3, model_dim=32, num_heads=2, num_kv_heads=1, loop_start=1,
                       loop_end=1, parallel_start_layer=2, max_seqlen=128, rope_dims=8)
-    torch.manual_seed(15)
-    model = GPT(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = randomized_gpt(cfg, 15)
     rng = np.random.default_rng(15)
     docs = [DOCS[i] for i in rng.integers(0, len(DOCS), size=6)]
     pairs = [co.encode_document(sp, d) for d in docs]

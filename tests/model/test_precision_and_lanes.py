@@ -6,20 +6,16 @@ import pytest
 import torch
 
 from golf_fast.model.config import ModelConfig
-from golf_fast.model.gpt import BANK_NAMES, EMBED_NAME, GPT
+from golf_fast.model.gpt import BANK_NAMES, EMBED_NAME
 from golf_fast.model.precision import apply_precision, keeps_fp32, precision_summary
+from model_factories import randomized_gpt
 
 CFG = ModelConfig(vocab_size=96, num_layers=4, model_dim=32, num_heads=2, num_kv_heads=1, loop_start=1, loop_end=2,
                   parallel_start_layer=2, max_seqlen=64, rope_dims=8, gate_window=8)
 
 
 def _model(cfg, seed):
-    torch.manual_seed(seed)
-    m = GPT(cfg)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return m
+    return randomized_gpt(cfg, seed)
 
 
 def test_record_recipe_keeps_only_the_embedding_in_bf16():
