@@ -250,6 +250,8 @@ def piece_surfaces(sp, text: str) -> tuple[list[int], list[str]]:
 
 def encode_document(sp, text: str, bos_id: int = BOS_ID) -> tuple[np.ndarray, np.ndarray]:
     """``([BOS] + sp.encode(encode(text)), [0] + original byte counts)``, both uint16 of one length."""
+    if not (isinstance(bos_id, int) and 0 <= bos_id < 2**16):
+        raise ValueError(f"bos_id: expected a token id in [0, 65535], got {bos_id!r}")
     ids, surfaces = piece_surfaces(sp, encode(text))
     counts = original_byte_counts(surfaces)
     tok = np.empty(len(ids) + 1, dtype=np.uint16)

@@ -144,6 +144,10 @@ SUFFIXES = (".lqer.qA", ".lqer.sA", ".lqer.qB", ".lqer.sB")
 
 def to_state_entries(name: str, f: LowRankFactors) -> dict[str, torch.Tensor]:
     """``{name.lqer.qA: ..., name.lqer.sB: ..., name.lqer.meta: int32 [scheme (0 asym, 1 sym), group, bits]}``."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name: expected a non-empty tensor name, got {name!r}")
+    if not isinstance(f, LowRankFactors):
+        raise TypeError(f"f: expected LowRankFactors, got {type(f).__name__}")
     meta = torch.tensor([0 if f.scheme == ASYM else 1, f.group, f.bits], dtype=torch.int32)
     return {name + ".lqer.qA": f.qA, name + ".lqer.sA": f.sA, name + ".lqer.qB": f.qB, name + ".lqer.sB": f.sB,
             name + ".lqer.meta": meta}
@@ -151,6 +155,8 @@ def to_state_entries(name: str, f: LowRankFactors) -> dict[str, torch.Tensor]:
 
 def pop_state_entries(state: dict) -> dict[str, LowRankFactors]:
     """Remove the LQER entries of ``state`` (in place); return matrix name → factors."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state: expected a dict name → tensor, got {type(state).__name__}")
     out: dict[str, LowRankFactors] = {}
     for key in [k for k in state if k.endswith(".lqer.meta")]:
         name = key[:-len(".lqer.meta")]
