@@ -78,7 +78,8 @@ class TrainData:
         val, val_bytes = load_tokens(val_files), load_val_bytes(val_files)
         if cfg.data.caseops and val_bytes is None:
             raise FileNotFoundError(f"data.caseops: the validation shards in {str(data_dir)!r} have no byte sidecars "
-                                    "(*_val_bytes_*.bin); build the data with `golf-fast data build --caseops`")
+                                    "(*_val_bytes_*.bin); build the data with `golf-fast data build --caseops` "
+                                    "(or train on plain data with --data.caseops false)")
         if cfg.data.max_val_tokens:
             val = val[:cfg.data.max_val_tokens]
             val_bytes = val_bytes[:cfg.data.max_val_tokens] if val_bytes is not None else None

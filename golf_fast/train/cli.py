@@ -1,8 +1,10 @@
 """``golf-fast train`` (and ``torchrun --nproc_per_node=N -m golf_fast.train``, the same program).
 
     golf-fast train --preset smoke
-    golf-fast train --preset record --data.data_dir ./data/datasets/fineweb10B_sp8192 \\
-        --data.tokenizer ./data/tokenizers/fineweb_8192_bpe.model
+    golf-fast train --preset record --data.data_dir ./data/datasets/fineweb10B_sp8192_caseops \\
+        --data.tokenizer ./data/tokenizers/fineweb_8192_bpe_caseops_v1.model      # the record trains on CaseOps
+    golf-fast train --preset record --data.caseops false --data.data_dir ./data/datasets/fineweb10B_sp8192 \\
+        --data.tokenizer ./data/tokenizers/fineweb_8192_bpe.model                  # plain sp8192 data
     golf-fast train --preset smoke --model.num_layers 4 --schedule.max_wallclock_s 30
     golf-fast train --preset smoke --data.caseops          # CaseOps data, val_bpb from the byte sidecars
 
