@@ -1,28 +1,26 @@
 """The 16,000,000-byte budget: code bytes + artifact bytes, and fitting the quantization to it.
 
 ``verdict(artifact, code)`` says whether a run fits (the challenge limit is decimal bytes,
-``code + artifact ≤ 16,000,000``). When it does not, :func:`fit_to_budget` re-quantizes with
-``golf_fast.artifact.fit.fit_clip_scale``: every matrix keeps its role's bits and its clip sigmas
-become ``f · k_role``; ``f`` is bisected in [1, ``hi``] for the smallest factor (finest
-quantization) whose encoded artifact is at most ``16,000,000 − code − margin`` (the margin covers
-the run's metadata, written with the final file; the trainer checks the written file's size). Each try runs GPTQ on every matrix (with the
-run's Hessians) and encodes the artifact; the log shows each try.
+``code + artifact ≤ 16,000,000``). When it does not, :func:`fit_to_budget` bisects one factor
+``f`` on every clip sigma of the recipe (``k_role → f · k_role``, the default role's too;
+bits, LQER and gates unchanged): compressed size falls as ``f`` grows (coarser steps, about
+``bits − log2 k + const`` bits per code; parameter_golf.md §5.2), so it looks for the smallest
+``f`` in [1, ``hi``] whose artifact fits ``16,000,000 − code``. Each try re-quantizes the whole
+model (GPTQ, then LQER on its residuals) and encodes the artifact exactly as it will be written
+(metadata included), so the chosen file's size is the size that was tested. (The per-matrix
+``golf_fast.artifact.fit.fit_clip_scale`` cannot do this: LQER picks its matrices across the
+whole model.)
 """
 
 from __future__ import annotations
 
-import re
-from typing import Callable, Optional
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
-import torch
-
-from golf_fast.artifact.fit import CHALLENGE_LIMIT, FitResult, budget_bytes, fit_clip_scale
-
-METADATA_MARGIN = 1_024
-"""Bytes kept for what the final file adds to the fitted encoding: the run's metadata (preset, steps)."""
-from golf_fast.quant.formats import QuantizedTensor
-from golf_fast.quant.quantize_model import quantize_model
-from golf_fast.quant.recipe import RECORD_RECIPE, QuantRecipe, RoleRule
+from golf_fast.artifact.fit import CHALLENGE_LIMIT
+from golf_fast.quant.recipe import QuantRecipe
 
 
 def verdict(artifact_bytes: Optional[int], code_bytes: Optional[int],
@@ -38,30 +36,69 @@ def verdict(artifact_bytes: Optional[int], code_bytes: Optional[int],
     return False, f"{total:,} bytes > {limit:,} (over by {total - limit:,})"
 
 
-def fit_to_budget(state: dict[str, torch.Tensor], hessians: dict[str, torch.Tensor], matrices: list[str],
-                  passthrough: dict[str, torch.Tensor], code_bytes: int, config, codec: str, *,
-                  recipe: Optional[QuantRecipe] = None, margin: int = METADATA_MARGIN, hi: float = 4.0,
-                  log: Optional[Callable[[str], None]] = print) -> FitResult:
-    """Bisect the clip-sigma factor so the artifact fits ``16,000,000 − code_bytes − margin``.
+def scaled_recipe(recipe: QuantRecipe, factor: float) -> QuantRecipe:
+    """``recipe`` with every clip sigma (each rule's and the default) multiplied by ``factor``."""
+    if not isinstance(recipe, QuantRecipe):
+        raise TypeError(f"recipe: expected a QuantRecipe, got {type(recipe).__name__}")
+    if not factor > 0:
+        raise ValueError(f"factor: expected > 0, got {factor!r}")
+    rules = tuple(dataclasses.replace(r, clip_sigmas=r.clip_sigmas * factor) for r in recipe.rules)
+    return recipe.replace(rules=rules, default_clip_sigmas=recipe.default_clip_sigmas * factor)
 
-    ``state``: float (un-banked) tensors including every name of ``matrices``; ``hessians``: name →
-    (K, K) for each matrix; ``passthrough``: tensors stored as they are. Raises ``ValueError``
-    if even ``f = hi`` does not fit.
+
+@dataclass
+class BudgetFit:
+    """The chosen factor (the smallest that fit), its tensors and size, and every try (factor, bytes, s)."""
+
+    factor: float
+    tensors: dict
+    nbytes: int
+    budget: int
+    tries: list[tuple[float, int, float]] = field(default_factory=list)
+
+
+def fit_to_budget(quantize_at: Callable[[float], dict], encoded_bytes: Callable[[dict], int], code_bytes: int, *,
+                  hi: float = 4.0, rel_tol: float = 0.01, max_tries: int = 10, limit: int = CHALLENGE_LIMIT,
+                  log: Optional[Callable[[str], None]] = print) -> BudgetFit:
+    """Smallest clip-sigma factor in [1, ``hi``] whose artifact fits ``limit − code_bytes``.
+
+    ``quantize_at(f)``: the quantized tensors at factor ``f``; ``encoded_bytes(tensors)``: the size
+    of the file they would make. Factor 1 is assumed over budget (the caller tried it). Raises
+    ``ValueError`` when even ``hi`` does not fit. Stops when the bracket is within ``rel_tol · hi``
+    or after ``max_tries`` tries.
     """
-    if not isinstance(code_bytes, int) or code_bytes < 0:
+    if not isinstance(code_bytes, int) or isinstance(code_bytes, bool) or code_bytes < 0:
         raise ValueError(f"code_bytes: expected a non-negative int, got {code_bytes!r}")
-    missing = [n for n in matrices if n not in state or n not in hessians]
-    if missing:
-        raise ValueError(f"matrices: {missing[:3]} have no weight or no Hessian")
-    recipe = recipe or RECORD_RECIPE
-    plan = {n: (recipe.rule_for(n).bits, recipe.rule_for(n).clip_sigmas) for n in matrices}
+    if not hi > 1.0:
+        raise ValueError(f"hi: expected > 1, got {hi!r}")
+    if not (0 < rel_tol < 1) or max_tries < 1:
+        raise ValueError(f"rel_tol, max_tries: expected 0 < rel_tol < 1 and max_tries >= 1, got {rel_tol}, {max_tries}")
+    budget = limit - code_bytes
+    if budget <= 0:
+        raise ValueError(f"code_bytes: {code_bytes:,} code bytes leave nothing of {limit:,}")
+    say = log or (lambda _m: None)
+    tries: list[tuple[float, int, float]] = []
 
-    def gptq(name: str, w: torch.Tensor, bits: int, clip_sigmas: float) -> QuantizedTensor:
-        rule = RoleRule("fit", "^" + re.escape(name) + "$", bits, clip_sigmas)
-        r = recipe.replace(rules=(rule,), default_bits=bits, default_clip_sigmas=clip_sigmas, passthrough_max_numel=0)
-        return quantize_model({name: w}, {name: hessians[name]}, r).tensors[name]
+    def attempt(f: float) -> tuple[int, dict]:
+        t0 = time.perf_counter()
+        tensors = quantize_at(f)
+        n = int(encoded_bytes(tensors))
+        tries.append((f, n, time.perf_counter() - t0))
+        say(f"fit try {len(tries)}: clip-sigma factor {f:.4f} → {n:,} bytes "
+            f"({'fits' if n <= budget else 'over'} budget {budget:,})")
+        return n, tensors
 
-    budget = budget_bytes(code_bytes, margin=margin)
-    kwargs = {"codec": codec} if codec else {}
-    return fit_clip_scale({n: state[n] for n in matrices}, plan, budget, quantize=gptq, passthrough=passthrough,
-                          config=config, lo=1.0, hi=hi, log=log, **kwargs)
+    n_hi, t_hi = attempt(hi)
+    if n_hi > budget:
+        raise ValueError(f"budget: {budget:,} bytes is too small: even clip-sigma factor {hi} gives {n_hi:,} bytes")
+    lo, best = 1.0, (hi, n_hi, t_hi)
+    while hi - lo > rel_tol * hi and len(tries) < max_tries:
+        mid = 0.5 * (lo + hi)
+        n, t = attempt(mid)
+        if n <= budget:
+            hi, best = mid, (mid, n, t)
+        else:
+            lo = mid
+    f, n, t = best
+    say(f"fit: chose clip-sigma factor {f:.4f} → {n:,} bytes, {budget - n:,} under budget, {len(tries)} tries")
+    return BudgetFit(f, t, n, budget, tries)

@@ -8,8 +8,8 @@
   and SDClip sigmas) over the un-banked state.
 * :func:`write_artifact`: :func:`golf_fast.artifact.save_artifact` (checksummed, pickle-free,
   written atomically).
-* :func:`round_trip`: quantize, write (rank 0), fit the budget when code bytes are given
-  (:func:`fit_to_budget`, ``golf_fast.train.budget``), rebuild a fresh model from the file
+* :func:`fit_to_budget`: re-quantize with scaled clip sigmas until code + artifact ≤ 16,000,000.
+* :func:`round_trip`: quantize, write (rank 0), fit the budget when code bytes are given, rebuild a fresh model from the file
   (:func:`golf_fast.model.load_model_from_artifact`) and evaluate it.
 """
 
@@ -25,13 +25,15 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 
 from golf_fast import distributed
-from golf_fast.artifact import save_artifact
+from golf_fast.artifact import encode_artifact, save_artifact
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.from_artifact import load_model_from_artifact
 from golf_fast.model.gpt import GPT
+from golf_fast.model.precision import apply_precision
 from golf_fast.quant import HessianCollector, QuantRecipe, quantize_model
 from golf_fast.train import budget
 from golf_fast.train.evalhooks import EvalHooks
+from golf_fast.train.quant_recipe import passthrough_threshold
 from golf_fast.train.runlog import RunLog
 
 
@@ -86,14 +88,7 @@ def default_recipe(model: GPT) -> QuantRecipe:
     """The record's recipe, with a passthrough threshold that fits this model's size: every matrix
     is GPTQ'd and every control tensor passes through as fp16 (the record's 65,536-element threshold
     would pass a small model's matrices through)."""
-    state = model.unbanked_state_dict()
-    matrices = set(model.matrix_names())
-    largest_control = max(v.numel() for k, v in state.items() if k not in matrices)
-    smallest_matrix = min(state[k].numel() for k in matrices)
-    if largest_control >= smallest_matrix:
-        raise ValueError(f"model: a control tensor ({largest_control} elements) is as large as the smallest "
-                         f"matrix ({smallest_matrix}); no passthrough threshold separates them")
-    return QuantRecipe(passthrough_max_numel=min(65_536, smallest_matrix - 1))
+    return QuantRecipe(passthrough_max_numel=passthrough_threshold(model))
 
 
 def quantize(model: GPT, hessians: dict[str, torch.Tensor], recipe: Optional[QuantRecipe] = None
@@ -132,34 +127,39 @@ class RoundTrip:
     """The clip-sigma factor of the written artifact (> 1 when it was fitted to the budget)."""
 
 
-def fit_to_budget(model: GPT, hessians: dict[str, torch.Tensor], tensors: dict, code_bytes: int, codec: str,
-                  log: Callable[[str], None]) -> Any:
-    """Re-quantize so code + artifact fit 16,000,000 bytes (:func:`golf_fast.train.budget.fit_to_budget`);
-    the passthrough tensors are those of ``tensors`` (the first quantization)."""
-    matrices = [n for n in model.matrix_names() if n in hessians]
-    state = {k: v.detach().float().cpu() for k, v in model.unbanked_state_dict().items() if k in hessians}
-    passthrough = {k: v for k, v in tensors.items() if k not in matrices}
-    hs = {k: v.float().cpu() for k, v in hessians.items()}
-    return budget.fit_to_budget(state, hs, matrices, passthrough, code_bytes, model.cfg, codec, log=log)
-
-
 def _agree(nbytes: Optional[int]) -> Optional[int]:
     """Rank 0's artifact size on every rank."""
     text = distributed.broadcast_str("" if nbytes is None else str(nbytes))
     return int(text) if text else None
 
 
+def fit_to_budget(model: GPT, hessians: dict[str, torch.Tensor], recipe: QuantRecipe, code_bytes: int,
+                  codec: str, metadata: Optional[dict], log: Callable[[str], None]) -> budget.BudgetFit:
+    """Re-quantize with scaled clip sigmas until code + artifact ≤ 16,000,000
+    (:func:`golf_fast.train.budget.fit_to_budget`); sizes are of the exact file (metadata included)."""
+    kwargs = {"codec": codec} if codec else {}
+
+    def encoded(tensors: dict) -> int:
+        return len(encode_artifact(tensors, model.cfg, metadata=metadata or {}, **kwargs))
+
+    return budget.fit_to_budget(lambda f: quantize(model, hessians, budget.scaled_recipe(recipe, f))[0], encoded,
+                                code_bytes, log=log)
+
+
 def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLike, codec: str = "",
                metadata: Optional[dict] = None, d: distributed.Dist, evals: EvalHooks, attention: str = "auto",
-               log: RunLog, code_bytes: Optional[int] = None) -> RoundTrip:
-    """GPTQ → artifact at ``path`` (written by rank 0) → fresh model from the file → full eval.
+               log: RunLog, recipe: Optional[QuantRecipe] = None, precision: str = "fp32",
+               code_bytes: Optional[int] = None) -> RoundTrip:
+    """GPTQ (``recipe``; None = :func:`default_recipe`) → artifact at ``path`` (written by rank 0) →
+    fresh model from the file, cast to ``precision`` (``golf_fast.model.precision``) → full eval.
 
     With ``code_bytes``: when code + artifact exceed 16,000,000, every rank re-quantizes with the
-    clip-sigma fit (deterministic, so all agree) and rank 0 rewrites the file; if even the
-    coarsest factor does not fit, the over-budget file stays and the caller's verdict says so."""
+    clip-sigma fit (:func:`fit_to_budget`; deterministic, so all agree) and rank 0 rewrites the file;
+    if even the coarsest factor does not fit, the over-budget file stays and the caller's verdict
+    says so."""
     path = Path(path)
     phases: dict[str, float] = {}
-    tensors, phases["gptq"], qtable = quantize(model, hessians)
+    tensors, phases["gptq"], qtable = quantize(model, hessians, recipe)
     for ln in qtable.splitlines():
         log.line("  " + ln)
     t0 = time.perf_counter()
@@ -169,16 +169,17 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
         log.line(f"budget: {nbytes:,} artifact + {code_bytes:,} code bytes is over 16,000,000; "
                  "fitting the clip sigmas")
         try:
-            fitted = fit_to_budget(model, hessians, tensors, code_bytes, codec, log.line)
+            fitted = fit_to_budget(model, hessians, recipe if recipe is not None else default_recipe(model),
+                                   code_bytes, codec, metadata, log.line)
         except ValueError as e:
             log.line(f"budget: cannot fit ({e}); the run is over budget")
         else:
-            tensors, factor = fitted.state, fitted.factor
+            tensors, factor = fitted.tensors, fitted.factor
             nbytes = _agree(write_artifact(path, tensors, model.cfg, codec, metadata) if d.main else None)
     distributed.barrier()
     phases["artifact_write"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fresh = load_model_from_artifact(path, d.device, attention)
+    fresh = apply_precision(load_model_from_artifact(path, d.device, attention), precision)
     fresh.looping_active = model.looping_active
     phases["artifact_load"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -6,12 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from golf_fast.artifact.fit import CHALLENGE_LIMIT
-from golf_fast.artifact.format import encode_artifact
-from golf_fast.model.config import ModelConfig
-from golf_fast.train.budget import METADATA_MARGIN, fit_to_budget, verdict
+from golf_fast.quant.recipe import RECORD_RECIPE
+from golf_fast.train.budget import fit_to_budget, scaled_recipe, verdict
 from golf_fast.train.loop import train
 
 from train.test_loop import _cfg, data_dir  # noqa: F401  (the tiny corpus fixture)
@@ -24,33 +22,32 @@ def test_verdict():
     assert verdict(None, 10)[0] is None and verdict(10, None)[0] is None
 
 
-def test_fit_to_budget_finds_a_coarser_factor_that_fits():
-    g = torch.Generator().manual_seed(1701)
-    names = ["blocks.0.mlp.fc.weight", "blocks.0.attn.c_q.weight", "tok_emb.weight"]
-    state = {n: torch.randn(96, 64, generator=g) * 0.05 for n in names}
-    hessians = {}
-    for n in names:
-        x = torch.randn(512, 64, generator=g)
-        hessians[n] = x.T @ x / 512
-    passthrough = {"blocks.0.attn_scale": torch.ones(64, dtype=torch.float16)}
-    cfg = ModelConfig(vocab_size=96, num_layers=1, model_dim=64, num_heads=2, num_kv_heads=1, num_loops=0,
-                      parallel_start_layer=0, xsa_last_n=1, gate_window=8)
-    # sizes at factor 1 and at factor 4 (via a huge budget), then a budget in between
-    at1 = fit_to_budget(state, hessians, names, passthrough, 0, cfg, "brotli-11", log=None)
-    assert at1.factor == 1.0
-    at4 = fit_to_budget(state, hessians, names, passthrough, 0, cfg, "brotli-11", hi=4.0, log=None)
-    n1 = at1.nbytes
-    smallest = min(t.nbytes for t in at4.tries)
-    assert smallest < n1
-    code = CHALLENGE_LIMIT - METADATA_MARGIN - (n1 + smallest) // 2
-    fit = fit_to_budget(state, hessians, names, passthrough, code, cfg, "brotli-11", log=None)
-    assert 1.0 < fit.factor <= 4.0 and fit.nbytes <= fit.budget < n1
-    assert len(encode_artifact(fit.state, cfg, codec="brotli-11")) == fit.nbytes
+def test_scaled_recipe_scales_every_clip_sigma():
+    r = scaled_recipe(RECORD_RECIPE, 1.5)
+    assert [x.clip_sigmas for x in r.rules] == [1.5 * x.clip_sigmas for x in RECORD_RECIPE.rules]
+    assert r.default_clip_sigmas == 1.5 * RECORD_RECIPE.default_clip_sigmas
+    assert [x.bits for x in r.rules] == [x.bits for x in RECORD_RECIPE.rules] and r.lqer == RECORD_RECIPE.lqer
+    with pytest.raises(ValueError, match="factor"):
+        scaled_recipe(RECORD_RECIPE, 0.0)
+
+
+def test_fit_bisects_to_the_smallest_fitting_factor():
+    """A size that falls with the factor: the fit lands within rel_tol above the true threshold."""
+    size = lambda f: int(1_000_000 / f)  # noqa: E731
+    code = CHALLENGE_LIMIT - 400_000      # fits for f ≥ 2.5
+    calls = []
+
+    def quantize_at(f):
+        calls.append(f)
+        return {"f": f}
+
+    fit = fit_to_budget(quantize_at, lambda t: size(t["f"]), code, hi=4.0, rel_tol=0.01, max_tries=20, log=None)
+    assert 2.5 <= fit.factor <= 2.5 * 1.05 and fit.nbytes <= fit.budget == 400_000
+    assert fit.tensors == {"f": fit.factor} and calls[0] == 4.0 and len(fit.tries) == len(calls)
     with pytest.raises(ValueError, match="too small"):
-        fit_to_budget(state, hessians, names, passthrough, CHALLENGE_LIMIT - METADATA_MARGIN - 50, cfg, "brotli-11",
-                      log=None)
+        fit_to_budget(quantize_at, lambda t: size(t["f"]), CHALLENGE_LIMIT - 100_000, log=None)
     with pytest.raises(ValueError, match="code_bytes"):
-        fit_to_budget(state, hessians, names, passthrough, -1, cfg, "brotli-11", log=None)
+        fit_to_budget(quantize_at, lambda t: 1, -1, log=None)
 
 
 def _final(run_dir):
