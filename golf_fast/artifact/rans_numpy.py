@@ -159,15 +159,17 @@ def encode_np(model: Any, mats: list[np.ndarray]) -> list[bytes]:
 
 
 def _slot_table(freq: np.ndarray, cum: np.ndarray, p: int) -> np.ndarray:
-    """(nctx, 2^p) int64 ``symbol | freq << 8 | cum << 24`` of the symbol whose interval
+    """(nctx, 2^p) int64 ``symbol | freq << 8 | cum << 26`` of the symbol whose interval
     [cum, cum + freq) holds each slot (0 for contexts that are never used)."""
     m = 1 << p
     nctx, nsym = freq.shape
+    if p > 17:
+        raise ValueError(f"p: expected at most 17 probability bits, got {p}")
     if nsym > 255:
         raise ValueError(f"freq: at most 255 symbols per context, got {nsym}")
     table = np.zeros((nctx, m), dtype=np.int64)
     syms = np.arange(nsym, dtype=np.int64)
-    packed = syms[None, :] | (freq << 8) | (cum << 24)
+    packed = syms[None, :] | (freq << 8) | (cum << 26)  # freq ≤ 2^p ≤ 2^17 fits in 18 bits
     for i in range(nctx):
         if freq[i].sum() == m:
             table[i] = np.repeat(packed[i], freq[i])
@@ -223,7 +225,7 @@ def decode_np(model: Any, streams: list[bytes], dims: list[tuple[int, int]]) -> 
                 slot = x & mask
                 e = table[ctx, slot]
                 s = e & 0xFF
-                x = ((e >> 8) & 0xFFFF) * (x >> p) + slot - (e >> 24)
+                x = ((e >> 8) & 0x3FFFF) * (x >> p) + slot - (e >> 26)
                 low = x < RANS_LOW
                 x = np.where(low, (x << 16) | flat_words[row_base + np.minimum(pos, nwords)], x)
                 pos += low

@@ -11,7 +11,7 @@ from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import decode_group, encode_group, features_ref, fit_group
 from golf_fast.artifact.rans_codec import RansCodec
-from golf_fast.artifact.rans_numpy import contexts_np, decode_np, encode_np, features_np
+from golf_fast.artifact.rans_numpy import contexts_np, counts_np, decode_np, encode_np, features_np
 
 
 def structured_codes(seed, r, c, qmax):
@@ -136,3 +136,16 @@ def test_residual_row_mode_round_trips_and_matches_a_python_loop():
         np.testing.assert_array_equal(m, b)
     with pytest.raises(ValueError, match="rmode"):
         features_np(q, 8, 31, 4, 3, 10, 12, rmode=2)
+
+
+def test_sixteen_bit_tables_and_a_single_symbol_context():
+    """prob_bits 16 (a context holding one symbol has frequency 2^16): the packed table keeps it."""
+    q = np.zeros((3, 4), dtype=np.int8)
+    q[2, 3] = 1
+    model, _, _ = fit_group([q], 31, candidates=[MODELS[0]], prob_bits=15, backend="numpy")
+    from golf_fast.artifact.rans import quantize_freqs
+
+    model.prob_bits = 16
+    model.freq = np.stack([quantize_freqs(c, 16) for c in counts_np(model, [q])])
+    streams = encode_np(model, [q])
+    np.testing.assert_array_equal(decode_np(model, streams, [q.shape])[0], q)
