@@ -176,6 +176,13 @@ def _slot_table(freq: np.ndarray, cum: np.ndarray, p: int) -> np.ndarray:
     return table
 
 
+def _pad(lut: np.ndarray, n: int) -> np.ndarray:
+    """``lut`` extended to ``n`` entries with its last value (``lut[min(v, len − 1)]`` for v < n)."""
+    if lut.size >= n:
+        return lut
+    return np.concatenate([lut, np.full(n - lut.size, lut[-1], dtype=lut.dtype)])
+
+
 def decode_np(model: Any, streams: list[bytes], dims: list[tuple[int, int]]) -> list[np.ndarray]:
     """Inverse of ``encode_np``: ``dims`` are the oriented (rows, cols) of each matrix."""
     lanes = _lanes(dims, model.slice_rows)
@@ -192,15 +199,20 @@ def decode_np(model: Any, streams: list[bytes], dims: list[tuple[int, int]]) -> 
     luta, lutb = model.luts()
     luta, lutb = luta.astype(np.int64), lutb.astype(np.int64)
     lutc = model.lutc().astype(np.int64)
-    la, lb = luta.size - 1, lutb.size - 1
     nb, nc, qmax, cs, rs = model.nb, model.nc, model.qmax, model.cs, model.rs
     rmode = int(getattr(model, "rmode", 0))
     outs = [np.zeros(d, dtype=np.int8) for d in dims]
     for st in streams:
         if len(st) < 4 or (len(st) - 4) % 2:
             raise ArtifactError("stream length is not 4 + 2*words")
-    ta = luta.astype(np.int64) * (nb * nc)  # context = ta[col] + tb[row] + lutc[above]
-    tb = lutb.astype(np.int64) * nc
+    m_slots = 1 << p
+    # row index into the flat slot table = ta[col] + tb[row] + tc[above] (context × 2^p). The
+    # accumulators never exceed max((qmax+1) << shift, init) (increments are ≤ qmax, ≤ 2·qmax in
+    # rmode 1): the lookups are padded with their last entry up to that bound instead of clamped.
+    ta = _pad(luta.astype(np.int64) * (nb * nc * m_slots), max((qmax + 1) << cs, model.ainit + 1))
+    tb = _pad(lutb.astype(np.int64) * (nc * m_slots), max((2 * qmax + 1) << rs, model.rinit + 1))
+    tc = lutc * m_slots
+    flat_table = table.ravel()
     mag = np.abs(np.arange(2 * qmax + 1, dtype=np.int64) - qmax)
     for (nr, c), idx in _by_shape(lanes).items():
         nl = len(idx)
@@ -221,9 +233,8 @@ def decode_np(model: Any, streams: list[bytes], dims: list[tuple[int, int]]) -> 
             cur = np.empty((c, nl), dtype=np.int64)
             for j in range(c):
                 a = col[j]
-                ctx = ta[np.minimum(a, la)] + tb[np.minimum(row, lb)] + lutc[prev[j]]
                 slot = x & mask
-                e = table[ctx, slot]
+                e = flat_table[ta[a] + tb[row] + tc[prev[j]] + slot]
                 s = e & 0xFF
                 x = ((e >> 8) & 0x3FFFF) * (x >> p) + slot - (e >> 26)
                 low = x < RANS_LOW
