@@ -67,6 +67,23 @@ DEFAULT_CANDIDATES = (
 _TABLE_BITS_PER_SYMBOL = 10.0  # estimated cost of one nonzero table entry, for model selection
 
 
+def normalize_candidate(cand) -> tuple:
+    """A candidate as ``(transpose, cs, rs, na, nb, ck, reorder, rmode)``; a 7-tuple means rmode 0."""
+    c = tuple(cand)
+    if len(c) == 7:
+        c = c + (0,)
+    if len(c) != 8:
+        raise ValueError(f"candidates: expected (transpose, cs, rs, na, nb, ck, reorder[, rmode]) tuples, got {cand!r}")
+    transpose, cs, rs, na, nb, ck, reorder, rmode = c
+    if not (isinstance(cs, int) and 0 <= cs <= 8 and isinstance(rs, int) and 0 <= rs <= 8):
+        raise ValueError(f"candidates: cs and rs must be ints in 0..8, got {cand!r}")
+    if not (isinstance(na, int) and 1 <= na <= 64 and isinstance(nb, int) and 1 <= nb <= 64):
+        raise ValueError(f"candidates: na and nb must be ints in 1..64, got {cand!r}")
+    if not (isinstance(ck, int) and 0 <= ck <= 127) or rmode not in (0, 1):
+        raise ValueError(f"candidates: ck must be an int in 0..127 and rmode 0 or 1, got {cand!r}")
+    return bool(transpose), cs, rs, na, nb, ck, bool(reorder), int(rmode)
+
+
 def role_of(name: str) -> str:
     """The role of a tensor name: numeric path parts become ``*`` (``blocks.3.mlp.fc.weight`` →
     ``blocks.*.mlp.fc.weight``)."""
@@ -93,6 +110,7 @@ class GroupModel:
     prob_bits: int = DEFAULT_PROB_BITS
     slice_rows: int = DEFAULT_SLICE_ROWS
     reorder: bool = False
+    rmode: int = 0  # row accumulator over |q| (0) or over |q - above| (1)
 
     @property
     def nb(self) -> int:
@@ -114,10 +132,14 @@ class GroupModel:
     def luts(self) -> tuple[np.ndarray, np.ndarray]:
         """Bucket lookup tables over every accumulator value: ``lut[v] = #(thresholds ≤ v)``."""
         la = max((self.qmax + 1) << self.cs, self.ainit + 1)
-        lb = max((self.qmax + 1) << self.rs, self.rinit + 1)
+        lb = max((self.row_span() + 1) << self.rs, self.rinit + 1)
         luta = np.searchsorted(np.asarray(self.thr_a, dtype=np.int64), np.arange(la), side="right")
         lutb = np.searchsorted(np.asarray(self.thr_b, dtype=np.int64), np.arange(lb), side="right")
         return luta.astype(np.uint8), lutb.astype(np.uint8)
+
+    def row_span(self) -> int:
+        """Largest value the row accumulator adds per symbol: ``qmax`` (|q|) or ``2·qmax`` (|q − above|)."""
+        return self.qmax * (2 if self.rmode else 1)
 
     def cum(self) -> np.ndarray:
         c = np.zeros_like(self.freq)
@@ -127,13 +149,15 @@ class GroupModel:
     def settings(self) -> dict[str, Any]:
         return {"qmax": self.qmax, "transpose": self.transpose, "cs": self.cs, "rs": self.rs,
                 "ainit": self.ainit, "rinit": self.rinit, "thr_a": list(self.thr_a), "thr_b": list(self.thr_b),
-                "ck": self.ck, "prob_bits": self.prob_bits, "slice_rows": self.slice_rows, "reorder": self.reorder}
+                "ck": self.ck, "prob_bits": self.prob_bits, "slice_rows": self.slice_rows, "reorder": self.reorder,
+                "rmode": self.rmode}
 
     @classmethod
     def from_settings(cls, g: dict, freq: np.ndarray) -> "GroupModel":
         return cls(int(g["qmax"]), bool(g["transpose"]), int(g["cs"]), int(g["rs"]), int(g["ainit"]),
                    int(g["rinit"]), [int(v) for v in g["thr_a"]], [int(v) for v in g["thr_b"]], int(g["ck"]),
-                   freq.astype(np.int32), int(g["prob_bits"]), int(g["slice_rows"]), bool(g["reorder"]))
+                   freq.astype(np.int32), int(g["prob_bits"]), int(g["slice_rows"]), bool(g["reorder"]),
+                   int(g.get("rmode", 0)))
 
 
 def quantize_freqs(counts: np.ndarray, prob_bits: int) -> np.ndarray:
@@ -164,12 +188,12 @@ def quantize_freqs(counts: np.ndarray, prob_bits: int) -> np.ndarray:
 
 
 def _features(mats: list[np.ndarray], slice_rows: int, qmax: int, cs: int, rs: int, ainit: int, rinit: int,
-              backend: str) -> list[np.ndarray]:
+              rmode: int, backend: str) -> list[np.ndarray]:
     if backend == "cpp":
         ts = [torch.from_numpy(np.ascontiguousarray(q)) for q in mats]
-        feats = torch.ops.golf_fast._rans_features_cpp(ts, slice_rows, qmax, cs, rs, ainit, rinit)
+        feats = torch.ops.golf_fast._rans_features_cpp(ts, slice_rows, qmax, cs, rs, ainit, rinit, rmode)
         return [t.numpy() for t in feats]
-    return [features_ref(q, slice_rows, qmax, cs, rs, ainit, rinit) for q in mats]
+    return [features_ref(q, slice_rows, qmax, cs, rs, ainit, rinit, rmode) for q in mats]
 
 
 def similarity_chain(q: np.ndarray, backend: str = "reference") -> np.ndarray:
@@ -244,7 +268,7 @@ def _counts(model: GroupModel, mats: list[np.ndarray], backend: str) -> np.ndarr
         return torch.ops.golf_fast._rans_counts_cpp(
             [torch.from_numpy(np.ascontiguousarray(q)) for q in mats], model.slice_rows, torch.from_numpy(luta),
             torch.from_numpy(lutb), torch.from_numpy(model.lutc()), model.nb, model.nc, model.nctx, model.qmax,
-            model.cs, model.rs, model.ainit, model.rinit).numpy()
+            model.cs, model.rs, model.ainit, model.rinit, model.rmode).numpy()
     ctx = np.concatenate([_contexts_ref(model, q).ravel() for q in mats])
     sym = np.concatenate([q.ravel() for q in mats]).astype(np.int64) + model.qmax
     return np.bincount(ctx * nsym + sym, minlength=model.nctx * nsym).reshape(model.nctx, nsym)
@@ -279,17 +303,21 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
             total_rows[transpose] = sum(q.shape[0] for q in oriented_cache[transpose])
         return oriented_cache[transpose]
 
-    def make(transpose, cs, rs, na, nb, ck, reorder, feats_from):
-        ainit, rinit = int(round(mean_mag * (1 << cs))), int(round(mean_mag * (1 << rs)))
-        fs = _features(feats_from, slice_rows, qmax, cs, rs, ainit, rinit, backend)
+    def make(transpose, cs, rs, na, nb, ck, reorder, rmode, feats_from):
+        row_mean = mean_mag
+        if rmode:  # mean |q − above| of the coded row order
+            row_mean = float(np.mean([np.abs(np.diff(q.astype(np.int16), axis=0)).mean() if q.shape[0] > 1 else 0.0
+                                      for q in feats_from]))
+        ainit, rinit = int(round(mean_mag * (1 << cs))), int(round(row_mean * (1 << rs)))
+        fs = _features(feats_from, slice_rows, qmax, cs, rs, ainit, rinit, rmode, backend)
         a = np.concatenate([f[0].ravel() for f in fs])
         b = np.concatenate([f[1].ravel() for f in fs])
         return GroupModel(qmax, transpose, cs, rs, ainit, rinit, _quantile_thresholds(a, na),
                           _quantile_thresholds(b, nb), ck, np.zeros((1, 2 * qmax + 1), np.int32), prob_bits,
-                          slice_rows, bool(reorder))
+                          slice_rows, bool(reorder), int(rmode))
 
     for cand in candidates:
-        transpose, cs, rs, na, nb, ck, reorder = cand
+        transpose, cs, rs, na, nb, ck, reorder, rmode = normalize_candidate(cand)
         full = oriented(transpose)
         if reorder and max(q.shape[0] for q in full) > REORDER_MAX_ROWS:
             continue
@@ -301,7 +329,7 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
             sample_cache[key] = smp
         smp = sample_cache[key]
         n_smp = sum(q.size for q in smp)
-        model = make(transpose, cs, rs, na, nb, ck, reorder, smp)
+        model = make(transpose, cs, rs, na, nb, ck, reorder, rmode, smp)
         counts = _counts(model, smp, backend)
         # empirical entropy (the tables' rounding loss is ~0.1% and alike for every candidate)
         table_bits = _TABLE_BITS_PER_SYMBOL * float((counts > 0).sum())
@@ -309,18 +337,18 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
         if reorder:
             cost += 8.0 * sum(perm_bytes(q.shape[0]) for q in full)
         report["tries"].append({"transpose": transpose, "cs": cs, "rs": rs, "na": na, "nb": nb, "ck": ck,
-                                "reorder": bool(reorder), "bytes": round(cost / 8),
+                                "reorder": bool(reorder), "rmode": rmode, "bytes": round(cost / 8),
                                 "sampled_symbols": n_smp})
         if best is None or cost < best[0]:
-            best = (cost, cand)
+            best = (cost, (transpose, cs, rs, na, nb, ck, reorder, rmode))
     if best is None:
         raise ValueError("candidates: none applies to this group (reordering needs at most "
                          f"{REORDER_MAX_ROWS} rows)")
-    transpose, cs, rs, na, nb, ck, reorder = best[1]
+    transpose, cs, rs, na, nb, ck, reorder, rmode = best[1]
     full = oriented(transpose)
     perms = [similarity_chain(q, backend) for q in full] if reorder else None
     coded = [np.ascontiguousarray(q[p]) for q, p in zip(full, perms)] if reorder else full
-    model = make(transpose, cs, rs, na, nb, ck, reorder, _sample(coded, slice_rows, sample))
+    model = make(transpose, cs, rs, na, nb, ck, reorder, rmode, _sample(coded, slice_rows, sample))
     counts = _counts(model, coded, backend)
     model.freq, _ = _cost_bits(counts, prob_bits)
     report["chosen"] = model.settings()
@@ -335,7 +363,8 @@ def _slices(rows: int, slice_rows: int) -> list[tuple[int, int]]:
     return [(r0, min(slice_rows, rows - r0)) for r0 in range(0, rows, slice_rows)]
 
 
-def features_ref(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ainit: int, rinit: int) -> np.ndarray:
+def features_ref(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ainit: int, rinit: int,
+                 rmode: int = 0) -> np.ndarray:
     """(3, R, C) int32: column accumulator, row accumulator and symbol above, per symbol."""
     r, c = q.shape
     out = np.zeros((3, r, c), dtype=np.int32)
@@ -348,13 +377,13 @@ def features_ref(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ai
                 out[0, i, j], out[1, i, j], out[2, i, j] = col[j], row, above
                 m = abs(int(q[i, j]))
                 col[j] += m - (col[j] >> cs)
-                row += m - (row >> rs)
+                row += (abs(int(q[i, j]) - (above - qmax)) if rmode else m) - (row >> rs)
     return out
 
 
 def _contexts_ref(model: GroupModel, q: np.ndarray) -> np.ndarray:
     luta, lutb = model.luts()
-    f = features_ref(q, model.slice_rows, model.qmax, model.cs, model.rs, model.ainit, model.rinit)
+    f = features_ref(q, model.slice_rows, model.qmax, model.cs, model.rs, model.ainit, model.rinit, model.rmode)
     a = np.minimum(f[0], luta.size - 1)
     b = np.minimum(f[1], lutb.size - 1)
     return (luta[a].astype(np.int64) * model.nb + lutb[b]) * model.nc + model.lutc()[f[2]]
@@ -416,7 +445,7 @@ def decode_ref(model: GroupModel, streams: list[bytes], rows: int, cols: int) ->
                 code = s - model.qmax
                 out[i, j] = code
                 col[j] += abs(code) - (col[j] >> model.cs)
-                row += abs(code) - (row >> model.rs)
+                row += (abs(code - (above - model.qmax)) if model.rmode else abs(code)) - (row >> model.rs)
         if pos != len(words):
             raise ArtifactError("stream has trailing words")
         if x != RANS_LOW:
@@ -432,7 +461,7 @@ def _cpp_args(model: GroupModel) -> tuple:
     return (torch.from_numpy(luta), torch.from_numpy(lutb), torch.from_numpy(model.lutc()), model.nb, model.nc,
             torch.from_numpy(np.ascontiguousarray(model.freq, dtype=np.int32)),
             torch.from_numpy(np.ascontiguousarray(model.cum(), dtype=np.int32)),
-            model.prob_bits, model.qmax, model.cs, model.rs, model.ainit, model.rinit)
+            model.prob_bits, model.qmax, model.cs, model.rs, model.ainit, model.rinit, model.rmode)
 
 
 def slice_counts(model: GroupModel, shapes: list[tuple]) -> list[int]:

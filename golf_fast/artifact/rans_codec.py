@@ -28,6 +28,7 @@ from golf_fast.artifact.rans import (
     decode_group,
     encode_group,
     fit_group,
+    normalize_candidate,
     role_of,
     slice_counts,
 )
@@ -115,14 +116,11 @@ class RansCodec(Codec):
             raise ValueError(f"prob_bits: expected an int in 8..15, got {prob_bits!r}")
         if not isinstance(slice_rows, int) or slice_rows < 1:
             raise ValueError(f"slice_rows: expected a positive int, got {slice_rows!r}")
-        for c in candidates:
-            if len(tuple(c)) != 7:
-                raise ValueError(f"candidates: expected (transpose, cs, rs, na, nb, ck, reorder) tuples, got {c!r}")
-        self.slice_rows = slice_rows
         if not candidates:
             raise ValueError("candidates: expected at least one context setting")
+        self.slice_rows = slice_rows
         self.backend = backend
-        self.candidates = tuple(tuple(c) for c in candidates)
+        self.candidates = tuple(normalize_candidate(c) for c in candidates)
         self.prob_bits = prob_bits
         self.last_report: dict[str, Any] = {}
 
