@@ -418,6 +418,7 @@ def decode_ref(model: GroupModel, streams: list[bytes], rows: int, cols: int) ->
     luta, lutb, lutc = model.luts() + (model.lutc(),)
     freq, cum, p = model.freq, model.cum(), model.prob_bits
     mask = (1 << p) - 1
+    empty = freq.sum(axis=1) == 0
     out = np.zeros((rows, cols), dtype=np.int8)
     for (r0, nr), stream in zip(sl, streams):
         if len(stream) < 4 or (len(stream) - 4) % 2:
@@ -433,6 +434,8 @@ def decode_ref(model: GroupModel, streams: list[bytes], rows: int, cols: int) ->
                 ctx = ((int(luta[min(col[j], luta.size - 1)]) * model.nb + int(lutb[min(row, lutb.size - 1)]))
                        * model.nc + int(lutc[above]))
                 slot = x & mask
+                if empty[ctx]:
+                    raise ArtifactError("a symbol falls in an empty context")
                 s = int(np.searchsorted(cum[ctx], slot, side="right")) - 1
                 while freq[ctx, s] == 0:  # a zero-width symbol shares its cum with the next one
                     s -= 1

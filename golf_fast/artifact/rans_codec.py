@@ -31,9 +31,15 @@ from golf_fast.artifact.rans import (
     role_of,
     slice_counts,
 )
+from golf_fast.artifact.rans_side import (
+    SIDE_VERSION,
+    check_group,
+    check_header,
+    check_stream_count,
+    check_tables,
+)
 from golf_fast.quant.formats import qmax as qmax_of
 
-_SIDE_VERSION = 1
 
 
 def _resolve_backend(backend: str) -> str:
@@ -133,7 +139,7 @@ class RansCodec(Codec):
     def encode(self, items: list[TensorData]) -> tuple[bytes, dict[str, Any]]:
         backend = _resolve_backend(self.backend)
         specs = [it.spec for it in items]
-        header: dict[str, Any] = {"v": _SIDE_VERSION, "groups": [], "streams": []}
+        header: dict[str, Any] = {"v": SIDE_VERSION, "groups": [], "streams": []}
         tables, streams = [], []
         self.last_report = {"groups": []}
         for idx in self.groups(specs):
@@ -175,8 +181,7 @@ class RansCodec(Codec):
             header = json.loads(side[4:4 + hlen].decode())
         except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"golf-rans: side information is malformed ({exc})") from exc
-        if header.get("v") != _SIDE_VERSION:
-            raise ArtifactError(f"golf-rans: unknown side-information version {header.get('v')!r}")
+        version = check_header(header)
         tpos = 4 + hlen
         pos = 4 + side_len
         out: list[TensorData] = [TensorData(s) for s in specs]
@@ -188,17 +193,21 @@ class RansCodec(Codec):
             what = f"tensor {missing[0]!r} listed in the manifest has no code stream" if missing else \
                 "its groups do not match the manifest's quantized tensors"
             raise ArtifactError(f"golf-rans: {what}")
+        settings = [check_group(g, version, qmax_of(int(specs[g["tensors"][0]].bits))) for g in header["groups"]]
         lens = header["streams"]
+        check_stream_count(lens, sum(
+            sum(slice_counts(GroupModel.from_settings(g, np.zeros((1, 1), np.int32)),
+                             [(int(specs[i].shape[0]), int(specs[i].shape[1])) for i in g["tensors"]]))
+            for g in settings))
         k = 0
-        for g in header["groups"]:
+        for g in settings:
             idx = g["tensors"]
-            nsym = 2 * int(g["qmax"]) + 1
-            nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1) * (2 * int(g["ck"]) + 1)
+            nsym = 2 * g["qmax"] + 1
+            nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1) * (2 * g["ck"] + 1)
             freq, tpos = _read_table(side, tpos, nctx * nsym)
-            try:
-                model = GroupModel.from_settings(g, freq.reshape(nctx, nsym))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ArtifactError(f"golf-rans: group settings are malformed ({exc!r})") from exc
+            freq = freq.reshape(nctx, nsym)
+            check_tables(freq, g["prob_bits"])
+            model = GroupModel.from_settings(g, freq)
             shapes = [(int(specs[i].shape[0]), int(specs[i].shape[1])) for i in idx]
             streams = []
             for i, ns in zip(idx, slice_counts(model, shapes)):
