@@ -5,37 +5,64 @@ What it exploits (measured in benchmarks/bench_compression.py):
 * codes are small integers: each is one symbol ``u = q + qmax`` of a (2·qmax+1)-letter alphabet,
   not a byte, and an entropy coder gets within ~0.1% of the order-0 entropy (brotli-11: ~1%);
 * tensors of one role (all ``blocks.*.mlp.fc.weight``, …) share statistics: one model per
-  (role, bits) group, its tables paid once;
+  (role, bits) group, its tables paid once (per-matrix tables measured no better on trained codes);
 * trained matrices have per-column (input feature) and per-row magnitude structure left after the
   per-row SDClip scale: the context of a code is its column's running mean ``|q|`` (previous rows)
-  and its row's running mean ``|q|`` (previous columns), each bucketed by thresholds the encoder
-  fits (quantiles); the encoder tries a few settings (orientation, bucket counts) per group and
-  keeps the cheapest, tables included.
+  and its row's running mean, each bucketed by thresholds the encoder fits (quantiles);
+* near-duplicate rows (embedding rows of rare tokens that moved together; on the smoke model the
+  code above after a similarity ordering carries 7% of the embedding's entropy, the row's
+  distance to it another 7%): a third context is the code just above, clamped to [−ck, ck], after
+  an optional row reordering (``reorder``: a greedy nearest-neighbour chain, exact squared L2
+  distance between code rows, puts similar rows next to each other; the permutation is stored,
+  2 or 4 bytes per row), and ``rmode`` 1 makes the row accumulator follow ``|q − above|``, i.e.
+  how closely this row tracks the one above so far.
 
-  Near-duplicate rows (e.g. embedding rows that moved together) are caught by a third context,
-  the code just above, clamped to [−ck, ck], after an optional row reordering (``reorder``):
-  a greedy nearest-neighbour chain (exact squared L2 distance between code rows) puts similar
-  rows next to each other; the permutation is stored (2 or 4 bytes per row).
+The encoder tries a few settings per group (``DEFAULT_CANDIDATES``) on a sample and keeps the
+cheapest, tables and row orders included.
 
-A (R, C) matrix (after an optional transpose) is cut into slices of ``slice_rows`` rows, each an
-independent stream with its own context history (so slices decode in parallel). Context of
-symbol (i, j) of a slice, scanned row-major::
+Decoding, exactly (what a port, e.g. to numpy, must do; all integer arithmetic)
+------------------------------------------------------------------------------
+Per group: settings ``qmax, transpose, cs, rs, ainit, rinit, thr_a, thr_b, ck, prob_bits (P),
+slice_rows, reorder, rmode`` and ``freq`` (nctx, 2·qmax+1) with ``nctx = na·nb·nc``,
+``na = len(thr_a)+1``, ``nb = len(thr_b)+1``, ``nc = 2·ck+1``; ``cum[c, s] = Σ_{t<s} freq[c, t]``.
+Lookup tables: ``luta[v] = #{t ∈ thr_a : t ≤ v}`` for v < max((qmax+1)<<cs, ainit+1), ``lutb``
+likewise over thr_b for v < max((span+1)<<rs, rinit+1) with span = qmax (rmode 0) or 2·qmax
+(rmode 1); ``lutc[u] = clamp(u − qmax, −ck, ck) + ck``.
 
-    colacc[j] starts at ainit;   rowacc starts at rinit at every row
-    above = q[i−1, j] (0 on the slice's first row)
-    ctx = (luta[min(colacc[j], |luta|−1)] · nb + lutb[min(rowacc, |lutb|−1)]) · nc + clamp(above, −ck, ck) + ck
-    then colacc[j] += |q| − (colacc[j] >> cs);  rowacc += |q| − (rowacc >> rs)
+Each matrix (R, C) is coded in its oriented form (C, R) if ``transpose``, then with its rows
+permuted if ``reorder``; its rows are cut into slices of ``slice_rows`` rows, one stream each
+(matrix-major, then slice order). A stream is ``u32 x0`` (little endian) then 16-bit LE words.
+For each slice (independent of every other slice, so all slices can be decoded in lockstep,
+one vector lane per slice)::
 
-with nc = 2·ck + 1. Coder: rANS with a 32-bit state in [2^16, 2^32), 16-bit words, frequencies
-summing to 2^P per context (P = 14 by default). One stream per slice: u32 final state, then the
-words. The C++ op
-``golf_fast::_rans_{encode,decode}_cpp`` runs it (matrices of a group in parallel);
-``encode_ref`` / ``decode_ref`` here are the pure-Python reference it must match byte for byte.
+    x = x0; colacc[0..C) = ainit
+    for i in rows of the slice:
+        rowacc = rinit
+        for j in 0..C:
+            above = out[i−1, j] + qmax if i is not the slice's first row else qmax
+            c = (luta[min(colacc[j], |luta|−1)]·nb + lutb[min(rowacc, |lutb|−1)])·nc + lutc[above]
+            slot = x & (2^P − 1)
+            s = the symbol with cum[c, s] ≤ slot < cum[c, s] + freq[c, s]
+            x = freq[c, s]·(x >> P) + slot − cum[c, s]
+            if x < 2^16: x = (x << 16) | next word        (no word left: corrupt)
+            q = s − qmax; out[i, j] = q
+            colacc[j] += |q| − (colacc[j] >> cs)
+            rowacc += (|q − (above − qmax)| if rmode else |q|) − (rowacc >> rs)
+    at the end every word is used and x == 2^16 (else corrupt)
+
+Then ``out[perm[k]] = decoded row k`` undoes the reordering (perm must be a permutation) and a
+transposed group is transposed back. The encoder runs the same contexts backwards (rANS is LIFO):
+for symbols in reverse order, ``if x ≥ freq << (32 − P): emit x & 0xFFFF; x >>= 16``, then
+``x = (x // f << P) + x % f + cum``, starting from x = 2^16; the words are stored in reverse.
+The C++ op ``golf_fast::_rans_{encode,decode}_cpp`` runs it (slices in parallel, 4 interleaved
+per thread); ``encode_ref`` / ``decode_ref`` here are the pure-Python reference it must match
+byte for byte.
 
 Payload: ``u32 len(side) | side | streams… | rest``, where ``side`` = brotli(u32 len(json) | json
-| tables) holds each group's settings, stream lengths and frequency tables, and ``rest`` is the
-scales and passthrough tensors, byte-shuffled by element size and compressed with whichever of
-brotli-11 / lzma-9 is smaller.
+| tables) holds each group's settings, stream lengths, frequency tables (uint16 LE) and row orders
+(uint16, or uint32 past 65,536 rows), checked field by field at load (``rans_side``), and
+``rest`` is the scales and passthrough tensors, byte-shuffled by element size and compressed with
+whichever of brotli-11 / lzma-9 is smaller.
 """
 
 from __future__ import annotations
@@ -48,13 +75,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from golf_fast.artifact.compressors import brotli_compress, byte_shuffle, byte_unshuffle
 from golf_fast.artifact.errors import ArtifactError
 
 RANS_LOW = 1 << 16
 DEFAULT_PROB_BITS = 14
 DEFAULT_SLICE_ROWS = 256
 REORDER_MAX_ROWS = 16384  # the chain needs a rows × rows distance matrix
-# (transpose, cs, rs, na, nb, ck, reorder) settings the encoder tries per group;
+# (transpose, cs, rs, na, nb, ck, reorder[, rmode]) settings the encoder tries per group;
 # (False, 4, 3, 1, 1, 0, False) is plain order-0.
 DEFAULT_CANDIDATES = (
     (False, 4, 3, 1, 1, 0, False),
@@ -63,6 +91,9 @@ DEFAULT_CANDIDATES = (
     (False, 4, 6, 8, 4, 2, False),
     (False, 4, 6, 8, 4, 2, True), (False, 4, 6, 8, 4, 8, True), (False, 4, 6, 4, 1, 8, True),
     (True, 4, 6, 8, 4, 8, True),
+    # rmode 1: the row accumulator follows |q − above| (how closely the row tracks its neighbour)
+    (False, 4, 4, 1, 4, 8, True, 1), (False, 4, 4, 4, 4, 8, True, 1), (True, 4, 4, 1, 4, 8, True, 1),
+    (False, 4, 4, 1, 4, 3, False, 1), (True, 4, 4, 1, 4, 3, False, 1),
 )
 _TABLE_BITS_PER_SYMBOL = 10.0  # estimated cost of one nonzero table entry, for model selection
 
@@ -274,10 +305,39 @@ def _counts(model: GroupModel, mats: list[np.ndarray], backend: str) -> np.ndarr
     return np.bincount(ctx * nsym + sym, minlength=model.nctx * nsym).reshape(model.nctx, nsym)
 
 
-def _cost_bits(counts: np.ndarray, prob_bits: int) -> tuple[np.ndarray, float]:
-    freq = np.stack([quantize_freqs(c, prob_bits) for c in counts])
-    logq = np.log2(np.maximum(freq, 1) / float(1 << prob_bits))
-    return freq, float(-(counts * logq).sum()) + _TABLE_BITS_PER_SYMBOL * float((freq > 0).sum())
+def table_bytes(freq: np.ndarray) -> bytes:
+    """Frequency tables as stored: uint16 little-endian, byte planes split (all low bytes, then all
+    high bytes), which brotli packs ~5-10% tighter than interleaved."""
+    return byte_shuffle(np.ascontiguousarray(freq, dtype="<u2").tobytes(), 2)
+
+
+def read_table_bytes(buf: bytes, n: int, planes: bool = True) -> np.ndarray:
+    """Inverse of ``table_bytes`` for ``n`` entries (``buf`` is exactly 2n bytes); ``planes=False``
+    reads side-information version 1, which stored the uint16 entries interleaved."""
+    return np.frombuffer(byte_unshuffle(buf, 2) if planes else buf, dtype="<u2", count=n).astype(np.int64)
+
+
+PROB_BITS_TRIED = 5  # precisions tried per group: prob_bits − 4 … prob_bits
+
+
+def choose_precision(counts: np.ndarray, max_bits: int) -> tuple[int, np.ndarray, dict]:
+    """The table precision P ≤ ``max_bits`` minimizing coded bits + stored table bytes (brotli of
+    ``table_bytes``): low-count contexts lose almost nothing at P = 10, and their tables shrink.
+    Returns (P, frequencies (nctx, S), {P: estimated bytes})."""
+    best, tried = None, {}
+    nz_max = int((counts > 0).sum(axis=1).max(initial=0))
+    for p in range(max(8, max_bits - PROB_BITS_TRIED + 1), max_bits + 1):
+        if nz_max > 1 << p:
+            continue
+        freq = np.stack([quantize_freqs(c, p) for c in counts])
+        bits = float(-(counts * np.log2(np.maximum(freq, 1) / float(1 << p))).sum())
+        total = bits / 8 + len(brotli_compress(table_bytes(freq), quality=11))
+        tried[p] = round(total)
+        if best is None or total < best[0]:
+            best = (total, p, freq)
+    if best is None:
+        raise ValueError(f"prob_bits: {max_bits} bits cannot hold {nz_max} distinct symbols")
+    return best[1], best[2].astype(np.int32), tried
 
 
 def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATES,
@@ -350,7 +410,7 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
     coded = [np.ascontiguousarray(q[p]) for q, p in zip(full, perms)] if reorder else full
     model = make(transpose, cs, rs, na, nb, ck, reorder, rmode, _sample(coded, slice_rows, sample))
     counts = _counts(model, coded, backend)
-    model.freq, _ = _cost_bits(counts, prob_bits)
+    model.prob_bits, model.freq, report["precision_bytes"] = choose_precision(counts, prob_bits)
     report["chosen"] = model.settings()
     report["entropy_bytes"] = round(_entropy_bits(counts) / 8)
     return model, perms, report

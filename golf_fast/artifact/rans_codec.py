@@ -29,7 +29,9 @@ from golf_fast.artifact.rans import (
     fit_group,
     normalize_candidate,
     role_of,
+    read_table_bytes,
     slice_counts,
+    table_bytes,
 )
 from golf_fast.artifact.rans_side import (
     SIDE_VERSION,
@@ -55,15 +57,10 @@ def _resolve_backend(backend: str) -> str:
     return "cpp"
 
 
-def _table_bytes(freq: np.ndarray) -> bytes:
-    """Frequency tables as little-endian uint16 (every entry is ≤ 2^15); brotli packs the zeros."""
-    return np.ascontiguousarray(freq, dtype="<u2").tobytes()
-
-
-def _read_table(buf: bytes, pos: int, n: int) -> tuple[np.ndarray, int]:
+def _read_table(buf: bytes, pos: int, n: int, version: int) -> tuple[np.ndarray, int]:
     if pos + 2 * n > len(buf):
         raise ArtifactError("golf-rans: frequency tables end early")
-    return np.frombuffer(buf, dtype="<u2", count=n, offset=pos).astype(np.int64), pos + 2 * n
+    return read_table_bytes(buf[pos:pos + 2 * n], n, planes=version >= 2), pos + 2 * n
 
 
 def _rest_bytes(items: list[TensorData]) -> bytes:
@@ -152,7 +149,7 @@ class RansCodec(Codec):
             header["groups"].append({"tensors": idx, **model.settings()})
             header["streams"].extend(len(s) for s in enc)
             streams.extend(enc)
-            tables.append(_table_bytes(model.freq.ravel()))
+            tables.append(table_bytes(model.freq))
             for p in perms or []:
                 tables.append(p.astype("<u2" if p.size <= 1 << 16 else "<u4").tobytes())
         rest_raw = _rest_bytes(items)
@@ -204,7 +201,7 @@ class RansCodec(Codec):
             idx = g["tensors"]
             nsym = 2 * g["qmax"] + 1
             nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1) * (2 * g["ck"] + 1)
-            freq, tpos = _read_table(side, tpos, nctx * nsym)
+            freq, tpos = _read_table(side, tpos, nctx * nsym, version)
             freq = freq.reshape(nctx, nsym)
             check_tables(freq, g["prob_bits"])
             model = GroupModel.from_settings(g, freq)

@@ -7,7 +7,8 @@ manifest's shapes, and each frequency table (:func:`check_tables`: every context
 2^prob_bits). Anything else raises :class:`ArtifactError` naming the field. The C++ decoder checks
 again every index it reads (tables, lookup tables, stream bounds).
 
-Version 1 headers (no ``rmode``) are read as ``rmode`` 0; version 2 adds ``rmode``.
+Version 1 headers (no ``rmode``, tables stored as interleaved uint16) are read as ``rmode`` 0;
+version 2 adds ``rmode`` and stores each table as two byte planes (``rans.table_bytes``).
 """
 
 from __future__ import annotations
