@@ -94,8 +94,9 @@ DEFAULT_CANDIDATES = (
     # rmode 1: the row accumulator follows |q − above| (how closely the row tracks its neighbour)
     (False, 4, 4, 1, 4, 8, True, 1), (False, 4, 4, 4, 4, 8, True, 1), (True, 4, 4, 1, 4, 8, True, 1),
     (False, 4, 4, 1, 4, 3, False, 1), (True, 4, 4, 1, 4, 3, False, 1),
+    (True, 4, 8, 1, 8, 0, False),  # a slow row mean: the column scale of a transposed MLP projection
 )
-_TABLE_BITS_PER_SYMBOL = 10.0  # estimated cost of one nonzero table entry, for model selection
+SELECT_TABLE_BITS = 12  # table precision at which candidates' stored tables are measured
 
 
 def normalize_candidate(cand) -> tuple:
@@ -391,8 +392,11 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
         n_smp = sum(q.size for q in smp)
         model = make(transpose, cs, rs, na, nb, ck, reorder, rmode, smp)
         counts = _counts(model, smp, backend)
-        # empirical entropy (the tables' rounding loss is ~0.1% and alike for every candidate)
-        table_bits = _TABLE_BITS_PER_SYMBOL * float((counts > 0).sum())
+        # the stored table, measured (brotli-9 of the byte planes at 2^12 precision), plus the coded
+        # bits scaled to the group: the tables' rounding loss is ~0.1% and alike for every candidate
+        used = counts[counts.sum(axis=1) > 0]
+        table = np.stack([quantize_freqs(c, SELECT_TABLE_BITS) for c in used]) if used.size else used
+        table_bits = 8.0 * len(brotli_compress(table_bytes(table), quality=9))
         cost = _entropy_bits(counts) * total / n_smp + table_bits
         if reorder:
             cost += 8.0 * sum(perm_bytes(q.shape[0]) for q in full)
