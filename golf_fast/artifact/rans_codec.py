@@ -20,19 +20,17 @@ from golf_fast.artifact.compressors import (
 )
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import (
-    DEFAULT_CANDIDATES,
     DEFAULT_PROB_BITS,
-    GroupModel,
     DEFAULT_SLICE_ROWS,
+    GroupModel,
     decode_group,
     encode_group,
-    fit_group,
-    normalize_candidate,
-    role_of,
     read_table_bytes,
+    role_of,
     slice_counts,
     table_bytes,
 )
+from golf_fast.artifact.rans_fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
 from golf_fast.artifact.rans_side import (
     SIDE_VERSION,
     check_group,
@@ -104,7 +102,7 @@ class RansCodec(Codec):
 
     ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp`` or
     ``reference`` (pure Python, for tests and small states). ``candidates``: the context settings
-    tried per group (see ``rans.DEFAULT_CANDIDATES``).
+    tried per group (see ``rans_fit.DEFAULT_CANDIDATES``).
     """
 
     name = "golf-rans"

@@ -18,12 +18,10 @@ from golf_fast.artifact.rans import (
     encode_group,
     encode_ref,
     features_ref,
-    fit_group,
-    quantize_freqs,
     role_of,
-    similarity_chain,
 )
 from golf_fast.artifact.rans_codec import RansCodec
+from golf_fast.artifact.rans_fit import fit_group, quantize_freqs, similarity_chain
 
 
 def test_role_of():
