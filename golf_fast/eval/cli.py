@@ -13,6 +13,14 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
+from golf_fast.data.byte_table import TokenByteTable
+from golf_fast.data.shards import list_shards, load_tokens
+from golf_fast.distributed import init_distributed, shutdown
+from golf_fast.eval.evaluate import evaluate
+from golf_fast.model.from_artifact import load_model_from_artifact
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", type=Path)
@@ -28,15 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    import torch.distributed as dist
-
-    from golf_fast.data.byte_table import TokenByteTable
-    from golf_fast.data.shards import list_shards, load_tokens
-    from golf_fast.eval.evaluate import evaluate
-    from golf_fast.train.distributed import init_distributed
-    from golf_fast.train.stages import load_model_from_artifact
-
     d = init_distributed(args.device)
     try:
         tok = args.tokenizer or args.data / "tokenizer.model"
@@ -59,6 +58,5 @@ def run(args: argparse.Namespace) -> int:
         if d.main:
             print(json.dumps(out, indent=1))
     finally:
-        if d.initialized_here and dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown(d)
     return 0
