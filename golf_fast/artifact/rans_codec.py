@@ -102,7 +102,10 @@ class RansCodec(Codec):
 
     ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp`` or
     ``reference`` (pure Python, for tests and small states). ``candidates``: the context settings
-    tried per group (see ``rans_fit.DEFAULT_CANDIDATES``).
+    tried per group, ``(transpose, cs, rs, na, nb, ck, reorder[, rmode])`` (see
+    ``rans_fit.DEFAULT_CANDIDATES``). ``prob_bits``: the largest table precision a group may get
+    (each group takes the one among prob_bits−4 … prob_bits that minimizes coded + stored bytes).
+    ``slice_rows``: rows per independent stream.
     """
 
     name = "golf-rans"
