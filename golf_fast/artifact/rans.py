@@ -323,6 +323,13 @@ def decode_group(model: GroupModel, streams: list[bytes], shapes: list[tuple], n
             except ArtifactError as exc:
                 raise ArtifactError(f"golf-rans: corrupt code stream of {name!r}: {exc}") from exc
             k += n
+    return undo_order(model, mats, names, perms)
+
+
+def undo_order(model: GroupModel, mats: list[np.ndarray], names: list[str],
+               perms: Optional[list] = None) -> list[np.ndarray]:
+    """Decoded oriented matrices → the stored ones: rows back in place (``out[perm[k]] = row k``,
+    perm checked to be a permutation), then transposed back if the group is transposed."""
     if model.reorder:
         if perms is None or len(perms) != len(mats):
             raise ArtifactError("golf-rans: a reordering group is missing its row orders")

@@ -29,8 +29,10 @@ from golf_fast.artifact.rans import (
     role_of,
     slice_counts,
     table_bytes,
+    undo_order,
 )
 from golf_fast.artifact.rans_fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
+from golf_fast.artifact.rans_numpy import decode_slices_numpy
 from golf_fast.artifact.rans_side import (
     SIDE_VERSION,
     check_group,
@@ -43,9 +45,9 @@ from golf_fast.quant.formats import qmax as qmax_of
 
 
 def _resolve_backend(backend: str) -> str:
-    if backend not in ("auto", "cpp", "reference"):
-        raise ValueError(f"backend: expected 'auto', 'cpp' or 'reference', got {backend!r}")
-    if backend == "reference":
+    if backend not in ("auto", "cpp", "reference", "numpy"):
+        raise ValueError(f"backend: expected 'auto', 'cpp', 'reference' or 'numpy', got {backend!r}")
+    if backend in ("reference", "numpy"):
         return backend
     ok, why = load_extension()
     if not ok:
@@ -100,8 +102,9 @@ def _split_rest(rest: bytes, specs: list[TensorSpec]) -> list[bytes]:
 class RansCodec(Codec):
     """Per-(role, bits) context-modelled rANS for codes; brotli/lzma for scales and passthrough.
 
-    ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp`` or
-    ``reference`` (pure Python, for tests and small states). ``candidates``: the context settings
+    ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp``,
+    ``reference`` (pure Python, for tests and small states) or ``numpy`` (decoding vectorized over
+    slices, ``rans_numpy``, no extension needed; encoding as ``reference``). ``candidates``: the context settings
     tried per group, ``(transpose, cs, rs, na, nb, ck, reorder[, rmode])`` (see
     ``rans_fit.DEFAULT_CANDIDATES``). ``prob_bits``: the largest table precision a group may get
     (each group takes the one among prob_bits−4 … prob_bits that minimizes coded + stored bytes).
@@ -226,7 +229,16 @@ class RansCodec(Codec):
                     perms.append(np.frombuffer(side[tpos:tpos + n * width], dtype="<u2" if width == 2 else "<u4")
                                  .astype(np.int64))
                     tpos += n * width
-            mats = decode_group(model, streams, shapes, [specs[i].name for i in idx], backend, perms)
+            names = [specs[i].name for i in idx]
+            if backend == "numpy":
+                try:
+                    oriented = decode_slices_numpy(model, streams, [(c, r) if model.transpose else (r, c)
+                                                                    for r, c in shapes])
+                except ArtifactError as exc:
+                    raise ArtifactError(f"golf-rans: corrupt code stream in the group of {names[0]!r}: {exc}") from exc
+                mats = undo_order(model, oriented, names, perms)
+            else:
+                mats = decode_group(model, streams, shapes, names, backend, perms)
             for i, q in zip(idx, mats):
                 out[i].codes = q
         if tpos != len(side):

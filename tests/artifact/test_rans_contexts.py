@@ -12,6 +12,7 @@ import pytest
 import golf_fast
 from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
+from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import decode_group, encode_group, features_ref, read_table_bytes, table_bytes
 from golf_fast.artifact.rans_codec import RansCodec
 from golf_fast.artifact.rans_fit import choose_precision, fit_group
@@ -110,3 +111,35 @@ def test_version1_side_information_still_decodes():
                        params)
     for q, it in zip(mats, out):
         np.testing.assert_array_equal(q, it.codes)
+
+
+NUMPY_MODELS = [(False, 4, 3, 1, 1, 0, False), (True, 4, 3, 4, 1, 2, False), (True, 4, 6, 2, 4, 8, True),
+                (False, 4, 4, 2, 4, 8, True, 1), (True, 3, 2, 1, 3, 2, False, 1)]
+
+
+@pytest.mark.parametrize("cand", NUMPY_MODELS)
+def test_numpy_lockstep_decoder_matches(cand):
+    """The numpy decoder (every slice one lane) gives the stored codes, on matrices of different
+    shapes (different column counts once transposed) and slices with tails."""
+    mats = [tracking_rows(209, 21, 13), tracking_rows(210, 21, 13), tracking_rows(211, 9, 13)]
+    items = [TensorData(TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", 6, 1), codes=q,
+                        scales=np.ones(q.shape[0], dtype=np.float16)) for i, q in enumerate(mats)]
+    payload, params = RansCodec(backend=BACKENDS[-1], candidates=[cand], slice_rows=8).encode(items)
+    out = RansCodec(backend="numpy", slice_rows=8).decode(payload, [it.spec for it in items], params)
+    for q, it in zip(mats, out):
+        np.testing.assert_array_equal(q, it.codes)
+
+
+def test_numpy_decoder_rejects_corrupt_streams():
+    mats = [tracking_rows(212, 30, 17), tracking_rows(213, 30, 17)]
+    items = [TensorData(TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", 6, 1), codes=q,
+                        scales=np.ones(q.shape[0], dtype=np.float16)) for i, q in enumerate(mats)]
+    enc = RansCodec(backend=BACKENDS[-1], candidates=[(False, 4, 4, 2, 4, 8, True, 1)], slice_rows=8)
+    payload, params = enc.encode(items)
+    start = enc.last_report["side_bytes"]
+    rng = np.random.default_rng(214)
+    for pos in rng.integers(start, start + enc.last_report["stream_bytes"], 8):
+        bad = bytearray(payload)
+        bad[int(pos)] ^= 0x11
+        with pytest.raises(ArtifactError, match="golf-rans"):
+            RansCodec(backend="numpy").decode(bytes(bad), [it.spec for it in items], params)
