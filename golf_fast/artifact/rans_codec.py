@@ -43,7 +43,6 @@ from golf_fast.artifact.rans_side import (
 from golf_fast.quant.formats import qmax as qmax_of
 
 
-
 def _resolve_backend(backend: str) -> str:
     if backend not in ("auto", "cpp", "reference", "numpy"):
         raise ValueError(f"backend: expected 'auto', 'cpp', 'reference' or 'numpy', got {backend!r}")
@@ -104,8 +103,8 @@ class RansCodec(Codec):
 
     ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp``,
     ``reference`` (pure Python, for tests and small states) or ``numpy`` (decoding vectorized over
-    slices, ``rans_numpy``, no extension needed; encoding as ``reference``). ``candidates``: the context settings
-    tried per group, ``(transpose, cs, rs, na, nb, ck, reorder[, rmode])`` (see
+    slices, ``rans_numpy``, no extension needed; encoding as ``reference``). ``candidates``: the
+    context settings tried per group, ``(transpose, cs, rs, na, nb, ck, reorder[, rmode])`` (see
     ``rans_fit.DEFAULT_CANDIDATES``). ``prob_bits``: the largest table precision a group may get
     (each group takes the one among prob_bits−4 … prob_bits that minimizes coded + stored bytes).
     ``slice_rows``: rows per independent stream.
