@@ -5,23 +5,14 @@ import pytest
 import torch
 
 from golf_fast.artifact import load_artifact
-from golf_fast.model.gpt import GPT
 from golf_fast.quant import QuantizedTensor
 from golf_fast.train.posttrain import (collect_hessians, counted_source_bytes, default_recipe, quantize,
                                        time_calibration_batch, write_artifact)
-
-
-def _trained_like(cfg, seed):
-    torch.manual_seed(seed)
-    m = GPT(cfg)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return m
+from model_factories import randomized_gpt
 
 
 def test_hessians_match_an_independent_accumulation(tiny):
-    model = _trained_like(tiny.cfg, 51)
+    model = randomized_gpt(tiny.cfg, 51)
     g = torch.Generator().manual_seed(52)
     batches = [tiny.batch(g), tiny.batch(g)]
     model.train()
@@ -55,7 +46,7 @@ def test_hessians_match_an_independent_accumulation(tiny):
 
 
 def test_quantized_state_survives_the_file_bit_for_bit(tiny, tmp_path):
-    model = _trained_like(tiny.cfg, 53)
+    model = randomized_gpt(tiny.cfg, 53)
     g = torch.Generator().manual_seed(54)
     hessians = collect_hessians(model, [tiny.batch(g)], 1)
     tensors, seconds, table = quantize(model, hessians)
@@ -80,7 +71,7 @@ def test_quantized_state_survives_the_file_bit_for_bit(tiny, tmp_path):
 
 
 def test_calibration_timing_restores_the_loop_state(tiny):
-    model = _trained_like(tiny.cfg, 55)
+    model = randomized_gpt(tiny.cfg, 55)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     g = torch.Generator().manual_seed(56)
     synced = []

@@ -5,18 +5,10 @@ import copy
 import pytest
 import torch
 
-from golf_fast.model.gpt import GPT
 from golf_fast.train.config import OptimConfig
 from golf_fast.train.optimizers import build_optimizers
 from golf_fast.train.step import TrainStep, WeightEma, autocast_factory
-
-def _model(cfg, seed):
-    torch.manual_seed(seed)
-    m = GPT(cfg)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return m
+from model_factories import randomized_gpt
 
 
 @pytest.mark.parametrize("clip", [0.0, 0.05])
@@ -24,7 +16,7 @@ def test_step_averages_micro_steps_and_clips(clip, tiny):
     g = torch.Generator().manual_seed(21)
     batches = [tiny.batch(g), tiny.batch(g)]
     ocfg = OptimConfig(matrix_optimizer="adam", grad_clip=clip)
-    model = _model(tiny.cfg, 5)
+    model = randomized_gpt(tiny.cfg, 5)
     twin = copy.deepcopy(model)
     opt = build_optimizers(model, ocfg, distributed=False)
     step = TrainStep(model, opt, list(model.parameters()), accum=2, grad_clip=clip, world=1,
@@ -47,7 +39,7 @@ def test_step_averages_micro_steps_and_clips(clip, tiny):
 
 
 def test_step_rejects_bad_arguments(tiny):
-    model = _model(tiny.cfg, 6)
+    model = randomized_gpt(tiny.cfg, 6)
     opt = build_optimizers(model, OptimConfig(matrix_optimizer="adam"), distributed=False)
     with pytest.raises(ValueError, match="accum"):
         TrainStep(model, opt, list(model.parameters()), accum=0, grad_clip=0, world=1, device="cpu")
