@@ -39,6 +39,7 @@ from golf_fast.artifact.rans_side import (
     check_header,
     check_stream_count,
     check_tables,
+    decompress_side,
 )
 from golf_fast.quant.formats import qmax as qmax_of
 
@@ -175,7 +176,7 @@ class RansCodec(Codec):
         (side_len,) = struct.unpack_from("<I", payload)
         if 4 + side_len > len(payload):
             raise ArtifactError("golf-rans: side information runs past the payload")
-        side = brotli_decompress(payload[4:4 + side_len], "golf-rans side information")
+        side = decompress_side(payload[4:4 + side_len])
         try:
             (hlen,) = struct.unpack_from("<I", side)
             header = json.loads(side[4:4 + hlen].decode())

@@ -25,6 +25,7 @@ MAX_BUCKETS = 64  # thresholds per accumulator + 1 (the lookup tables hold uint8
 MAX_CONTEXTS = 1 << 16
 MAX_ACC = 1 << 20  # accumulator init values and thresholds (the lookup tables have one entry per value)
 MAX_SLICE_ROWS = 1 << 24
+MAX_SIDE_BYTES = 1 << 26  # decompressed side information (the record's is ~50 KB)
 _GROUP_KEYS = {"tensors", "qmax", "transpose", "cs", "rs", "ainit", "rinit", "thr_a", "thr_b", "ck", "prob_bits",
                "slice_rows", "reorder"}
 
@@ -51,6 +52,23 @@ def _thresholds(g: dict, key: str) -> list:
     if not all(_is_int(t) and 1 <= t <= MAX_ACC for t in v) or any(a >= b for a, b in zip(v, v[1:])):
         _fail(f"group field {key!r} must hold strictly increasing ints in [1, {MAX_ACC}]")
     return v
+
+
+def decompress_side(data: bytes) -> bytes:
+    """brotli-decompress the side information, refusing to produce more than ``MAX_SIDE_BYTES``
+    (a few bytes of hostile brotli can expand to gigabytes)."""
+    try:
+        import brotli
+    except ImportError as exc:  # a declared dependency; say how to get it
+        raise ImportError("the golf-rans codec needs the `brotli` package: pip install brotli") from exc
+    try:
+        dec = brotli.Decompressor()
+        out = dec.process(data, output_buffer_limit=MAX_SIDE_BYTES)
+    except brotli.error as exc:
+        raise ArtifactError(f"golf-rans side information: brotli stream is corrupt ({exc})") from exc
+    if not dec.is_finished() or len(out) > MAX_SIDE_BYTES:
+        _fail(f"the brotli stream is truncated or expands past {MAX_SIDE_BYTES} bytes")
+    return out
 
 
 def check_header(header: Any) -> int:

@@ -14,6 +14,7 @@ from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans_codec import RansCodec
+from golf_fast.artifact.rans_side import MAX_SIDE_BYTES
 
 BACKEND = "cpp" if golf_fast.HAS_EXT else "reference"
 
@@ -148,3 +149,18 @@ def test_corrupt_streams_are_errors_for_the_rmode_model(encoded):
         bad[int(pos)] ^= 0x24
         with pytest.raises(ArtifactError, match="golf-rans"):
             codec.decode(_join(header, tables, bytes(bad)), specs, params)
+
+
+def test_side_information_bomb_is_refused(encoded):
+    """A few hundred bytes of brotli that would expand past the side-information cap."""
+    codec, payload, params, specs, _ = encoded
+    header, tables, body = _split(payload)
+    hj = json.dumps(header).encode()
+    bomb = brotli_compress(struct.pack("<I", len(hj)) + hj + tables + bytes(MAX_SIDE_BYTES), quality=5)
+    assert len(bomb) < 1 << 16
+    with pytest.raises(ArtifactError, match="expands past"):
+        codec.decode(struct.pack("<I", len(bomb)) + bomb + body, specs, params)
+    with pytest.raises(ArtifactError, match="truncated|corrupt"):
+        side = _join(header, tables, body)
+        (n,) = struct.unpack_from("<I", side)
+        codec.decode(struct.pack("<I", n - 5) + side[4:4 + n - 5] + side[4 + n:], specs, params)
