@@ -1,7 +1,8 @@
 """``golf-rans`` side information: what the JSON header may hold, checked before anything is allocated.
 
-A loaded artifact may come from anyone, so every field of the side information is checked for
-type and range before it sizes an allocation or a loop: the header's shape (``v``, ``groups``,
+A loaded artifact may come from anyone, so the side information is decompressed with an output
+cap (:func:`decompress_side`) and every field is checked for type and range before it sizes an
+allocation or a loop: the header's shape (``v``, ``groups``,
 ``streams``, ``rest``), each group's settings (:func:`check_group`), the stream count against the
 manifest's shapes, and each frequency table (:func:`check_tables`: every context sums to 0 or
 2^prob_bits). Anything else raises :class:`ArtifactError` naming the field. The C++ decoder checks
