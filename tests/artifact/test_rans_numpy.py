@@ -9,9 +9,19 @@ import torch
 from conftest import requires_ext
 from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans import decode_group, encode_group, features_ref, fit_group
+from golf_fast.artifact.rans import decode_group, encode_group, features_ref, undo_order
 from golf_fast.artifact.rans_codec import RansCodec
-from golf_fast.artifact.rans_numpy import contexts_np, counts_np, decode_np, encode_np, features_np
+from golf_fast.artifact.rans_fit import fit_group, quantize_freqs
+from golf_fast.artifact.rans_numpy import contexts_np, counts_np, decode_slices_numpy, encode_np, features_np
+
+
+def decode_np(model, streams, dims):
+    return decode_slices_numpy(model, streams, dims)
+
+
+def numpy_decode_group(model, streams, shapes, perms):
+    dims = [(c, r) if model.transpose else (r, c) for r, c in shapes]
+    return undo_order(model, decode_slices_numpy(model, streams, dims), [str(i) for i in range(len(shapes))], perms)
 
 
 def structured_codes(seed, r, c, qmax):
@@ -22,7 +32,8 @@ def structured_codes(seed, r, c, qmax):
 
 
 MODELS = [(False, 4, 3, 1, 1, 0, False), (False, 3, 2, 4, 3, 0, False), (True, 4, 3, 4, 1, 2, False),
-          (False, 5, 1, 2, 2, 3, True), (True, 4, 6, 2, 4, 8, True)]
+          (False, 5, 1, 2, 2, 3, True), (True, 4, 6, 2, 4, 8, True), (False, 4, 3, 2, 3, 2, False, 1),
+          (True, 4, 6, 2, 4, 8, True, 1)]
 
 
 @pytest.mark.parametrize("cand", MODELS)
@@ -39,7 +50,7 @@ def test_numpy_matches_reference_bytes(cand, qmax):
                                       features_ref(m, 8, qmax, model.cs, model.rs, model.ainit, model.rinit))
     ref_streams = encode_group(model, mats, "reference", perms)
     assert encode_group(model, mats, "numpy", perms_np) == ref_streams
-    back = decode_group(model, ref_streams, [m.shape for m in mats], ["x", "y", "z"], "numpy", perms)
+    back = numpy_decode_group(model, ref_streams, [m.shape for m in mats], perms)
     for m, b in zip(mats, back):
         np.testing.assert_array_equal(m, b)
 
@@ -52,13 +63,14 @@ def test_numpy_matches_cpp_on_a_larger_group(cand):
     model, perms, _ = fit_group(mats, 31, candidates=[cand], slice_rows=64, backend="cpp")
     cpp = encode_group(model, mats, "cpp", perms)
     assert encode_group(model, mats, "numpy", perms) == cpp
-    for backend in ("numpy", "cpp"):
-        back = decode_group(model, cpp, [m.shape for m in mats], ["a", "b"], backend, perms)
+    for back in (numpy_decode_group(model, cpp, [m.shape for m in mats], perms),
+                 decode_group(model, cpp, [m.shape for m in mats], ["a", "b"], "cpp", perms)):
         for m, b in zip(mats, back):
             np.testing.assert_array_equal(m, b)
     f_cpp = torch.ops.golf_fast._rans_features_cpp([torch.from_numpy(mats[0])], 64, 31, model.cs, model.rs,
-                                                   model.ainit, model.rinit)[0].numpy()
-    np.testing.assert_array_equal(features_np(mats[0], 64, 31, model.cs, model.rs, model.ainit, model.rinit), f_cpp)
+                                                   model.ainit, model.rinit, model.rmode)[0].numpy()
+    np.testing.assert_array_equal(features_np(mats[0], 64, 31, model.cs, model.rs, model.ainit, model.rinit,
+                                              model.rmode), f_cpp)
 
 
 def _items(mats, bits):
@@ -112,9 +124,6 @@ def test_inputs_are_checked():
 def test_residual_row_mode_round_trips_and_matches_a_python_loop():
     """rmode 1 (row accumulator over |q − above|, the format being introduced on the i16 branch):
     features against a direct Python loop, and encode → decode through the numpy coder."""
-    from golf_fast.artifact.rans import quantize_freqs
-    from golf_fast.artifact.rans_numpy import counts_np
-
     mats = [structured_codes(151, 21, 9, 31), structured_codes(152, 5, 9, 31)]
     q = mats[0]
     f = features_np(q, 8, 31, 4, 3, 10, 12, rmode=1)
@@ -143,8 +152,6 @@ def test_sixteen_bit_tables_and_a_single_symbol_context():
     q = np.zeros((3, 4), dtype=np.int8)
     q[2, 3] = 1
     model, _, _ = fit_group([q], 31, candidates=[MODELS[0]], prob_bits=15, backend="numpy")
-    from golf_fast.artifact.rans import quantize_freqs
-
     model.prob_bits = 16
     model.freq = np.stack([quantize_freqs(c, 16) for c in counts_np(model, [q])])
     streams = encode_np(model, [q])
