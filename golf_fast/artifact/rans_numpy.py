@@ -14,7 +14,7 @@ Cost: one Python step per (row, column) of a slice for all lanes together, ~20 n
 arrays of #slices elements, so a group of same-shaped matrices takes ``slice_rows × cols``
 steps whatever its number of matrices. Measured (CPU, one thread, a loaded 2-core machine): the
 smoke model's 1.2M codes in 24 s (~20 µs per code: its groups have only 4-6 lanes); the record's
-67 matrix shapes (35.9M synthetic codes, main's format) decoded in 153 s and encoded in 141 s
+67 matrix shapes (35.9M synthetic codes, side-information v1) decoded in 153 s and encoded in 141 s
 (C++: 10 s). It is a correctness port, not the fast path; fewer rows per slice (more lanes)
 would cut the steps.
 """
