@@ -87,10 +87,30 @@ def test_select_config_regimes():
     assert im.select_config(16384, 8192, 4096)[0] is imk.GEMM_LARGE
     assert im.select_config(16384, 512, 512)[0] is imk.GEMM_LARGE
     assert im.select_config(2048, 512, 512)[0] is imk.GEMM_MID  # 8 × 4 large tiles would leave SMs idle
-    # the record's small shapes stay one launch; a long-K narrow shape splits K
-    for n, k in [(512, 512), (256, 512), (2048, 512), (512, 2048), (8192, 512)]:
-        assert im.select_config(1, n, k)[1] == 1
+    # a long-K narrow shape splits K
     assert im.select_config(1, 128, 8192)[1] > 1
+
+
+# (N, K) of the record's matrices at M <= 16: (tile, splits) and the programs launched on 132 SMs
+RECORD_SMALL_M = {(512, 512): (imk.GEMV_M16_K64, 8, 128), (512, 2048): (imk.GEMV_M16_K64, 11, 176),
+                  (2048, 512): (imk.GEMV_M16_K64, 4, 256), (8192, 512): (imk.GEMV_M16, 1, 256),
+                  (256, 512): (imk.GEMV_M16_K64, 8, 64)}
+
+
+@pytest.mark.parametrize("m", [1, 8, 16])
+@pytest.mark.parametrize("nk", sorted(RECORD_SMALL_M), ids=lambda nk: f"{nk[0]}x{nk[1]}")
+def test_small_m_record_shapes_give_every_sm_work(m, nk):
+    """At M <= 16 the record's shapes launch at least one program per SM (132) where K allows it:
+    every split is at least one K block, and 256×512 (8 tiles, 8 K blocks) is the one that cannot."""
+    n, k = nk
+    tile, split, programs = RECORD_SMALL_M[nk]
+    got_tile, got_split = im.select_config(m, n, k, 132)
+    assert (got_tile, got_split) == (tile, split)
+    grid, k_per_split = im.gemv_grid(m, n, k, tile, split)
+    assert grid[1] == split and k_per_split % tile.block_k == 0 and (split - 1) * k_per_split < k
+    launched = grid[0] * grid[1] * grid[2]
+    assert launched == programs
+    assert launched >= 132 or split == -(-k // tile.block_k)  # else K has no block left to split
     # the bf16 M <= 16 tile folds the +160 offset (exercised by the bf16 M <= 16 interpreter cases)
     assert imk.matmul_config(imk.GEMV_M16, torch.bfloat16).constexprs["FOLD"]
     assert not imk.matmul_config(imk.GEMV_M16, torch.float16).constexprs["FOLD"]
@@ -380,3 +400,23 @@ def test_per_tile_selfcheck_catches_a_wrong_kernel(triton_interpret, monkeypatch
     monkeypatch.setattr(im, "_launch", lambda *a, **kw: real(*a, **kw) * 1.02)
     with pytest.raises(KernelSelfCheckError, match="disagrees with its reference"):
         im.selfcheck_tile(imk.GEMV_M16, 1, torch.float16, torch.device("cpu"), epilogue=False)
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("m,n,k", [(1, 45, 600), (16, 33, 1000), (5, 64, 512), (9, 7, 70)])
+def test_split_k_fixup_in_interpreter(triton_interpret, m, n, k):
+    """The one-launch split-K (the last program of a tile sums the fp32 partials): odd shapes,
+    bias and low-rank epilogue, counters left at zero, and a second launch reusing them agrees
+    bit for bit (the partials are summed in split order whichever program finishes last)."""
+    torch.manual_seed(1122)
+    tile, split = im.select_config(m, n, k)
+    assert split > 1
+    codes, packed, scales = make(n, k)
+    x = torch.randn(m, k).to(torch.bfloat16)
+    bias = torch.randn(n).to(torch.bfloat16)
+    lowrank = (torch.randn(n, 4) * 0.1, torch.randn(4, k) * 0.1)
+    out = im.int6_linear_triton(x, packed, scales, bias, *lowrank)
+    assert_rounded_from(out, exact64(x, codes, scales, bias, lowrank))
+    assert int(im.split_counters(x.device).abs().sum()) == 0
+    again = im.int6_linear_triton(x, packed, scales, bias, *lowrank)
+    assert torch.equal(out, again)
