@@ -6,7 +6,14 @@ Two cases per (N, K, M), each with its own baseline:
 
 * ``vs bf16``: ``F.linear(x, W)`` with ``W`` the dequantized bf16 weight (cuBLAS; the record's eval);
 * ``vs dequant+mm``: eager ``dequantize_int6_ref`` then ``F.linear`` (what a model stored as int6
-  does without a fused kernel).
+  does without a fused kernel);
+* ``vs compiled dequant+mm`` (GPU, M ≤ 16, the record's shapes): the same under
+  ``torch.compile(dynamic=False, fullgraph=True)``, which fuses the unpacking into one kernel.
+
+At M ≤ 16 the record's shapes are split along K so every SM has a program (``select_config``);
+predicted times (weight bytes / 3.0 TB/s plus ~2 µs of launch and first-load latency, one launch):
+512×512 0.20 MB → 2.1 µs, 512×2048 0.79 MB → 2.3 µs, 2048×512 0.79 MB → 2.3 µs, 8192×512
+3.1 MB → 3.0 µs (bf16 F.linear: 0.52 / 2.1 / 2.1 / 8.4 MB → 2.2 / 2.7 / 2.7 / 4.8 µs).
 
 Analytic counts (for the roofline floor): FLOPs ``2·M·N·K``; bytes of the int6 op
 ``0.75·N·Kp + 2·N`` (codes + fp16 scales) ``+ 2·M·K + 2·M·N`` (x and y in bf16). For M ≤ 16 on
@@ -57,6 +64,12 @@ def _dequant_then_linear(a):
     return F.linear(a[0], dequantize_int6_ref(a[1], a[2], a[4], torch.bfloat16))
 
 
+def _compiled_dequant_then_linear():
+    fn = torch.compile(lambda x, packed, scales, k: F.linear(x, dequantize_int6_ref(packed, scales, k, torch.bfloat16)),
+                       dynamic=False, fullgraph=True)
+    return lambda a: fn(a[0], a[1], a[2], a[4])
+
+
 def _cases(device: torch.device) -> list[BenchCase]:
     gpu = device.type == "cuda"
     shapes = RECORD_SHAPES + LARGE_SHAPES if gpu else CPU_SHAPES
@@ -71,6 +84,10 @@ def _cases(device: torch.device) -> list[BenchCase]:
                                    baseline="bf16 F.linear on dequantized W"))
             cases.append(BenchCase(f"{label} vs dequant+mm", make, _ours, _dequant_then_linear, flops=flops,
                                    bytes_moved=moved, baseline="eager dequantize then F.linear"))
+            if gpu and m <= 16 and (n, k) in RECORD_SHAPES:
+                cases.append(BenchCase(f"{label} vs compiled dequant+mm", make, _ours, _compiled_dequant_then_linear(),
+                                       flops=flops, bytes_moved=moved,
+                                       baseline="torch.compile(dequantize then F.linear)"))
     return cases
 
 
