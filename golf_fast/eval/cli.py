@@ -1,6 +1,7 @@
 """``golf-fast eval ARTIFACT --data DIR --tokenizer MODEL``: val_bpb of an artifact in a fresh process.
 
-Loads the artifact (checksummed, no pickle), rebuilds the model from its config, and reports
+Loads the artifact (checksummed, no pickle), rebuilds the model from its config (on CUDA its block
+matrices stay packed int6 codes by default, ``--weights``), and reports
 plain and (with ``--stride``) sliding-window val_bpb on the ``*_val_*.bin`` shards of DIR.
 Works under torchrun too (the windows are split across ranks, the sums all-reduced).
 """
@@ -33,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--looping", choices=("on", "off"), default="on",
                    help="depth recurrence during eval (on: as at the end of training)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--weights", choices=("auto", "int6", "dequantized"), default="auto",
+                   help="block matrices as packed int6 codes through the fused kernel, or dequantized "
+                        "(auto: int6 on CUDA, dequantized on CPU)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         tok = args.tokenizer or args.data / "tokenizer.model"
         try:
-            model = load_model_from_artifact(args.artifact, d.device)
+            weights = args.weights if args.weights != "auto" else ("int6" if d.device.type == "cuda" else "dequantized")
+            model = load_model_from_artifact(args.artifact, d.device, weights=weights)
         except (ValueError, OSError, KeyError) as e:  # ArtifactError is a ValueError
             print(f"golf-fast eval: cannot load {args.artifact}: {e}", file=sys.stderr)
             return 2
@@ -50,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if args.max_val_tokens:
             val = val[:args.max_val_tokens]
         dtype = torch.bfloat16 if d.device.type == "cuda" else None
-        out = {"artifact": str(args.artifact), "artifact_bytes": os.path.getsize(args.artifact)}
+        out = {"artifact": str(args.artifact), "artifact_bytes": os.path.getsize(args.artifact), "weights": weights}
         for mode, stride in [("plain", None)] + ([("sliding", args.stride)] if args.stride else []):
             r = evaluate(model, val, table, seq_len=args.seq_len, stride=stride, batch_seqs=args.batch_seqs,
                          rank=d.rank, world_size=d.world, device=d.device, dtype=dtype)

@@ -148,6 +148,8 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
         "parameters": f"{sum(p.numel() for p in all_params):,}",
         "data": f"{data.data_dir} ({len(data.train_files)} train shards, {len(data.val):,} val tokens)",
         "tokenizer": data.tokenizer, "compile": use_compile, "autocast": str(amp_dtype) if amp_dtype else "fp32",
+        "muon step": "CUDA graph" if opt.graphed is not None else "eager",
+        "round-trip weights": cfg.eval.resolved_weights(d.device.type),
         "torchrun": environment(), "backends": _backends() or "none resolved yet",
     })
     log.line("(kernel backends resolve at first use; the final table lists every one that ran)")
@@ -226,7 +228,7 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
     if hessians is not None:
         rt = round_trip(model, hessians, path=run_dir / "model.gfa", codec=cfg.quant.codec,
                         metadata={"preset": cfg.preset, "steps": out.steps}, d=d, evals=evals,
-                        attention=cfg.run.attention, log=log)
+                        attention=cfg.run.attention, weights=cfg.eval.resolved_weights(d.device.type), log=log)
         res.phases.update(rt.phases)
         res.artifact_path, res.artifact_bytes = str(rt.artifact_path), rt.artifact_bytes
         res.round_trip, res.round_trip_sliding = rt.evals["plain"], rt.evals.get("sliding")
