@@ -153,3 +153,25 @@ def test_int6_banks_need_six_bit_matrices(tmp_path):
     m = GPT(CFG)
     with pytest.raises(ValueError, match="banks"):
         m.use_int6_banks({"qo_bank": None})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_int6_eval_equals_the_dequantized_model(tmp_path):
+    """On the device (fused int6 kernels vs cuBLAS bf16 on bf16-exact weights): every product is the
+    fp32 sum rounded once in both, in different summation orders for every output (not only a few,
+    as on CPU), hence 10× the CPU tolerance; a swapped layer is still far outside it."""
+    path, _ = _artifact(tmp_path, 67, bf16_exact=True, spread=0.3)
+    val, table = _val_and_table(67)
+    dev = torch.device("cuda")
+    deq = load_model_from_artifact(path, dev)
+    q6 = load_model_from_artifact(path, dev, weights="int6")
+    assert q6.int6_banks["qo_bank"].packed.is_cuda and q6.qo_bank.numel() == 0
+
+    def bpb(model):
+        model.looping_active = True
+        return evaluate(model, val, table, seq_len=32, stride=16, batch_seqs=8, device=dev,
+                        dtype=torch.bfloat16).val_bpb
+
+    a, b = bpb(deq), bpb(q6)
+    assert abs(a - b) <= 10 * BF16_BPB_TOL, (a, b)

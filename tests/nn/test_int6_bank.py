@@ -141,3 +141,26 @@ def test_bad_inputs_name_the_argument():
         Int6Bank.from_quantized([torch.zeros(N, K, dtype=torch.int8)], [torch.ones(N), torch.ones(N)])
     with pytest.raises(ValueError, match="num_matrices"):
         Int6Bank(0, N, K)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("nb", [1, 3])
+def test_gpu_lora_linear_gradients(nb):
+    """On the device (the fused int6 kernel and its backward): value and LoRA gradients vs float64."""
+    bank, codes, scales, lr = _bank(1809 + nb, n=512, k=512, b=2, lowrank_rank=2)
+    bank = bank.to("cuda")
+    g = torch.Generator(device="cuda").manual_seed(9)
+    x = torch.randn(nb, 64, 512, device="cuda", generator=g).to(torch.bfloat16)
+    a = (torch.randn(nb, 8, 512, device="cuda", generator=g) * 0.05).requires_grad_()
+    b = (torch.randn(nb, 512, 8, device="cuda", generator=g) * 0.05).requires_grad_()
+    y = lora_linear(x, bank[1], a, b, 2.0)
+    w64 = _dense64(codes[1], scales[1], lr[1]).cuda()
+    a64, b64 = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
+    y64 = x.double() @ w64.T + 2.0 * (x.double() @ a64.transpose(1, 2)) @ b64.transpose(1, 2)
+    gy = torch.randn(y.shape, device="cuda", generator=g)
+    (y.float() * gy).sum().backward()
+    (y64 * gy.double()).sum().backward()
+    assert float((y.double() - y64).norm() / y64.norm()) < 1e-2
+    for got, want in ((a.grad, a64.grad), (b.grad, b64.grad)):
+        assert float((got.double() - want).norm() / want.norm()) < 2e-2

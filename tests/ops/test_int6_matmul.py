@@ -420,3 +420,36 @@ def test_split_k_fixup_in_interpreter(triton_interpret, m, n, k):
     assert int(im.split_counters(x.device).abs().sum()) == 0
     again = im.int6_linear_triton(x, packed, scales, bias, *lowrank)
     assert torch.equal(out, again)
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("nk", sorted(RECORD_SMALL_M), ids=lambda nk: f"{nk[0]}x{nk[1]}")
+def test_gpu_small_m_record_shapes(dtype, nk):
+    """On the device: the split-K fix-up at the record's shapes and M = 1, 8, 16 is the fp32 product
+    rounded once, deterministic, leaves the counters at zero and replays from a CUDA graph."""
+    torch.manual_seed(1123)
+    n, k = nk
+    codes, packed, scales = make(n, k, device="cuda")
+    for m in (1, 8, 16):
+        x = torch.randn(m, k, device="cuda").to(dtype)
+        out = golf_fast.int6_linear(x, packed, scales)
+        assert_rounded_from(out, exact64(x, codes, scales))
+        assert torch.equal(out, golf_fast.int6_linear(x, packed, scales))
+    assert int(im.split_counters(x.device).abs().sum()) == 0
+    static = torch.randn(16, k, device="cuda").to(dtype)
+    golf_fast.int6_linear(static, packed, scales)  # warm-up on this stream's counters
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        golf_fast.int6_linear(static, packed, scales)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=s):
+        y = golf_fast.int6_linear(static, packed, scales)
+    for _ in range(3):
+        static.copy_(torch.randn_like(static))
+        g.replay()
+        torch.cuda.synchronize()
+        assert_rounded_from(y, exact64(static, codes, scales))
