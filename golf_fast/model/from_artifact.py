@@ -8,7 +8,8 @@ is executed. Two ways to hold the block matrices (``weights``):
 * ``"int6"``: the int6 block matrices stay packed (0.75 byte per weight) in
   :class:`golf_fast.nn.Int6Bank` banks and the forward multiplies straight from the codes
   (``golf_fast.int6_linear``: the fused kernel on CUDA, the eager reference on CPU); no dense
-  block matrix is ever made. The float banks are dropped. Every block matrix must be int6.
+  block matrix is ever made. The float banks are dropped. Every block matrix must be int6. LQER
+  factors of block matrices become the banks' low-rank terms (added in the same kernel).
 
 Everything else (embedding, control tensors) is dequantized to float32. The non-persistent RoPE
 ``inv_freq`` buffers are recomputed from the config.
@@ -17,7 +18,7 @@ Everything else (embedding, control tensors) is dequantized to float32. The non-
 from __future__ import annotations
 
 import os
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 import torch
 
@@ -26,6 +27,7 @@ from golf_fast.model.config import ModelConfig
 from golf_fast.model.gpt import BANK_NAMES, GPT
 from golf_fast.nn.int6_bank import Int6Bank
 from golf_fast.quant.formats import QuantizedTensor
+from golf_fast.quant.lqer import LowRankFactors, pop_state_entries, to_state_entries
 
 WEIGHTS = ("dequantized", "int6")
 
@@ -41,11 +43,18 @@ def bank_matrix_names(cfg: ModelConfig) -> dict[str, list[str]]:
             "mlp_up_bank": names("mlp.fc"), "mlp_down_bank": names("mlp.proj")}
 
 
-def int6_banks_from_state(state: Mapping, cfg: ModelConfig, device: Union[str, torch.device] = "cpu"
-                          ) -> dict[str, Int6Bank]:
-    """The four :class:`Int6Bank` banks of an artifact state (name → QuantizedTensor), on ``device``."""
+def int6_banks_from_state(state: Mapping, cfg: ModelConfig, device: Union[str, torch.device] = "cpu",
+                          lqer: Optional[Mapping[str, LowRankFactors]] = None) -> dict[str, Int6Bank]:
+    """The four :class:`Int6Bank` banks of an artifact state (name → QuantizedTensor), on ``device``.
+
+    ``lqer``: matrix name → LQER factors (``golf_fast.quant.lqer.pop_state_entries``); they become
+    the banks' low-rank terms (fp32 ``A = qA·sA``, ``B = qB·sB``), so ``W = q·s + A·B`` exactly as
+    ``dequantize_state`` folds them. A bank where only some matrices have factors gives the others
+    zero factors of the same rank (r extra fp32 rank-1 updates in the kernel's epilogue).
+    """
     if not isinstance(cfg, ModelConfig):
         raise TypeError(f"cfg: expected a ModelConfig, got {type(cfg).__name__}")
+    lqer = dict(lqer or {})
     banks = {}
     for bank, names in bank_matrix_names(cfg).items():
         qts = []
@@ -57,7 +66,17 @@ def int6_banks_from_state(state: Mapping, cfg: ModelConfig, device: Union[str, t
                 raise ValueError(f"state[{name!r}]: the int6 path needs every block matrix quantized to 6 bits, "
                                  f"got {what}; load with weights='dequantized'")
             qts.append(q)
-        banks[bank] = Int6Bank.from_quantized([q.codes for q in qts], [q.scales for q in qts]).to(device)
+        lowrank = None
+        rank = max((lqer[n].rank for n in names if n in lqer), default=0)
+        if rank:
+            lowrank = []
+            for name, q in zip(names, qts):
+                a, b = lqer[name].factors() if name in lqer else (torch.zeros(q.shape[0], 0), torch.zeros(0, q.shape[1]))
+                pad = rank - a.shape[1]
+                lowrank.append((torch.cat((a, a.new_zeros(a.shape[0], pad)), 1),
+                                torch.cat((b, b.new_zeros(pad, b.shape[1])), 0)))
+        banks[bank] = Int6Bank.from_quantized([q.codes for q in qts], [q.scales for q in qts], lowrank,
+                                              lowrank_dtype=torch.float32).to(device)
     return banks
 
 
@@ -80,9 +99,15 @@ def model_from_artifact(art: Artifact, device: Union[str, torch.device] = "cpu",
     if weights == "dequantized":
         model.load_unbanked_state_dict(dequantize_state(art.state, torch.float32))
     else:
-        banks = int6_banks_from_state(art.state, cfg)
+        state = dict(art.state)
+        factors = pop_state_entries(state)
         matrices = {n for names in bank_matrix_names(cfg).values() for n in names}
-        rest = dequantize_state({k: v for k, v in art.state.items() if k not in matrices}, torch.float32)
+        banks = int6_banks_from_state(state, cfg, lqer={n: f for n, f in factors.items() if n in matrices})
+        rest = {k: v for k, v in state.items() if k not in matrices}
+        for name, f in factors.items():  # LQER of a matrix outside the banks (the embedding): folded
+            if name not in matrices:
+                rest.update(to_state_entries(name, f))
+        rest = dequantize_state(rest, torch.float32)
         missing, unexpected = model.load_state_dict(rest, strict=False)
         missing = [m for m in missing if m not in BANK_NAMES]
         if missing or unexpected:

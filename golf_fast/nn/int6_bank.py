@@ -210,6 +210,14 @@ class Int6Bank(nn.Module):
                 bank.lowrank_b.copy_(torch.stack([lr[1] for lr in lowrank]).to(lowrank_dtype))
         return bank
 
+    def _apply(self, fn, recurse=True):
+        """Device moves apply; dtype casts (``model.float()``, ``.bfloat16()``, a precision recipe)
+        leave the buffers as they are: the codes' format (uint8 codes, fp16 scales) is fixed."""
+        def keep_dtype(t):
+            out = fn(t)
+            return out if out.dtype == t.dtype else t.to(out.device)
+        return super()._apply(keep_dtype, recurse)
+
     def __len__(self) -> int:
         return self.num_matrices
 

@@ -76,3 +76,11 @@ def test_graph_step_and_eval_weights_switches():
     assert build_optimizers(model, c.optim, distributed=False).graphed is None  # auto on CPU: eager
     with pytest.raises(ValueError, match="optim.graph_step: 'on' needs the parameters on CUDA"):
         build_optimizers(model, apply_overrides(c, {"optim.graph_step": "on"}).optim, distributed=False)
+
+
+def test_bare_boolean_flag_means_true():
+    args = build_parser().parse_args(["train", "--preset", "smoke", "--data.caseops", "--quant.lqer", "false"])
+    cfg = resolve(args)
+    assert cfg.data.caseops is True and cfg.quant.lqer is False
+    assert resolve(build_parser().parse_args(["train", "--preset", "record", "--data.caseops", "false"])).data.caseops \
+        is False
