@@ -14,9 +14,10 @@ Regimes (``M`` = the flattened batch):
 
 * ``M ≤ 64``: ``_int6_gemv_kernel``, split-K GEMV-style. The weight is streamed once at 0.75
   byte/weight (vs 2 for bf16): a memory-bound call is predicted up to 2.67× faster than bf16.
-  When the (N, M) tiles are fewer than the SMs, K is split so that every SM gets a program
-  (``select_config``), and the partial sums are combined inside the same launch: the last
-  program of each tile to finish adds them up (a "serial split-K fix-up", no second kernel).
+  When the (N, M) tiles are fewer than the SMs and K is longer than one round of a program's
+  load pipeline, K is split so that every SM gets a program (``select_config``), and the partial
+  sums are combined inside the same launch: the last program of each tile to finish adds them
+  up (a "serial split-K fix-up", no second kernel).
 * ``M > 64``: ``_int6_gemm_kernel``, tensor-core tiles with dequantization in the load path
   (wgmma/HGMMA on sm_90, checked by the sm_90 compile tests).
 
@@ -119,18 +120,24 @@ def select_config(m: int, n: int, k: int, num_sms: int = 132) -> tuple[Int6Tile,
     the MMA work per dequantized W element of a 128×128 tile) when its tiles fill every SM, else
     GEMM_MID (64 × 128, four times the programs).
 
-    The GEMV kernels split K when their (N, M) tiles are fewer than ``num_sms``: into enough
-    splits that every SM gets a program (``_split_for``). For M ≤ 16, when K has fewer 256-column
-    blocks than the splits wanted, the 64-column tile GEMV_M16_K64 is used instead. On 132 SMs at
-    M ≤ 16: 512×512 → 16 tiles × 8 splits (K64), 512×2048 → 16 × 11 (K64, 192 columns each),
-    2048×512 → 64 × 4 (K64), 8192×512 → 256 tiles, no split.
+    The GEMV kernels split K when their (N, M) tiles are fewer than ``num_sms`` *and* a program's
+    K range is more than one round of its load pipeline (more than ``num_stages`` K blocks): then
+    the split gives every SM a program (``_split_for``) and each program a short K range, and the
+    partial sums are combined in the same launch. When the whole K is one round already (K ≤ 768
+    for the M ≤ 16 tile), every load of a program is in flight at once and the call is bound by
+    one memory latency whatever the split; splitting would only add the fix-up's L2 round trip.
+    For M ≤ 16, when K has fewer 256-column blocks than the splits wanted, the 64-column tile
+    GEMV_M16_K64 is used. On 132 SMs at M ≤ 16: 512×2048 → 16 tiles × 11 splits of 192 columns
+    (K64), 8192×512 → 256 tiles; 512×512 and 2048×512 (16 and 64 tiles, K = 512: one round) are
+    not split.
     """
     if m > SMALL_M_MAX:
         big = _cdiv(m, GEMM_LARGE.block_m) * _cdiv(n, GEMM_LARGE.block_n)
         return (GEMM_LARGE if big >= num_sms else GEMM_MID), 1
     tile = GEMV_M16 if m <= 16 else GEMV_M64
     tiles = _cdiv(n, tile.block_n) * _cdiv(m, tile.block_m)
-    if tiles >= num_sms or tiles > SPLIT_COUNTERS:
+    one_round = _cdiv(k, tile.block_k) <= tile.num_stages
+    if tiles >= num_sms or tiles > SPLIT_COUNTERS or one_round:
         return tile, 1
     if tile is GEMV_M16 and _cdiv(k, tile.block_k) < _cdiv(num_sms, tiles):
         tile = GEMV_M16_K64

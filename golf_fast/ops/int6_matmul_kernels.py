@@ -290,7 +290,7 @@ class Int6Tile:
 GEMV_M16 = Int6Tile("gemv", block_m=16, block_n=32, block_k=256, num_warps=4, num_stages=3, fold_bf16=True)
 GEMV_M16_K64 = Int6Tile("gemv", block_m=16, block_n=32, block_k=64, num_warps=4, num_stages=3, fold_bf16=True)
 """The M ≤ 16 tile with 64-column K blocks: the split-K tile when K has too few 256-column blocks
-to give every SM a split (the record's K = 512 rows: 512×512 needs 8 splits, 2048×512 needs 3)."""
+to give every SM a split (the record's 512×2048: 16 tiles need 9 splits, K has 8 blocks of 256)."""
 GEMV_M64 = Int6Tile("gemv", block_m=64, block_n=64, block_k=128, num_warps=4, num_stages=3)
 GEMM_MID = Int6Tile("gemm", block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3)
 GEMM_LARGE = Int6Tile("gemm", block_m=256, block_n=128, block_k=64, num_warps=8, num_stages=3)

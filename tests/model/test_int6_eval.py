@@ -9,11 +9,12 @@ import torch.nn.functional as F
 from golf_fast.artifact import save_artifact
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.eval import evaluate
-from golf_fast.model import GPT, ModelConfig, int6_banks_from_state, load_model_from_artifact
+from golf_fast.model import GPT, ModelConfig, apply_precision, int6_banks_from_state, load_model_from_artifact
 from golf_fast.model import gpt as gpt_module
 from golf_fast.nn import Int6Bank, Int6Matrix
 from golf_fast.ops.int6_matmul import within_output_rounding
 from golf_fast.quant import QuantizedTensor, quantize_rtn
+from golf_fast.quant.lqer import pack_asym, to_state_entries
 
 CFG = ModelConfig(vocab_size=96, num_layers=3, model_dim=32, num_heads=2, num_kv_heads=1, loop_start=1,
                   loop_end=1, parallel_start_layer=2, max_seqlen=32, rope_dims=8, xsa_last_n=2)
@@ -175,3 +176,32 @@ def test_gpu_int6_eval_equals_the_dequantized_model(tmp_path):
 
     a, b = bpb(deq), bpb(q6)
     assert abs(a - b) <= 10 * BF16_BPB_TOL, (a, b)
+
+
+def test_lqer_factors_and_precision_recipes(tmp_path):
+    """LQER entries of block matrices become the int6 banks' low-rank terms (a bank where only some
+    matrices have factors pads the others with zeros), LQER of the embedding is folded as before:
+    fp32 logits equal the dequantized model's. A precision recipe leaves codes and fp16 scales alone."""
+    _, tensors = _artifact(tmp_path, 68)
+    g = torch.Generator().manual_seed(68)
+    for name in ("blocks.1.mlp.fc.weight", "blocks.0.attn.c_q.weight", "tok_emb.weight"):
+        n, k = tensors[name].shape if isinstance(tensors[name], QuantizedTensor) else tuple(tensors[name].shape)
+        f = pack_asym(torch.randn(n, 4, generator=g) * 0.05, torch.randn(4, k, generator=g) * 0.05)
+        tensors.update(to_state_entries(name, f))
+    if not isinstance(tensors["tok_emb.weight"], QuantizedTensor):
+        tensors["tok_emb.weight"] = quantize_rtn(tensors["tok_emb.weight"].float(), 8, 12.0)
+    path = tmp_path / "lqer.gfa"
+    save_artifact(path, tensors, CFG)
+    deq = load_model_from_artifact(path, "cpu")
+    q6 = load_model_from_artifact(path, "cpu", weights="int6")
+    assert q6.int6_banks["mlp_up_bank"].lowrank_rank == 4 and q6.int6_banks["kv_bank"].lowrank_rank == 0
+    assert torch.count_nonzero(q6.int6_banks["mlp_up_bank"].lowrank_a[0]) == 0  # layer 0: zero factors
+    ids = torch.randint(2, 96, (2, 30), generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(q6.logits(ids), deq.logits(ids), rtol=1e-5, atol=1e-5)
+        no_lqer = load_model_from_artifact(tmp_path / "m68.gfa", "cpu", weights="int6")
+        assert (no_lqer.logits(ids) - deq.logits(ids)).abs().max() > 1e-3  # the factors matter
+    apply_precision(q6, "record")
+    bank = q6.int6_banks["qo_bank"]
+    assert bank.packed.dtype == torch.uint8 and bank.scales.dtype == torch.float16
+    assert q6.tok_emb.weight.dtype == torch.bfloat16  # the recipe itself did apply

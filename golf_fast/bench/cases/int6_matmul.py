@@ -10,14 +10,13 @@ Two cases per (N, K, M), each with its own baseline:
 * ``vs compiled dequant+mm`` (GPU, M ≤ 16, the record's shapes): the same under
   ``torch.compile(dynamic=False, fullgraph=True)``, which fuses the unpacking into one kernel.
 
-At M ≤ 16 the record's shapes are split along K so every SM has a program (``select_config``);
-predicted times (weight bytes / 3.0 TB/s plus ~2 µs of launch and first-load latency, one launch):
-512×512 0.20 MB → 2.1 µs, 512×2048 0.79 MB → 2.3 µs, 2048×512 0.79 MB → 2.3 µs, 8192×512
-3.1 MB → 3.0 µs (bf16 F.linear: 0.52 / 2.1 / 2.1 / 8.4 MB → 2.2 / 2.7 / 2.7 / 4.8 µs).
-
-Analytic counts (for the roofline floor): FLOPs ``2·M·N·K``; bytes of the int6 op
-``0.75·N·Kp + 2·N`` (codes + fp16 scales) ``+ 2·M·K + 2·M·N`` (x and y in bf16). For M ≤ 16 on
-the large shapes the weight term dominates: 0.75 vs 2 bytes per weight is the 2.67× limit.
+At M ≤ 16 (predicted, not measured; H100: DRAM latency L ≈ 0.8 µs, 3.0 TB/s, ~2 µs eager launch):
+a program keeps ``num_stages`` K blocks of loads in flight, so it streams its K range in
+``ceil(blocks / stages)`` rounds of ~L. 512×2048 unsplit: 16 programs × 3 rounds ≈ 2.4 µs;
+split 11 ways (176 programs, one round each) ≈ L + 0.5 µs fix-up ≈ 1.3 µs. 512×512 and
+2048×512 (K = 512: one round, 16 and 64 programs) ≈ L, not split. 8192×512: 256 programs,
+3.1 MB at 3.0 TB/s ≈ 1.05 µs + L. Add the launch to each; bf16 ``F.linear`` moves 2.67× the
+weight bytes (8.4 MB at 8192×512: ≈ 2.8 µs + L).
 """
 
 from __future__ import annotations
