@@ -115,7 +115,8 @@ class GraphedOptimizerStep:
         graph = torch.cuda.CUDAGraph()
         s.wait_stream(cur)
         try:
-            with torch.cuda.graph(graph, stream=s):
+            # thread_local: the data loaders' threads pin memory while this thread captures
+            with torch.cuda.graph(graph, stream=s, capture_error_mode="thread_local"):
                 self.opt.step_body()
         except Exception as e:
             raise RuntimeError(f"optim.graph_step: capturing Muon's step in a CUDA graph failed ({type(e).__name__}: "
