@@ -71,7 +71,10 @@ def int6_banks_from_state(state: Mapping, cfg: ModelConfig, device: Union[str, t
         if rank:
             lowrank = []
             for name, q in zip(names, qts):
-                a, b = lqer[name].factors() if name in lqer else (torch.zeros(q.shape[0], 0), torch.zeros(0, q.shape[1]))
+                if name in lqer:
+                    a, b = lqer[name].factors()
+                else:
+                    a, b = torch.zeros(q.shape[0], 0), torch.zeros(0, q.shape[1])
                 pad = rank - a.shape[1]
                 lowrank.append((torch.cat((a, a.new_zeros(a.shape[0], pad)), 1),
                                 torch.cat((b, b.new_zeros(pad, b.shape[1])), 0)))
