@@ -205,3 +205,16 @@ def test_lqer_factors_and_precision_recipes(tmp_path):
     bank = q6.int6_banks["qo_bank"]
     assert bank.packed.dtype == torch.uint8 and bank.scales.dtype == torch.float16
     assert q6.tok_emb.weight.dtype == torch.bfloat16  # the recipe itself did apply
+
+
+def test_int6_model_traces_under_torch_compile_fullgraph(tmp_path):
+    """The int6 forward (Int6Matrix slices, bank_linear, golf_fast::int6_linear with its fake) is
+    one graph for torch.compile(fullgraph=True) (aot_eager: the trace, not Inductor's codegen)."""
+    path, _ = _artifact(tmp_path, 69)
+    q6 = load_model_from_artifact(path, "cpu", weights="int6")
+    ids = torch.randint(2, 96, (2, 30), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = q6.logits(ids)
+        out = torch.compile(q6.logits, fullgraph=True, backend="aot_eager", dynamic=False)(ids)
+    # the same bf16 products; aot_eager may round elementwise steps differently: ≤ 2 bf16 ulps at |z| ≤ 30
+    assert float((out.float() - ref.float()).abs().max()) <= 2 * 0.125
