@@ -9,7 +9,8 @@
 * :func:`write_artifact`: :func:`golf_fast.artifact.save_artifact` (checksummed, pickle-free,
   written atomically).
 * :func:`round_trip`: quantize, write (rank 0), rebuild a fresh model from the file
-  (:func:`golf_fast.model.load_model_from_artifact`) and evaluate it.
+  (:func:`golf_fast.model.load_model_from_artifact`; on CUDA by default its block matrices stay
+  packed int6 codes, ``eval.weights``) and evaluate it.
 """
 
 from __future__ import annotations
@@ -125,9 +126,14 @@ class RoundTrip:
 
 def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLike, codec: str = "",
                metadata: Optional[dict] = None, d: distributed.Dist, evals: EvalHooks, attention: str = "auto",
-               log: RunLog, recipe: Optional[QuantRecipe] = None, precision: str = "fp32") -> RoundTrip:
+               log: RunLog, recipe: Optional[QuantRecipe] = None, precision: str = "fp32",
+               weights: str = "dequantized") -> RoundTrip:
     """GPTQ (``recipe``; None = :func:`default_recipe`) → artifact at ``path`` (written by rank 0) →
-    fresh model from the file, cast to ``precision`` (``golf_fast.model.precision``) → full eval."""
+    fresh model from the file, cast to ``precision`` (``golf_fast.model.precision``) → full eval.
+
+    ``weights``: how the fresh model holds its block matrices (``"int6"``: packed codes through
+    the fused int6 kernel; ``"dequantized"``: float banks), see :func:`golf_fast.model.model_from_artifact`.
+    """
     path = Path(path)
     phases: dict[str, float] = {}
     tensors, phases["gptq"], qtable = quantize(model, hessians, recipe)
@@ -138,7 +144,8 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
     distributed.barrier()
     phases["artifact_write"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fresh = apply_precision(load_model_from_artifact(path, d.device, attention), precision)
+    fresh = apply_precision(load_model_from_artifact(path, d.device, attention, weights), precision)
+    log.line(f"round-trip model: block matrices {'packed int6 codes' if weights == 'int6' else 'dequantized'}")
     fresh.looping_active = model.looping_active
     phases["artifact_load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
