@@ -29,14 +29,22 @@ What the op does:
   reference on a small random input (``selfcheck_inputs``) and raises
   :class:`KernelSelfCheckError` with both numbers if ``compare`` reports a mismatch. Opt out with
   ``config.selfcheck = False`` or ``with selfcheck_disabled():`` (benchmarks).
-* Eager fast path: outside ``torch.compile`` (and when no gradient is needed through an op with
-  autograd), the resolved implementation is called directly, skipping the dispatcher's tens of
-  microseconds per call.
+* Eager mode runs what was asked for: outside ``torch.compile`` the resolved implementation is
+  called directly (skipping the dispatcher's tens of microseconds per call). When a gradient is
+  needed through an op with autograd, the same resolved implementation runs inside a
+  ``torch.autograd.Function`` whose backward is the op's registered backward; kernels of other
+  ops called from that backward (``torch.ops.golf_fast.*``) resolve with the same ``backend`` /
+  ``fallback`` request where they have such a backend. So ``backend="reference"`` on CUDA runs
+  the reference, forward and backward, ``fallback="reference"`` works with gradients, and
+  ``backend="triton"`` on CPU without the interpreter raises whether or not autograd is on.
+  The registered op (``torch.ops.golf_fast.<name>``, with ``backend="auto"``) is the path of
+  compiled graphs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import logging
 from dataclasses import dataclass, field
@@ -219,8 +227,9 @@ class KernelOp:
             self.torch_op.register_kernel("cpu")(self._dispatched_cpu_kernel)
 
     def register_autograd(self, backward: Callable, setup_context: Callable) -> None:
-        """Attach a backward; calls that need a gradient then always go through the dispatcher."""
+        """Attach a backward (used by the registered op and by the eager autograd path alike)."""
         self.torch_op.register_autograd(backward, setup_context=setup_context)
+        self._backward, self._setup_context = backward, setup_context
         self.has_autograd = True
 
     def backends(self, device_type: Optional[str] = None) -> list[str]:
@@ -325,14 +334,24 @@ class KernelOp:
             return self.torch_op(*args)
         device = tensors[0].device
         chosen = self.resolve(device.type, backend, fallback)
-        if (self.has_autograd and torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
-            if chosen.name != REFERENCE and chosen is not self._default_for(device.type):
-                raise ValueError(f"backend: gradients of golf_fast::{self.name} go through the registered "
-                                 f"kernels; use backend='auto', got {backend!r}")
-            return self.torch_op(*args)
         if device.type == "cuda":
             self.selfcheck(chosen, device, self._selfcheck_dtype(args, tensors))
+        if self.has_autograd and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return _EagerAutograd.apply(self, chosen, (backend, fallback), *args)
         return chosen.fn(*args)
+
+    def _requested(self, device_type: str) -> Backend:
+        """The backend of a call made through the dispatcher (compiled graphs, a backward): ``auto``,
+        unless an eager backward asked for a backend this op has for ``device_type``."""
+        req = _BACKWARD_REQUEST.get()
+        if req is not None:
+            backend, fallback = req
+            if backend == REFERENCE or any(b.name == backend and b.device_type == device_type
+                                           for b in self._backends):
+                return self.resolve(device_type, backend, fallback)
+            if fallback is not None:
+                return self.resolve(device_type, "auto", fallback)
+        return self.resolve(device_type)
 
     def _selfcheck_dtype(self, args: Sequence[Any], tensors: list[torch.Tensor]) -> torch.dtype:
         if self.selfcheck_dtype_arg is not None:
@@ -340,19 +359,51 @@ class KernelOp:
         floats = [t for t in tensors if t.is_floating_point()]
         return (floats or tensors)[0].dtype
 
-    def _default_for(self, device_type: str) -> Optional[Backend]:
-        try:
-            return self.resolve(device_type)
-        except BackendUnavailableError:
-            return None
-
     def _dispatched_cpu_kernel(self, *args: Any) -> Any:
         """The CPU kernel of the torch.library op: the ``auto`` CPU backend (never an error on CPU)."""
-        return self.resolve("cpu").fn(*args)
+        return self._requested("cpu").fn(*args)
 
     def _dispatched_cuda_kernel(self, *args: Any) -> Any:
         """The CUDA kernel of the torch.library op: strict auto resolution plus the self-check."""
         tensors = _tensors(args)
-        chosen = self.resolve("cuda")
+        chosen = self._requested("cuda")
         self.selfcheck(chosen, tensors[0].device, self._selfcheck_dtype(args, tensors))
         return chosen.fn(*args)
+
+
+_BACKWARD_REQUEST: contextvars.ContextVar[Optional[tuple[str, Optional[str]]]] = contextvars.ContextVar(
+    "golf_fast_backward_request", default=None)
+"""(backend, fallback) of the eager call whose backward is running (set by ``_EagerAutograd.backward``)."""
+
+
+class _ShiftedContext:
+    """The autograd context as an op's backward expects it: ``needs_input_grad`` of the op's own
+    arguments (without ``_EagerAutograd``'s three leading ones); everything else is the real context."""
+
+    def __init__(self, ctx: Any, skip: int) -> None:
+        self._ctx = ctx
+        self.needs_input_grad = tuple(ctx.needs_input_grad[skip:])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
+class _EagerAutograd(torch.autograd.Function):
+    """Eager calls that need a gradient: the resolved backend forward, the op's backward."""
+
+    @staticmethod
+    def forward(ctx, op: "KernelOp", chosen: Backend, request: tuple, *args: Any) -> Any:
+        out = chosen.fn(*args)
+        op._setup_context(ctx, args, out)
+        ctx.golf_fast_op, ctx.golf_fast_request = op, request
+        return out
+
+    @staticmethod
+    def backward(ctx, *grads: Any) -> Any:
+        token = _BACKWARD_REQUEST.set(ctx.golf_fast_request)
+        try:
+            got = ctx.golf_fast_op._backward(_ShiftedContext(ctx, 3), *grads)
+        finally:
+            _BACKWARD_REQUEST.reset(token)
+        got = got if isinstance(got, tuple) else (got,)
+        return (None, None, None, *got)
