@@ -28,7 +28,12 @@ What the op does:
 * GPU self-check: the first call of a GPU backend per (device, dtype) runs the kernel and the
   reference on a small random input (``selfcheck_inputs``) and raises
   :class:`KernelSelfCheckError` with both numbers if ``compare`` reports a mismatch. Opt out with
-  ``config.selfcheck = False`` or ``with selfcheck_disabled():`` (benchmarks).
+  ``config.selfcheck = False`` or ``with selfcheck_disabled():`` (benchmarks). The inputs are
+  drawn on the CPU from a fixed seed (no random state of the user's, CPU or CUDA, moves) and
+  moved to the device; the reference runs under :func:`precise_reference` (TF32 off, fp32 matmul
+  precision "highest"), whatever the user's global settings. A self-check cannot run inside
+  CUDA-graph capture: a first call there raises :class:`SelfCheckDuringCaptureError`, which says
+  to run :meth:`KernelOp.precheck` (or one eager call) before capturing.
 * Eager mode runs what was asked for: outside ``torch.compile`` the resolved implementation is
   called directly (skipping the dispatcher's tens of microseconds per call). When a gradient is
   needed through an op with autograd, the same resolved implementation runs inside a
@@ -67,6 +72,52 @@ class BackendUnavailableError(RuntimeError):
 
 class KernelSelfCheckError(RuntimeError):
     """A GPU kernel disagreed with its reference on the first-use self-check."""
+
+
+class SelfCheckDuringCaptureError(RuntimeError):
+    """A kernel's first use (its self-check) happened inside CUDA-graph capture."""
+
+
+@contextlib.contextmanager
+def precise_reference() -> Iterator[None]:
+    """fp32 matmuls at full precision for the duration (TF32 off for matmul and cuDNN, float32 matmul
+    precision "highest"); the user's settings are restored afterwards. Self-check references run here:
+    with TF32 on (as parameter-golf scripts set it) a reference's fp32 matmul rounds its inputs to
+    10 mantissa bits and would disagree with a correct kernel."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+           torch.get_float32_matmul_precision())
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old[0], old[1]
+        torch.set_float32_matmul_precision(old[2])
+
+
+def capturing(device: torch.device) -> bool:
+    """Whether the current CUDA stream of ``device`` is capturing a CUDA graph (False off CUDA)."""
+    return device.type == "cuda" and bool(torch.cuda.is_current_stream_capturing())
+
+
+def refuse_selfcheck_in_capture(what: str, device: torch.device) -> None:
+    """Raise :class:`SelfCheckDuringCaptureError` when a self-check of ``what`` would run in capture."""
+    if capturing(device):
+        raise SelfCheckDuringCaptureError(
+            f"{what}: the first use on {device} runs a self-check against the reference, which cannot run "
+            f"inside CUDA-graph capture. Run one eager call (or golf_fast.ops.dispatch.precheck(device)) "
+            f"before capturing; torch.compile(mode='reduce-overhead') does this in its warm-up.")
+
+
+def seeded_cpu_inputs(make: Callable[[torch.device, torch.dtype], tuple], device: torch.device,
+                      dtype: torch.dtype, seed: int = 1234) -> tuple:
+    """``make(cpu, dtype)`` under a fixed seed with the CPU random state restored afterwards, each tensor
+    then moved to ``device``: the CUDA random state is never touched, the CPU one is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        args = make(torch.device("cpu"), dtype)
+    return tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
 
 
 @dataclass
@@ -302,14 +353,12 @@ class KernelOp:
         key = (self.name, chosen.name, str(device), str(dtype))
         if key in _registry.checked:
             return
-        gen_state = torch.random.get_rng_state()
-        try:
-            args = self.selfcheck_inputs(device, dtype)
-        finally:
-            torch.random.set_rng_state(gen_state)  # the check must not shift the user's random stream
+        refuse_selfcheck_in_capture(f"golf_fast::{self.name} ({chosen.name}, {dtype})", device)
+        args = seeded_cpu_inputs(self.selfcheck_inputs, device, dtype)
         ref_args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
         out = chosen.fn(*args)
-        ref = self.reference(*ref_args)
+        with precise_reference():
+            ref = self.reference(*ref_args)
         if self.mutated_index is not None:  # in-place op: compare the mutated argument
             out, ref = args[self.mutated_index], ref_args[self.mutated_index]
         problem = self.compare(out, ref)
@@ -339,6 +388,17 @@ class KernelOp:
         if self.has_autograd and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             return _EagerAutograd.apply(self, chosen, (backend, fallback), *args)
         return chosen.fn(*args)
+
+    def precheck(self, device: torch.device, dtypes: Sequence[torch.dtype]) -> list[str]:
+        """Run the self-check of the ``auto`` backend for ``device`` now, for each of ``dtypes`` (call
+        before CUDA-graph capture); returns the backends checked (nothing off CUDA)."""
+        device = torch.device(device)
+        if device.type != "cuda":
+            return []
+        chosen = self.resolve("cuda")
+        for dt in dtypes:
+            self.selfcheck(chosen, device, dt)
+        return [f"{self.name}:{chosen.name}:{dt}" for dt in dtypes]
 
     def _requested(self, device_type: str) -> Backend:
         """The backend of a call made through the dispatcher (compiled graphs, a backward): ``auto``,
