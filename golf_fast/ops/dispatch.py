@@ -20,7 +20,8 @@ What the op does:
   private ops (``golf_fast::_<name>_cpp``) and added here as backends; public ops are defined once,
   in Python.
 * Backend choice per device type: ``backend="auto"`` takes the first available backend added for
-  the tensors' device type (in the order added), else the reference on CPU. On CUDA a missing
+  the tensors' device type (in the order added; when it is not the first, the reasons the earlier
+  ones were passed over are logged, as a warning on CUDA), else the reference on CPU. On CUDA a missing
   kernel is an error naming why it is missing, unless ``fallback="reference"`` was asked for;
   an explicitly requested backend that is unavailable is always an error unless
   ``fallback="reference"``. The resolved backend is logged once per (op, device type, backend)
@@ -321,8 +322,8 @@ class KernelOp:
                 reasons.append(f"{backend} has no {device_type} implementation")
         for cand in candidates:
             why = cand.available()
-            if why is None:
-                return self._note(device_type, cand)
+            if why is None:  # a later candidate: say why the earlier ones were passed over (a warning on CUDA)
+                return self._note(device_type, cand, because="; ".join(reasons))
             reasons.append(f"{cand.name}: {why}")
         if backend == "auto" and device_type != "cuda":
             return self._note(device_type, reference, because="; ".join(reasons))
