@@ -244,6 +244,19 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
     return out
 
 
+def launch_tile(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+                lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor], tile: Int6Tile,
+                split: int) -> torch.Tensor:
+    """Run one tile configuration forced, whatever :func:`select_config` would pick (GPU checks);
+    (M, K) ``x2`` → (M, N). Inputs are assumed valid; no self-check runs."""
+    check_launch_device(x2, packed, scales, what="launch_tile")
+    return _launch(x2, packed, scales, bias, lowrank_a, lowrank_b, tile, split)
+
+
+SHIPPED_TILES = (GEMV_M16, GEMV_M64, GEMM_MID, GEMM_LARGE)
+"""Every tile shape class the launcher can pick."""
+
+
 def selfcheck_tile(tile: Int6Tile, split: int, dtype: torch.dtype, device: torch.device, *,
                    epilogue: bool = True, cls: Optional[tuple] = None) -> None:
     """Compare one configuration with the reference on a small random problem; raise on mismatch.
