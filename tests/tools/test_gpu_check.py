@@ -79,3 +79,14 @@ def test_interpreter_tests_skip_with_the_reason_on_another_triton(monkeypatch):
     assert "pinned to Triton 3.9" in reason and "3.6.0" in reason
     monkeypatch.setattr(triton, "__version__", "3.9.0")
     assert conftest._interpreter_skip_reason() is None
+
+
+def test_offline_wheels_are_installed_only_when_missing(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(gpu_check, "missing_offline_packages", lambda: [])
+    assert gpu_check.install_wheels("", dry_run=False) == 0 and "all present" in capsys.readouterr().out
+    monkeypatch.setattr(gpu_check, "missing_offline_packages", lambda: ["brotli", "python-minifier"])
+    assert gpu_check.install_wheels(str(tmp_path / "nowhere"), dry_run=False) == 1
+    assert "no wheelhouse" in capsys.readouterr().out
+    assert gpu_check.install_wheels(str(tmp_path), dry_run=True) == 0
+    cmd = capsys.readouterr().out
+    assert "--no-index" in cmd and f"--find-links {tmp_path}" in cmd and cmd.strip().endswith("brotli python-minifier")
