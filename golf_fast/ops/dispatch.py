@@ -34,7 +34,7 @@ What the op does:
   moved to the device; the reference runs under :func:`precise_reference` (TF32 off, fp32 matmul
   precision "highest"), whatever the user's global settings. A self-check cannot run inside
   CUDA-graph capture: a first call there raises :class:`SelfCheckDuringCaptureError`, which says
-  to run :meth:`KernelOp.precheck` (or one eager call) before capturing.
+  to run one eager call (or :meth:`KernelOp.precheck`) before capturing.
 * Eager mode runs what was asked for: outside ``torch.compile`` the resolved implementation is
   called directly (skipping the dispatcher's tens of microseconds per call). When a gradient is
   needed through an op with autograd, the same resolved implementation runs inside a
@@ -99,7 +99,12 @@ def precise_reference() -> Iterator[None]:
 
 def capturing(device: torch.device) -> bool:
     """Whether the current CUDA stream of ``device`` is capturing a CUDA graph (False off CUDA)."""
-    return device.type == "cuda" and bool(torch.cuda.is_current_stream_capturing())
+    if device.type != "cuda":
+        return False
+    try:
+        return bool(torch.cuda.is_current_stream_capturing())
+    except RuntimeError:  # a torch build without CUDA: nothing can be capturing
+        return False
 
 
 def refuse_selfcheck_in_capture(what: str, device: torch.device) -> None:
@@ -107,8 +112,9 @@ def refuse_selfcheck_in_capture(what: str, device: torch.device) -> None:
     if capturing(device):
         raise SelfCheckDuringCaptureError(
             f"{what}: the first use on {device} runs a self-check against the reference, which cannot run "
-            f"inside CUDA-graph capture. Run one eager call (or golf_fast.ops.dispatch.precheck(device)) "
-            f"before capturing; torch.compile(mode='reduce-overhead') does this in its warm-up.")
+            f"inside CUDA-graph capture. Run one eager call with the same shapes and dtypes before capturing "
+            f"(for a registered op, KernelOp.precheck(device, dtypes) runs its self-check); "
+            f"torch.compile(mode='reduce-overhead') does this in its warm-up.")
 
 
 def seeded_cpu_inputs(make: Callable[[torch.device, torch.dtype], tuple], device: torch.device,

@@ -210,3 +210,21 @@ def test_ns_selfcheck_covers_several_tiles_and_rejects_a_dropped_mirror_tile(til
 @pytest.mark.interpreter
 def test_ns_selfcheck_passes_the_triton_kernel_in_the_interpreter(triton_interpret):
     ns.selfcheck_tiles(SMALL_TILES, torch.float32, torch.device("cpu"))
+
+
+def test_precheck_runs_the_selfcheck_before_capture(monkeypatch):
+    real = dispatch.seeded_cpu_inputs
+    monkeypatch.setattr(dispatch, "seeded_cpu_inputs",  # keep the inputs on the CPU: no GPU here
+                        lambda make, device, dtype, seed=1234: real(make, torch.device("cpu"), dtype, seed))
+    ran = []
+    op = KernelOp("_test_precheck", _plus_one, fake=lambda x: torch.empty_like(x),
+                  selfcheck_inputs=lambda dev, dt: (torch.ones(2, device=dev, dtype=dt),))
+    op.add_backend("k", "cuda", lambda x: (ran.append(x.dtype), x + 1)[1])
+    cuda = torch.device("cuda", 0)
+    assert op.precheck(torch.device("cpu"), [torch.float32]) == []
+    assert op.precheck(cuda, [torch.float32, torch.float16]) == [f"{op.name}:k:torch.float32",
+                                                                   f"{op.name}:k:torch.float16"]
+    assert ran == [torch.float32, torch.float16]
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    op.selfcheck(op.resolve("cuda"), cuda, torch.float16)  # checked before capture: nothing runs now
+    assert len(ran) == 2
