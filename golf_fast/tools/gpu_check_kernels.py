@@ -120,7 +120,7 @@ def check_int6(c: Checker, smoke: bool) -> None:
     from golf_fast.ops import int6_matmul as im
     from golf_fast.ops.int6_pack import pack_int6, pack_int6_ref, unpack_int6
 
-    shapes = [(45, 83)] if smoke else [(45, 600), (512, 512), (512, 2048), (2048, 512), (8192, 512)]
+    shapes = [(45, 83)] if smoke else [(45, 600), (512, 512), (512, 2048), (8192, 512)]
     m_for = {"gemv16": (1, 16), "gemv64": (17, 64), "gemm64": (65, 256), "gemm256": (259, 2048)}
     if smoke:
         m_for = {"gemv16": (1,), "gemv64": (17,), "gemm64": (65,), "gemm256": (259,)}
@@ -372,14 +372,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if c.dev.type == "cuda":
         props = torch.cuda.get_device_properties(0)
         print(f"device: {props.name}, {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB", flush=True)
+    # the cases no other step covers first: a budget cut falls on the sweeps, not on them
     check_costs(c, a.smoke)
-    check_int6(c, a.smoke)
-    check_newton_schulz(c, a.smoke)
-    check_hessian_and_gptq(c, a.smoke)
     if not a.smoke:
         check_selfchecks_under_tf32(c)
         check_large_offsets(c)
         check_capture(c)
+    check_int6(c, a.smoke)
+    check_newton_schulz(c, a.smoke)
+    check_hessian_and_gptq(c, a.smoke)
     n_fail = sum(r["ok"] is False for r in c.results)
     n_pass = sum(r["ok"] is True for r in c.results)
     print(f"\nkernel check: {n_pass} passed, {n_fail} failed, {len(c.results) - n_pass - n_fail} info/skipped")
