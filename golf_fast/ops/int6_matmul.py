@@ -39,7 +39,8 @@ from typing import Optional
 
 import torch
 
-from golf_fast.ops.dispatch import KernelOp, KernelSelfCheckError, triton_in_interpreter, triton_on_cuda
+from golf_fast.ops.dispatch import (KernelOp, KernelSelfCheckError, precise_reference, refuse_selfcheck_in_capture,
+                                    triton_in_interpreter, triton_on_cuda)
 from golf_fast.ops.dispatch import config as dispatch_config
 from golf_fast.ops.int6_matmul_kernels import (ACT_DTYPES, DEQUANT_BLOCK, GEMM_LARGE, GEMM_MID, GEMV_M16,
                                                GEMV_M16_K64, GEMV_M64, SMALL_M_MAX, SPLIT_COUNTERS, Int6Tile,
@@ -189,15 +190,53 @@ def int6_linear_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tens
     dev_index = None if interpreter_enabled() else (x.device.index or 0)
     tile, split = select_config(m, n, k, _num_sms(dev_index))
     if x.device.type == "cuda" and dispatch_config.selfcheck:
-        key = (tile, split > 1, x.dtype, str(x.device))
-        if key not in _CHECKED_TILES:
-            selfcheck_tile(tile, split, x.dtype, x.device)
-            _CHECKED_TILES.add(key)
+        rank = lowrank_a.shape[1] if lowrank_a is not None and lowrank_b is not None else 0
+        ensure_tile_checked(tile, split, x.dtype, x.device, launch_class(m, n, k, bias is not None, rank))
     out = _launch(x2, packed, scales, bias, lowrank_a, lowrank_b, tile, split)
     return out.reshape(*x.shape[:-1], n)
 
 
 _CHECKED_TILES: set = set()
+
+
+def _int_class(v: int) -> int:
+    """How Triton specializes an integer argument: 1 (equal to 1), 16 (divisible by 16) or 0."""
+    return 1 if v == 1 else (16 if v % 16 == 0 else 0)
+
+
+def launch_class(m: int, n: int, k: int, has_bias: bool, rank: int) -> tuple:
+    """The specialization class of one launch: Triton compiles one variant per pattern of integer
+    arguments equal to 1 / divisible by 16 (M, N, K, the packed row bytes, the low-half bytes) and
+    per epilogue (bias, low-rank rank), so a self-check must run the same class as the real call."""
+    return (_int_class(m), _int_class(n), _int_class(k), _int_class(packed_row_bytes(k)),
+            _int_class(padded_cols(k) // 2), bool(has_bias), int(rank))
+
+
+def check_dims(tile: Int6Tile, cls: tuple) -> tuple[int, int, int]:
+    """(M, N, K) of a small self-check problem in launch class ``cls`` for ``tile`` (M within the
+    tile's regime; N and K small, with tails where the class has them)."""
+    cm, cn = cls[0], cls[1]
+    if tile.kernel == "gemv":
+        m = {1: 1, 16: 16}.get(cm, min(tile.block_m, 37) if min(tile.block_m, 37) % 16 else tile.block_m - 3)
+    else:
+        m = tile.block_m + (16 if cm == 16 else 3)
+    n = {1: 1, 16: 48}.get(cn, 45)
+    if cls[2] == 1:
+        k = 1
+    else:
+        k = next(v for v in range(560, 700) if (_int_class(v), _int_class(packed_row_bytes(v)),
+                                                 _int_class(padded_cols(v) // 2)) == tuple(cls[2:5]))
+    return m, n, k
+
+
+def ensure_tile_checked(tile: Int6Tile, split: int, dtype: torch.dtype, device: torch.device, cls: tuple) -> None:
+    """Self-check (tile, split, dtype, launch class) on ``device`` once (see :func:`selfcheck_tile`)."""
+    key = (tile, split > 1, dtype, str(device), cls)
+    if key in _CHECKED_TILES:
+        return
+    refuse_selfcheck_in_capture(f"golf_fast::int6_linear tile {tile.kernel} {tile.block_m}x{tile.block_n}", device)
+    selfcheck_tile(tile, split, dtype, device, cls=cls)
+    _CHECKED_TILES.add(key)
 
 
 def _word_aligned(packed: torch.Tensor) -> torch.Tensor:
@@ -252,28 +291,51 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
     return out
 
 
+def launch_tile(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+                lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor], tile: Int6Tile,
+                split: int) -> torch.Tensor:
+    """Run one tile configuration forced, whatever :func:`select_config` would pick (GPU checks);
+    (M, K) ``x2`` → (M, N). Inputs are assumed valid; no self-check runs."""
+    check_launch_device(x2, packed, scales, what="launch_tile")
+    return _launch(x2, packed, scales, bias, lowrank_a, lowrank_b, tile, split)
+
+
+SHIPPED_TILES = (GEMV_M16, GEMV_M64, GEMM_MID, GEMM_LARGE)
+"""Every tile shape class the launcher can pick."""
+
+
 def selfcheck_tile(tile: Int6Tile, split: int, dtype: torch.dtype, device: torch.device, *,
-                   epilogue: bool = True) -> None:
+                   epilogue: bool = True, cls: Optional[tuple] = None) -> None:
     """Compare one configuration with the reference on a small random problem; raise on mismatch.
 
-    M is the tile's own M (≤ it for the GEMV), K = 600 with ``split`` splits, N = 45 (a tail);
-    with ``epilogue`` a bias and a rank-3 low-rank term are added.
+    With ``cls`` (a :func:`launch_class`), the problem is in that specialization class (M, N, K from
+    :func:`check_dims`, a bias and a low-rank term of the class's rank when it has them). Without it:
+    M is the tile's own M (≤ it for the GEMV), K = 600 with ``split`` splits, N = 45 (a tail); with
+    ``epilogue`` a bias and a rank-3 low-rank term. Inputs come from a fixed-seed CPU generator (no
+    random state of the user's moves); the reference runs in full fp32 whatever the TF32 settings.
     """
     gen = torch.Generator(device="cpu").manual_seed(1234)
-    m = min(tile.block_m, 37) if tile.kernel == "gemv" else tile.block_m + 3
-    n, k = 45, 600
+    if cls is None:
+        m = min(tile.block_m, 37) if tile.kernel == "gemv" else tile.block_m + 3
+        n, k = 45, 600
+        has_bias, rank = epilogue, 3 if epilogue else 0
+    else:
+        m, n, k = check_dims(tile, cls)
+        has_bias, rank = cls[5], cls[6]
     codes = torch.randint(-INT6_MAX, INT6_MAX + 1, (n, k), dtype=torch.int8, generator=gen)
     scales = (torch.rand(n, generator=gen) * 0.02 + 0.001).to(torch.float16)
     x = torch.randn(m, k, generator=gen).to(dtype)
-    bias = torch.randn(n, generator=gen).to(dtype) if epilogue else None
-    lr = (torch.randn(n, 3, generator=gen), torch.randn(3, k, generator=gen)) if epilogue else (None, None)
+    bias = torch.randn(n, generator=gen).to(dtype) if has_bias else None
+    lr = (torch.randn(n, rank, generator=gen), torch.randn(rank, k, generator=gen)) if rank else (None, None)
     args = [t.to(device) if t is not None else None for t in (x, pack_int6_ref(codes), scales, bias, *lr)]
     out = _launch(*args, tile=tile, split=split)
-    ref = int6_linear_ref(*args)
+    with precise_reference():
+        ref = int6_linear_ref(*args)
     problem = within_output_rounding(out, ref)
     if problem is not None:
         raise KernelSelfCheckError(
-            f"golf_fast::int6_linear tile {tile} (split_k={split}, epilogue={epilogue}) on {device} ({dtype}) "
+            f"golf_fast::int6_linear tile {tile} (split_k={split}, M={m}, N={n}, K={k}, bias={has_bias}, "
+            f"low-rank rank={rank}) on {device} ({dtype}) "
             f"disagrees with its reference on the first-use self-check: {problem}. Pass backend='reference' "
             f"to run the eager reference, and report the versions printed by golf_fast.status().")
 

@@ -45,8 +45,8 @@ import math
 from typing import Any, Iterable, Optional
 
 import torch
-import torch.distributed as dist
 
+from golf_fast import distributed as dist_module
 from golf_fast.ops.newton_schulz import COMPUTE_DTYPES, Coefficients, newton_schulz, resolve_coefficients
 from golf_fast.optim import comm
 
@@ -89,7 +89,7 @@ class Muon(torch.optim.Optimizer):
                  weight_decay: float = 0.0, row_normalize: bool = False, ns_steps: int = 5,
                  coefficients: Coefficients = "polar_express", ns_eps: float = 1e-7,
                  ns_dtype: torch.dtype = torch.bfloat16, backend: str = "auto", distributed: bool = False,
-                 process_group: Optional[dist.ProcessGroup] = None,
+                 process_group: Optional[Any] = None,
                  comm_config: comm.CommConfig = comm.CommConfig()) -> None:
         _check_number("lr", lr, 0.0)
         _check_number("momentum", momentum, 0.0, 1.0, hi_open=True)
@@ -105,7 +105,7 @@ class Muon(torch.optim.Optimizer):
             raise ValueError(f"ns_dtype: expected one of {COMPUTE_DTYPES}, got {ns_dtype!r}")
         if not isinstance(comm_config, comm.CommConfig):
             raise TypeError(f"comm_config: expected a golf_fast.optim.comm.CommConfig, got {type(comm_config).__name__}")
-        if distributed and not (dist.is_available() and dist.is_initialized()):
+        if distributed and not dist_module.is_initialized():
             raise RuntimeError("distributed: Parallel Muon needs an initialized torch.distributed process group "
                                "(call torch.distributed.init_process_group first, e.g. under torchrun)")
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, momentum_warmup_start=momentum_warmup_start,
@@ -230,7 +230,7 @@ class Muon(torch.optim.Optimizer):
 
     def _step_distributed(self) -> None:
         pg = self.process_group
-        world, rank = dist.get_world_size(pg), dist.get_rank(pg)
+        world, rank = dist_module.world_size(pg), dist_module.rank(pg)
         items = []
         for gi, group in enumerate(self.param_groups):
             for p in group["params"]:
