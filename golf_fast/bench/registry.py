@@ -12,6 +12,8 @@ BENCH_MODULES = (
     "golf_fast.bench.cases.newton_schulz",
     "golf_fast.bench.cases.hessian",
     "golf_fast.bench.cases.gptq",
+    "golf_fast.bench.cases.softcapped_ce",
+    "golf_fast.bench.cases.fused_mlp",
 )
 
 
