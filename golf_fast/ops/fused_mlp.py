@@ -69,10 +69,13 @@ def mlp_op_ref(x: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor, slope:
 
 
 def mlp_dpre_ref(grad_out: torch.Tensor, w_down: torch.Tensor, pre: torch.Tensor, slope: float) -> torch.Tensor:
-    """``(g·W_down) ⊙ 2a·(pre > 0 ? 1 : s)`` in fp32 (a = leaky(pre) rounded like eager), rounded once."""
-    a = F.leaky_relu(pre, negative_slope=slope).float()
-    deriv = 2.0 * a * torch.where(pre > 0, 1.0, slope)
-    return ((grad_out.float() @ w_down.float()) * deriv).to(pre.dtype)
+    """``(g·W_down) ⊙ 2a·(pre > 0 ? 1 : s)`` (a = leaky(pre) rounded like eager), rounded once.
+
+    Computed in float64 (exact products of the bf16/fp16 inputs; no TF32 whatever the global
+    matmul settings), so it is also the self-check's ground truth."""
+    a = F.leaky_relu(pre, negative_slope=slope).double()
+    deriv = 2.0 * a * torch.where(pre > 0, 1.0, slope).double()
+    return ((grad_out.double() @ w_down.double()) * deriv).to(pre.dtype)
 
 
 def _op_fake(x, w_up, w_down, slope, need_pre):
