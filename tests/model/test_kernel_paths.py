@@ -31,9 +31,11 @@ def _step(model, ids, tgt, ce: str, mlp: str, amp: bool = True):
     return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
 
-def _max_rel(grads, truth):
-    return max(float((a.double() - b.double()).norm() / b.double().norm()) for a, b in zip(grads, truth)
-               if b.norm() > 0)
+def _global_rel(grads, truth):
+    """‖g − g_truth‖ / ‖g_truth‖ over all parameters at once (the per-parameter maximum is set by
+    the noisiest small gradient, q_gain, and moves by ±50% with any change of rounding)."""
+    num = sum(float((a.double() - b.double()).norm() ** 2) for a, b in zip(grads, truth))
+    return (num / sum(float(b.double().norm() ** 2) for b in truth)) ** 0.5
 
 
 def test_cpu_default_is_the_eager_record_code():
@@ -93,7 +95,7 @@ def test_bad_switch_names_the_field():
 def test_interpreted_kernels_in_the_model_are_as_accurate_as_eager(triton_interpret):
     """TRITON_INTERPRET=1: the model's step runs the fused Triton kernels (CE forward/backward, MLP
     up-projection and dpre epilogues). Against the fp32 model as the truth, the bf16 step on the
-    kernels is at most 1.5× as far off as the bf16 eager step (loss and every gradient)."""
+    kernels is at most 1.2× as far off as the bf16 eager step (loss, and all gradients together)."""
     assert os.environ["TRITON_INTERPRET"] == "1"
     m = randomized_gpt(TINY, 1844)
     ids, tgt = _batch(1844, t=40)
@@ -104,11 +106,11 @@ def test_interpreted_kernels_in_the_model_are_as_accurate_as_eager(triton_interp
     backends = resolved_backends()
     for op in ("softcapped_ce", "softcapped_ce_backward", "leaky_relu_square_mlp", "leaky_relu_square_mlp_dpre"):
         assert backends[f"{op}@cpu"] == "triton"
-    eager_err = _max_rel(eager_grads, truth_grads)
-    assert _max_rel(fused_grads, truth_grads) <= 1.5 * eager_err
+    eager_err = _global_rel(eager_grads, truth_grads)
+    assert _global_rel(fused_grads, truth_grads) <= 1.2 * eager_err
     assert abs(float(fused - truth)) <= 1.5 * abs(float(eager - truth)) + 1e-4
     scrambled = [g.roll(1) for g in fused_grads]  # the check rejects gradients that are not the model's
-    assert _max_rel(scrambled, truth_grads) > 1.5 * eager_err
+    assert _global_rel(scrambled, truth_grads) > 1.2 * eager_err
 
 
 @pytest.mark.slow
