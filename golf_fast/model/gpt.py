@@ -36,7 +36,10 @@ import torch.nn.functional as F
 
 from golf_fast.model.attention import resolve_attention_backend, varlen_attention
 from golf_fast.model.config import ModelConfig
+from golf_fast.model.kernel_paths import FusedKernels, compute_dtype
 from golf_fast.nn.int6_bank import Int6Bank, bank_linear
+from golf_fast.ops.fused_mlp import leaky_relu_square_mlp
+from golf_fast.ops.softcapped_ce import softcapped_cross_entropy
 
 ActivationHook = Callable[[str, torch.Tensor], None]
 """``hook(matrix_name, x)`` gets the input rows (…, in_features) of each matrix (calibration)."""
@@ -111,8 +114,14 @@ class Block(nn.Module):
         self.mlp_scale = nn.Parameter(torch.ones(d, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))).float())
         self.ln = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
+        self.fused = FusedKernels()  # GPT shares its own object with every block
 
     def mlp(self, n: torch.Tensor, up_w, down_w, hook: Optional[ActivationHook]) -> torch.Tensor:
+        # the fused kernel takes dense weights; int6 banks (evaluation from codes) keep bank_linear
+        if hook is None and isinstance(up_w, torch.Tensor) and isinstance(down_w, torch.Tensor) \
+                and self.fused.use_mlp(n):
+            dt = compute_dtype(n)
+            return leaky_relu_square_mlp(n.to(dt), up_w.to(dt), down_w.to(dt), self.cfg.leaky_slope)
         if hook is not None:
             hook(f"blocks.{self.layer}.mlp.fc.weight", n)
         h = F.leaky_relu(bank_linear(n, up_w), negative_slope=self.cfg.leaky_slope).square()
@@ -173,6 +182,10 @@ class GPT(nn.Module):
             self.smear_lambda = nn.Parameter(torch.zeros(1, dtype=torch.float32))
         self.looping_active = False
         self.int6_banks: Optional[nn.ModuleDict] = None
+        self.fused_kernels = FusedKernels()
+        """Where the fused CE and MLP kernels run (golf_fast.model.kernel_paths); default: on CUDA."""
+        for blk in self.blocks:
+            blk.fused = self.fused_kernels
         self.activation_hook: Optional[ActivationHook] = None
         self.resolved_attention: Optional[str] = None
         if not self.qo_bank.is_meta:
@@ -308,9 +321,13 @@ class GPT(nn.Module):
 
     def logits(self, input_ids: torch.Tensor, cu_seqlens: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Softcapped logits (B, T, V) in the compute dtype."""
-        z = F.linear(self.hidden(input_ids, cu_seqlens), self.tok_emb.weight.to(self.dtype_for(input_ids)))
+        z = self.head(self.hidden(input_ids, cu_seqlens), input_ids)
         c = self.cfg.logit_softcap
         return c * torch.tanh(z / c)
+
+    def head(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Pre-softcap logits (B, T, V): the tied embedding applied to the final hidden states."""
+        return F.linear(hidden, self.tok_emb.weight.to(self.dtype_for(input_ids)))
 
     def dtype_for(self, input_ids: torch.Tensor) -> torch.dtype:
         if torch.is_autocast_enabled(input_ids.device.type):
@@ -327,6 +344,10 @@ class GPT(nn.Module):
             raise ValueError(f"target_ids: shape {tuple(target_ids.shape)} must equal input_ids {tuple(input_ids.shape)}")
         if reduction not in ("mean", "none"):
             raise ValueError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
+        fk = self.fused_kernels
+        if torch.is_grad_enabled() and fk.use(fk.cross_entropy, input_ids):
+            z = self.head(self.hidden(input_ids, cu_seqlens), input_ids)
+            return softcapped_cross_entropy(z, target_ids, self.cfg.logit_softcap, reduction)
         logits = self.logits(input_ids, cu_seqlens).float()
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), target_ids.reshape(-1), reduction=reduction)
         return loss if reduction == "mean" else loss.view(target_ids.shape)
