@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "export": ("golf_fast.export.cli", "a records folder (self-contained train_gpt.py, README, submission.json)"),
     "eval": ("golf_fast.eval.cli", "evaluate an artifact file: val_bpb, plain and sliding-window"),
     "data": ("golf_fast.data.cli", "build tokenizer + token shards from text; check shards"),
+    "gpu-check": ("golf_fast.tools.gpu_check", "one time-boxed check of a fresh H100/H200 into one report (--dry-run: CPU)"),
 }
 
 

@@ -1,8 +1,9 @@
 """``golf-fast eval ARTIFACT --data DIR --tokenizer MODEL``: val_bpb of an artifact in a fresh process.
 
-Loads the artifact (checksummed, no pickle), rebuilds the model from its config, and reports
-plain and (with ``--stride``) sliding-window val_bpb on the ``*_val_*.bin`` shards of DIR. When DIR
-has CaseOps byte sidecars (``*_val_bytes_*.bin``) the bytes come from them, else from the tokenizer.
+Loads the artifact (checksummed, no pickle), rebuilds the model from its config (on CUDA its block
+matrices stay packed int6 codes by default, ``--weights``), and reports plain and (with
+``--stride``) sliding-window val_bpb on the ``*_val_*.bin`` shards of DIR. When DIR has CaseOps
+byte sidecars (``*_val_bytes_*.bin``) the bytes come from them, else from the tokenizer.
 Works under torchrun too (the windows are split across ranks, the sums all-reduced).
 """
 
@@ -35,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--looping", choices=("on", "off"), default="on",
                    help="depth recurrence during eval (on: as at the end of training)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--weights", choices=("auto", "int6", "dequantized"), default="auto",
+                   help="block matrices as packed int6 codes through the fused kernel, or dequantized "
+                        "(auto: int6 on CUDA, dequantized on CPU)")
     p.add_argument("--precision", choices=("fp32", "record"), default="fp32",
                    help="parameter precision of the rebuilt model (record: bf16 with banks and control tensors fp32)")
 
@@ -44,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         tok = args.tokenizer or args.data / "tokenizer.model"
         try:
-            model = apply_precision(load_model_from_artifact(args.artifact, d.device), args.precision)
+            weights = args.weights if args.weights != "auto" else ("int6" if d.device.type == "cuda" else "dequantized")
+            model = apply_precision(load_model_from_artifact(args.artifact, d.device, weights=weights), args.precision)
         except (ValueError, OSError, KeyError) as e:  # ArtifactError is a ValueError
             print(f"golf-fast eval: cannot load {args.artifact}: {e}", file=sys.stderr)
             return 2
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             val_bytes = val_bytes[:args.max_val_tokens] if val_bytes is not None else None
         dtype = torch.bfloat16 if d.device.type == "cuda" or args.precision == "record" else None
         out = {"artifact": str(args.artifact), "artifact_bytes": os.path.getsize(args.artifact),
-               "bytes_from": "sidecar" if val_bytes is not None else "tokenizer"}
+               "bytes_from": "sidecar" if val_bytes is not None else "tokenizer", "weights": weights}
         for mode, stride in [("plain", None)] + ([("sliding", args.stride)] if args.stride else []):
             r = evaluate(model, val, table, seq_len=args.seq_len, stride=stride, batch_seqs=args.batch_seqs,
                          rank=d.rank, world_size=d.world, device=d.device, dtype=dtype, val_bytes=val_bytes)

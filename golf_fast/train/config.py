@@ -63,6 +63,17 @@ class OptimConfig:
     eps: float = 1e-8
     grad_clip: float = 0.3
     """Clip each rank's local gradient norm to this before the sync, like R0611 (0 = off)."""
+    graph_step: str = "auto"
+    """Muon's step as a CUDA graph (``golf_fast.optim.GraphedOptimizerStep``): ``auto`` = on when the
+    parameters are on CUDA, ``on``, ``off``."""
+    graph_warmup_steps: int = 2
+    """Eager Muon steps (buffers, self-checks) before the graph is captured."""
+
+    def graph_step_enabled(self, device_type: str) -> bool:
+        """Whether the trainer captures Muon's step on a device of type ``device_type``."""
+        if self.matrix_optimizer != "muon" or self.graph_step == "off":
+            return False
+        return self.graph_step == "on" or device_type == "cuda"
 
 
 @dataclass
@@ -131,6 +142,15 @@ class EvalConfig:
     batch_seqs: int = 32
     val_every: int = 0
     """Evaluate (plain) every N steps during training (0 = only at the end); paused time is not counted."""
+    weights: str = "auto"
+    """How the round-tripped model holds its block matrices: ``int6`` (packed codes, multiplied by
+    the fused int6 kernel), ``dequantized`` (float banks), ``auto`` = int6 on CUDA, dequantized on CPU."""
+
+    def resolved_weights(self, device_type: str) -> str:
+        """``int6`` or ``dequantized`` for a device of type ``device_type``."""
+        if self.weights != "auto":
+            return self.weights
+        return "int6" if device_type == "cuda" else "dequantized"
 
 
 @dataclass
@@ -175,6 +195,8 @@ class TrainConfig:
 
         o, s, d, e, r = self.optim, self.schedule, self.data, self.eval, self.run
         need(o.matrix_optimizer in ("muon", "adam"), f"optim.matrix_optimizer: expected muon or adam, got {o.matrix_optimizer!r}")
+        need(o.graph_step in ("auto", "on", "off"), f"optim.graph_step: expected auto, on or off, got {o.graph_step!r}")
+        need(o.graph_warmup_steps >= 1, f"optim.graph_warmup_steps: expected >= 1, got {o.graph_warmup_steps}")
         need(s.clock in ("wallclock", "steps"), f"schedule.clock: expected wallclock or steps, got {s.clock!r}")
         need(s.clock != "steps" or s.max_steps > 0, "schedule.max_steps: expected > 0 when schedule.clock is steps")
         need(s.max_wallclock_s > 0, f"schedule.max_wallclock_s: expected > 0, got {s.max_wallclock_s}")
@@ -182,6 +204,8 @@ class TrainConfig:
         need(0 <= s.ema_decay < 1, f"schedule.ema_decay: expected in [0, 1), got {s.ema_decay}")
         need(d.train_batch_tokens > 0 and d.grad_accum >= 0, "data.train_batch_tokens/grad_accum: expected > 0 / >= 0")
         need(e.seq_len > 0 and 0 <= e.stride <= e.seq_len, f"eval.stride: expected in [0, eval.seq_len={e.seq_len}]")
+        need(e.weights in ("auto", "int6", "dequantized"), f"eval.weights: expected auto, int6 or dequantized, "
+                                                           f"got {e.weights!r}")
         need(r.device in ("auto", "cuda", "cpu"), f"run.device: expected auto, cuda or cpu, got {r.device!r}")
         need(r.compile in ("auto", "on", "off"), f"run.compile: expected auto, on or off, got {r.compile!r}")
         need(r.autocast in ("auto", "bf16", "fp32"), f"run.autocast: expected auto, bf16 or fp32, got {r.autocast!r}")

@@ -162,6 +162,8 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
         "parameters": f"{sum(p.numel() for p in all_params):,}",
         "data": f"{data.data_dir} ({len(data.train_files)} train shards, {len(data.val):,} val tokens)",
         "tokenizer": data.tokenizer, "compile": use_compile, "autocast": str(amp_dtype) if amp_dtype else "fp32",
+        "muon step": "CUDA graph" if opt.graphed is not None else "eager",
+        "round-trip weights": cfg.eval.resolved_weights(d.device.type),
         "precision": f"{cfg.run.precision} {precision_summary(model)}",
         "val bytes": "CaseOps sidecars (original UTF-8)" if data.val_bytes is not None else "tokenizer tables",
         "calibration": f"{cfg.quant.calibration} × {cfg.quant.calibration_batches}",
@@ -244,7 +246,8 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
         rt = round_trip(model, hessians, path=run_dir / "model.gfa", codec=cfg.quant.codec,
                         metadata={"preset": cfg.preset, "steps": out.steps}, d=d, evals=evals,
                         attention=cfg.run.attention, log=log, recipe=recipe_from_config(cfg.quant, model),
-                        precision=cfg.run.precision, code_bytes=code_bytes)
+                        precision=cfg.run.precision, weights=cfg.eval.resolved_weights(d.device.type),
+                        code_bytes=code_bytes)
         res.phases.update(rt.phases)
         res.artifact_path, res.artifact_bytes = str(rt.artifact_path), rt.artifact_bytes
         res.round_trip, res.round_trip_sliding = rt.evals["plain"], rt.evals.get("sliding")
