@@ -38,6 +38,8 @@ from golf_fast.model.config import ModelConfig
 
 ActivationHook = Callable[[str, torch.Tensor], None]
 """``hook(matrix_name, x)`` gets the input rows (…, in_features) of each matrix (calibration)."""
+LinearHook = Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``hook(matrix_name, x, w) -> y`` computes ``F.linear(x, w)`` plus anything else (eval-time adapters)."""
 
 BANK_NAMES = ("qo_bank", "kv_bank", "mlp_up_bank", "mlp_down_bank")
 EMBED_NAME = "tok_emb.weight"
@@ -59,6 +61,8 @@ class Attention(nn.Module):
         self.use_xsa = layer >= cfg.num_layers - cfg.xsa_last_n
         if cfg.sparse_attn_gate:
             self.attn_gate_w = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window, dtype=torch.float32))
+        self.linear_hook: Optional[LinearHook] = None
+        self.names = {m: f"blocks.{layer}.attn.{m}.weight" for m in ("c_q", "c_k", "c_v", "proj")}
         rd = cfg.rope_dims or cfg.head_dim
         self.register_buffer("inv_freq", 1.0 / (cfg.rope_base ** (torch.arange(0, rd, 2, dtype=torch.float32) / rd)),
                              persistent=False)
@@ -71,9 +75,9 @@ class Attention(nn.Module):
         if hook is not None:
             for m in ("c_q", "c_k", "c_v"):
                 hook(f"blocks.{self.layer}.attn.{m}.weight", n)
-        q = F.linear(n, q_w.to(n.dtype)).view(B, T, H, D)
-        k = F.linear(n, k_w.to(n.dtype)).view(B, T, Hkv, D)
-        v = F.linear(n, v_w.to(n.dtype)).view(B, T, Hkv, D)
+        q = _linear(self.linear_hook, self.names["c_q"], n, q_w).view(B, T, H, D)
+        k = _linear(self.linear_hook, self.names["c_k"], n, k_w).view(B, T, Hkv, D)
+        v = _linear(self.linear_hook, self.names["c_v"], n, v_w).view(B, T, Hkv, D)
         q = F.rms_norm(q, (D,))
         k = F.rms_norm(k, (D,))
         # positions within each row (training: the whole packed buffer, as in the record; RoPE is
@@ -96,7 +100,11 @@ class Attention(nn.Module):
         y = y.reshape(B, T, H * D)
         if hook is not None:
             hook(f"blocks.{self.layer}.attn.proj.weight", y)
-        return F.linear(y, o_w.to(y.dtype))
+        return _linear(self.linear_hook, self.names["proj"], y, o_w)
+
+
+def _linear(hook: Optional[LinearHook], name: str, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, w.to(x.dtype)) if hook is None else hook(name, x, w)
 
 
 class Block(nn.Module):
@@ -109,14 +117,17 @@ class Block(nn.Module):
         self.mlp_scale = nn.Parameter(torch.ones(d, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))).float())
         self.ln = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
+        self.linear_hook: Optional[LinearHook] = None
+        self.names = {m: f"blocks.{layer}.mlp.{m}.weight" for m in ("fc", "proj")}
 
     def mlp(self, n: torch.Tensor, up_w, down_w, hook: Optional[ActivationHook]) -> torch.Tensor:
         if hook is not None:
             hook(f"blocks.{self.layer}.mlp.fc.weight", n)
-        h = F.leaky_relu(F.linear(n, up_w.to(n.dtype)), negative_slope=self.cfg.leaky_slope).square()
+        h = F.leaky_relu(_linear(self.linear_hook, self.names["fc"], n, up_w),
+                         negative_slope=self.cfg.leaky_slope).square()
         if hook is not None:
             hook(f"blocks.{self.layer}.mlp.proj.weight", h)
-        return F.linear(h, down_w.to(h.dtype))
+        return _linear(self.linear_hook, self.names["proj"], h, down_w)
 
     def attn_branch(self, x, x0, w, cu, ms, backend, hook):
         mix = self.resid_mix.to(x.dtype)
@@ -189,6 +200,14 @@ class GPT(nn.Module):
             nn.init.zeros_(self.mlp_down_bank[i])
         if self.cfg.smear_gate:
             nn.init.zeros_(self.smear_gate.weight)
+
+    def set_linear_hook(self, hook: Optional[LinearHook]) -> None:
+        """Route the six block matrices through ``hook(name, x, w)`` (None: plain ``F.linear``)."""
+        if hook is not None and not callable(hook):
+            raise TypeError(f"hook: expected a callable (name, x, w) -> y or None, got {type(hook).__name__}")
+        for blk in self.blocks:
+            blk.linear_hook = hook
+            blk.attn.linear_hook = hook
 
     def resolve_attention(self, device: torch.device) -> str:
         """Fix the attention backend for ``device`` (call before torch.compile: no lookups in the graph)."""
