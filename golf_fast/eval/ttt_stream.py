@@ -56,8 +56,11 @@ def _gather_buffer(z, y, pos, read, world_size, device):
 def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfig, *, adapt: str = "none",
                slot: str = "none", update_before_score: bool = False, rank: int = 0, world_size: int = 1,
                device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None,
-               label: Optional[str] = None) -> AdaptResult:
-    """Score ``tokens`` in stream chunks with optional AdamW TTT and SLOT (see the module docstring)."""
+               label: Optional[str] = None, prior_log: Optional[EventLog] = None) -> AdaptResult:
+    """Score ``tokens`` in stream chunks with optional AdamW TTT and SLOT (see the module docstring).
+
+    ``prior_log``: continue this event log (events recorded before the scoring, e.g. research updates).
+    """
     if adapt not in ("none", "adamw"):
         raise ValueError(f"adapt: expected none or adamw, got {adapt!r}")
     if slot not in ("none", "causal", "window"):
@@ -71,7 +74,7 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
     if cfg.seq_len > model.cfg.max_seqlen:
         raise ValueError(f"seq_len: {cfg.seq_len} exceeds the model's max_seqlen {model.cfg.max_seqlen}")
     docs = document_spans(tokens, bos)
-    log = EventLog(n, rank=rank)
+    log = prior_log if prior_log is not None else EventLog(n, rank=rank)
     log.given(docs[tokens[docs[:, 0]] == bos, 0])
     chunk = cfg.adamw.chunk_tokens if adapt == "adamw" else cfg.slot_cfg.chunk_tokens if slot != "none" \
         else cfg.adamw.chunk_tokens
