@@ -21,7 +21,6 @@ baseline these modes are compared with).
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Optional
 
@@ -42,9 +41,10 @@ from golf_fast.eval.windows import build_windows, document_spans, split_targets
 
 
 def phase_boundaries(n_docs: int, prefix_docs: int, num_phases: int) -> list[int]:
-    """Document counts after which a phase runs: ``ceil(min(prefix, n)·p/P)``, p = 1..P, deduplicated."""
+    """Document counts after which a phase runs: ``⌊min(prefix, n)·p/P⌋``, p = 1..P, deduplicated
+    (R0611's log: 2,500 documents in 3 phases → [833, 1666, 2500])."""
     pre = min(prefix_docs, n_docs)
-    return sorted({math.ceil(pre * p / num_phases) for p in range(1, num_phases + 1)} - {0})
+    return sorted({pre * p // num_phases for p in range(1, num_phases + 1)} - {0})
 
 
 def sgd_phase(model, toks: torch.Tensor, docs: np.ndarray, cfg: AdaptConfig, log: EventLog, *, rank: int,

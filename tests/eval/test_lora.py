@@ -1,0 +1,100 @@
+"""Per-document LoRA: a fresh adapter changes nothing; the int6 branch (golf_fast.int6_linear on the
+artifact's codes, the CUDA path) equals the reference branch on CPU, forward and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from golf_fast.artifact import dequantize_state
+from golf_fast.eval.adapters.lora import BatchedLoRA, Int6Base, LoRAHook, parse_targets
+from golf_fast.quant.formats import quantize_rtn
+
+from .adapt_helpers import tiny_model
+
+
+def _quantized(model):
+    state = model.unbanked_state_dict()
+    q = {k: (quantize_rtn(v.float(), 6, 12.0) if k in model.matrix_names() and k.startswith("blocks.") else v)
+         for k, v in state.items()}
+    model.load_unbanked_state_dict(dequantize_state(q, torch.float32))
+    return q
+
+
+def _lora(model, batch, seed):
+    lora = BatchedLoRA(model.cfg, batch, rank=4, alpha=8.0)
+    lora.reset(torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        for t in lora.targets:
+            lora.B[t].normal_(0, 0.3, generator=torch.Generator().manual_seed(seed + 1))
+    return lora
+
+
+def test_fresh_adapter_is_the_identity_and_targets_are_checked():
+    model = tiny_model(51)
+    x = torch.randint(2, 48, (3, 20), generator=torch.Generator().manual_seed(51))
+    want = model.logits(x)
+    lora = BatchedLoRA(model.cfg, 3, rank=4, alpha=8.0)
+    lora.reset(torch.Generator().manual_seed(0))
+    model.set_linear_hook(LoRAHook(lora))
+    assert torch.equal(model.logits(x), want)
+    with torch.no_grad():
+        lora.B["o"][:, 1].fill_(0.1)  # (layer, row, out, r): every layer of row 1
+    got = model.logits(x)
+    assert torch.equal(got[0], want[0]) and not torch.allclose(got[1], want[1])  # only row 1's adapter moved
+    model.set_linear_hook(None)
+    with pytest.raises(ValueError, match="targets"):
+        parse_targets("q,z")
+    with pytest.raises(ValueError, match="rank"):
+        BatchedLoRA(model.cfg, 2, rank=0, alpha=1.0)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_int6_branch_equals_reference_branch(batch):
+    """batch 1: q/k/v LoRA fused into int6_linear's low-rank term; batch 3: int6 base + batched delta."""
+    model = tiny_model(52 + batch)
+    state = _quantized(model)
+    x = torch.randint(2, 48, (batch, 24), generator=torch.Generator().manual_seed(batch))
+    lora = _lora(model, batch, 60 + batch)
+
+    def run(int6, autocast):
+        model.set_linear_hook(LoRAHook(lora, Int6Base(state, model, torch.device("cpu")) if int6 else None))
+        lora.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            z = model.logits(x).float()
+        z.square().mean().backward()
+        model.set_linear_hook(None)
+        return z.detach(), {t: (lora.A[t].grad.clone(), lora.B[t].grad.clone()) for t in lora.targets}
+
+    z32, g32 = run(False, False)          # fp32 reference
+    zi, gi = run(True, True)              # int6 branch, bf16
+    zr, gr = run(False, True)             # reference branch, bf16
+    with torch.no_grad():
+        saved = {t: lora.B[t].clone() for t in lora.targets}
+        for t in lora.targets:
+            lora.B[t].zero_()
+    z0, _ = run(False, False)             # without the LoRA: the size of its effect
+    with torch.no_grad():
+        for t in lora.targets:
+            lora.B[t].copy_(saved[t])
+    effect = (z32 - z0).abs().max()
+    assert effect > 0.5
+    for z in (zi, zr):
+        assert (z - z32).abs().max() < 0.05 * effect  # bf16 rounding, far below a dropped or mis-scaled term
+    for t in lora.targets:
+        for a, b in zip(gi[t], g32[t]):
+            assert (a - b).norm() < 0.06 * b.norm(), t
+
+
+def test_int6_branch_refuses_a_changed_base():
+    model = tiny_model(55)
+    state = _quantized(model)
+    hook = LoRAHook(_lora(model, 1, 5), Int6Base(state, model, torch.device("cpu")))
+    model.set_linear_hook(hook)
+    x = torch.randint(2, 48, (1, 8), generator=torch.Generator().manual_seed(55))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.logits(x)
+        with torch.no_grad():
+            model.qo_bank.add_(0.01)
+        with pytest.raises(RuntimeError, match="base weights changed"):
+            model.logits(x)
