@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from golf_fast.eval.adapt_cli import add_adapt_arguments, resolve_adapt_config, run_adapt_cli, wants_adaptation
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", type=Path)
@@ -25,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--looping", choices=("on", "off"), default="on",
                    help="depth recurrence during eval (on: as at the end of training)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    add_adapt_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from golf_fast.train.distributed import init_distributed
     from golf_fast.train.stages import load_model_from_artifact
 
+    if wants_adaptation(args):
+        try:
+            adapt_cfg = resolve_adapt_config(args)
+        except ValueError as e:
+            print(f"golf-fast eval: {e}", file=sys.stderr)
+            return 2
     d = init_distributed(args.device)
     try:
         tok = args.tokenizer or args.data / "tokenizer.model"
@@ -56,6 +65,17 @@ def run(args: argparse.Namespace) -> int:
             r = evaluate(model, val, table, seq_len=args.seq_len, stride=stride, batch_seqs=args.batch_seqs,
                          rank=d.rank, world_size=d.world, device=d.device, dtype=dtype)
             out[mode] = r.as_dict()
+        if wants_adaptation(args):
+            def fresh_model():
+                m = load_model_from_artifact(args.artifact, d.device)
+                m.looping_active = args.looping == "on"
+                return m
+
+            int6_state = None
+            if adapt_cfg.lora.backend == "int6":
+                from golf_fast.artifact import load_artifact
+                int6_state = load_artifact(args.artifact).state
+            out.update(run_adapt_cli(args, fresh_model, val, table, d.rank, d.world, d.device, dtype, int6_state))
         if d.main:
             print(json.dumps(out, indent=1))
     finally:
