@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from golf_fast.eval.adapt_config import ADAPT_PRESETS, AdaptConfig, adapt_preset
 from golf_fast.model.config import ModelConfig
 
 
@@ -94,6 +95,16 @@ class EvalConfig:
     batch_seqs: int = 32
     val_every: int = 0
     """Evaluate (plain) every N steps during training (0 = only at the end); paused time is not counted."""
+    ttt: str = "none"
+    """Score-first TTT of the round-tripped artifact at the end: none, adamw, lora or phased."""
+    slot: str = "none"
+    """Causal SLOT at the end (none or causal; with ttt none or adamw)."""
+    research: str = "none"
+    """Non-compliant research mode: none, prequant (AdamW on the val tokens before GPTQ; the artifact
+    is flagged) or slot_window (SLOT on the scored window). Reported with the checker's verdict."""
+    adapt_preset: str = ""
+    """Adaptation settings (golf_fast.eval.adapt_config presets); "" = this run's preset name when
+    it has one (smoke, record), else record."""
 
 
 @dataclass
@@ -145,12 +156,25 @@ class TrainConfig:
         need(r.autocast in ("auto", "bf16", "fp32"), f"run.autocast: expected auto, bf16 or fp32, got {r.autocast!r}")
         need(r.attention in ("auto", "fa3", "fa2", "sdpa"), f"run.attention: expected auto/fa3/fa2/sdpa, got {r.attention!r}")
         need(self.quant.calibration_batches >= 1, "quant.calibration_batches: expected >= 1")
+        try:
+            adapt_config_for(self).validate()
+        except ValueError as err:
+            raise ValueError(f"eval.{err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=False)
+
+
+def adapt_config_for(cfg: "TrainConfig") -> AdaptConfig:
+    """The evaluation-time adaptation ``cfg.eval`` asks for (its preset, modes and sequence length)."""
+    e = cfg.eval
+    name = e.adapt_preset or (cfg.preset if cfg.preset in ADAPT_PRESETS else "record")
+    a = adapt_preset(name)
+    a.ttt, a.slot, a.research = e.ttt, e.slot, e.research
+    return a
 
 
 def _smoke() -> TrainConfig:
@@ -174,7 +198,7 @@ def _h100x1() -> TrainConfig:
 
 
 def _record() -> TrainConfig:
-    return TrainConfig(preset="record")
+    return TrainConfig(preset="record", eval=EvalConfig(ttt="phased"))  # R0611: phased LoRA TTT
 
 
 PRESETS = {"smoke": _smoke, "h100x1": _h100x1, "record": _record}
