@@ -8,12 +8,13 @@ Run (CPU; brotli-11 and lzma-9 on the full record-shaped state take a minute or 
 
 States:
 * ``record-synthetic``: the record's 67 matrices (``golf_fast.artifact.synthetic``), i.i.d.
-  Student-t(4) weights, RTN with the record's per-role bits and clip sigmas (R0611: MLP int6
-  k=11.5, attention int6 k=13, embedding int7 k=14). Codes are i.i.d. within a matrix, so the
+  Student-t(4) weights, RTN with the record's per-role bits and clip sigmas
+  (``golf_fast.quant.recipe.RECORD_RECIPE``). Codes are i.i.d. within a matrix, so the
   per-role order-0 entropy is the floor.
 * ``trained``: a ``torch.save``'d state_dict of your own (loaded with ``weights_only=True``);
-  matrices over 65,536 entries are RTN-quantized by role (names containing ``tok_emb`` int7
-  k=14, ``mlp``/``fc``/``proj`` in an MLP int6 k=11.5, else int6 k=13), the rest fp16 passthrough.
+  matrices over ``--min-numel`` entries are RTN-quantized with the bits and clip sigmas of the
+  record's role their name looks like (``tok_emb``/``embed``: embedding; ``mlp``/``.fc.``/
+  ``mproj``/``ffn``: MLP; anything else: attention), the rest fp16 passthrough.
 
 Columns: ``bytes`` = the whole artifact file (manifest, scales, passthrough, checksum included);
 ``bits/code`` = bytes·8 / number of codes; ``H0`` = per-(role, bits) order-0 entropy of the codes;
@@ -35,35 +36,39 @@ import numpy as np
 import torch
 
 from golf_fast.artifact import decode_artifact, encode_artifact
-from golf_fast.artifact.codecs import byte_shuffle, brotli_compress, brotli_decompress
-from golf_fast.artifact.fit import record_plan
+from golf_fast.artifact.compressors import brotli_compress, brotli_decompress, byte_shuffle
 from golf_fast.artifact.rans import role_of
 from golf_fast.artifact.rans_codec import RansCodec
 from golf_fast.artifact.synthetic import heavy_tailed_weights, record_matrix_shapes
 from golf_fast.quant.formats import QuantizedTensor, quantize_rtn
+from golf_fast.quant.recipe import RECORD_RECIPE
 
 
 def synthetic_state(layers: int) -> dict:
     shapes = record_matrix_shapes(num_layers=layers)
     weights = heavy_tailed_weights(shapes, seed=0)
-    plan = record_plan(shapes)
+    plan = RECORD_RECIPE.plan(shapes)
     return {n: quantize_rtn(weights[n], *plan[n]) for n in shapes}
 
 
-def trained_state(path: str, min_numel: int = 65536) -> dict:
+def trained_role(name: str) -> str:
+    """The record's role a foreign state_dict's matrix name looks like (see the module docstring)."""
+    if "tok_emb" in name or "embed" in name:
+        return "embedding"
+    if re.search(r"mlp|\.fc\.|mproj|ffn", name):
+        return "mlp"
+    return "attention"
+
+
+def trained_state(path: str, min_numel: int = RECORD_RECIPE.passthrough_max_numel) -> dict:
     sd = torch.load(path, map_location="cpu", weights_only=True)
     state = {}
     for n, w in sd.items():
         if not isinstance(w, torch.Tensor):
             continue
         if w.dim() == 2 and w.is_floating_point() and w.numel() > min_numel:
-            if "tok_emb" in n or "embed" in n:
-                bits, k = 7, 14.0
-            elif re.search(r"mlp|\.fc\.|mproj|ffn", n):
-                bits, k = 6, 11.5
-            else:
-                bits, k = 6, 13.0
-            state[n] = quantize_rtn(w.float(), bits, k)
+            rule = RECORD_RECIPE.role(trained_role(n))
+            state[n] = quantize_rtn(w.float(), rule.bits, rule.clip_sigmas)
         else:
             state[n] = w.half() if w.is_floating_point() else w
     return state
@@ -172,8 +177,8 @@ def main() -> None:
     ap.add_argument("--trained", action="append", default=[], help="a torch.save'd state_dict (repeatable)")
     ap.add_argument("--codecs", default="golf-rans,brotli-11,lzma-9")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
-    ap.add_argument("--min-numel", type=int, default=65536,
-                    help="trained states: quantize matrices with more entries than this (the records: 65,536)")
+    ap.add_argument("--min-numel", type=int, default=RECORD_RECIPE.passthrough_max_numel,
+                    help="trained states: quantize matrices with more entries than this (default: the record's)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from golf_fast.bench.cases.gptq import BENCHMARK, record_matrices
-from golf_fast.quant.gptq import prepare_hessians, run_gptq
 from golf_fast.quant.formats import sdclip_scales
-from golf_fast.quant.gptq import gptq_quantize, gptq_quantize_ref
-from golf_fast.quant.quantize_model import QuantRecipe, quantize_model
+from golf_fast.quant.gptq import gptq_quantize, gptq_quantize_ref, prepare_hessians, run_gptq
+from golf_fast.quant.quantize_model import quantize_model
+from golf_fast.quant.recipe import RECORD_RECIPE
 
 _CASES = BENCHMARK.cases(torch.device("cpu"))
 
@@ -67,7 +67,7 @@ def main() -> None:
             ours[i] = min(ours[i], _timed(lambda: gptq_quantize(w, h, bits=bits, clip_sigmas=clip)))
             eager[i] = min(eager[i], _timed(lambda: gptq_quantize_ref(w, h, bits=bits, clip_sigmas=clip,
                                                                       dtype=torch.float32, compute_loss=False)))
-        model = min(model, _timed(lambda: quantize_model(state, hess, QuantRecipe())))
+        model = min(model, _timed(lambda: quantize_model(state, hess, RECORD_RECIPE)))
 
     print("\n| shape | count | ours s (each) | per-column eager s (each) | speedup | ours loop-only s | eager loop-only s |")
     print("|---|---|---|---|---|---|---|")

@@ -6,11 +6,14 @@ Tiers and their markers:
   ``triton_interpret``, which also applies the bf16 ``tl.dot`` and fp32→bf16 cast workarounds of interpreter_patch.py);
 * ``sm90``: ahead-of-time compilation for sm_90 / sm_90a (fixture ``sm90_report``, cached per run);
 * ``gpu``: needs a CUDA device (``requires_cuda``).
+
+Tests of tiny models (the folders in ``ONE_CPU_THREAD_DIRS``) run with one intra-op thread.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import pathlib
 import shutil
 
 import pytest
@@ -60,7 +63,22 @@ def sm90_report():
     return _compile_sm90
 
 
-@pytest.fixture
-def seeded():
-    torch.manual_seed(1234)
+TESTS_DIR = pathlib.Path(__file__).resolve().parent
+ONE_CPU_THREAD_DIRS = frozenset({"data", "eval", "model", "train"})
+"""Test folders of tiny models: on a shared 2-core machine more intra-op threads only add contention."""
+
+
+@pytest.fixture(autouse=True)
+def _one_cpu_thread(request):
+    """One torch intra-op thread for the tests under ``ONE_CPU_THREAD_DIRS``; restored afterwards."""
+    try:
+        folder = pathlib.Path(str(request.node.fspath)).resolve().relative_to(TESTS_DIR).parts[0]
+    except ValueError:
+        folder = None
+    if folder not in ONE_CPU_THREAD_DIRS:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(n)

@@ -7,7 +7,9 @@
 """
 
 from golf_fast.artifact.code_bytes import CodeBytes, code_bytes
-from golf_fast.artifact.codecs import CODEC_NAMES, DEFAULT_CODEC, ArtifactError, Codec, get_codec
+from golf_fast.artifact.codec_base import Codec
+from golf_fast.artifact.codecs import CODEC_NAMES, DEFAULT_CODEC, get_codec
+from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.fit import FitResult, FitTry, budget_bytes, fit_clip_scale
 from golf_fast.artifact.format import (
     Artifact,

@@ -21,8 +21,9 @@ import torch
 
 from golf_fast.artifact.code_bytes import WRAPPERS, code_bytes
 from golf_fast.artifact.codecs import CODEC_NAMES, DEFAULT_CODEC
-from golf_fast.artifact.fit import DEFAULT_MARGIN, budget_bytes, fit_clip_scale, record_plan
+from golf_fast.artifact.fit import DEFAULT_MARGIN, budget_bytes, fit_clip_scale
 from golf_fast.artifact.format import atomic_write_bytes
+from golf_fast.quant.recipe import RECORD_RECIPE
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="artifact path to write")
     p.add_argument("--codec", default=DEFAULT_CODEC, choices=CODEC_NAMES)
     p.add_argument("--margin", type=int, default=DEFAULT_MARGIN, help="safety margin in bytes")
-    p.add_argument("--min-numel", type=int, default=65536, help="quantize matrices with more entries than this")
+    p.add_argument("--min-numel", type=int, default=RECORD_RECIPE.passthrough_max_numel,
+                   help="quantize matrices with more entries than this")
     p.add_argument("--lo", type=float, default=0.5, help="smallest clip-sigma factor tried")
     p.add_argument("--hi", type=float, default=2.0, help="largest clip-sigma factor tried")
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise TypeError(f"--weights: expected a state_dict (dict of tensors), got {type(sd).__name__}")
     mats = {n: t for n, t in sd.items()
             if isinstance(t, torch.Tensor) and t.dim() == 2 and t.is_floating_point() and t.numel() > args.min_numel}
-    plan = record_plan(mats)
+    plan = RECORD_RECIPE.plan(mats)
     if not plan:
         raise ValueError("--weights: no matrix matches a role of the plan (tok_emb / .attn. / .mlp.)")
     rest = {n: (t.half() if t.is_floating_point() else t) for n, t in sd.items()

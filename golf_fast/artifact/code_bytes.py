@@ -24,6 +24,8 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Union
 
+import brotli
+
 WRAPPERS = (None, "lzma", "minify-brotli", "minify-lzma")
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
@@ -72,10 +74,6 @@ def _lzma_wrap(src: bytes) -> tuple[bytes, bytes]:
 
 
 def _brotli_wrap(src: bytes) -> tuple[bytes, bytes]:
-    try:
-        import brotli
-    except ImportError as exc:
-        raise CodeBytesError("wrapper 'minify-brotli' needs the brotli package (pip install brotli)") from exc
     blob = base64.b85encode(brotli.compress(src, quality=11))
     return b'import brotli as B,base64 as b\nexec(B.decompress(b.b85decode("' + blob + b'")))\n', blob
 
@@ -87,8 +85,6 @@ def _verify(wrapped: bytes, blob: bytes, expect: bytes, kind: str, path: str) ->
         raise CodeBytesError(f"the {kind} wrapper of {path!r} does not compile: {exc}") from exc
     raw = base64.b85decode(blob)
     if kind == "brotli":
-        import brotli
-
         back = brotli.decompress(raw)
     else:
         back = lzma.decompress(raw, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])

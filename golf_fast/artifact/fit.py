@@ -6,12 +6,12 @@ smallest factor ``f`` (finest quantization) with ``artifact_bytes(f) ≤ budget`
 quantized tensor uses ``k = f · k_role``. Each try quantizes every matrix with the caller's
 ``quantize`` (RTN now, GPTQ later) and encodes the artifact; the log shows each try.
 
-``budget_bytes(code)``: 16,000,000 − code bytes − margin (the challenge limit is decimal bytes).
+The plan (name → (bits, base clip sigmas)) of the record is ``RECORD_RECIPE.plan(names)``
+(``golf_fast.quant.recipe``). ``budget_bytes(code)``: 16,000,000 − code bytes − margin (the challenge limit is decimal bytes).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
@@ -20,17 +20,10 @@ import torch
 
 from golf_fast.artifact.codecs import DEFAULT_CODEC
 from golf_fast.artifact.format import StateValue, encode_artifact
-from golf_fast.quant.formats import QuantizedTensor
+from golf_fast.quant.formats import QuantizedTensor, quantize_rtn
 
 CHALLENGE_LIMIT = 16_000_000
 DEFAULT_MARGIN = 8_000
-
-# The current record's per-role bits and clip sigmas (R0611, parameter_golf.md §5.2): pattern → (bits, k).
-RECORD_CLIP_PLAN: tuple[tuple[str, int, float], ...] = (
-    (r"(^|\.)tok_emb\.", 7, 14.0),
-    (r"\.mlp\.", 6, 11.5),
-    (r"\.attn\.", 6, 13.0),
-)
 
 QuantizeFn = Callable[[str, torch.Tensor, int, float], QuantizedTensor]
 
@@ -46,21 +39,8 @@ def budget_bytes(code: int, margin: int = DEFAULT_MARGIN, limit: int = CHALLENGE
     return left
 
 
-def record_plan(names, rules=RECORD_CLIP_PLAN) -> dict[str, tuple[int, float]]:
-    """name → (bits, clip sigmas) for the names matching a rule (first match wins)."""
-    plan = {}
-    for n in names:
-        for pat, bits, k in rules:
-            if re.search(pat, n):
-                plan[n] = (bits, k)
-                break
-    return plan
-
-
 def rtn_quantize(name: str, w: torch.Tensor, bits: int, clip_sigmas: float) -> QuantizedTensor:
     """The default ``quantize``: round-to-nearest with SDClip scales (``quantize_rtn``)."""
-    from golf_fast.quant.formats import quantize_rtn
-
     return quantize_rtn(w, bits, clip_sigmas)
 
 

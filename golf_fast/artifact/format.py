@@ -35,16 +35,10 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 import torch
 
-from golf_fast.artifact.codecs import (
-    DEFAULT_CODEC,
-    ArtifactError,
-    Codec,
-    TensorData,
-    TensorSpec,
-    brotli_compress,
-    brotli_decompress,
-    get_codec,
-)
+from golf_fast.artifact.codec_base import Codec, TensorData, TensorSpec
+from golf_fast.artifact.codecs import DEFAULT_CODEC, get_codec
+from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
+from golf_fast.artifact.errors import ArtifactError
 from golf_fast.quant.formats import QuantizedTensor, qmax
 
 MAGIC = b"\x89GFART\r\n"

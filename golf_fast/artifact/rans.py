@@ -48,7 +48,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from golf_fast.artifact.codecs import ArtifactError
+from golf_fast.artifact.errors import ArtifactError
 
 RANS_LOW = 1 << 16
 DEFAULT_PROB_BITS = 14

@@ -8,11 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from golf_fast.artifact.codecs import (
-    ArtifactError,
-    Codec,
-    TensorData,
-    TensorSpec,
+from golf_fast._availability import load_extension
+from golf_fast.artifact.codec_base import Codec, TensorData, TensorSpec
+from golf_fast.artifact.compressors import (
     brotli_compress,
     brotli_decompress,
     byte_shuffle,
@@ -20,6 +18,7 @@ from golf_fast.artifact.codecs import (
     lzma_compress,
     lzma_decompress,
 )
+from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import (
     DEFAULT_CANDIDATES,
     DEFAULT_PROB_BITS,
@@ -41,8 +40,6 @@ def _resolve_backend(backend: str) -> str:
         raise ValueError(f"backend: expected 'auto', 'cpp' or 'reference', got {backend!r}")
     if backend == "reference":
         return backend
-    from golf_fast._availability import load_extension
-
     ok, why = load_extension()
     if not ok:
         raise RuntimeError(f"golf-rans needs the compiled extension for its C++ coder: {why}. "

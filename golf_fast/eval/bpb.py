@@ -3,9 +3,9 @@
     val_loss = Σ nats / Σ tokens
     val_bpb  = Σ nats / (ln 2 · Σ bytes)
 
-Nats are summed in float64; token and byte counts are int64; with ``torch.distributed`` initialized,
-the three sums are all-reduced (SUM) before the division, so the result does not depend on how
-the scored positions were split across ranks.
+Nats, token and byte counts are summed in float64 (exact below 2^53); with a process group, the
+three sums are all-reduced (SUM, through ``golf_fast.distributed``) before the division, so the
+result does not depend on how the scored positions were split across ranks.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
+from golf_fast import distributed
 from golf_fast.data.byte_table import TokenByteTable
 
 
@@ -58,8 +58,7 @@ class BpbAccumulator:
 
     def result(self, seconds: float = 0.0) -> EvalResult:
         s = self.sums.clone()
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(s, op=dist.ReduceOp.SUM)
+        distributed.all_reduce(s, op="sum")  # on the process group's device; identity in one process
         nats, toks, nbytes = (float(v) for v in s.cpu())
         if toks == 0 or nbytes == 0:
             raise ValueError("no positions were scored (empty validation set?)")

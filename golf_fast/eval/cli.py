@@ -1,7 +1,9 @@
 """``golf-fast eval ARTIFACT --data DIR --tokenizer MODEL``: val_bpb of an artifact in a fresh process.
 
 Loads the artifact (checksummed, no pickle), rebuilds the model from its config, and reports
-plain and (with ``--stride``) sliding-window val_bpb on the ``*_val_*.bin`` shards of DIR.
+plain and (with ``--stride``) sliding-window val_bpb on the ``*_val_*.bin`` shards of DIR; with
+``--ttt``/``--slot``/``--research`` also the adaptive evaluation and its compliance verdict
+(adapt_cli.py).
 Works under torchrun too (the windows are split across ranks, the sums all-reduced).
 """
 
@@ -13,7 +15,15 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
+from golf_fast.artifact import load_artifact
+from golf_fast.data.byte_table import TokenByteTable
+from golf_fast.data.shards import list_shards, load_tokens
+from golf_fast.distributed import init_distributed, shutdown
 from golf_fast.eval.adapt_cli import add_adapt_arguments, resolve_adapt_config, run_adapt_cli, wants_adaptation
+from golf_fast.eval.evaluate import evaluate
+from golf_fast.model.from_artifact import load_model_from_artifact
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,15 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    import torch.distributed as dist
-
-    from golf_fast.data.byte_table import TokenByteTable
-    from golf_fast.data.shards import list_shards, load_tokens
-    from golf_fast.eval.evaluate import evaluate
-    from golf_fast.train.distributed import init_distributed
-    from golf_fast.train.stages import load_model_from_artifact
-
     if wants_adaptation(args):
         try:
             adapt_cfg = resolve_adapt_config(args)
@@ -73,12 +74,10 @@ def run(args: argparse.Namespace) -> int:
 
             int6_state = None
             if adapt_cfg.lora.backend == "int6":
-                from golf_fast.artifact import load_artifact
                 int6_state = load_artifact(args.artifact).state
             out.update(run_adapt_cli(args, fresh_model, val, table, d.rank, d.world, d.device, dtype, int6_state))
         if d.main:
             print(json.dumps(out, indent=1))
     finally:
-        if d.initialized_here and dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown(d)
     return 0

@@ -28,10 +28,12 @@ Nothing here syncs the device: callers pass host numbers (probes run at sampled 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Iterable
 
 import numpy as np
-import torch.distributed as dist
+import torch
+
+from golf_fast.eval.collectives import all_gather_list, all_gather_strings
 
 _SCORE, _UPDATE = 0, 1
 
@@ -172,10 +174,15 @@ class EventLog:
                 "normalization_probes": len(self.norm_probes), "causality_probes": len(self.causal_probes)}
 
 
-def gather_logs(log: EventLog, world_size: int) -> Optional[EventLog]:
-    """All ranks' logs merged (every rank gets it); one process: the log itself."""
+def gather_logs(log: EventLog, world_size: int) -> EventLog:
+    """All ranks' logs merged (every rank gets it); one process: the log itself. Tensors only, no pickle."""
     if world_size <= 1:
         return log
-    states: list = [None] * world_size
-    dist.all_gather_object(states, log.to_state())
-    return EventLog.merge(states)
+    rows = all_gather_list(torch.from_numpy(log.rows()), world_size)
+    given = all_gather_list(torch.from_numpy(log.given_positions()), world_size)
+    norm = all_gather_list(torch.tensor(log.norm_probes, dtype=torch.float64).reshape(-1, 5), world_size)
+    causal = all_gather_list(torch.tensor(log.causal_probes, dtype=torch.float64).reshape(-1, 2), world_size)
+    tags = all_gather_strings(log.tags, world_size)
+    return EventLog.merge([{"num_tokens": log.num_tokens, "rows": rows[r].numpy(), "given": given[r].numpy(),
+                            "norm_probes": norm[r].tolist(), "causal_probes": causal[r].tolist(), "tags": tags[r]}
+                           for r in range(world_size)])

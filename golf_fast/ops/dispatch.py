@@ -12,8 +12,10 @@ and its public function calls ``op(*args, backend=..., fallback=...)`` after che
 What the op does:
 
 * ``torch.library``: ``golf_fast::<name>`` is defined with ``torch.library.custom_op``; the eager
-  reference is its default (CPU) kernel, ``fake`` its meta implementation, and the first CUDA
-  backend added becomes its CUDA kernel. So the op traces under ``torch.compile(fullgraph=True)``
+  reference is its default kernel, ``fake`` its meta implementation; its CUDA and CPU kernels run
+  the backend ``backend="auto"`` resolves for the device (on CPU: the C++ kernel where one is
+  registered, the Triton kernel under ``TRITON_INTERPRET=1``, else the reference), so a call that
+  goes through the dispatcher (a gradient, ``torch.compile``) runs the same kernel as the eager path. So the op traces under ``torch.compile(fullgraph=True)``
   and passes ``torch.library.opcheck``. C++/CUDA kernels of ``golf_fast._C`` are registered as
   private ops (``golf_fast::_<name>_cpp``) and added here as backends; public ops are defined once,
   in Python.
@@ -202,7 +204,8 @@ class KernelOp:
         """Add a kernel for ``device_type`` (``"cuda"`` or ``"cpu"``), tried in the order added.
 
         ``selfcheck`` defaults to True for CUDA backends. The first CUDA backend also becomes the
-        CUDA kernel of the torch.library op (used under torch.compile).
+        CUDA kernel of the torch.library op (used under torch.compile); the op's CPU kernel resolves
+        the CPU backends the same way.
         """
         if name == REFERENCE or any(b.name == name and b.device_type == device_type for b in self._backends):
             raise ValueError(f"name: backend {name!r} for {device_type} is already registered for {self.name}")
@@ -212,6 +215,8 @@ class KernelOp:
         self._resolved.clear()
         if first_cuda:
             self.torch_op.register_kernel("cuda")(self._dispatched_cuda_kernel)
+        if device_type == "cpu" and not any(b.device_type == "cpu" for b in self._backends[:-1]):
+            self.torch_op.register_kernel("cpu")(self._dispatched_cpu_kernel)
 
     def register_autograd(self, backward: Callable, setup_context: Callable) -> None:
         """Attach a backward; calls that need a gradient then always go through the dispatcher."""
@@ -340,6 +345,10 @@ class KernelOp:
             return self.resolve(device_type)
         except BackendUnavailableError:
             return None
+
+    def _dispatched_cpu_kernel(self, *args: Any) -> Any:
+        """The CPU kernel of the torch.library op: the ``auto`` CPU backend (never an error on CPU)."""
+        return self.resolve("cpu").fn(*args)
 
     def _dispatched_cuda_kernel(self, *args: Any) -> Any:
         """The CUDA kernel of the torch.library op: strict auto resolution plus the self-check."""

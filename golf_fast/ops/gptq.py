@@ -18,7 +18,7 @@ Op ``golf_fast::gptq_block(w, u, scales, qmax) -> (codes, err)``, batched over s
 read), ``scales`` (B, N) float32 (the fp16 scales, widened) → ``codes`` (B, N, bs) int8 in
 [−qmax, qmax] and ``err`` (B, N, bs) float32. ``qmax = 2^(bits−1) − 1``.
 
-Backends: Triton on CUDA (``_gptq_block_kernel``: each program holds a BLOCK_N × 128 fp32 tile of
+Backends: Triton on CUDA (``_gptq_block_kernel`` in ``gptq_kernels.py``: each program holds a BLOCK_N × 128 fp32 tile of
 the block in registers, extracts column j with a masked row-sum, writes e_j into the tile's column
 j, and stores codes and the error block once at the end), the C++ kernel ``golf_fast::
 _gptq_block_cpp`` on CPU (csrc/gptq_cpu.cpp), and the eager reference ``gptq_block_ref``. The
@@ -35,10 +35,9 @@ from typing import Optional
 
 import torch
 
-from golf_fast.ops.dispatch import KernelOp
-from golf_fast.ops.dispatch import ext_loaded, triton_in_interpreter, triton_on_cuda
-from golf_fast.ops.triton_support import check_launch_device, tl, triton, triton_kernel
-from golf_fast.tools.sm90 import KernelConfig
+from golf_fast.ops.dispatch import KernelOp, ext_loaded, triton_in_interpreter, triton_on_cuda
+from golf_fast.ops.gptq_kernels import GPTQ_BLOCK_CONFIG, block_rows, _gptq_block_kernel
+from golf_fast.ops.triton_support import check_launch_device, triton
 
 MAX_BLOCK_COLS = 1024
 
@@ -66,65 +65,7 @@ def _gptq_block_fake(w, u, scales, qmax):
     return torch.empty_like(w, dtype=torch.int8), torch.empty_like(w)
 
 
-# --------------------------------------------------------------------------- Triton kernel
-
-
-@triton_kernel
-def _gptq_block_kernel(w_ptr, u_ptr, s_ptr, codes_ptr, err_ptr, N, BS, QMAX,
-                       stride_wb, stride_wn, stride_wc, stride_ub, stride_un, stride_sb,
-                       BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr):
-    """Program (pid_n, b) runs all BS steps for rows [pid_n·BLOCK_N, +BLOCK_N) of matrix b.
-
-    codes and err are contiguous (B, N, BS). The W tile lives in registers; after step j its
-    column j holds err[:, j] (column j is never read again), so the tile ends as the error block.
-    """
-    pid_n = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_C)
-    rmask = rows < N
-    cmask = cols < BS
-    mask = rmask[:, None] & cmask[None, :]
-    w_offs = b * stride_wb + rows[:, None].to(tl.int64) * stride_wn + cols[None, :] * stride_wc
-    tile = tl.load(w_ptr + w_offs, mask=mask, other=0.0).to(tl.float32)
-    s = tl.load(s_ptr + b * stride_sb + rows, mask=rmask, other=1.0).to(tl.float32)
-    qt = tl.full((BLOCK_N, BLOCK_C), 0.0, tl.float32)
-    lim = QMAX * 1.0
-    u_base = u_ptr + b * stride_ub
-    for j in range(0, BS):
-        sel = cols[None, :] == j
-        wj = tl.reduce(tl.where(sel, tile, 0.0), 1, tl.standard._sum_combine)  # tl.sum, interpreter-safe
-        urow = tl.load(u_base + j * stride_un + cols, mask=(cols > j) & cmask, other=0.0)
-        d = tl.load(u_base + j * stride_un + j)
-        v = tl.math.div_rn(wj, s)
-        fl = tl.floor(v)
-        frac = v - fl
-        odd = (fl - 2.0 * tl.floor(fl * 0.5)) == 1.0
-        q = tl.where((frac > 0.5) | ((frac == 0.5) & odd), fl + 1.0, fl)
-        q = tl.minimum(tl.maximum(q, -lim), lim)
-        e = tl.math.div_rn(wj - q * s, d)
-        tile = tl.where(sel, e[:, None], tile - e[:, None] * urow[None, :])
-        qt = tl.where(sel, q[:, None], qt)
-    out_offs = b * N * BS + rows[:, None].to(tl.int64) * BS + cols[None, :]
-    tl.store(err_ptr + out_offs, tile, mask=mask)
-    tl.store(codes_ptr + out_offs, qt.to(tl.int8), mask=mask)
-
-
-def _block_rows(block_c: int) -> int:
-    """Rows per program: a BLOCK_N × BLOCK_C fp32 tile of at most 2048 elements (16 × 128)."""
-    return max(1, min(16, 2048 // block_c))
-
-
-GPTQ_BLOCK_CONFIG = KernelConfig(
-    name="gptq_block", kernel=_gptq_block_kernel,
-    signature={"w_ptr": "*fp32", "u_ptr": "*fp32", "s_ptr": "*fp32", "codes_ptr": "*i8", "err_ptr": "*fp32",
-               "N": "i32", "BS": "i32", "QMAX": "i32", "stride_wb": "i64", "stride_wn": "i32",
-               "stride_wc": "i32", "stride_ub": "i64", "stride_un": "i32", "stride_sb": "i32",
-               "BLOCK_N": "constexpr", "BLOCK_C": "constexpr"},
-    constexprs={"BLOCK_N": 16, "BLOCK_C": 128}, num_warps=4, num_stages=1, uses_matmul=False)
-
-SHIPPED_CONFIGS = (GPTQ_BLOCK_CONFIG,)
-"""Every configuration the launcher uses for the default block size (128)."""
+# --------------------------------------------------------------------------- launcher
 
 
 def gptq_block_triton(w: torch.Tensor, u: torch.Tensor, scales: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,7 +79,7 @@ def gptq_block_triton(w: torch.Tensor, u: torch.Tensor, scales: torch.Tensor, qm
     u = u if u.stride(2) == 1 else u.contiguous()
     scales = scales if scales.stride(1) == 1 else scales.contiguous()
     block_c = max(16, triton.next_power_of_2(bs))
-    block_n = _block_rows(block_c)
+    block_n = block_rows(block_c)
     num_warps = GPTQ_BLOCK_CONFIG.num_warps if block_c == 128 else 4
     grid = (triton.cdiv(n, block_n), nb)
     _gptq_block_kernel[grid](w, u, scales, codes, err, n, bs, int(qmax),

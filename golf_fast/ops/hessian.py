@@ -13,6 +13,10 @@ float64 computation.
 
 Kernels (``csrc/``)
 -------------------
+This family has no Triton kernel, so it is one file: its kernels are C++/CUDA in ``csrc/``
+(there is no ``hessian_kernels.py``); this module holds the reference, the backends, the op
+registration and the public function, like ``ops/<family>.py`` of the Triton families.
+
 * CPU, ``golf_fast::_hessian_accumulate_cpp`` (csrc/hessian_cpu.cpp): lower-triangle tiles only,
   packed and converted to fp32 512 tokens at a time (never a whole fp32 copy of X), an 8×48
   register micro-kernel chosen at run time (AVX-512, AVX2+FMA, or portable C++), tokens split

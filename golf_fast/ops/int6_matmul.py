@@ -18,11 +18,11 @@ Regimes (``M`` = the flattened batch):
   (wgmma/HGMMA on sm_90, checked by the sm_90 compile tests).
 
 Configurations are fixed per shape class (``select_config``; no autotuning at job start), and
-every one is listed in ``SHIPPED_CONFIGS`` (``int6_configs.py``). The low-rank term is applied in the same kernel:
+every one is listed in ``SHIPPED_CONFIGS`` (``int6_matmul_kernels.py``). The low-rank term is applied in the same kernel:
 the launcher computes ``T = x·Bᵀ`` (M × r, fp32; r is small) and the epilogue adds ``T·Aᵀ``.
 
 Naming ladder: ``_int6_gemv_kernel`` / ``_int6_gemm_kernel`` / ``_int6_dequant_kernel`` (in
-``int6_kernels.py``) → ``int6_linear_triton`` / ``dequantize_int6_triton`` (launchers) →
+``int6_matmul_kernels.py``) → ``int6_linear_triton`` / ``dequantize_int6_triton`` (launchers) →
 ``golf_fast::int6_linear`` / ``golf_fast::dequantize_int6`` (torch.library, with a gradient for
 ``x``, ``bias`` and the low-rank factors; never for the packed weight) → ``golf_fast.int6_linear``
 / ``golf_fast.dequantize_int6``; references ``int6_linear_ref`` / ``dequantize_int6_ref``.
@@ -30,20 +30,25 @@ Naming ladder: ``_int6_gemv_kernel`` / ``_int6_gemm_kernel`` / ``_int6_dequant_k
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
 import torch
 
-from golf_fast.ops.dispatch import KernelOp, KernelSelfCheckError
+from golf_fast.ops.dispatch import KernelOp, KernelSelfCheckError, triton_in_interpreter, triton_on_cuda
 from golf_fast.ops.dispatch import config as dispatch_config
-from golf_fast.ops.int6_configs import (ACT_DTYPES, DEQUANT_BLOCK, GEMM_LARGE, GEMM_MID, GEMV_M16,  # noqa: F401
-                                        GEMV_M64, REDUCE_BLOCK, SHIPPED_CONFIGS, SMALL_M_MAX, TILES, Int6Tile,
-                                        _cdiv, _num_sms, dequant_config, matmul_config, reduce_config, select_config)
-from golf_fast.ops.int6_kernels import (_int6_dequant_kernel, _int6_gemm_kernel, _int6_gemv_kernel,
-                                        _int6_splitk_reduce_kernel)
-from golf_fast.ops.dispatch import triton_in_interpreter, triton_on_cuda
+from golf_fast.ops.int6_matmul_kernels import (ACT_DTYPES, DEQUANT_BLOCK, GEMM_LARGE, GEMM_MID, GEMV_M16, GEMV_M64,
+                                               REDUCE_BLOCK, SMALL_M_MAX, Int6Tile, _int6_dequant_kernel,
+                                               _int6_gemm_kernel, _int6_gemv_kernel, _int6_splitk_reduce_kernel,
+                                               dequant_config, matmul_config, reduce_config)
 from golf_fast.ops.int6_pack import INT6_MAX, pack_int6_ref, packed_row_bytes, padded_cols, unpack_int6_ref
 from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled
+
+
+def _cdiv(a: int, b: int) -> int:
+    """Ceiling division for host code (``triton.cdiv`` is a jit function: ~10 µs per host call)."""
+    return -(-a // b)
+
 
 # --------------------------------------------------------------------------- references
 
@@ -74,6 +79,36 @@ def _linear_fake(x, packed, scales, bias, lowrank_a, lowrank_b):
 
 def _dequant_fake(packed, scales, num_cols, dtype):
     return packed.new_empty((packed.shape[0], num_cols), dtype=dtype)
+
+
+# --------------------------------------------------------------------------- shape classes
+
+
+@lru_cache(maxsize=None)
+def _num_sms(device_index: Optional[int]) -> int:
+    if interpreter_enabled() or device_index is None:
+        return 132  # H100 SXM; the interpreter has no SMs, the choice only has to be deterministic
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def select_config(m: int, n: int, k: int, num_sms: int = 132) -> tuple[Int6Tile, int]:
+    """Shape class → (tile, split_k). Fixed rules, no autotuning.
+
+    M ≤ 16 → GEMV_M16, M ≤ 64 → GEMV_M64; larger M → GEMM_LARGE (256 x-rows × 128 W-rows: twice
+    the MMA work per dequantized W element of a 128×128 tile) when its tiles fill every SM, else
+    GEMM_MID (64 × 128, four times the programs). The GEMV kernels
+    split K (a second, reduction launch) only when the (N, M) tiles fill less than half of the SMs
+    and each split still has at least 2048 columns: the record's shapes (K ≤ 2048) stay one launch.
+    """
+    if m > SMALL_M_MAX:
+        big = _cdiv(m, GEMM_LARGE.block_m) * _cdiv(n, GEMM_LARGE.block_n)
+        return (GEMM_LARGE if big >= num_sms else GEMM_MID), 1
+    tile = GEMV_M16 if m <= 16 else GEMV_M64
+    tiles = _cdiv(n, tile.block_n) * _cdiv(m, tile.block_m)
+    split = 1
+    while tiles * split * 2 <= num_sms and k // (split * 2) >= 2048:
+        split *= 2
+    return tile, split
 
 
 # --------------------------------------------------------------------------- launchers
@@ -118,6 +153,14 @@ def int6_linear_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tens
 _CHECKED_TILES: set = set()
 
 
+def _word_aligned(packed: torch.Tensor) -> torch.Tensor:
+    """The kernels read packed rows as int32 words: rows must start 4-byte aligned (each row is
+    3·Kp/4 bytes, a multiple of 12, so a contiguous tensor at an aligned address is enough)."""
+    if packed.stride(1) == 1 and packed.data_ptr() % 4 == 0 and packed.stride(0) % 4 == 0:
+        return packed
+    return packed.clone(memory_format=torch.contiguous_format)
+
+
 def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
             lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor], tile: Int6Tile,
             split: int) -> torch.Tensor:
@@ -125,8 +168,7 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
     m, k = x2.shape
     n = packed.shape[0]
     out = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
-    # the kernels read the packed rows as int32 words: rows start 4-byte aligned (3·Kp/4 bytes each)
-    packed = packed if packed.stride(1) == 1 and packed.data_ptr() % 4 == 0 else packed.clone()
+    packed = _word_aligned(packed)
     scales = scales.contiguous()
     has_lr = lowrank_a is not None and lowrank_b is not None
     bias_t = bias.contiguous() if bias is not None else x2
@@ -193,7 +235,7 @@ def dequantize_int6_triton(packed: torch.Tensor, scales: torch.Tensor, num_cols:
                            dtype: torch.dtype) -> torch.Tensor:
     """Launch ``_int6_dequant_kernel``. Inputs are assumed valid (see ``dequantize_int6``)."""
     check_launch_device(packed, scales, what="dequantize_int6")
-    packed = packed if packed.stride(1) == 1 else packed.contiguous()
+    packed = _word_aligned(packed)
     n = packed.shape[0]
     out = torch.empty((n, num_cols), dtype=dtype, device=packed.device)
     if n == 0:

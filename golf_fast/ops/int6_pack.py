@@ -27,7 +27,7 @@ Shapes and dtypes: ``codes`` is (N, K) int8 in [-31, 31] → ``packed`` (N, 3·K
 of matrices (parameter banks, (B, N, K)) are packed as (B·N, K). int7 and int8 codes are not
 packed (one int8 each); see ``golf_fast.quant.formats``.
 
-Naming ladder: ``_pack_int6_kernel`` / ``_unpack_int6_kernel`` (Triton) → ``pack_int6_triton`` /
+Naming ladder: ``_pack_int6_kernel`` / ``_unpack_int6_kernel`` (Triton, ``int6_pack_kernels.py``) → ``pack_int6_triton`` /
 ``unpack_int6_triton`` (launchers) → ``golf_fast::pack_int6`` / ``golf_fast::unpack_int6``
 (torch.library) → ``golf_fast.pack_int6`` / ``golf_fast.unpack_int6``; references
 ``pack_int6_ref`` / ``unpack_int6_ref``; C++ CPU kernels ``golf_fast::_pack_int6_cpp`` /
@@ -41,8 +41,8 @@ from typing import Optional
 import torch
 
 from golf_fast.ops.dispatch import KernelOp, ext_loaded, triton_in_interpreter, triton_on_cuda
-from golf_fast.ops.triton_support import check_launch_device, tl, triton, triton_kernel
-from golf_fast.tools.sm90 import KernelConfig
+from golf_fast.ops.int6_pack_kernels import PACK_CONFIG, UNPACK_CONFIG, _pack_int6_kernel, _unpack_int6_kernel
+from golf_fast.ops.triton_support import check_launch_device, triton
 
 INT6_MAX = 31
 PAD_COLS = 16
@@ -100,62 +100,7 @@ def _unpack_fake(packed: torch.Tensor, num_cols: int) -> torch.Tensor:
     return packed.new_empty((packed.shape[0], num_cols), dtype=torch.int8)
 
 
-# --------------------------------------------------------------------------- Triton kernels
-
-
-@triton_kernel
-def _pack_int6_kernel(codes_ptr, out_ptr, N, K, stride_codes, stride_out, LO_BYTES,
-                      BLOCK_N: tl.constexpr, BLOCK_G: tl.constexpr):
-    """One program packs BLOCK_N rows × BLOCK_G groups of 4 columns (2 low + 1 high byte each)."""
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    groups = tl.program_id(1) * BLOCK_G + tl.arange(0, BLOCK_G)
-    rmask = rows[:, None] < N
-    gmask = rmask & (groups[None, :] < LO_BYTES // 2)
-    src = codes_ptr + rows[:, None].to(tl.int64) * stride_codes
-    c0 = 4 * groups[None, :]
-    u0 = tl.load(src + c0, mask=rmask & (c0 < K), other=0).to(tl.int32) + 32
-    u1 = tl.load(src + c0 + 1, mask=rmask & (c0 + 1 < K), other=0).to(tl.int32) + 32
-    u2 = tl.load(src + c0 + 2, mask=rmask & (c0 + 2 < K), other=0).to(tl.int32) + 32
-    u3 = tl.load(src + c0 + 3, mask=rmask & (c0 + 3 < K), other=0).to(tl.int32) + 32
-    lo0 = (u0 & 15) | ((u1 & 15) << 4)
-    lo1 = (u2 & 15) | ((u3 & 15) << 4)
-    hi = (u0 >> 4) | ((u1 >> 4) << 2) | ((u2 >> 4) << 4) | ((u3 >> 4) << 6)
-    dst = out_ptr + rows[:, None].to(tl.int64) * stride_out
-    tl.store(dst + 2 * groups[None, :], lo0.to(tl.uint8), mask=gmask)
-    tl.store(dst + 2 * groups[None, :] + 1, lo1.to(tl.uint8), mask=gmask)
-    tl.store(dst + LO_BYTES + groups[None, :], hi.to(tl.uint8), mask=gmask)
-
-
-@triton_kernel
-def _unpack_int6_kernel(packed_ptr, out_ptr, N, K, stride_packed, stride_out, LO_BYTES,
-                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """One program unpacks BLOCK_N rows × BLOCK_K columns into int8 codes."""
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    mask = (rows[:, None] < N) & (cols[None, :] < K)
-    src = packed_ptr + rows[:, None].to(tl.int64) * stride_packed
-    low = tl.load(src + cols[None, :] // 2, mask=mask, other=0).to(tl.int32)
-    high = tl.load(src + LO_BYTES + cols[None, :] // 4, mask=mask, other=0).to(tl.int32)
-    low = (low >> (4 * (cols[None, :] % 2))) & 15
-    high = (high >> (2 * (cols[None, :] % 4))) & 3
-    code = (low | (high << 4)) - 32
-    tl.store(out_ptr + rows[:, None].to(tl.int64) * stride_out + cols[None, :], code.to(tl.int8), mask=mask)
-
-
-PACK_CONFIG = KernelConfig(
-    name="pack_int6", kernel=_pack_int6_kernel,
-    signature={"codes_ptr": "*i8", "out_ptr": "*u8", "N": "i32", "K": "i32", "stride_codes": "i32",
-               "stride_out": "i32", "LO_BYTES": "i32", "BLOCK_N": "constexpr", "BLOCK_G": "constexpr"},
-    constexprs={"BLOCK_N": 32, "BLOCK_G": 32}, num_warps=4, num_stages=1, uses_matmul=False)
-
-UNPACK_CONFIG = KernelConfig(
-    name="unpack_int6", kernel=_unpack_int6_kernel,
-    signature={"packed_ptr": "*u8", "out_ptr": "*i8", "N": "i32", "K": "i32", "stride_packed": "i32",
-               "stride_out": "i32", "LO_BYTES": "i32", "BLOCK_N": "constexpr", "BLOCK_K": "constexpr"},
-    constexprs={"BLOCK_N": 32, "BLOCK_K": 128}, num_warps=4, num_stages=1, uses_matmul=False)
-
-SHIPPED_CONFIGS = (PACK_CONFIG, UNPACK_CONFIG)
-"""Every configuration the launchers use; ``golf-fast inspect`` compiles each one for sm_90."""
+# --------------------------------------------------------------------------- launchers
 
 
 def pack_int6_triton(codes: torch.Tensor) -> torch.Tensor:

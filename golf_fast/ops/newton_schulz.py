@@ -20,10 +20,17 @@ Implementations
 ---------------
 * ``newton_schulz_ref``: eager PyTorch, written like the records' function; with
   ``dtype=torch.float64`` it is the float64 ground truth (``newton_schulz_f64``).
-* the Triton kernels of ``golf_fast.ops.newton_schulz_triton`` (GPU; interpreter on CPU):
+* the Triton kernels of ``golf_fast.ops.newton_schulz_kernels`` (GPU; interpreter on CPU),
+  launched by ``newton_schulz_triton`` below:
   symmetric X·Xᵀ and b·A + c·A·A computing one triangle of tiles, a·X + B·X with the
   accumulator started at a·X, normalization on the device, 2 + 3·steps launches per call for
   the whole batch, preallocated workspaces (CUDA-graph capturable).
+
+Workspaces: ``NSWorkspace`` holds X (two ping-pong buffers), A, B and the partial sums for
+one (device, stream, dtype, batch, m, n); ``workspace()`` caches them, so the iteration loop
+launches kernels on preallocated buffers only (it allocates nothing and never synchronizes
+with the host; a whole call can be captured in a CUDA graph). Concurrent calls with the same
+shape on the same stream must not overlap (they cannot: a stream is ordered).
 
 Naming ladder: ``_ns_*_kernel`` → ``newton_schulz_triton`` → ``golf_fast::newton_schulz``
 (torch.library; flat coefficient list) → ``golf_fast.newton_schulz``.
@@ -31,19 +38,16 @@ Naming ladder: ``_ns_*_kernel`` → ``newton_schulz_triton`` → ``golf_fast::ne
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
 
 from golf_fast.ops.dispatch import KernelOp, relative_error_within, triton_in_interpreter, triton_on_cuda
-from golf_fast.ops.newton_schulz_triton import (
-    SHIPPED_CONFIGS,
-    launches_per_call,
-    newton_schulz_triton,
-)
-
-__all__ = ["newton_schulz", "newton_schulz_ref", "newton_schulz_f64", "resolve_coefficients", "POLAR_EXPRESS",
-           "QUINTIC", "SHIPPED_CONFIGS", "launches_per_call"]
+from golf_fast.ops.newton_schulz_kernels import (TRITON_PTR_TYPES, NSTiles, _ns_scale_kernel, _ns_sumsq_kernel, _ns_syrk_kernel,
+                                                 _ns_update_kernel, pick_tiles)
+from golf_fast.ops.triton_support import check_launch_device, triton
 
 POLAR_EXPRESS: tuple[tuple[float, float, float], ...] = (
     (8.156554524902461, -22.48329292557795, 15.878769915207462),
@@ -125,6 +129,142 @@ def _ns_op_ref(G: torch.Tensor, coefficients: list[float], eps: float, dtype: to
 
 def _ns_fake(G: torch.Tensor, coefficients: list[float], eps: float, dtype: torch.dtype) -> torch.Tensor:
     return G.new_empty(G.shape, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- workspaces
+
+
+@dataclass
+class NSWorkspace:
+    """Preallocated buffers of one (device, stream, dtype, batch, m, n) problem."""
+
+    x: tuple[torch.Tensor, torch.Tensor]  # (batch, m, n) ping-pong iterates
+    a: torch.Tensor  # (batch, m, m) X·Xᵀ
+    b: torch.Tensor  # (batch, m, m) b·A + c·A·A
+    partials: torch.Tensor  # (batch, parts) fp32 sums of squares
+
+
+_WORKSPACES: "OrderedDict[tuple, NSWorkspace]" = OrderedDict()
+MAX_CACHED_WORKSPACES = 16
+
+
+def _stream_key(device: torch.device) -> Optional[int]:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.current_stream(device).stream_id
+
+
+def workspace(device: torch.device, dtype: torch.dtype, batch: int, m: int, n: int, parts: int) -> NSWorkspace:
+    """The cached workspace for this problem (allocated on first use, LRU of 16 entries)."""
+    key = (str(device), _stream_key(device), dtype, batch, m, n, parts)
+    ws = _WORKSPACES.get(key)
+    if ws is None:
+        x = tuple(torch.empty((batch, m, n), dtype=dtype, device=device) for _ in range(2))
+        ws = NSWorkspace(x=x, a=torch.empty((batch, m, m), dtype=dtype, device=device),
+                         b=torch.empty((batch, m, m), dtype=dtype, device=device),
+                         partials=torch.empty((batch, parts), dtype=torch.float32, device=device))
+        _WORKSPACES[key] = ws
+        while len(_WORKSPACES) > MAX_CACHED_WORKSPACES:
+            _WORKSPACES.popitem(last=False)
+    else:
+        _WORKSPACES.move_to_end(key)
+    return ws
+
+
+def clear_workspaces() -> None:
+    """Free every cached workspace (e.g. before a memory-hungry phase)."""
+    _WORKSPACES.clear()
+
+
+# --------------------------------------------------------------------------- launchers
+
+
+def launches_per_call(steps: int) -> int:
+    """Kernel launches of one ``newton_schulz`` call: sumsq + scale + 3 per step."""
+    return 2 + 3 * steps
+
+
+def _next_pow2(v: int) -> int:
+    return 1 << max(0, (v - 1).bit_length())
+
+
+def prepare(g: torch.Tensor, ws: NSWorkspace, eps: float, tiles: NSTiles) -> None:
+    """Launch the normalization: ws.x[0] = wide-orientation G / (‖G‖_F + eps) per matrix."""
+    batch, r, c = g.shape
+    br, bc = tiles.elementwise_r, tiles.elementwise_c
+    grid = (triton.cdiv(r, br), triton.cdiv(c, bc), batch)
+    parts = grid[0] * grid[1]
+    x = ws.x[0]
+    tall = r > c
+    sxr, sxc = (x.stride(2), x.stride(1)) if tall else (x.stride(1), x.stride(2))
+    _ns_sumsq_kernel[grid](g, x, ws.partials, r, c, g.stride(0), g.stride(1), g.stride(2), ws.partials.stride(0),
+                           BLOCK_R=br, BLOCK_C=bc, num_warps=tiles.elementwise_warps, num_stages=1)
+    _ns_scale_kernel[grid](g, x, ws.partials, r, c, parts, eps, g.stride(0), g.stride(1), g.stride(2),
+                           ws.partials.stride(0), x.stride(0), sxr, sxc,
+                           BLOCK_R=br, BLOCK_C=bc, NUM_PARTS=_next_pow2(parts), num_warps=tiles.elementwise_warps,
+                           num_stages=1)
+
+
+def iterate(ws: NSWorkspace, coefficients: Sequence[tuple[float, float, float]], out: torch.Tensor,
+            out_strides: tuple[int, int, int], tiles: NSTiles) -> None:
+    """Launch 3 kernels per (a, b, c); only preallocated buffers are touched.
+
+    The last step writes into ``out`` with ``out_strides`` (batch, row, col of the wide
+    orientation), so a tall result lands transposed and in the output dtype directly.
+    """
+    batch, m, n = ws.x[0].shape
+    t = triton.cdiv(m, tiles.syrk)
+    syrk_grid = (t * (t + 1) // 2, batch)
+    upd_grid = (triton.cdiv(m, tiles.update_m) * triton.cdiv(n, tiles.update_n), batch)
+    a_buf, b_buf = ws.a, ws.b
+    sw = dict(num_warps=tiles.syrk_warps, num_stages=tiles.stages)
+    uw = dict(num_warps=tiles.update_warps, num_stages=tiles.stages)
+    steps = len(coefficients)
+    for i, (ca, cb, cc) in enumerate(coefficients):
+        x = ws.x[i % 2]
+        last = i == steps - 1
+        dst = out if last else ws.x[(i + 1) % 2]
+        dst_strides = out_strides if last else tuple(dst.stride())
+        _ns_syrk_kernel[syrk_grid](x, x, a_buf, m, n, 1.0, 0.0, *x.stride()[:2], *x.stride()[:2],
+                                   *a_buf.stride()[:2], ADD_C=False, BLOCK=tiles.syrk, BLOCK_K=tiles.syrk_k, **sw)
+        _ns_syrk_kernel[syrk_grid](a_buf, a_buf, b_buf, m, m, float(cc), float(cb), *a_buf.stride()[:2],
+                                   *a_buf.stride()[:2], *b_buf.stride()[:2],
+                                   ADD_C=True, BLOCK=tiles.syrk, BLOCK_K=tiles.syrk_k, **sw)
+        _ns_update_kernel[upd_grid](b_buf, x, dst, m, n, float(ca), *b_buf.stride()[:2], *x.stride()[:2],
+                                    *dst_strides,
+                                    BLOCK_M=tiles.update_m, BLOCK_N=tiles.update_n, BLOCK_K=tiles.update_k, **uw)
+
+
+def newton_schulz_triton(G: torch.Tensor, coefficients: list[float], eps: float, dtype: torch.dtype,
+                         tiles: Optional[NSTiles] = None) -> torch.Tensor:
+    """Launch the whole iteration. Inputs are assumed valid (see ``golf_fast.newton_schulz``).
+
+    ``G``: (..., R, C) float; ``coefficients``: flat [a0, b0, c0, a1, ...] (at least one
+    tuple); returns a new (..., R, C) tensor in ``dtype``. ``dtype`` is also the compute dtype.
+    """
+    check_launch_device(G, what="newton_schulz")
+    if dtype not in TRITON_PTR_TYPES:
+        raise ValueError(f"dtype: the Triton Newton-Schulz computes in bfloat16, float16 or float32, got {dtype}")
+    shape = G.shape
+    g = G.reshape(-1, shape[-2], shape[-1])
+    batch, r, c = g.shape
+    out = torch.empty(shape, dtype=dtype, device=G.device)
+    if g.numel() == 0:
+        return out
+    tall = r > c
+    m, n = (c, r) if tall else (r, c)
+    tiles = tiles or pick_tiles(m)
+    parts = triton.cdiv(r, tiles.elementwise_r) * triton.cdiv(c, tiles.elementwise_c)
+    ws = workspace(G.device, dtype, batch, m, n, parts)
+    out3 = out.view(batch, r, c)
+    out_strides = (out3.stride(0), out3.stride(2), out3.stride(1)) if tall else tuple(out3.stride())
+    coeffs = [tuple(coefficients[i:i + 3]) for i in range(0, len(coefficients), 3)]
+    prepare(g, ws, eps, tiles)
+    iterate(ws, coeffs, out3, out_strides, tiles)
+    return out
+
+
+# --------------------------------------------------------------------------- op
 
 
 def _selfcheck_inputs(device: torch.device, dtype: torch.dtype) -> tuple:

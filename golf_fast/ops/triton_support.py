@@ -7,14 +7,25 @@ the ahead-of-time sm_90 compile checks of ``golf_fast.tools.inspect``) or an
 (``interpreter_enabled()``), not when the module is imported, so one test process can both
 compile a kernel for sm_90 and run it in the interpreter.
 
-Kernels must not call other jit functions (keep helpers inline); the interpreter and the
-compiler would each need their own copy of the helper.
+Kernels may call shared ``@triton_helper`` functions (device functions) and the ``@jit``
+functions of ``triton.language`` (``tl.sum``, ``tl.max``, ``tl.zeros``...). A helper is always a
+compiled-form ``JITFunction``, whatever ``TRITON_INTERPRET`` said at import, so the sm_90
+compile sees a device function. Under the interpreter, triton itself only runs nested jit
+functions that were *created* while ``TRITON_INTERPRET=1`` (its ``@jit`` then returns an
+``InterpretedFunction``); a ``JITFunction`` called from an interpreted kernel raises. So an
+interpreted launch runs inside ``nested_jit_interpreted()``: for its duration a
+``JITFunction`` called from kernel code runs as an ``InterpretedFunction`` (exactly what the
+import-time interpreter mode would have built), and afterwards every attribute the
+interpreter patched on ``triton.language`` is put back, so a later sm_90 compile in the same
+process sees the real language.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Iterator
 
 from golf_fast._availability import triton_status
 
@@ -55,24 +66,33 @@ class TritonKernel:
     def jit(self):
         """The compiled form (a ``triton.runtime.jit.JITFunction``)."""
         if self._jit is None:
-            require_triton(f"kernel {self.__name__}")
-            from triton.runtime.jit import JITFunction
-
-            self._jit = JITFunction(self.fn, **self._jit_options)
+            self._jit = self._build(interpreted=False)
         return self._jit
 
     @property
     def interpreted(self):
         """The interpreter form (runs on CPU tensors)."""
         if self._interpreted is None:
-            require_triton(f"kernel {self.__name__}")
-            from triton.runtime.interpreter import InterpretedFunction
-
-            self._interpreted = InterpretedFunction(self.fn, **self._jit_options)
+            self._interpreted = self._build(interpreted=True)
         return self._interpreted
 
+    def _build(self, interpreted: bool):
+        require_triton(f"kernel {self.__name__}")
+        from triton.runtime.interpreter import InterpretedFunction
+        from triton.runtime.jit import JITFunction
+
+        return (InterpretedFunction if interpreted else JITFunction)(self.fn, **self._jit_options)
+
     def __getitem__(self, grid):
-        return (self.interpreted if interpreter_enabled() else self.jit)[grid]
+        if interpreter_enabled():
+            launch = self.interpreted[grid]
+
+            def interpreted_launch(*args, **kwargs):
+                with nested_jit_interpreted():
+                    return launch(*args, **kwargs)
+
+            return interpreted_launch
+        return self.jit[grid]
 
 
 def triton_kernel(fn: Callable[..., Any] | None = None, **jit_options: Any):
@@ -80,6 +100,77 @@ def triton_kernel(fn: Callable[..., Any] | None = None, **jit_options: Any):
     if fn is None:
         return lambda f: TritonKernel(f, **jit_options)
     return TritonKernel(fn, **jit_options)
+
+
+def triton_helper(fn: Callable[..., Any]):
+    """Decorator for a ``@triton.jit`` device function shared by several kernels.
+
+    Returns a ``JITFunction`` (the compiled form, whatever ``TRITON_INTERPRET`` says at import),
+    which the compiler inlines into each caller; interpreted launches run it through
+    ``nested_jit_interpreted()``. Without Triton the plain function is returned (nothing can
+    launch then).
+    """
+    if triton is None:
+        return fn
+    from triton.runtime.jit import JITFunction
+
+    return JITFunction(fn)
+
+
+_INTERPRETED_HELPERS: dict = {}
+_NESTED_LOCK = threading.RLock()
+
+
+def _language_objects() -> tuple:
+    """The objects whose attributes Triton's interpreter patches while a kernel runs."""
+    objs = [tl, tl.core, tl.math, tl.standard, tl.tensor, tl.dtype]
+    for name in ("tensor_descriptor_base", "condition"):
+        if hasattr(tl.core, name):
+            objs.append(getattr(tl.core, name))
+    return tuple(objs)
+
+
+@contextlib.contextmanager
+def nested_jit_interpreted() -> Iterator[None]:
+    """Let an interpreted kernel call compiled-form jit functions; restore ``triton.language`` after.
+
+    Inside, ``JITFunction.__call__`` (which otherwise raises "Cannot call @triton.jit'd outside
+    of the scope of a kernel") runs the function as an ``InterpretedFunction`` device call.
+    Interpreted device calls patch ``triton.language`` modules without undoing it; the
+    attributes of every such object are snapshotted on entry and restored on exit (except the
+    interpreter's own names, which it adds once to the globals of the functions it rewrites
+    and caches).
+    """
+    from triton.runtime import interpreter
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    with _NESTED_LOCK:
+        snapshots = [(obj, dict(vars(obj))) for obj in _language_objects()]
+        original_call = JITFunction.__call__
+
+        def interpreted_call(self, *args, **kwargs):
+            fn = _INTERPRETED_HELPERS.get(self.fn)
+            if fn is None:
+                fn = _INTERPRETED_HELPERS[self.fn] = InterpretedFunction(self.fn)
+            return fn(*args, **kwargs)
+
+        JITFunction.__call__ = interpreted_call
+        try:
+            yield
+        finally:
+            JITFunction.__call__ = original_call
+            for obj, snap in snapshots:
+                now = vars(obj)
+                injected = vars(interpreter)  # names the interpreter adds to a rewritten function's globals
+                for key in [k for k in now if k not in snap and injected.get(k, _MISSING) is not now[k]]:
+                    delattr(obj, key)
+                for key, value in snap.items():
+                    if now.get(key, _MISSING) is not value:
+                        setattr(obj, key, value)
+
+
+_MISSING = object()
 
 
 def check_launch_device(*tensors, what: str) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from golf_fast.ops.int6_pack import pack_int6
+
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 7, 8)
 
 
@@ -94,8 +96,6 @@ class QuantizedTensor:
     def packed(self) -> torch.Tensor:
         """The kernels' form: int6 → the packed bit-plane layout (uint8); int7/int8 → int8 codes."""
         if self.bits == 6:
-            from golf_fast.ops.int6_pack import pack_int6
-
             return pack_int6(self.codes)
         if self.bits in (7, 8):
             return self.codes.contiguous()

@@ -8,7 +8,7 @@ Algorithm (parameter_golf.md §5.2, parameter-golf's ``gptq_quantize_weight``; W
 3. damping ``λ = damp · mean(diag H)`` added to the diagonal; act-order ``perm = argsort(diag H,
    descending)`` (stable, so ties keep their index order); ``U = chol(H⁻¹, upper)``. The reference
    computes it as the record does (chol → cholesky_inverse → chol); the driver as J·chol(J·H·J)⁻¹·J
-   (J reverses the order), the same matrix in half the flops (see ``_upper_factor``).
+   (J reverses the order), the same matrix in half the flops (see ``upper_factor``).
    If a factorization fails, ``damp`` is doubled (at most up to 1.0) and the attempt repeated; the
    result reports the damping that worked.
 4. for each block of ``block_size`` columns: ``golf_fast.ops.gptq.gptq_block`` (quantize → error →
@@ -112,7 +112,7 @@ def lower_triangular_inverse(l: torch.Tensor, leaf: int = 128) -> torch.Tensor:
     return out
 
 
-def _upper_factor(hd: torch.Tensor, perm: torch.Tensor, route: str) -> Optional[torch.Tensor]:
+def upper_factor(hd: torch.Tensor, perm: torch.Tensor, route: str) -> Optional[torch.Tensor]:
     """``U = chol(H⁻¹, upper)`` of the damped H permuted by ``perm``, or None if a factorization fails.
 
     ``"record"``: chol → cholesky_inverse → chol(upper), the reference's route (4K³/3 flops, and
@@ -149,7 +149,7 @@ def _factor_one(h: torch.Tensor, damp: float, act_order: bool, route: str) -> Op
         perm = torch.argsort(torch.diagonal(hd), descending=True, stable=True)
     else:
         perm = torch.arange(k, device=h.device)
-    u = _upper_factor(hd, perm, route)
+    u = upper_factor(hd, perm, route)
     return None if u is None else (u, perm, float(lam))
 
 
@@ -157,7 +157,7 @@ def prepare_hessians(h: torch.Tensor, damp: float, act_order: bool, dtype: torch
                      route: str = "flip") -> HessianFactor:
     """Steps 2–3 for a stack ``h`` (B, K, K); raises ``GPTQFactorizationError`` if damping up to
     ``MAX_DAMP`` does not make a Hessian factorizable. ``route``: how U is computed (see
-    ``_upper_factor``): ``"flip"`` (the driver) or ``"record"`` (the reference)."""
+    ``upper_factor``): ``"flip"`` (the driver) or ``"record"`` (the reference)."""
     if route not in ("flip", "record"):
         raise ValueError(f"route: expected 'flip' or 'record', got {route!r}")
     hs = h.to(dtype).clone()
@@ -187,7 +187,9 @@ def prepare_hessians(h: torch.Tensor, damp: float, act_order: bool, dtype: torch
 # --------------------------------------------------------------------------- checks
 
 
-def _check_inputs(w, h, bits, block_size, damp, clip_sigmas, scales, batched: bool) -> None:
+def check_gptq_inputs(w, h, bits, block_size, damp, clip_sigmas, scales, batched: bool) -> None:
+    """Check GPTQ's arguments (``gptq_quantize``'s, or with ``batched`` ``gptq_quantize_batched``'s);
+    raises ``TypeError`` / ``ValueError`` naming the argument (``W``, ``H``, ``bits``, ...)."""
     dims = 3 if batched else 2
     if not isinstance(w, torch.Tensor):
         raise TypeError(f"W: expected a torch.Tensor, got {type(w).__name__}")
@@ -234,7 +236,9 @@ def _check_inputs(w, h, bits, block_size, damp, clip_sigmas, scales, batched: bo
             raise ValueError("scales: expected positive finite values (after rounding to fp16)")
 
 
-def _scales_for(w: torch.Tensor, bits: int, clip_sigmas: float, scales: Optional[torch.Tensor]) -> torch.Tensor:
+def gptq_scales(w: torch.Tensor, bits: int, clip_sigmas: float, scales: Optional[torch.Tensor]) -> torch.Tensor:
+    """Step 1: ``scales`` as fp16 if given, else the SDClip scales of ``w`` (N, K) → (N,) or of each
+    matrix of a stack (B, N, K) → (B, N), float16."""
     if scales is not None:
         return scales.to(torch.float16)
     if w.dim() == 2:
@@ -297,8 +301,8 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block_size: i
     Runs on W's device: the Triton kernel on CUDA, the C++ kernel (else the reference) on CPU;
     ``backend`` as in ``golf_fast.ops.gptq.gptq_block``. W and H are not modified.
     """
-    _check_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=False)
-    s16 = _scales_for(W, bits, clip_sigmas, scales)
+    check_gptq_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=False)
+    s16 = gptq_scales(W, bits, clip_sigmas, scales)
     factor = prepare_hessians(H[None], damp, act_order)
     return run_gptq(W[None], factor, H[None], s16[None], bits, block_size, backend)[0]
 
@@ -309,8 +313,8 @@ def gptq_quantize_batched(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block
     """GPTQ on a stack of same-shape matrices ``W`` (B, N, K): one kernel launch and one batched GEMM
     per block for all of them. ``H`` is (B, K, K), or (K, K) shared by all (factorized once);
     ``scales`` None or (B, N). Returns one ``GPTQResult`` per matrix."""
-    _check_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=True)
-    s16 = _scales_for(W, bits, clip_sigmas, scales)
+    check_gptq_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=True)
+    s16 = gptq_scales(W, bits, clip_sigmas, scales)
     nb = W.shape[0]
     if H.dim() == 2:
         f = prepare_hessians(H[None], damp, act_order)
@@ -332,8 +336,8 @@ def gptq_quantize_ref(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block_siz
     """The straightforward implementation: parameter-golf's loop, one Python iteration per column, in
     ``dtype`` (float64 for the tests' ground truth, float32 for the benchmark baseline). Scales are
     the same fp16 SDClip scales; the loss is computed explicitly as tr(ΔW·H·ΔWᵀ) in float64."""
-    _check_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=False)
-    s16 = _scales_for(W, bits, clip_sigmas, scales)
+    check_gptq_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=False)
+    s16 = gptq_scales(W, bits, clip_sigmas, scales)
     factor = prepare_hessians(H[None], damp, act_order, dtype=dtype, route="record")
     n, k = W.shape
     m = qmax(bits)

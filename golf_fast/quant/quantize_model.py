@@ -4,11 +4,11 @@
 ...) and the Hessians of its matrices (keyed by the weight's name or by its module's name, without
 ``.weight``), and returns a ``QuantizedModel``:
 
-* floating tensors with more than ``recipe.passthrough_max_numel`` (65,536) elements must be 2-D
-  and have a Hessian; they are GPTQ'd with the bits and clip sigmas of the first rule whose regex
-  matches their name (defaults of the current record: MLP int6 k=11.5, attention int6 k=13.0,
-  tied embedding int7 k=14.0; anything else ``default_bits``/``default_clip_sigmas``) and come back
-  as ``QuantizedTensor(codes, scales, bits)``;
+* floating tensors with more than ``recipe.passthrough_max_numel`` elements must be 2-D and have
+  a Hessian; they are GPTQ'd with the bits and clip sigmas of the first rule whose regex matches
+  their name (anything else ``default_bits``/``default_clip_sigmas``; the default recipe is the
+  record's, ``golf_fast.quant.recipe.RECORD_RECIPE``) and come back as
+  ``QuantizedTensor(codes, scales, bits)``;
 * other floating tensors come back as fp16 tensors, non-floating tensors unchanged.
 
 Under ``torch.distributed`` (initialized, world size > 1) the matrices are split across ranks
@@ -25,70 +25,17 @@ per block for all of them). A table (loss, damping, time per matrix) goes to the
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Union
 
 import torch
 
-from golf_fast.quant.formats import QuantizedTensor, qmax
-from golf_fast.quant.gptq import HessianFactor, _check_inputs, _scales_for, prepare_hessians, run_gptq
+from golf_fast.quant.formats import QuantizedTensor
+from golf_fast.quant.gptq import HessianFactor, check_gptq_inputs, gptq_scales, prepare_hessians, run_gptq
+from golf_fast.quant.recipe import RECORD_RECIPE, QuantRecipe, RoleRule
 
 log = logging.getLogger("golf_fast.quant")
-
-
-@dataclass(frozen=True)
-class RoleRule:
-    """Tensors whose name matches ``pattern`` (``re.search``) get ``bits`` and ``clip_sigmas``."""
-
-    role: str
-    pattern: str
-    bits: int
-    clip_sigmas: float
-
-
-DEFAULT_RULES = (
-    RoleRule("mlp", r"\.mlp\.", 6, 11.5),
-    RoleRule("attention", r"\.attn\.", 6, 13.0),
-    RoleRule("embedding", r"(^|\.)tok_emb\.", 7, 14.0),
-)
-
-
-@dataclass
-class QuantRecipe:
-    """How to quantize a model (the defaults are the current record's, parameter_golf.md §5.2)."""
-
-    rules: tuple[RoleRule, ...] = DEFAULT_RULES
-    default_bits: int = 6
-    default_clip_sigmas: float = 12.85
-    block_size: int = 128
-    damp: float = 0.01
-    act_order: bool = True
-    passthrough_max_numel: int = 65_536
-    batch_same_shape: bool = True
-    """On CUDA, run same-shape matrices as one batch (ignored on CPU, where it does not pay)."""
-    backend: str = "auto"
-
-    def rule_for(self, name: str) -> RoleRule:
-        for rule in self.rules:
-            if re.search(rule.pattern, name):
-                return rule
-        return RoleRule("default", "", self.default_bits, self.default_clip_sigmas)
-
-    def validate(self) -> None:
-        for rule in self.rules:
-            if not isinstance(rule, RoleRule):
-                raise TypeError(f"recipe.rules: expected RoleRule entries, got {type(rule).__name__}")
-            qmax(rule.bits)
-            re.compile(rule.pattern)
-            if not rule.clip_sigmas > 0:
-                raise ValueError(f"recipe.rules[{rule.role}].clip_sigmas: expected > 0, got {rule.clip_sigmas}")
-        qmax(self.default_bits)
-        if not self.default_clip_sigmas > 0:
-            raise ValueError(f"recipe.default_clip_sigmas: expected > 0, got {self.default_clip_sigmas}")
-        if not isinstance(self.passthrough_max_numel, int) or self.passthrough_max_numel < 0:
-            raise ValueError(f"recipe.passthrough_max_numel: expected an int >= 0, got {self.passthrough_max_numel!r}")
 
 
 @dataclass
@@ -190,7 +137,7 @@ def _quantize_items(items: list[_Item], recipe: QuantRecipe, device: torch.devic
             fs.append(factors[id(it.h)])
             hs.append(h)
         w = torch.stack([it.w.to(device) for it in group])
-        s16 = _scales_for(w, group[0].rule.bits, group[0].rule.clip_sigmas, None)
+        s16 = gptq_scales(w, group[0].rule.bits, group[0].rule.clip_sigmas, None)
         results = run_gptq(w, _stack(fs), torch.stack(hs), s16, group[0].rule.bits, recipe.block_size, recipe.backend)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -208,7 +155,7 @@ def quantize_model(state: Mapping[str, torch.Tensor], hessians: Mapping[str, tor
     """Quantize a state dict with GPTQ; see the module docstring. ``device`` defaults to the
     device of the first matrix (under NCCL this should be the rank's GPU)."""
     t_start = time.perf_counter()
-    recipe = QuantRecipe() if recipe is None else recipe
+    recipe = RECORD_RECIPE if recipe is None else recipe
     if not isinstance(recipe, QuantRecipe):
         raise TypeError(f"recipe: expected a QuantRecipe, got {type(recipe).__name__}")
     recipe.validate()
@@ -232,7 +179,7 @@ def quantize_model(state: Mapping[str, torch.Tensor], hessians: Mapping[str, tor
             h = _hessian_for(hessians, name)
             rule = recipe.rule_for(name)
             try:
-                _check_inputs(t, h.to(t.device), rule.bits, recipe.block_size, recipe.damp, rule.clip_sigmas, None,
+                check_gptq_inputs(t, h.to(t.device), rule.bits, recipe.block_size, recipe.damp, rule.clip_sigmas, None,
                               batched=False)
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"state[{name!r}] / its Hessian: {exc}") from exc

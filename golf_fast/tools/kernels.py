@@ -1,18 +1,19 @@
-"""Every shipped kernel: the Triton families (each module exposes ``SHIPPED_CONFIGS``) and the
-CUDA sources of ``csrc/``. One line per family; ``golf-fast inspect`` compiles all of them."""
+"""Every shipped kernel: the Triton families (each ``golf_fast.ops.<family>_kernels`` module
+exposes ``SHIPPED_CONFIGS``) and the CUDA sources of ``csrc/``. One line per family;
+``golf-fast inspect`` compiles all of them."""
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
 
-from golf_fast.tools.sm90 import KernelConfig
+from golf_fast.ops.kernel_config import KernelConfig
 
 TRITON_FAMILIES = (
-    "golf_fast.ops.int6_pack",
-    "golf_fast.ops.int6_matmul",
-    "golf_fast.ops.newton_schulz",
-    "golf_fast.ops.gptq",
+    "golf_fast.ops.int6_pack_kernels",
+    "golf_fast.ops.int6_matmul_kernels",
+    "golf_fast.ops.newton_schulz_kernels",
+    "golf_fast.ops.gptq_kernels",
 )
 
 

@@ -14,6 +14,8 @@ import argparse
 import sys
 
 from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, preset
+from golf_fast.train.loop import train
+from golf_fast.train.result import TrainingDiverged
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(cfg.to_json())
         return 0
-    from golf_fast.train.loop import TrainingDiverged, train
-
     try:
         train(cfg)
     except TrainingDiverged as e:

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.distributed as dist
-
+from golf_fast import distributed
 from golf_fast.model.gpt import BANK_NAMES, EMBED_NAME
 from golf_fast.train.config import OptimConfig
 
@@ -48,6 +47,11 @@ class Optimizers:
 
     def lrs(self) -> dict[str, float]:
         return {g.get("name", f"group{i}"): g["lr"] for o in self.optimizers for i, g in enumerate(o.param_groups)}
+
+    def lrs_at(self, scale: float) -> dict[str, float]:
+        """The learning rates :func:`set_lr_scale` sets for ``scale``: ``base_lr · scale`` per group."""
+        return {g.get("name", f"group{i}"): g["base_lr"] * scale
+                for o in self.optimizers for i, g in enumerate(o.param_groups)}
 
 
 def make_muon(banks: list[torch.nn.Parameter], cfg: OptimConfig, distributed: bool) -> torch.optim.Optimizer:
@@ -96,10 +100,10 @@ def sync_replicated_grads(params: list[torch.nn.Parameter], world_size: int) -> 
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     small = [g for g in grads if g.numel() <= SMALL_NUMEL]
     large = [g for g in grads if g.numel() > SMALL_NUMEL]
-    works = [dist.all_reduce(g, op=dist.ReduceOp.SUM, async_op=True) for g in large]
+    works = [distributed.all_reduce(g, op="sum", async_op=True) for g in large]
     if small:
         flat = torch.cat([g.reshape(-1) for g in small])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        distributed.all_reduce(flat, op="sum")
         flat.div_(world_size)
         off = 0
         for g in small:
@@ -114,9 +118,12 @@ def sync_replicated_grads(params: list[torch.nn.Parameter], world_size: int) -> 
             p.grad = g
 
 
-def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> Optional[float]:
-    """Clip the local gradient norm of ``params`` (no sync); returns the norm before clipping."""
-    if max_norm <= 0:
+def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> Optional[torch.Tensor]:
+    """Clip the local gradient norm of ``params`` (no sync with other ranks or the host); returns the
+    norm before clipping as a 0-d tensor on the gradients' device (None when ``max_norm`` is 0)."""
+    if max_norm < 0:
+        raise ValueError(f"max_norm: expected >= 0 (0 = off), got {max_norm}")
+    if max_norm == 0:
         return None
     grads = [p for p in params if p.grad is not None]
-    return float(torch.nn.utils.clip_grad_norm_(grads, max_norm))
+    return torch.nn.utils.clip_grad_norm_(grads, max_norm)

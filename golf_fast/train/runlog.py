@@ -15,6 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy
+import torch
+
+import golf_fast
+
 
 def git_hash() -> str:
     """The package checkout's commit (``+dirty`` when modified), or ``unknown`` outside git."""
@@ -32,11 +37,6 @@ def git_hash() -> str:
 
 
 def versions() -> dict[str, str]:
-    import numpy
-    import torch
-
-    import golf_fast
-
     out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
            "golf_fast": golf_fast.__version__, "cuda": str(torch.version.cuda)}
     for mod in ("triton", "sentencepiece"):

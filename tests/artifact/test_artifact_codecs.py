@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+import golf_fast
 from conftest import requires_ext
-from golf_fast.artifact.codecs import ArtifactError, TensorData, TensorSpec, byte_shuffle, byte_unshuffle, get_codec
+from golf_fast.artifact.codec_base import TensorData, TensorSpec
+from golf_fast.artifact.codecs import get_codec
+from golf_fast.artifact.compressors import byte_shuffle, byte_unshuffle
+from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import (
     decode_group,
     decode_ref,
@@ -120,7 +124,7 @@ def _items(mats, bits):
 
 def test_corrupt_stream_is_an_error_not_a_crash():
     mats = [structured_codes(7, 40, 24, 31), structured_codes(8, 40, 24, 31)]
-    codec = RansCodec(backend="cpp" if _has_ext() else "reference")
+    codec = RansCodec(backend="cpp" if golf_fast.HAS_EXT else "reference")
     items = _items(mats, 6)
     payload, params = codec.encode(items)
     start = codec.last_report["side_bytes"]
@@ -134,12 +138,6 @@ def test_corrupt_stream_is_an_error_not_a_crash():
             codec.decode(bytes(bad), specs, params)
     with pytest.raises(ArtifactError):
         codec.decode(payload[:-3], specs, params)
-
-
-def _has_ext() -> bool:
-    import golf_fast
-
-    return golf_fast.HAS_EXT
 
 
 @requires_ext
@@ -165,7 +163,7 @@ def test_similarity_chain_puts_near_duplicates_together():
     rows = np.concatenate([base, base + rng.integers(-1, 2, (6, 40))])  # row i+6 ≈ row i
     order = similarity_chain(np.clip(rows, -31, 31).astype(np.int8))
     assert sorted(order.tolist()) == list(range(12)) and order[0] == 0
-    if _has_ext():
+    if golf_fast.HAS_EXT:
         big = structured_codes(4, 70, 33, 63)
         big[40:50] = big[10:20]  # exact duplicates: ties
         np.testing.assert_array_equal(similarity_chain(big, "cpp"), similarity_chain(big, "reference"))

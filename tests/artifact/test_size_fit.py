@@ -6,24 +6,16 @@ import pytest
 import torch
 
 from golf_fast.artifact import budget_bytes, decode_artifact, fit_clip_scale
-from golf_fast.artifact.fit import record_plan
 from golf_fast.artifact.synthetic import heavy_tailed_weights, record_matrix_shapes
 from golf_fast.quant.formats import quantize_rtn
+from golf_fast.quant.recipe import RECORD_RECIPE
 
 
 @pytest.fixture(scope="module")
 def small_model():
     shapes = record_matrix_shapes(num_layers=2, model_dim=48, kv_dim=24, mlp_mult=2, vocab_size=96)
     weights = heavy_tailed_weights(shapes, seed=3)
-    return weights, record_plan(shapes)
-
-
-def test_record_plan_roles():
-    plan = record_plan(record_matrix_shapes())
-    assert len(plan) == 67
-    assert plan["tok_emb.weight"] == (7, 14.0)
-    assert plan["blocks.4.mlp.fc.weight"] == (6, 11.5)
-    assert plan["blocks.10.attn.c_k.weight"] == (6, 13.0)
+    return weights, RECORD_RECIPE.plan(shapes)
 
 
 def test_budget_bytes():

@@ -1,4 +1,4 @@
-"""``golf-fast eval ARTIFACT``: a fresh process evaluates an artifact written by the trainer's stage."""
+"""``golf-fast eval ARTIFACT``: a fresh process evaluates an artifact file."""
 
 import json
 import os
@@ -12,6 +12,7 @@ import torch
 
 pytest.importorskip("golf_fast.artifact", reason="needs golf_fast.artifact (the artifact format)")
 
+from golf_fast.artifact import save_artifact  # noqa: E402
 from golf_fast.data.build import build_dataset  # noqa: E402
 from golf_fast.data.byte_table import TokenByteTable  # noqa: E402
 from golf_fast.data.shards import list_shards, load_tokens  # noqa: E402
@@ -19,7 +20,7 @@ from golf_fast.eval import evaluate  # noqa: E402
 from golf_fast.model.config import ModelConfig  # noqa: E402
 from golf_fast.model.gpt import GPT  # noqa: E402
 from golf_fast.quant.formats import quantize_rtn  # noqa: E402
-from golf_fast.train.stages import load_model_from_artifact, write_artifact  # noqa: E402
+from golf_fast.model.from_artifact import load_model_from_artifact  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +37,7 @@ def test_eval_artifact_in_a_fresh_process(tmp_path):
     state = model.unbanked_state_dict()
     tensors = {k: (quantize_rtn(v, 6, 12.0) if k in model.matrix_names() else v.half()) for k, v in state.items()}
     path = tmp_path / "m.gfa"
-    size = write_artifact(path, tensors, cfg)
+    size = save_artifact(path, tensors, cfg)
     assert size == os.path.getsize(path)
     fresh = load_model_from_artifact(path, torch.device("cpu"))
     fresh.looping_active = True

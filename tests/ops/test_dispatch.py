@@ -44,6 +44,7 @@ class RecordOps(TorchDispatchMode):
 
 
 def test_registers_a_torch_library_op_with_reference_as_cpu_kernel():
+    torch.manual_seed(4101)
     op = make_op()
     x = torch.randn(3, 4)
     torch.testing.assert_close(getattr(torch.ops.golf_fast, op.name)(x), x * 2)
@@ -94,6 +95,7 @@ def test_explicit_backend_unavailable_is_an_error():
 
 
 def test_selfcheck_raises_with_both_numbers_and_runs_once_per_key():
+    torch.manual_seed(4106)
     op = make_op()
     wrong = dispatch.Backend("bad", "cuda", lambda x: x * 2.1, dispatch.always_available, True)
     with pytest.raises(KernelSelfCheckError, match=r"relative Frobenius error 5\.000e-02 > tolerance 1\.000e-06"):
@@ -110,6 +112,7 @@ def test_selfcheck_raises_with_both_numbers_and_runs_once_per_key():
 
 
 def test_eager_path_bypasses_the_dispatcher_but_compile_uses_the_op():
+    torch.manual_seed(4107)
     op = make_op()
     op.add_backend("fast", "cpu", lambda x: x + x)
     x = torch.randn(4)
@@ -126,6 +129,7 @@ def test_eager_path_bypasses_the_dispatcher_but_compile_uses_the_op():
 
 
 def test_gradients_go_through_the_registered_op():
+    torch.manual_seed(4108)
     op = make_op()
 
     def setup_context(ctx, inputs, output):

@@ -7,8 +7,8 @@ import torch
 
 import golf_fast
 from conftest import requires_cuda, requires_ext
-from golf_fast.ops.gptq import (GPTQ_BLOCK_CONFIG, SHIPPED_CONFIGS, gptq_block, gptq_block_compare,
-                                gptq_block_ref)
+from golf_fast.ops.gptq import gptq_block, gptq_block_compare, gptq_block_ref
+from golf_fast.ops.gptq_kernels import GPTQ_BLOCK_CONFIG, SHIPPED_CONFIGS
 
 
 def _block_inputs(nb: int, n: int, bs: int, qm: int = 31, seed: int = 0, dtype=torch.float32):
@@ -41,6 +41,7 @@ def _float64_loop(w, u, s, qm):
 
 
 def test_reference_matches_float64_loop():
+    torch.manual_seed(5101)
     w, u, s, qm = _block_inputs(2, 5, 24, dtype=torch.float64)
     codes, err = gptq_block_ref(w, u, s, qm)
     c64, e64 = _float64_loop(w, u, s, qm)
@@ -51,6 +52,7 @@ def test_reference_matches_float64_loop():
 @requires_ext
 @pytest.mark.parametrize("shape", [(1, 1, 128), (3, 37, 128), (2, 9, 61)])
 def test_cpp_matches_reference_bitwise(shape):
+    torch.manual_seed(5102)
     w, u, s, qm = _block_inputs(*shape, seed=sum(shape))
     codes, err = gptq_block(w, u, s, qm, backend="cpp")
     rcodes, rerr = gptq_block(w, u, s, qm, backend="reference")
@@ -61,6 +63,7 @@ def test_cpp_matches_reference_bitwise(shape):
 
 @requires_ext
 def test_cpp_strided_input_and_unbatched_form():
+    torch.manual_seed(5103)
     w, u, s, qm = _block_inputs(1, 33, 96, seed=3)
     wide = torch.zeros(33, 200)
     wide[:, 50:146] = w[0]
@@ -75,6 +78,7 @@ def test_cpp_strided_input_and_unbatched_form():
 @pytest.mark.interpreter
 @pytest.mark.parametrize("shape,qm", [((1, 1, 16), 31), ((2, 19, 37), 63), ((1, 17, 128), 31)])
 def test_triton_interpreter_matches_reference(triton_interpret, shape, qm):
+    torch.manual_seed(5104)
     w, u, s, _ = _block_inputs(*shape, qm=qm, seed=7 + shape[1])
     codes, err = gptq_block(w, u, s, qm, backend="triton")
     rcodes, rerr = gptq_block_ref(w, u, s, qm)
@@ -84,6 +88,7 @@ def test_triton_interpreter_matches_reference(triton_interpret, shape, qm):
 
 @pytest.mark.interpreter
 def test_triton_interpreter_strided_block(triton_interpret):
+    torch.manual_seed(5105)
     w, u, s, qm = _block_inputs(1, 6, 20, seed=11)
     wide = torch.randn(1, 6, 50)
     wide[:, :, 10:30] = w
@@ -113,6 +118,7 @@ def test_triton_round_half_to_even(triton_interpret):
 
 
 def test_selfcheck_compare_detects_mismatch():
+    torch.manual_seed(5108)
     w, u, s, qm = _block_inputs(1, 20, 32, seed=5)
     ref = gptq_block_ref(w, u, s, qm)
     assert gptq_block_compare(ref, ref) is None
@@ -123,6 +129,7 @@ def test_selfcheck_compare_detects_mismatch():
 
 
 def test_opcheck():
+    torch.manual_seed(5109)
     w, u, s, qm = _block_inputs(2, 5, 16, seed=2)
     torch.library.opcheck(torch.ops.golf_fast.gptq_block.default, (w, u, s, qm))
 
@@ -135,6 +142,7 @@ def test_opcheck():
     (dict(w=torch.zeros(3, 4)), r"u: expected shape \(1, 4, 4\)"),
 ])
 def test_block_bad_inputs(bad, match):
+    torch.manual_seed(5110)
     args = dict(w=torch.zeros(2, 3, 4), u=torch.eye(4).repeat(2, 1, 1), scales=torch.ones(2, 3), qmax=31)
     args.update(bad)
     with pytest.raises((TypeError, ValueError), match=match):
@@ -154,6 +162,7 @@ def test_sm90_compile_no_spills(sm90_report):
 @pytest.mark.gpu
 @requires_cuda
 def test_cuda_kernel_matches_reference():
+    torch.manual_seed(5112)
     w, u, s, qm = _block_inputs(3, 300, 128, seed=9)
     w, u, s = w.cuda(), u.cuda(), s.cuda()
     out = gptq_block(w, u, s, qm, backend="triton")

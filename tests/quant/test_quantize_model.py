@@ -11,7 +11,8 @@ import torch
 
 from golf_fast.quant.formats import QuantizedTensor
 from golf_fast.quant.gptq import gptq_quantize
-from golf_fast.quant.quantize_model import QuantRecipe, RoleRule, assign_ranks, quantize_model
+from golf_fast.quant.quantize_model import assign_ranks, quantize_model
+from golf_fast.quant.recipe import QuantRecipe, RoleRule
 
 SMALL = QuantRecipe(passthrough_max_numel=256)
 
@@ -73,7 +74,13 @@ def test_custom_rules_and_default_rule():
     out = quantize_model(state, hess, recipe)
     assert out.tensors["blocks.0.mlp.proj.weight"].bits == 5
     assert out.tensors["blocks.0.attn.c_q.weight"].bits == 8
-    assert int(out.tensors["blocks.0.attn.c_q.weight"].codes.abs().max()) <= 127
+    rows = {r.name: r for r in out.table}
+    assert (rows["blocks.0.mlp.proj.weight"].role, rows["blocks.0.mlp.proj.weight"].clip_sigmas) == ("mlp", 8.0)
+    assert (rows["blocks.0.attn.c_q.weight"].role, rows["blocks.0.attn.c_q.weight"].clip_sigmas) == ("default", 20.0)
+    # the rules' bits and clip sigmas are the ones used: the codes equal gptq_quantize's with them
+    for name, bits, clip in (("blocks.0.mlp.proj.weight", 5, 8.0), ("blocks.0.attn.c_q.weight", 8, 20.0)):
+        direct = gptq_quantize(state[name], hess[name[:-len(".weight")]], bits=bits, clip_sigmas=clip)
+        assert torch.equal(out.tensors[name].codes, direct.codes) and torch.equal(out.tensors[name].scales, direct.scales)
 
 
 def test_errors_name_the_tensor():
@@ -82,7 +89,7 @@ def test_errors_name_the_tensor():
     with pytest.raises(KeyError, match="blocks.0.mlp.fc.weight"):
         quantize_model(state, hess, SMALL)
     state, hess = tiny_model(layers=1)
-    state["bank"] = torch.randn(2, 16, 32)
+    state["bank"] = torch.randn(2, 16, 32, generator=torch.Generator().manual_seed(401))
     with pytest.raises(ValueError, match=r"state\['bank'\].*must be 2-D"):
         quantize_model(state, hess, SMALL)
     state, hess = tiny_model(layers=1)

@@ -9,7 +9,8 @@ import pytest
 from golf_fast.ops.triton_support import tl, triton_kernel
 from golf_fast.tools import inspect as inspect_tool
 from golf_fast.tools.kernels import triton_configs
-from golf_fast.tools.sm90 import KernelConfig, compile_cu_sm90
+from golf_fast.ops.kernel_config import KernelConfig
+from golf_fast.tools.sm90 import compile_cu_sm90
 from conftest import requires_nvcc, requires_triton
 
 pytestmark = pytest.mark.sm90

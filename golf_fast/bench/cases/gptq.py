@@ -21,11 +21,18 @@ import torch
 
 from golf_fast.bench.case import Benchmark, BenchCase
 from golf_fast.quant.gptq import gptq_quantize, gptq_quantize_batched, gptq_quantize_ref
+from golf_fast.quant.recipe import RECORD_RECIPE
 
 LAYERS = 11
-ROLES = (("attn.c_q", 512, 512, 6, 13.0), ("attn.c_k", 256, 512, 6, 13.0), ("attn.c_v", 256, 512, 6, 13.0),
-         ("attn.proj", 512, 512, 6, 13.0), ("mlp.fc", 2048, 512, 6, 11.5), ("mlp.proj", 512, 2048, 6, 11.5))
-EMBEDDING = ("tok_emb", 8192, 512, 7, 14.0)
+ROLES = (("attn.c_q", 512, 512), ("attn.c_k", 256, 512), ("attn.c_v", 256, 512),
+         ("attn.proj", 512, 512), ("mlp.fc", 2048, 512), ("mlp.proj", 512, 2048))
+EMBEDDING = ("tok_emb", 8192, 512)
+
+
+def _bits_and_clip(name: str) -> tuple[int, float]:
+    """The record's (bits, clip sigmas) for a tensor name (``RECORD_RECIPE``)."""
+    rule = RECORD_RECIPE.rule_for(name)
+    return rule.bits, rule.clip_sigmas
 
 
 def gptq_flops(n: int, k: int, bs: int = 128) -> float:
@@ -51,13 +58,15 @@ def record_matrices(device, seed: int = 0) -> list[tuple[str, torch.Tensor, torc
     out = []
     for layer in range(LAYERS):
         h_qkv = synthetic_hessian(512, device, g)
-        for role, n, k, bits, clip in ROLES:
+        for role, n, k in ROLES:
             h = h_qkv if role in ("attn.c_q", "attn.c_k", "attn.c_v") else synthetic_hessian(k, device, g)
             w = (0.02 * torch.randn(n, k, generator=g)).to(device)
-            out.append((f"blocks.{layer}.{role}.weight", w, h, bits, clip))
-    name, n, k, bits, clip = EMBEDDING
-    out.append((f"{name}.weight", (0.02 * torch.randn(n, k, generator=g)).to(device),
-                synthetic_hessian(k, device, g), bits, clip))
+            name = f"blocks.{layer}.{role}.weight"
+            out.append((name, w, h, *_bits_and_clip(name)))
+    role, n, k = EMBEDDING
+    name = f"{role}.weight"
+    out.append((name, (0.02 * torch.randn(n, k, generator=g)).to(device), synthetic_hessian(k, device, g),
+                *_bits_and_clip(name)))
     return out
 
 
@@ -89,7 +98,8 @@ def run_eager(mats, device) -> None:
 
 def _cases(device: torch.device) -> list[BenchCase]:
     cases = []
-    shapes = list(dict.fromkeys([(n, k, bits, clip) for _, n, k, bits, clip in ROLES] + [EMBEDDING[1:]]))
+    shapes = list(dict.fromkeys([(n, k, *_bits_and_clip(f"blocks.0.{role}.weight")) for role, n, k in ROLES] +
+                                [(*EMBEDDING[1:], *_bits_and_clip(f"{EMBEDDING[0]}.weight"))]))
     shapes = [s for i, s in enumerate(shapes) if all(s[:2] != t[:2] for t in shapes[:i])]
     for n, k, bits, clip in shapes:
         def make(dev, n=n, k=k):

@@ -1,4 +1,7 @@
-"""Triton kernels of the Newton-Schulz iteration, their launch configurations and workspaces.
+"""Triton kernels of the Newton-Schulz iteration and their shipped configurations.
+
+The launchers, workspaces, references, op registration and the public ``newton_schulz`` are in
+``golf_fast.ops.newton_schulz``.
 
 The iteration (on the wide orientation X: (batch, m, n), m <= n; tall inputs are transposed)::
 
@@ -29,26 +32,18 @@ Kernels (all batched over the leading dim: grid axis 1 is the matrix index)
 
 Launches per call: 2 + 3·steps (17 for 5 steps), independent of the batch size.
 
-Workspaces: ``NSWorkspace`` holds X (two ping-pong buffers), A, B and the partial sums for
-one (device, stream, dtype, batch, m, n); ``workspace()`` caches them, so the iteration loop
-launches kernels on preallocated buffers only (it allocates nothing and never synchronizes
-with the host; a whole call can be captured in a CUDA graph). Concurrent calls with the same
-shape on the same stream must not overlap (they cannot: a stream is ordered).
-
 dtypes: G may be any float dtype; the compute dtype (X, A, B) is bfloat16, float16 or
 float32 (fp32 ``tl.dot`` uses TF32 tensor cores on the GPU); accumulation is fp32.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import torch
 
-from golf_fast.ops.triton_support import check_launch_device, tl, triton, triton_kernel
-from golf_fast.tools.sm90 import KernelConfig
+from golf_fast.ops.kernel_config import KernelConfig
+from golf_fast.ops.triton_support import tl, triton_kernel
 
 # --------------------------------------------------------------------------- kernels
 
@@ -66,9 +61,7 @@ def _ns_sumsq_kernel(g_ptr, x_ptr, part_ptr, R, C, stride_gb, stride_gr, stride_
     g = tl.load(g_ptr + b.to(tl.int64) * stride_gb + rows[:, None] * stride_gr + cols[None, :] * stride_gc,
                 mask=mask, other=0.0)
     x = g.to(x_ptr.dtype.element_ty).to(tl.float32)
-    # tl.reduce with the standard combine fn = tl.sum (tl.sum itself fails in the interpreter when
-    # TRITON_INTERPRET is set after triton's import)
-    total = tl.reduce(tl.reduce(x * x, 1, tl.standard._sum_combine), 0, tl.standard._sum_combine)
+    total = tl.sum(tl.sum(x * x, axis=1), axis=0)
     tl.store(part_ptr + b.to(tl.int64) * stride_pb + pid_r * tl.num_programs(1) + pid_c, total)
 
 
@@ -86,7 +79,7 @@ def _ns_scale_kernel(g_ptr, x_ptr, part_ptr, R, C, num_parts, eps, stride_gb, st
     b = tl.program_id(2)
     parts = tl.arange(0, NUM_PARTS)
     p = tl.load(part_ptr + b.to(tl.int64) * stride_pb + parts, mask=parts < num_parts, other=0.0)
-    inv = 1.0 / (tl.sqrt(tl.reduce(p, 0, tl.standard._sum_combine)) + eps)
+    inv = 1.0 / (tl.sqrt(tl.sum(p, axis=0)) + eps)
     rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (rows[:, None] < R) & (cols[None, :] < C)
@@ -114,7 +107,7 @@ def _ns_syrk_kernel(s_ptr, c_ptr, out_ptr, M, K, alpha, beta, stride_sb, stride_
     rows_j = tj * BLOCK + tl.arange(0, BLOCK)
     ks = tl.arange(0, BLOCK_K)
     s_base = s_ptr + b * stride_sb
-    acc = tl.full((BLOCK, BLOCK), 0.0, tl.float32)  # tl.zeros is a jit fn: not interpreter-safe
+    acc = tl.zeros((BLOCK, BLOCK), tl.float32)
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + ks
         kmask = kk[None, :] < K
@@ -198,11 +191,11 @@ def pick_tiles(m: int) -> NSTiles:
     return LARGE_TILES if m >= 1024 else SMALL_TILES
 
 
-_PTR = {torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float32: "*fp32"}
+TRITON_PTR_TYPES = {torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float32: "*fp32"}
 
 
 def _configs(tiles: NSTiles, tag: str, dt: torch.dtype = torch.bfloat16) -> tuple[KernelConfig, ...]:
-    p = _PTR[dt]
+    p = TRITON_PTR_TYPES[dt]
     syrk_sig = {"s_ptr": p, "c_ptr": p, "out_ptr": p, "M": "i32", "K": "i32", "alpha": "fp32", "beta": "fp32",
                 **{f"stride_{t}{d}": "i32" for t in "sco" for d in "bm"},
                 "ADD_C": "constexpr", "BLOCK": "constexpr", "BLOCK_K": "constexpr"}
@@ -249,136 +242,3 @@ def _configs(tiles: NSTiles, tag: str, dt: torch.dtype = torch.bfloat16) -> tupl
 SHIPPED_CONFIGS = _configs(SMALL_TILES, "") + _configs(LARGE_TILES, "_large")[2:]
 """The bf16 configurations the launchers use (fp32 momentum in, bf16 compute); ``golf-fast
 inspect`` compiles each one for sm_90. The elementwise kernels share one config for all m."""
-
-
-# --------------------------------------------------------------------------- workspaces
-
-
-@dataclass
-class NSWorkspace:
-    """Preallocated buffers of one (device, stream, dtype, batch, m, n) problem."""
-
-    x: tuple[torch.Tensor, torch.Tensor]  # (batch, m, n) ping-pong iterates
-    a: torch.Tensor  # (batch, m, m) X·Xᵀ
-    b: torch.Tensor  # (batch, m, m) b·A + c·A·A
-    partials: torch.Tensor  # (batch, parts) fp32 sums of squares
-
-
-_WORKSPACES: "OrderedDict[tuple, NSWorkspace]" = OrderedDict()
-MAX_CACHED_WORKSPACES = 16
-
-
-def _stream_key(device: torch.device) -> Optional[int]:
-    if device.type != "cuda":
-        return None
-    return torch.cuda.current_stream(device).stream_id
-
-
-def workspace(device: torch.device, dtype: torch.dtype, batch: int, m: int, n: int, parts: int) -> NSWorkspace:
-    """The cached workspace for this problem (allocated on first use, LRU of 16 entries)."""
-    key = (str(device), _stream_key(device), dtype, batch, m, n, parts)
-    ws = _WORKSPACES.get(key)
-    if ws is None:
-        x = tuple(torch.empty((batch, m, n), dtype=dtype, device=device) for _ in range(2))
-        ws = NSWorkspace(x=x, a=torch.empty((batch, m, m), dtype=dtype, device=device),
-                         b=torch.empty((batch, m, m), dtype=dtype, device=device),
-                         partials=torch.empty((batch, parts), dtype=torch.float32, device=device))
-        _WORKSPACES[key] = ws
-        while len(_WORKSPACES) > MAX_CACHED_WORKSPACES:
-            _WORKSPACES.popitem(last=False)
-    else:
-        _WORKSPACES.move_to_end(key)
-    return ws
-
-
-def clear_workspaces() -> None:
-    """Free every cached workspace (e.g. before a memory-hungry phase)."""
-    _WORKSPACES.clear()
-
-
-# --------------------------------------------------------------------------- launchers
-
-
-def launches_per_call(steps: int) -> int:
-    """Kernel launches of one ``newton_schulz`` call: sumsq + scale + 3 per step."""
-    return 2 + 3 * steps
-
-
-def _next_pow2(v: int) -> int:
-    return 1 << max(0, (v - 1).bit_length())
-
-
-def prepare(g: torch.Tensor, ws: NSWorkspace, eps: float, tiles: NSTiles) -> None:
-    """Launch the normalization: ws.x[0] = wide-orientation G / (‖G‖_F + eps) per matrix."""
-    batch, r, c = g.shape
-    br, bc = tiles.elementwise_r, tiles.elementwise_c
-    grid = (triton.cdiv(r, br), triton.cdiv(c, bc), batch)
-    parts = grid[0] * grid[1]
-    x = ws.x[0]
-    tall = r > c
-    sxr, sxc = (x.stride(2), x.stride(1)) if tall else (x.stride(1), x.stride(2))
-    _ns_sumsq_kernel[grid](g, x, ws.partials, r, c, g.stride(0), g.stride(1), g.stride(2), ws.partials.stride(0),
-                           BLOCK_R=br, BLOCK_C=bc, num_warps=tiles.elementwise_warps, num_stages=1)
-    _ns_scale_kernel[grid](g, x, ws.partials, r, c, parts, eps, g.stride(0), g.stride(1), g.stride(2),
-                           ws.partials.stride(0), x.stride(0), sxr, sxc,
-                           BLOCK_R=br, BLOCK_C=bc, NUM_PARTS=_next_pow2(parts), num_warps=tiles.elementwise_warps,
-                           num_stages=1)
-
-
-def iterate(ws: NSWorkspace, coefficients: Sequence[tuple[float, float, float]], out: torch.Tensor,
-            out_strides: tuple[int, int, int], tiles: NSTiles) -> None:
-    """Launch 3 kernels per (a, b, c); only preallocated buffers are touched.
-
-    The last step writes into ``out`` with ``out_strides`` (batch, row, col of the wide
-    orientation), so a tall result lands transposed and in the output dtype directly.
-    """
-    batch, m, n = ws.x[0].shape
-    t = triton.cdiv(m, tiles.syrk)
-    syrk_grid = (t * (t + 1) // 2, batch)
-    upd_grid = (triton.cdiv(m, tiles.update_m) * triton.cdiv(n, tiles.update_n), batch)
-    a_buf, b_buf = ws.a, ws.b
-    sw = dict(num_warps=tiles.syrk_warps, num_stages=tiles.stages)
-    uw = dict(num_warps=tiles.update_warps, num_stages=tiles.stages)
-    steps = len(coefficients)
-    for i, (ca, cb, cc) in enumerate(coefficients):
-        x = ws.x[i % 2]
-        last = i == steps - 1
-        dst = out if last else ws.x[(i + 1) % 2]
-        dst_strides = out_strides if last else tuple(dst.stride())
-        _ns_syrk_kernel[syrk_grid](x, x, a_buf, m, n, 1.0, 0.0, *x.stride()[:2], *x.stride()[:2],
-                                   *a_buf.stride()[:2], ADD_C=False, BLOCK=tiles.syrk, BLOCK_K=tiles.syrk_k, **sw)
-        _ns_syrk_kernel[syrk_grid](a_buf, a_buf, b_buf, m, m, float(cc), float(cb), *a_buf.stride()[:2],
-                                   *a_buf.stride()[:2], *b_buf.stride()[:2],
-                                   ADD_C=True, BLOCK=tiles.syrk, BLOCK_K=tiles.syrk_k, **sw)
-        _ns_update_kernel[upd_grid](b_buf, x, dst, m, n, float(ca), *b_buf.stride()[:2], *x.stride()[:2],
-                                    *dst_strides,
-                                    BLOCK_M=tiles.update_m, BLOCK_N=tiles.update_n, BLOCK_K=tiles.update_k, **uw)
-
-
-def newton_schulz_triton(G: torch.Tensor, coefficients: list[float], eps: float, dtype: torch.dtype,
-                         tiles: Optional[NSTiles] = None) -> torch.Tensor:
-    """Launch the whole iteration. Inputs are assumed valid (see ``golf_fast.newton_schulz``).
-
-    ``G``: (..., R, C) float; ``coefficients``: flat [a0, b0, c0, a1, ...] (at least one
-    tuple); returns a new (..., R, C) tensor in ``dtype``. ``dtype`` is also the compute dtype.
-    """
-    check_launch_device(G, what="newton_schulz")
-    if dtype not in _PTR:
-        raise ValueError(f"dtype: the Triton Newton-Schulz computes in bfloat16, float16 or float32, got {dtype}")
-    shape = G.shape
-    g = G.reshape(-1, shape[-2], shape[-1])
-    batch, r, c = g.shape
-    out = torch.empty(shape, dtype=dtype, device=G.device)
-    if g.numel() == 0:
-        return out
-    tall = r > c
-    m, n = (c, r) if tall else (r, c)
-    tiles = tiles or pick_tiles(m)
-    parts = triton.cdiv(r, tiles.elementwise_r) * triton.cdiv(c, tiles.elementwise_c)
-    ws = workspace(G.device, dtype, batch, m, n, parts)
-    out3 = out.view(batch, r, c)
-    out_strides = (out3.stride(0), out3.stride(2), out3.stride(1)) if tall else tuple(out3.stride())
-    coeffs = [tuple(coefficients[i:i + 3]) for i in range(0, len(coefficients), 3)]
-    prepare(g, ws, eps, tiles)
-    iterate(ws, coeffs, out3, out_strides, tiles)
-    return out

@@ -1,0 +1,159 @@
+"""The post-training pipeline: Hessians → GPTQ → artifact → fresh model from the file → eval.
+
+* :func:`collect_hessians`: ``H[name] = Σ XᵀX / tokens`` for every quantized matrix, from the
+  model's activation hook into :class:`golf_fast.quant.HessianCollector` (its kernel:
+  ``golf_fast.hessian_accumulate_``). c_q, c_k and c_v read the same input and share one tensor.
+* :func:`time_calibration_batch`: seconds of one calibration batch, for the Hessian reserve.
+* :func:`quantize`: :func:`golf_fast.quant.quantize_model` (GPTQ with the record's per-role bits
+  and SDClip sigmas) over the un-banked state.
+* :func:`write_artifact`: :func:`golf_fast.artifact.save_artifact` (checksummed, pickle-free,
+  written atomically).
+* :func:`round_trip`: quantize, write (rank 0), rebuild a fresh model from the file
+  (:func:`golf_fast.model.load_model_from_artifact`) and evaluate it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+
+from golf_fast import distributed
+from golf_fast.artifact import save_artifact
+from golf_fast.model.config import ModelConfig
+from golf_fast.model.from_artifact import load_model_from_artifact
+from golf_fast.model.gpt import GPT
+from golf_fast.quant import HessianCollector, QuantRecipe, quantize_model
+from golf_fast.train.evalhooks import EvalHooks
+from golf_fast.train.runlog import RunLog
+
+
+@torch.no_grad()
+def collect_hessians(model: GPT, batches: Iterable, n_batches: int,
+                     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+                     ) -> dict[str, torch.Tensor]:
+    """Hessians ``Σ XᵀX / tokens`` of the quantized matrices from ``n_batches`` training batches.
+
+    The model runs in eval mode with its current loop state (looped layers accumulate once per
+    visit, like the record). Returns name → (K, K) fp32 for every name of ``model.matrix_names()``.
+    """
+    if not isinstance(n_batches, int) or n_batches < 1:
+        raise ValueError(f"n_batches: expected an int >= 1, got {n_batches!r}")
+    collector = HessianCollector(device=next(model.parameters()).device)
+    was_training, old = model.training, model.activation_hook
+    model.eval()
+    model.activation_hook = collector.add
+    try:
+        it = iter(batches)
+        for _ in range(n_batches):
+            b = next(it)
+            with autocast():
+                model.hidden(b.x, b.cu_seqlens)
+    finally:
+        model.activation_hook = old
+        model.train(was_training)
+    hessians = collector.finalize("mean").hessians
+    missing = [n for n in model.matrix_names() if n not in hessians]
+    if missing:
+        raise RuntimeError(f"collect_hessians: no activations reached {missing[:4]}")
+    return {n: hessians[n] for n in model.matrix_names()}
+
+
+def time_calibration_batch(model: GPT, batches: Iterable, looping: bool,
+                           autocast: Callable[[], contextlib.AbstractContextManager],
+                           synchronize: Callable[[], None]) -> float:
+    """Seconds to collect the Hessians of one batch with depth recurrence ``looping`` (as at the end
+    of training); the model's loop state is restored and its weights are not touched."""
+    old = model.looping_active
+    model.looping_active = looping
+    try:
+        t0 = time.perf_counter()
+        collect_hessians(model, batches, 1, autocast)
+        synchronize()
+        return time.perf_counter() - t0
+    finally:
+        model.looping_active = old
+
+
+def default_recipe(model: GPT) -> QuantRecipe:
+    """The record's recipe, with a passthrough threshold that fits this model's size: every matrix
+    is GPTQ'd and every control tensor passes through as fp16 (the record's 65,536-element threshold
+    would pass a small model's matrices through)."""
+    state = model.unbanked_state_dict()
+    matrices = set(model.matrix_names())
+    largest_control = max(v.numel() for k, v in state.items() if k not in matrices)
+    smallest_matrix = min(state[k].numel() for k in matrices)
+    if largest_control >= smallest_matrix:
+        raise ValueError(f"model: a control tensor ({largest_control} elements) is as large as the smallest "
+                         f"matrix ({smallest_matrix}); no passthrough threshold separates them")
+    return QuantRecipe(passthrough_max_numel=min(65_536, smallest_matrix - 1))
+
+
+def quantize(model: GPT, hessians: dict[str, torch.Tensor], recipe: Optional[QuantRecipe] = None
+             ) -> tuple[dict[str, Any], float, str]:
+    """GPTQ the un-banked state: returns (name → QuantizedTensor or fp16 tensor, seconds, table text)."""
+    if not isinstance(hessians, dict) or not hessians:
+        raise ValueError("hessians: expected a non-empty dict name → (K, K) tensor")
+    t0 = time.perf_counter()
+    state = {k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+             for k, v in model.unbanked_state_dict().items()}
+    hs = {k: v.float().cpu() for k, v in hessians.items()}
+    qm = quantize_model(state, hs, recipe if recipe is not None else default_recipe(model))
+    return dict(qm.tensors), time.perf_counter() - t0, qm.format_table()
+
+
+def write_artifact(path: os.PathLike, tensors: dict, model_cfg: ModelConfig, codec: str = "",
+                   metadata: Optional[dict] = None) -> int:
+    """Write the artifact atomically (``codec`` "" = the artifact module's default); returns its size in bytes."""
+    if not isinstance(model_cfg, ModelConfig):
+        raise TypeError(f"model_cfg: expected a ModelConfig, got {type(model_cfg).__name__}")
+    kwargs = {"codec": codec} if codec else {}
+    return int(save_artifact(path, tensors, model_cfg, metadata=metadata or {}, **kwargs))
+
+
+@dataclass
+class RoundTrip:
+    """The pipeline's output: what the quantizer produced, the file, and the fresh model's evals."""
+
+    quantized: dict[str, Any]
+    artifact_path: Path
+    artifact_bytes: Optional[int]
+    """On rank 0 (the writer); None elsewhere."""
+    evals: dict[str, dict]
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLike, codec: str = "",
+               metadata: Optional[dict] = None, d: distributed.Dist, evals: EvalHooks, attention: str = "auto",
+               log: RunLog) -> RoundTrip:
+    """GPTQ → artifact at ``path`` (written by rank 0) → fresh model from the file → full eval."""
+    path = Path(path)
+    phases: dict[str, float] = {}
+    tensors, phases["gptq"], qtable = quantize(model, hessians)
+    for ln in qtable.splitlines():
+        log.line("  " + ln)
+    t0 = time.perf_counter()
+    nbytes = write_artifact(path, tensors, model.cfg, codec, metadata) if d.main else None
+    distributed.barrier()
+    phases["artifact_write"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fresh = load_model_from_artifact(path, d.device, attention)
+    fresh.looping_active = model.looping_active
+    phases["artifact_load"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = evals.full(fresh, "round-trip")
+    phases["eval_round_trip"] = time.perf_counter() - t0
+    return RoundTrip(tensors, path, nbytes, out, phases)
+
+
+def counted_source_bytes() -> int:
+    """Bytes of the package source needed to load and evaluate an artifact (model, eval, data readers)."""
+    root = Path(__file__).resolve().parent.parent
+    files = list((root / "model").glob("*.py")) + list((root / "eval").glob("*.py")) + \
+        [root / "data" / f for f in ("shards.py", "byte_table.py", "loader.py")]
+    return sum(f.stat().st_size for f in files)

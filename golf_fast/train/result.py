@@ -1,0 +1,62 @@
+"""What a training run returns and prints at the end: :class:`RunResult` and its final table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from golf_fast.train.runlog import fmt_secs
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf."""
+
+
+@dataclass
+class RunResult:
+    """The numbers of the final table (the same on every rank). Eval dicts are ``EvalResult.as_dict()``."""
+
+    steps: int = 0
+    train_seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    looping_step: Optional[int] = None
+    pre_quant: Optional[dict] = None
+    pre_quant_sliding: Optional[dict] = None
+    round_trip: Optional[dict] = None
+    round_trip_sliding: Optional[dict] = None
+    artifact_path: Optional[str] = None
+    artifact_bytes: Optional[int] = None
+    code_bytes: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    run_dir: Optional[str] = None
+
+    def final_metrics(self) -> dict[str, Any]:
+        """The ``final`` JSONL record."""
+        return dict(steps=self.steps, train_seconds=self.train_seconds, pre_quant=self.pre_quant,
+                    round_trip=self.round_trip, pre_quant_sliding=self.pre_quant_sliding,
+                    round_trip_sliding=self.round_trip_sliding, artifact_bytes=self.artifact_bytes,
+                    code_bytes=self.code_bytes, phases=self.phases, notes=self.notes)
+
+
+def final_table(res: RunResult, backends: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Rows (label, value) of the run's final table."""
+    if not isinstance(res, RunResult):
+        raise TypeError(f"res: expected a RunResult, got {type(res).__name__}")
+
+    def bpb(x):
+        return f"{x['val_bpb']:.5f}" if x else "n/a"
+
+    rows: list[tuple[str, Any]] = [
+        ("steps", res.steps), ("train time", fmt_secs(res.train_seconds)),
+        ("ms/step (mean)", f"{1000 * res.train_seconds / max(res.steps, 1):.1f}"),
+        ("looping from step", res.looping_step if res.looping_step is not None else "never"),
+        ("pre-quant val_bpb", bpb(res.pre_quant)), ("pre-quant val_bpb sliding", bpb(res.pre_quant_sliding)),
+        ("round-trip val_bpb", bpb(res.round_trip)), ("round-trip val_bpb sliding", bpb(res.round_trip_sliding)),
+        ("artifact bytes", f"{res.artifact_bytes:,}" if res.artifact_bytes else "n/a"),
+        ("code bytes", f"{res.code_bytes:,} (model+eval+data source, uncompressed)"),
+        ("total bytes", f"{res.artifact_bytes + res.code_bytes:,}" if res.artifact_bytes else "n/a")]
+    rows += [(f"time: {k}", fmt_secs(v)) for k, v in res.phases.items()]
+    rows += [("note", n) for n in res.notes]
+    rows += [("backends", backends)]
+    return rows
