@@ -22,7 +22,8 @@ from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.eval.adapt_config import AdaptConfig
 from golf_fast.eval.adapt_result import AdaptResult
 from golf_fast.eval.adapters.full import cosine_lr, train_on_pieces
-from golf_fast.eval.events import EventLog
+from golf_fast.eval.compliance import check_events
+from golf_fast.eval.events import EventLog, gather_logs
 from golf_fast.eval.ttt_stream import run_stream
 from golf_fast.eval.void import matrices_of, to_host, void_fractions
 from golf_fast.eval.windows import build_windows, document_spans, split_targets
@@ -79,3 +80,15 @@ def run_prequant(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCon
     res.void = [(f"epoch {e}", v) for e, v in void]
     res.notes.append(f"pre-quant TTT: {cfg.prequant.epochs} epochs of AdamW on the validation targets before scoring")
     return res
+
+
+def prequant_before_gptq(model, tokens: np.ndarray, cfg: AdaptConfig, *, rank: int = 0, world_size: int = 1,
+                         device=None, dtype=None) -> tuple[str, list]:
+    """The trainer's pre-quant TTT: adapt on the validation tokens, then the checker's verdict on
+    the recorded updates alone (no position scored yet; condition 4 is not at issue here).
+    Returns (verdict, [(epoch, void fraction)]) — the verdict goes into the artifact metadata."""
+    log = EventLog(len(tokens), rank=rank)
+    void = prequant_adapt(model, tokens, cfg, rank=rank, world_size=world_size, device=device, dtype=dtype, log=log)
+    rep = check_events(gather_logs(log, world_size), vocab_size=model.cfg.vocab_size,
+                       expected=np.zeros(len(tokens), dtype=bool))
+    return rep.verdict, void
