@@ -119,6 +119,9 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
         lora = BatchedLoRA(model.cfg, bd, lo.rank, lo.alpha, lo.targets, device=device)
         int6 = None
         if lo.backend == "int6":
+            if dtype not in (torch.bfloat16, torch.float16):
+                raise ValueError(f"lora.backend: int6 runs golf_fast.int6_linear under bf16/fp16 autocast (the CUDA "
+                                 f"path); got dtype {dtype}. Use lora.backend=reference here.")
             if int6_state is None:
                 raise ValueError("int6_state: lora.backend='int6' needs the artifact's quantized state")
             int6 = Int6Base(int6_state, model, device)

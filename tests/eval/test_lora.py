@@ -3,14 +3,17 @@ artifact's codes, the CUDA path) equals the reference branch on CPU, forward and
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from golf_fast.artifact import dequantize_state
 from golf_fast.eval.adapters.lora import BatchedLoRA, Int6Base, LoRAHook, parse_targets
+from golf_fast.eval.ttt_docs import run_documents
 from golf_fast.quant.formats import quantize_rtn
 
-from .adapt_helpers import tiny_model
+from .adapt_helpers import byte_table, tiny_config, tiny_model, tiny_stream
 
 
 def _quantized(model):
@@ -98,3 +101,27 @@ def test_int6_branch_refuses_a_changed_base():
             model.qo_bank.add_(0.01)
         with pytest.raises(RuntimeError, match="base weights changed"):
             model.logits(x)
+
+
+def test_int6_backend_through_the_document_driver():
+    """The whole LoRA TTT on the int6 branch (bf16 autocast, as on CUDA) matches the reference branch."""
+    val = tiny_stream(56, n_docs=4, max_len=36)
+    runs = {}
+    for backend in ("reference", "int6"):
+        model = tiny_model(56)
+        state = _quantized(model)
+        cfg = tiny_config(ttt="lora")
+        cfg.lora = dataclasses.replace(cfg.lora, backend=backend)
+        runs[backend] = run_documents(model, val, byte_table(), cfg, adapt="lora", dtype=torch.bfloat16,
+                                      int6_state=state)
+    assert runs["int6"].flag == "compliant"
+    ref, got = runs["reference"].result.val_bpb, runs["int6"].result.val_bpb
+    assert got == pytest.approx(ref, rel=2e-3)
+    base = tiny_model(56)
+    _quantized(base)
+    no_ttt = run_documents(base, val, byte_table(), tiny_config(), adapt="none", dtype=torch.bfloat16)
+    assert abs(no_ttt.result.val_bpb - ref) > 10 * abs(got - ref)  # the tolerance is far below TTT's effect
+    with pytest.raises(ValueError, match="bf16"):
+        cfg = tiny_config(ttt="lora")
+        cfg.lora = dataclasses.replace(cfg.lora, backend="int6")
+        run_documents(tiny_model(56), val, byte_table(), cfg, adapt="lora", dtype=None, int6_state=state)
