@@ -125,3 +125,24 @@ def test_int6_backend_through_the_document_driver():
         cfg = tiny_config(ttt="lora")
         cfg.lora = dataclasses.replace(cfg.lora, backend="int6")
         run_documents(tiny_model(56), val, byte_table(), cfg, adapt="lora", dtype=None, int6_state=state)
+
+
+def test_one_adapter_per_virtual_layer_when_looping():
+    model = tiny_model(57, num_loops=2)  # layers 0, 1, 1, 1, 2: five virtual layers
+    lora = BatchedLoRA(model.cfg, 1, rank=2, alpha=2.0)
+    assert lora.slots_of == [[0], [1, 2, 3], [4]] and lora.A["q"].shape[0] == 5
+    lora.reset(torch.Generator().manual_seed(57))
+    x = torch.randint(2, 48, (1, 12), generator=torch.Generator().manual_seed(57))
+    model.set_linear_hook(LoRAHook(lora))
+    outs = {}
+    for looping in (False, True):
+        model.looping_active = looping
+        outs[looping, "fresh"] = model.logits(x)
+        with torch.no_grad():
+            lora.B["mlp"][3].fill_(0.2)  # the third visit of layer 1 only
+        outs[looping, "slot3"] = model.logits(x)
+        with torch.no_grad():
+            lora.B["mlp"][3].zero_()
+    model.set_linear_hook(None)
+    assert torch.equal(outs[False, "fresh"], outs[False, "slot3"])  # no third visit without looping
+    assert not torch.allclose(outs[True, "fresh"], outs[True, "slot3"])

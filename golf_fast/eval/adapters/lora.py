@@ -9,9 +9,12 @@ at a reset, so a fresh adapter changes nothing. Targets and where the delta is a
 * ``o``: added to the attention output projection, input = the attention branch's normed input;
 * ``mlp``: d → d, added to the MLP output (input = the MLP branch's normed input).
 
-Parameters per target are stacked ``A (L, batch, r, d)``, ``B (L, batch, out, r)`` (one Adam
-group); a loop-visited layer reuses its physical layer's adapter. ``rows`` selects which adapter
-rows the current forward's rows use (documents finish at different chunks).
+Adapters are per *virtual* layer, like RVAR's (17 slots for the record's 11 layers with layers
+3–5 looped twice more): the k-th visit of physical layer i in a forward uses its own slot. Visits
+are counted by the hook (reset when layer 0, always the first, is entered); without looping each
+layer uses the slot of its first visit. Parameters per target are stacked ``A (S, batch, r, d)``,
+``B (S, batch, out, r)`` with S slots (one Adam group). ``rows`` selects which adapter rows the
+current forward's rows use (documents finish at different chunks).
 
 Base matrices, two branches:
 
@@ -65,9 +68,16 @@ class BatchedLoRA(nn.Module):
         self.targets = parse_targets(",".join(targets)) if not isinstance(targets, str) else parse_targets(targets)
         self.cfg, self.batch, self.rank, self.scale = cfg, batch, rank, float(alpha) / rank
         L, d = cfg.num_layers, cfg.model_dim
+        order = list(range(L))
+        if cfg.num_loops > 0:
+            seg = list(range(cfg.loop_start, cfg.loop_end + 1))
+            order = list(range(cfg.loop_start)) + seg * (cfg.num_loops + 1) + list(range(cfg.loop_end + 1, L))
+        self.slots_of = [[k for k, i in enumerate(order) if i == layer] for layer in range(L)]
+        """Slot of each visit of each physical layer, in visit order."""
+        S = len(order)
         out = {"q": d, "k": cfg.kv_dim, "v": cfg.kv_dim, "o": d, "mlp": d}
-        self.A = nn.ParameterDict({t: nn.Parameter(torch.zeros(L, batch, rank, d, device=device)) for t in self.targets})
-        self.B = nn.ParameterDict({t: nn.Parameter(torch.zeros(L, batch, out[t], rank, device=device))
+        self.A = nn.ParameterDict({t: nn.Parameter(torch.zeros(S, batch, rank, d, device=device)) for t in self.targets})
+        self.B = nn.ParameterDict({t: nn.Parameter(torch.zeros(S, batch, out[t], rank, device=device))
                                    for t in self.targets})
         self.rows: Optional[torch.Tensor] = None
 
@@ -81,16 +91,20 @@ class BatchedLoRA(nn.Module):
                 a = torch.rand(self.A[t].shape, generator=generator, dtype=torch.float32) * (2 * bound) - bound
                 self.A[t].copy_(a.to(self.A[t].device))
 
-    def factors(self, target: str, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A (b, r, d), B (b, out, r)) of the rows in use."""
-        a, b = self.A[target][layer], self.B[target][layer]
+    def slot(self, layer: int, visit: int) -> int:
+        s = self.slots_of[layer]
+        return s[min(visit, len(s) - 1)]
+
+    def factors(self, target: str, slot: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A (b, r, d), B (b, out, r)) of virtual-layer ``slot``, for the rows in use."""
+        a, b = self.A[target][slot], self.B[target][slot]
         if self.rows is not None:
             a, b = a.index_select(0, self.rows), b.index_select(0, self.rows)
         return a, b
 
-    def delta(self, target: str, layer: int, n: torch.Tensor) -> torch.Tensor:
+    def delta(self, target: str, slot: int, n: torch.Tensor) -> torch.Tensor:
         """``(α/r)·(n Aᵀ) Bᵀ`` per row: n (b, T, d) → (b, T, out)."""
-        a, b = self.factors(target, layer)
+        a, b = self.factors(target, slot)
         if n.shape[0] != a.shape[0]:
             raise ValueError(f"n: {n.shape[0]} rows, but the adapter has {a.shape[0]} rows in use")
         h = torch.bmm(n, a.transpose(1, 2).to(n.dtype))
@@ -126,6 +140,7 @@ class LoRAHook:
         self.lora, self.int6 = lora, int6
         self._inputs: dict = {}
         self._parsed: dict = {}
+        self._visits: dict = {}
 
     def _parse(self, name: str) -> tuple[int, str]:
         if name not in self._parsed:
@@ -148,6 +163,11 @@ class LoRAHook:
     def __call__(self, name: str, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         layer, m = self._parse(name)
         target = _MATRIX_TO_TARGET[m]
+        if m == "attn.c_q":  # a block visit starts with its c_q; layer 0 starts every forward
+            if layer == 0:
+                self._visits.clear()
+            self._visits[layer] = self._visits.get(layer, -1) + 1
+        slot = self.lora.slot(layer, self._visits.get(layer, 0))
         if m in ("attn.c_q", "mlp.fc"):
             self._inputs[(layer, m[:3])] = x  # the branch's normed input, for o and mlp
         if self.int6 is not None:
@@ -155,8 +175,8 @@ class LoRAHook:
         if target is None or target not in self.lora.targets:
             return self._base(name, x, w)
         if target in ("q", "k", "v") and self.int6 is not None and x.shape[0] == 1:
-            a, b = self.lora.factors(target, layer)
+            a, b = self.lora.factors(target, slot)
             return self._base(name, x, w, fused=(b[0] * self.lora.scale, a[0]))
         n = x if target in ("q", "k", "v") else self._inputs[(layer, "att" if target == "o" else "mlp")]
         y = self._base(name, x, w)
-        return y + self.lora.delta(target, layer, n).to(y.dtype)
+        return y + self.lora.delta(target, slot, n).to(y.dtype)
