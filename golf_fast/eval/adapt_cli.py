@@ -115,7 +115,7 @@ def run_adapt_cli(args, model_factory, val: np.ndarray, table, rank: int, world:
         lengths = docs[:, 1] - docs[:, 0]
         eff = record_efficiency()  # R0611's method on the record model and FineWeb-like documents
         p = predict_seconds(model.cfg, lengths, cfg, efficiency=eff)
-        out["predicted_8xh100"] = {"seconds": round(p.seconds, 1), "efficiency": round(eff, 4),
+        out["predicted_8xh100"] = {"seconds": float(f"{p.seconds:.3g}"), "efficiency": round(eff, 4),
                                    "arithmetic": p.text.splitlines()}
     return out
 
