@@ -98,7 +98,7 @@ def predict_seconds(model_cfg: ModelConfig, doc_lengths, cfg: AdaptConfig, *, wo
                          f"= {extra_s:.0f} s")
     secs = flops / (world * H100_BF16_PEAK * efficiency) + extra_s
     lines.append(f"total {flops:.3g} FLOP / ({world} × {H100_BF16_PEAK / 1e12:.0f} TFLOP/s × {efficiency:.0%}) "
-                 f"+ {extra_s:.0f} s = {secs:.0f} s (predicted, not measured)")
+                 f"+ {extra_s:.3g} s = {secs:.3g} s (predicted, not measured)")
     return Prediction(flops, toks, secs, "\n".join(lines))
 
 
