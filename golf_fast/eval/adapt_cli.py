@@ -95,11 +95,11 @@ def baseline_of(cfg: AdaptConfig) -> AdaptConfig:
 
 
 def run_adapt_cli(args, model_factory, val: np.ndarray, table, rank: int, world: int, device, dtype,
-                  int6_state=None) -> dict:
+                  int6_state=None, val_bytes=None) -> dict:
     """Run the adaptive evaluation(s); returns the JSON-ready report (every entry carries its verdict)."""
     cfg = resolve_adapt_config(args)
     out = {"adapt_config": cfg.to_dict()}
-    kw = dict(rank=rank, world_size=world, device=device, dtype=dtype)
+    kw = dict(rank=rank, world_size=world, device=device, dtype=dtype, val_bytes=val_bytes)
     if args.compare:
         base = baseline_of(cfg)
         if cfg.ttt in ("lora", "phased"):

@@ -22,12 +22,15 @@ from golf_fast.eval.ttt_stream import run_stream
 
 def run_adaptive(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfig, *, rank: int = 0,
                  world_size: int = 1, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None,
-                 int6_state: Optional[dict] = None) -> AdaptResult:
-    """Run the evaluation ``cfg`` describes on ``model`` (adapted in place) and return its result."""
+                 int6_state: Optional[dict] = None, val_bytes=None) -> AdaptResult:
+    """Run the evaluation ``cfg`` describes on ``model`` (adapted in place) and return its result.
+
+    ``val_bytes``: the CaseOps byte sidecar parallel to ``tokens`` (then ``table`` may be None).
+    """
     if not isinstance(cfg, AdaptConfig):
         raise TypeError(f"cfg: expected an AdaptConfig, got {type(cfg).__name__}")
     cfg.validate()
-    kw = dict(rank=rank, world_size=world_size, device=device, dtype=dtype)
+    kw = dict(rank=rank, world_size=world_size, device=device, dtype=dtype, val_bytes=val_bytes)
     if cfg.research == "prequant":
         return run_prequant(model, tokens, table, cfg, **kw)
     if cfg.research == "slot_window":

@@ -69,13 +69,13 @@ def prequant_adapt(model, tokens: np.ndarray, cfg: AdaptConfig, *, rank: int = 0
 
 
 def run_prequant(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfig, *, rank: int = 0,
-                 world_size: int = 1, device=None, dtype=None) -> AdaptResult:
+                 world_size: int = 1, device=None, dtype=None, val_bytes=None) -> AdaptResult:
     """Pre-quant TTT on the validation tokens, then the stream scoring without adaptation."""
     t0 = time.perf_counter()
     log = EventLog(len(tokens), rank=rank)
     void = prequant_adapt(model, tokens, cfg, rank=rank, world_size=world_size, device=device, dtype=dtype, log=log)
     res = run_stream(model, tokens, table, cfg, rank=rank, world_size=world_size, device=device, dtype=dtype,
-                     label="research:prequant", prior_log=log)
+                     label="research:prequant", prior_log=log, val_bytes=val_bytes)
     res.result.seconds = time.perf_counter() - t0
     res.void = [(f"epoch {e}", v) for e, v in void]
     res.notes.append(f"pre-quant TTT: {cfg.prequant.epochs} epochs of AdamW on the validation targets before scoring")

@@ -83,7 +83,7 @@ def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, ac
     """Score the rows' pieces from ``logits`` (no grad), add them to ``acc``, record the event; returns nats."""
     with torch.no_grad():
         nats = scorer.nats(logits.detach(), wb.y)
-        acc.add(nats, wb.x, wb.y, wb.mask)
+        acc.add(nats, wb.x, wb.y, wb.mask, target_bytes=wb.tbytes)
     log.score(wb.pieces)
     return nats
 

@@ -37,7 +37,7 @@ from golf_fast.eval.events import EventLog
 from golf_fast.eval.scoring import LogitScorer, autocast_ctx, commit_scores, run_probes
 from golf_fast.eval.ttt_stream import expected_targets
 from golf_fast.eval.void import matrices_of, to_host, void_fractions
-from golf_fast.eval.windows import build_windows, document_spans, split_targets
+from golf_fast.eval.windows import build_windows, document_spans, sidecar_bytes, split_targets
 
 
 def phase_boundaries(n_docs: int, prefix_docs: int, num_phases: int) -> list[int]:
@@ -82,10 +82,11 @@ def sgd_phase(model, toks: torch.Tensor, docs: np.ndarray, cfg: AdaptConfig, log
 def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfig, *, adapt: str = "lora",
                   rank: int = 0, world_size: int = 1, device: Optional[torch.device] = None,
                   dtype: Optional[torch.dtype] = None, int6_state: Optional[dict] = None,
-                  label: Optional[str] = None) -> AdaptResult:
+                  label: Optional[str] = None, val_bytes=None) -> AdaptResult:
     """Per-document score-first evaluation with ``adapt`` in none | lora | phased (module docstring).
 
     ``int6_state``: the artifact's state (name → QuantizedTensor), needed by ``lora.backend="int6"``.
+    ``val_bytes``: the CaseOps byte sidecar parallel to ``tokens`` (else ``table``'s byte counts).
     """
     if adapt not in ("none", "lora", "phased"):
         raise ValueError(f"adapt: expected none, lora or phased, got {adapt!r}")
@@ -94,6 +95,7 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
     device = torch.device(device) if device is not None else next(model.parameters()).device
     tokens = np.asarray(tokens)
     toks = torch.from_numpy(tokens.astype(np.int64))
+    vb = sidecar_bytes(val_bytes, len(tokens))
     n, V, bos = len(tokens), model.cfg.vocab_size, model.cfg.bos_id
     if cfg.seq_len > model.cfg.max_seqlen:
         raise ValueError(f"seq_len: {cfg.seq_len} exceeds the model's max_seqlen {model.cfg.max_seqlen}")
@@ -153,7 +155,7 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                     active = np.flatnonzero(nch > ci)
                     pieces = [(int(d[r, 0]), int(d[r, 0]) + 1 + ci * C, min(int(d[r, 0]) + 1 + (ci + 1) * C, int(d[r, 1])))
                               for r in active]
-                    wb = build_windows(toks, pieces, cfg.seq_len).to(device)
+                    wb = build_windows(toks, pieces, cfg.seq_len, vb).to(device)
                     rows = torch.from_numpy(active).to(device)
                     train = torch.from_numpy(nch[active] > ci + 1).to(device)
                     learn = opt is not None and bool(train.any())

@@ -34,7 +34,7 @@ from golf_fast.eval.events import EventLog
 from golf_fast.eval.scoring import LogitScorer, autocast_ctx, commit_scores, run_probes
 from golf_fast.eval.slot import SlotBuffer, fit_delta
 from golf_fast.eval.void import matrices_of, to_host, void_fractions
-from golf_fast.eval.windows import build_windows, document_spans, stream_chunk_pieces
+from golf_fast.eval.windows import build_windows, document_spans, sidecar_bytes, stream_chunk_pieces
 
 
 def expected_targets(tokens: np.ndarray, docs: np.ndarray) -> np.ndarray:
@@ -56,10 +56,11 @@ def _gather_buffer(z, y, pos, read, world_size, device):
 def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfig, *, adapt: str = "none",
                slot: str = "none", update_before_score: bool = False, rank: int = 0, world_size: int = 1,
                device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None,
-               label: Optional[str] = None, prior_log: Optional[EventLog] = None) -> AdaptResult:
+               label: Optional[str] = None, prior_log: Optional[EventLog] = None, val_bytes=None) -> AdaptResult:
     """Score ``tokens`` in stream chunks with optional AdamW TTT and SLOT (see the module docstring).
 
     ``prior_log``: continue this event log (events recorded before the scoring, e.g. research updates).
+    ``val_bytes``: the CaseOps byte sidecar parallel to ``tokens`` (else ``table``'s byte counts).
     """
     if adapt not in ("none", "adamw"):
         raise ValueError(f"adapt: expected none or adamw, got {adapt!r}")
@@ -70,6 +71,7 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
     device = torch.device(device) if device is not None else next(model.parameters()).device
     tokens = np.asarray(tokens)
     toks = torch.from_numpy(tokens.astype(np.int64))
+    vb = sidecar_bytes(val_bytes, len(tokens))
     n, V, bos = len(tokens), model.cfg.vocab_size, model.cfg.bos_id
     if cfg.seq_len > model.cfg.max_seqlen:
         raise ValueError(f"seq_len: {cfg.seq_len} exceeds the model's max_seqlen {model.cfg.max_seqlen}")
@@ -143,7 +145,7 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
                     fit(torch.zeros(0, V, device=device), torch.zeros(0, dtype=torch.long, device=device),
                         np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
             for i in range(0, len(mine), cfg.batch_seqs):
-                wb = build_windows(toks, mine[i:i + cfg.batch_seqs], cfg.seq_len).to(device)
+                wb = build_windows(toks, mine[i:i + cfg.batch_seqs], cfg.seq_len, vb).to(device)
                 with torch.no_grad(), autocast_ctx(device, dtype):
                     logits = forward(wb.x, None)
                 nats = commit_scores(wb, logits, scorer, acc, log)

@@ -15,6 +15,7 @@ reads positions ``[w0, t1)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -59,6 +60,8 @@ class WindowBatch:
     """[t0, t1) scored by each row."""
     windows: np.ndarray
     """[w0, t1) read by each row."""
+    tbytes: Optional[torch.Tensor] = None
+    """(B, W) int64 bytes of each target from the CaseOps sidecar (None: the tokenizer's tables)."""
 
     @property
     def first_target(self) -> np.ndarray:
@@ -66,11 +69,15 @@ class WindowBatch:
         return self.pieces[:, 0] - self.windows[:, 0] - 1
 
     def to(self, device: torch.device) -> "WindowBatch":
-        return WindowBatch(self.x.to(device), self.y.to(device), self.mask.to(device), self.pieces, self.windows)
+        return WindowBatch(self.x.to(device), self.y.to(device), self.mask.to(device), self.pieces, self.windows,
+                           self.tbytes.to(device) if self.tbytes is not None else None)
 
 
-def build_windows(tokens: torch.Tensor, pieces, seq_len: int) -> WindowBatch:
-    """Windows of ``pieces`` (see the module docstring) from the flat int64 CPU ``tokens``."""
+def build_windows(tokens: torch.Tensor, pieces, seq_len: int, val_bytes: Optional[torch.Tensor] = None) -> WindowBatch:
+    """Windows of ``pieces`` (see the module docstring) from the flat int64 CPU ``tokens``.
+
+    ``val_bytes``: the CaseOps byte sidecar parallel to ``tokens`` (target ``j`` costs ``val_bytes[j]``).
+    """
     if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64 or tokens.dim() != 1:
         raise TypeError("tokens: expected a 1-D int64 tensor")
     if not pieces:
@@ -85,9 +92,23 @@ def build_windows(tokens: torch.Tensor, pieces, seq_len: int) -> WindowBatch:
     x = torch.zeros(B, width, dtype=torch.long)
     y = torch.zeros(B, width, dtype=torch.long)
     mask = torch.zeros(B, width, dtype=torch.bool)
+    tb = torch.zeros(B, width, dtype=torch.long) if val_bytes is not None else None
     for r in range(B):
         n = int(t1[r] - 1 - w0[r])
         x[r, :n] = tokens[w0[r]:t1[r] - 1]
         y[r, :n] = tokens[w0[r] + 1:t1[r]]
         mask[r, t0[r] - w0[r] - 1:n] = True
-    return WindowBatch(x, y, mask, np.stack([t0, t1], 1), np.stack([w0, t1], 1))
+        if tb is not None:
+            tb[r, :n] = val_bytes[w0[r] + 1:t1[r]]
+    return WindowBatch(x, y, mask, np.stack([t0, t1], 1), np.stack([w0, t1], 1), tb)
+
+
+def sidecar_bytes(val_bytes, n_tokens: int) -> Optional[torch.Tensor]:
+    """The CaseOps byte sidecar as an int64 CPU tensor parallel to the tokens (None passes through)."""
+    if val_bytes is None:
+        return None
+    vb = np.asarray(val_bytes)
+    if vb.ndim != 1 or vb.shape[0] != n_tokens or vb.dtype.kind not in "iu":
+        raise ValueError(f"val_bytes: expected integer byte counts parallel to the {n_tokens} tokens, got "
+                         f"{vb.dtype} of shape {vb.shape}")
+    return torch.from_numpy(vb.astype(np.int64))

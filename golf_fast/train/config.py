@@ -37,6 +37,10 @@ class DataConfig:
     shuffle_shards: bool = False
     max_val_tokens: int = 0
     """Use only the first N validation tokens (0 = all)."""
+    caseops: bool = False
+    """CaseOps data (the record's): with ``data_dir`` "" the embedded corpus is built in its CaseOps
+    form; with a ``data_dir`` its validation byte sidecars must exist. Whenever the validation shards
+    have sidecars, val_bpb counts their (original-text) bytes, whatever this flag says."""
 
 
 @dataclass
@@ -49,6 +53,8 @@ class OptimConfig:
     muon_momentum_warmup_steps: int = 1500
     muon_wd: float = 0.095
     ns_steps: int = 5
+    muon_row_normalize: bool = True
+    """MuonEq-R: normalize the rows of the momentum before Newton-Schulz (the record: on)."""
     embed_lr: float = 0.03
     embed_wd: float = 0.085
     scalar_lr: float = 0.02
@@ -78,13 +84,44 @@ class ScheduleConfig:
 
 @dataclass
 class QuantConfig:
+    """Post-training quantization; the defaults are the R0611 record's (parameter_golf.md §5)."""
+
     enabled: bool = True
+    calibration: str = "windows"
+    """Hessian data: ``windows`` = random ``calibration_seq_len`` windows across this rank's training
+    shards, no document isolation (the record's ShuffledSequenceLoader); ``batches`` = the next
+    training batches of the document-packing loader (documents isolated)."""
     calibration_batches: int = 16
-    """Training batches (per rank, of the training shape) for the Hessians, inside the time window."""
+    """Batches per rank (each ``train_batch_tokens / (world·accum)`` tokens) for the Hessians, inside the window."""
+    calibration_seq_len: int = 0
+    """Window length for ``calibration=windows`` (0 = ``model.max_seqlen``, the record's train_seq_len)."""
     reserve_s: float = 0.5
     """Seconds always kept for the Hessian collection; the measured collection time is added to it."""
+    matrix_bits: int = 6
+    embed_bits: int = 7
+    """The tied embedding's bits (int7 in the record)."""
+    matrix_clip_sigmas: float = 12.85
+    """SDClip k of matrices no role matches."""
+    mlp_clip_sigmas: float = 11.5
+    attn_clip_sigmas: float = 13.0
+    embed_clip_sigmas: float = 14.0
+    damp: float = 0.01
+    """GPTQ damping × mean(diag H): 0.01 the record, 0.005 the TTT-AdamW/SLOT submission."""
+    block_size: int = 128
+    act_order: bool = True
+    gate_int8: bool = True
+    """int8 per-row codes for ``attn_gate_w`` (the record's GATED_ATTN_QUANT_GATE=1); False: fp16."""
+    lqer: bool = True
+    """Rank-``lqer_rank`` correction of the GPTQ residual on the ``lqer_top_k`` worst matrices."""
+    lqer_rank: int = 4
+    lqer_top_k: int = 3
+    lqer_factor_bits: int = 4
+    """Bits of the symmetric fallback factors (when the asym group does not divide B)."""
+    lqer_asym: bool = True
+    lqer_asym_group: int = 64
     codec: str = ""
-    """Artifact codec name ("" = the artifact module's default)."""
+    """Artifact codec name ("" = the artifact module's default). The record's ``pergroup`` (lrzip
+    per role + brotli) is not one of golf_fast's codecs."""
 
 
 @dataclass
@@ -113,6 +150,11 @@ class RunConfig:
     name: str = ""
     """Run folder name under out_dir ("" = ``<preset>-<timestamp>``)."""
     seed: int = 1337
+    """The record's three seeds are 42 (its preset), 0 and 1234 (:data:`RECORD_SEEDS`)."""
+    precision: str = "fp32"
+    """Parameter precision: ``fp32`` masters, or ``record`` (model in bf16 with the banks and control
+    tensors in fp32, so the embedding, its Adam state and the residual stream are bf16; compute
+    in bf16 autocast). See ``golf_fast.model.precision``."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cuda`` or ``cpu``."""
     compile: str = "auto"
@@ -155,7 +197,18 @@ class TrainConfig:
         need(r.compile in ("auto", "on", "off"), f"run.compile: expected auto, on or off, got {r.compile!r}")
         need(r.autocast in ("auto", "bf16", "fp32"), f"run.autocast: expected auto, bf16 or fp32, got {r.autocast!r}")
         need(r.attention in ("auto", "fa3", "fa2", "sdpa"), f"run.attention: expected auto/fa3/fa2/sdpa, got {r.attention!r}")
-        need(self.quant.calibration_batches >= 1, "quant.calibration_batches: expected >= 1")
+        q = self.quant
+        need(q.calibration_batches >= 1, "quant.calibration_batches: expected >= 1")
+        need(q.calibration in ("windows", "batches"), f"quant.calibration: expected windows or batches, got {q.calibration!r}")
+        need(q.calibration_seq_len >= 0, "quant.calibration_seq_len: expected >= 0")
+        for f in ("matrix_bits", "embed_bits"):
+            need(2 <= getattr(q, f) <= 8, f"quant.{f}: expected bits in 2..8, got {getattr(q, f)}")
+        for f in ("matrix_clip_sigmas", "mlp_clip_sigmas", "attn_clip_sigmas", "embed_clip_sigmas", "damp"):
+            need(getattr(q, f) > 0, f"quant.{f}: expected > 0, got {getattr(q, f)}")
+        need(q.block_size >= 1, "quant.block_size: expected >= 1")
+        need(q.lqer_rank >= 1 and q.lqer_top_k >= 0 and q.lqer_asym_group >= 1 and 2 <= q.lqer_factor_bits <= 8,
+             "quant.lqer_*: expected rank >= 1, top_k >= 0, group >= 1, factor bits in 2..8")
+        need(r.precision in ("fp32", "record"), f"run.precision: expected fp32 or record, got {r.precision!r}")
         try:
             adapt_config_for(self).validate()
         except ValueError as err:
@@ -197,8 +250,13 @@ def _h100x1() -> TrainConfig:
     return TrainConfig(preset="h100x1", data=DataConfig(train_batch_tokens=98_304, grad_accum=1))
 
 
+RECORD_SEEDS = (42, 0, 1234)
+"""The seeds of the R0611 record's three runs."""
+
+
 def _record() -> TrainConfig:
-    return TrainConfig(preset="record", eval=EvalConfig(ttt="phased"))  # R0611: phased LoRA TTT
+    return TrainConfig(preset="record", data=DataConfig(caseops=True), run=RunConfig(seed=42, precision="record"),
+                       eval=EvalConfig(ttt="phased"))  # R0611: phased LoRA TTT
 
 
 PRESETS = {"smoke": _smoke, "h100x1": _h100x1, "record": _record}

@@ -4,7 +4,8 @@ pre-quantization and round-tripped models, and the evaluation-time adaptation of
 model (``eval.ttt`` / ``eval.slot`` / ``eval.research``) with its compliance verdict. Each result is
 logged as a line and a JSONL record; the void fraction goes with every periodic and full eval
 (its one host sync is at these logging steps). Once ``flag`` is set (a non-compliant research
-mode touched the weights), every line and record carries it."""
+mode touched the weights), every line and record carries it. Bytes come from the CaseOps sidecar
+``val_bytes`` when given, else from ``table``."""
 
 from __future__ import annotations
 
@@ -30,12 +31,16 @@ class EvalHooks:
     """Evaluations of ``val`` (token ids) with ``table``'s byte counts, split over ``d``'s ranks."""
 
     def __init__(self, val: np.ndarray, table: TokenByteTable, cfg: EvalConfig, d: Dist,
-                 dtype: Optional[torch.dtype], log: RunLog, adapt: Optional[AdaptConfig] = None) -> None:
+                 dtype: Optional[torch.dtype], log: RunLog, val_bytes: Optional[np.ndarray] = None,
+                 adapt: Optional[AdaptConfig] = None) -> None:
         if not isinstance(cfg, EvalConfig):
             raise TypeError(f"cfg: expected an EvalConfig, got {type(cfg).__name__}")
         if len(val) < cfg.seq_len + 1:
             raise ValueError(f"val: {len(val)} validation tokens are fewer than eval.seq_len + 1 = {cfg.seq_len + 1}")
+        if val_bytes is not None and len(val_bytes) != len(val):
+            raise ValueError(f"val_bytes: {len(val_bytes)} byte counts for {len(val)} validation tokens")
         self.val, self.table, self.cfg, self.d, self.dtype, self.log = val, table, cfg, d, dtype, log
+        self.val_bytes = val_bytes
         self.adapt = adapt
         self.flag: Optional[str] = None
         """The checker's verdict once a non-compliant research mode changed the weights."""
@@ -59,7 +64,7 @@ class EvalHooks:
     def _evaluate(self, model, stride: Optional[int] = None) -> EvalResult:
         return evaluate(model, self.val, self.table, seq_len=self.cfg.seq_len, stride=stride,
                         batch_seqs=self.cfg.batch_seqs, rank=self.d.rank, world_size=self.d.world,
-                        device=self.d.device, dtype=self.dtype)
+                        device=self.d.device, dtype=self.dtype, val_bytes=self.val_bytes)
 
     def due(self, step: int) -> bool:
         """Whether a periodic evaluation runs after step ``step``."""
@@ -98,7 +103,7 @@ class EvalHooks:
         if a is None or (a.ttt == "none" and a.slot == "none" and a.research != "slot_window"):
             return None
         res = run_adaptive(model, self.val, self.table, a, rank=self.d.rank, world_size=self.d.world,
-                           device=self.d.device, dtype=self.dtype, int6_state=int6_state)
+                           device=self.d.device, dtype=self.dtype, int6_state=int6_state, val_bytes=self.val_bytes)
         r = res.result
         entry = {"mode": res.label, **r.as_dict(), NONCOMPLIANT_KEY: res.flag, "void": res.void, "notes": res.notes}
         self.log.line(f"{what} {res.label}: val_loss {r.val_loss:.5f}  val_bpb {r.val_bpb:.5f}  "

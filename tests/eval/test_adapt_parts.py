@@ -9,11 +9,11 @@ import torch
 from golf_fast.eval.adapt_config import AdaptConfig, SlotConfig, adapt_preset
 from golf_fast.eval.adapt_result import assert_record_exportable, mark_metadata
 from golf_fast.eval.slot import fit_delta, focal_loss
-from golf_fast.eval.ttt_docs import phase_boundaries
+from golf_fast.eval.ttt_docs import phase_boundaries, run_documents
 from golf_fast.eval.void import to_host, void_fractions
 from golf_fast.eval.windows import build_windows, document_spans, stream_chunk_pieces
 
-from .adapt_helpers import tiny_model
+from .adapt_helpers import byte_table, tiny_config, tiny_model, tiny_stream
 
 
 def test_windows_cover_every_target_once_with_in_document_context():
@@ -94,3 +94,16 @@ def test_config_presets_validation_and_export_guard():
     assert_record_exportable(mark_metadata({"preset": "smoke"}, "compliant"))
     with pytest.raises(ValueError, match="non-compliant: condition 1, 3"):
         assert_record_exportable(mark_metadata({}, "non-compliant: condition 1, 3"))
+
+
+def test_caseops_sidecar_bytes_replace_the_tables():
+    val = tiny_stream(64, n_docs=5, max_len=30)
+    cfg = tiny_config()
+    ref = run_documents(tiny_model(64), val, byte_table(), cfg, adapt="none")
+    same = np.where(val == 1, 0, 1).astype(np.int32)  # what the tables charge (BOS 0, others 1, no spaces)
+    got = run_documents(tiny_model(64), val, None, cfg, adapt="none", val_bytes=same)
+    assert (got.result.bytes, got.result.val_bpb) == (ref.result.bytes, pytest.approx(ref.result.val_bpb, rel=1e-12))
+    triple = run_documents(tiny_model(64), val, None, cfg, adapt="none", val_bytes=3 * same)
+    assert triple.result.bytes == 3 * ref.result.bytes
+    with pytest.raises(ValueError, match="val_bytes"):
+        run_documents(tiny_model(64), val, None, cfg, adapt="none", val_bytes=same[:-1])
