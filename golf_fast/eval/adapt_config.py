@@ -1,6 +1,7 @@
 """Typed configuration of the evaluation-time adaptations, with the submissions' settings as presets.
 
-``AdaptConfig.ttt``: ``none`` | ``adamw`` | ``lora`` | ``phased``; ``slot``: ``none`` | ``causal``;
+``AdaptConfig.ttt``: ``none`` | ``adamw`` | ``lora`` | ``phased``; ``slot``: ``none`` | ``causal`` (with
+ttt none/adamw one δ over the stream; with lora/phased one δ per document, fitted on its scored chunks);
 ``research``: ``none`` | ``prequant`` | ``slot_window`` (non-compliant research modes, flagged).
 
 Presets (:func:`adapt_preset`):
@@ -118,8 +119,6 @@ class AdaptConfig:
         need(self.ttt in TTT_MODES, f"ttt: expected one of {TTT_MODES}, got {self.ttt!r}")
         need(self.slot in SLOT_MODES, f"slot: expected one of {SLOT_MODES}, got {self.slot!r}")
         need(self.research in RESEARCH_MODES, f"research: expected one of {RESEARCH_MODES}, got {self.research!r}")
-        need(self.slot == "none" or self.ttt in ("none", "adamw"),
-             f"slot: causal SLOT runs in the stream driver (ttt none or adamw), not with ttt={self.ttt!r}")
         need(self.research == "none" or (self.ttt == "none" and self.slot == "none"),
              "research: a research mode runs alone (ttt none, slot none)")
         need(self.seq_len >= 2 and self.batch_seqs >= 1 and self.probe_every >= 1,

@@ -1,8 +1,8 @@
 """One entry point for every adaptive evaluation: ``run_adaptive(model, tokens, table, cfg)``.
 
 Dispatch on :class:`AdaptConfig`: ``research`` (prequant | slot_window) → research.py; ``ttt``
-lora | phased → the per-document driver; ``ttt`` none | adamw with ``slot`` none | causal → the
-stream driver. The result always carries the checker's verdict.
+lora | phased → the per-document driver (with per-document causal SLOT when ``slot`` is causal);
+``ttt`` none | adamw with ``slot`` none | causal → the stream driver. The result always carries the checker's verdict.
 """
 
 from __future__ import annotations

@@ -28,14 +28,22 @@ Forward = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
 
 class LogitScorer:
-    """``score = −log softmax(z + δ)[y]`` over the full vocabulary; ``delta`` (V,) or None."""
+    """``score = −log softmax(z + δ)[y]`` over the full vocabulary; ``delta`` (V,) for every row,
+    (B, V) one per row of the (B, W, V) logits, or None."""
 
     def __init__(self, delta: Optional[torch.Tensor] = None) -> None:
         self.delta = delta
 
     def _z(self, logits: torch.Tensor) -> torch.Tensor:
         z = logits.float()
-        return z + self.delta.to(z.device) if self.delta is not None else z
+        if self.delta is None:
+            return z
+        d = self.delta.to(z.device)
+        return z + (d[:, None, :] if d.dim() == 2 else d)
+
+    def row(self, r: int) -> "LogitScorer":
+        """The scorer of row ``r`` alone."""
+        return LogitScorer(self.delta[r]) if self.delta is not None and self.delta.dim() == 2 else self
 
     def nats(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         z = self._z(logits)
@@ -64,6 +72,7 @@ def run_probes(forward: Forward, wb: WindowBatch, logits: torch.Tensor, nats: to
     r = _probe_row(wb)
     i = int(wb.first_target[r])
     pos = int(wb.pieces[r, 0])
+    scorer = scorer.row(r)
     lp = scorer.log_probs(logits[r, i])
     log.normalization_probe(pos, float(lp.exp().sum()), lp.numel(), float(nats[r, i]), float(-lp[wb.y[r, i]]))
     x = wb.x[r:r + 1].clone()

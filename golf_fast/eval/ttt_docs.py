@@ -17,6 +17,11 @@ global order, every rank synchronizes and runs full-model SGD (momentum, cosine 
 documents (all already scored), gradients summed over ranks; then the LoRA starts fresh and the
 queue continues with the updated base. ``adapt="none"``: the same scoring with no adapter (the
 baseline these modes are compared with).
+
+``cfg.slot == "causal"``: each document also gets a logit delta δ (slot.py), zero at its start;
+after chunk ``ci`` is scored, δ is re-fitted (L-BFGS, warm start) on the last ``focal_positions``
+scored targets of that document, and scores chunk ``ci+1`` (an update event reading only scored
+positions). Fitted per document, so the result does not depend on the batch.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from golf_fast.eval.adapters.lora import BatchedLoRA, Int6Base, LoRAHook
 from golf_fast.eval.bpb import BpbAccumulator
 from golf_fast.eval.events import EventLog
 from golf_fast.eval.scoring import LogitScorer, autocast_ctx, commit_scores, run_probes
+from golf_fast.eval.slot import SlotBuffer, fit_delta
 from golf_fast.eval.ttt_stream import expected_targets
 from golf_fast.eval.void import matrices_of, to_host, void_fractions
 from golf_fast.eval.windows import build_windows, document_spans, sidecar_bytes, split_targets
@@ -79,6 +85,20 @@ def sgd_phase(model, toks: torch.Tensor, docs: np.ndarray, cfg: AdaptConfig, log
     return steps
 
 
+def fit_document_deltas(logits: torch.Tensor, wb, active: np.ndarray, has_next: np.ndarray, deltas: torch.Tensor,
+                        buffers: list, cfg: AdaptConfig, log: EventLog) -> None:
+    """Per-document causal SLOT step: buffer the just-scored targets, re-fit δ of documents with a next chunk."""
+    z = logits.detach().float()
+    for k, r in enumerate(active):
+        c = wb.mask[k].nonzero().squeeze(1)
+        w0 = int(wb.windows[k, 0])
+        pos = w0 + 1 + c.cpu().numpy()
+        buffers[r].add(z[k, c], wb.y[k, c], pos, np.repeat(wb.windows[k:k + 1], len(pos), axis=0))
+        if has_next[r]:
+            log.update(buffers[r].read, "slot")
+            deltas[r] = fit_delta(buffers[r].z, buffers[r].y, deltas[r], cfg.slot_cfg)
+
+
 def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfig, *, adapt: str = "lora",
                   rank: int = 0, world_size: int = 1, device: Optional[torch.device] = None,
                   dtype: Optional[torch.dtype] = None, int6_state: Optional[dict] = None,
@@ -113,7 +133,7 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
     log = EventLog(n, rank=rank)
     log.given(all_docs[tokens[all_docs[:, 0]] == bos, 0])
     acc = BpbAccumulator(table, device)
-    scorer = LogitScorer()
+    slot = cfg.slot == "causal"
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
     notes, void = [], []
     lora = hook = None
@@ -151,8 +171,11 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                     fresh = False
                     opt = torch.optim.AdamW(lora.parameters(), lr=lo.lr, betas=(lo.beta1, lo.beta2), eps=lo.eps,
                                             weight_decay=lo.weight_decay)
+                deltas = torch.zeros(len(idx), V, device=device) if slot else None
+                buffers = [SlotBuffer(cfg.slot_cfg.focal_positions) for _ in idx] if slot else None
                 for ci in range(int(nch.max())):
                     active = np.flatnonzero(nch > ci)
+                    scorer = LogitScorer(deltas[torch.from_numpy(active).to(device)] if slot else None)
                     pieces = [(int(d[r, 0]), int(d[r, 0]) + 1 + ci * C, min(int(d[r, 0]) + 1 + (ci + 1) * C, int(d[r, 1])))
                               for r in active]
                     wb = build_windows(toks, pieces, cfg.seq_len, vb).to(device)
@@ -177,6 +200,8 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                         per_doc.sum().backward()
                         opt.step()
                         log.update(wb.windows[train.cpu().numpy()], "lora")
+                    if slot:
+                        fit_document_deltas(logits, wb, active, nch > ci + 1, deltas, buffers, cfg, log)
             if j in phase_after:
                 log.new_epoch()
                 k = phase_after[j]

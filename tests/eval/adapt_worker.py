@@ -19,7 +19,7 @@ from adapt_helpers import byte_table, tiny_config, tiny_model, tiny_stream  # no
 from golf_fast.eval.adapt_run import run_adaptive  # noqa: E402
 
 MODES = {"lora": dict(ttt="lora"), "phased": dict(ttt="phased"), "adamw": dict(ttt="adamw"),
-         "slot": dict(slot="causal"), "none": dict()}
+         "slot": dict(slot="causal"), "lora_slot": dict(ttt="lora", slot="causal"), "none": dict()}
 
 
 def run_modes(rank: int, world: int) -> dict:

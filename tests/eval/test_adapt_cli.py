@@ -25,7 +25,7 @@ def test_flags_presets_and_overrides():
     assert resolve_adapt_config(_args()).ttt == "phased"  # the record preset's default method
     assert resolve_adapt_config(_args("--slot", "causal")).ttt == "none"
     for bad, match in ((("--set", "lora.rnk=3"), "KEY=VALUE"), (("--set", "lora.rank=x"), "expected int"),
-                       (("--ttt", "lora", "--slot", "causal"), "slot")):
+                       (("--ttt", "lora", "--research", "prequant"), "research")):
         with pytest.raises(ValueError, match=match):
             resolve_adapt_config(_args(*bad))
 

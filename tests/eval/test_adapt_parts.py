@@ -83,7 +83,7 @@ def test_config_presets_validation_and_export_guard():
         (25, 20, 5.0, 128)
     assert (rec.prequant.epochs, rec.prequant.lr, rec.prequant.min_lr) == (21, 5e-4, 5e-5)
     adapt_preset("smoke").validate()
-    for bad, match in ((dict(ttt="sgd"), "ttt"), (dict(slot="causal", ttt="lora"), "slot"),
+    for bad, match in ((dict(ttt="sgd"), "ttt"), (dict(slot="window"), "slot"),
                        (dict(research="prequant", ttt="lora"), "research")):
         with pytest.raises(ValueError, match=match):
             AdaptConfig(**bad).validate()

@@ -141,7 +141,7 @@ def test_probes_catch_an_unnormalized_score_and_a_non_causal_forward():
 
 
 @pytest.mark.parametrize("ttt,slot", [("none", "none"), ("adamw", "none"), ("none", "causal"), ("lora", "none"),
-                                      ("phased", "none")])
+                                      ("phased", "none"), ("lora", "causal")])
 def test_every_legal_mode_is_compliant(ttt, slot):
     seed = {"none": 11, "adamw": 12, "lora": 13, "phased": 14}[ttt] + (5 if slot != "none" else 0)
     model = tiny_model(seed)
