@@ -12,14 +12,22 @@ from golf_fast.artifact import dequantize_state
 from golf_fast.eval.adapters.lora import BatchedLoRA, Int6Base, LoRAHook, parse_targets
 from golf_fast.eval.ttt_docs import run_documents
 from golf_fast.quant.formats import quantize_rtn
+from golf_fast.quant.lqer import add_lqer
 
 from .adapt_helpers import byte_table, tiny_config, tiny_model, tiny_stream
 
 
 def _quantized(model):
+    """int6 block matrices, LQER on the two with the largest residual (one of them c_q), loaded back."""
     state = model.unbanked_state_dict()
-    q = {k: (quantize_rtn(v.float(), 6, 12.0) if k in model.matrix_names() and k.startswith("blocks.") else v)
+    q = {k: (quantize_rtn(v.float(), 6, 4.0) if k in model.matrix_names() and k.startswith("blocks.") else v)
          for k, v in state.items()}
+    mats = [k for k in q if k.startswith("blocks.") and k.endswith(".weight")]
+    chosen, _ = add_lqer(q, {k: state[k] for k in mats}, top_k=1, rank=2,
+                         exclude={k for k in mats if not k.endswith("mlp.fc.weight")})
+    chosen2, _ = add_lqer(q, {k: state[k] for k in mats}, top_k=1, rank=2,
+                          exclude={k for k in mats if not k.endswith("attn.c_q.weight")})
+    assert len(chosen) == len(chosen2) == 1
     model.load_unbanked_state_dict(dequantize_state(q, torch.float32))
     return q
 
@@ -146,3 +154,20 @@ def test_one_adapter_per_virtual_layer_when_looping():
     model.set_linear_hook(None)
     assert torch.equal(outs[False, "fresh"], outs[False, "slot3"])  # no third visit without looping
     assert not torch.allclose(outs[True, "fresh"], outs[True, "slot3"])
+
+
+def test_int6_base_carries_the_lqer_correction():
+    model = tiny_model(58)
+    state = _quantized(model)
+    base = Int6Base(state, model, torch.device("cpu"))
+    assert len(base.lqer) == 2
+    hook = LoRAHook(BatchedLoRA(model.cfg, 1, rank=2, alpha=2.0), base)
+    folded = model.unbanked_state_dict()
+    g = torch.Generator().manual_seed(58)
+    for name, (a, b) in base.lqer.items():
+        w = folded[name]
+        x = torch.randn(5, w.shape[1], generator=g).to(torch.float16)  # fp16: finer output rounding than bf16
+        got = hook.base_linear(name, x, w).float()
+        want = (x.float() @ w.T).half().float()  # the artifact's dequantization folds A·B into W
+        lqer = (x.float() @ (a @ b).T).abs().max()
+        assert (got - want).abs().max() < 0.2 * lqer, (name, float((got - want).abs().max()), float(lqer))

@@ -23,7 +23,8 @@ Base matrices, two branches:
   the base is ``int6_linear(x, packed, scales)`` read from the artifact's int6 codes, and when the
   forward has one document and the target's input is the linear's own input (q, k, v), the LoRA is
   fused into the same call as its low-rank term: ``lowrank = ((α/r)·B, A)`` gives
-  ``x·Aᵀ·((α/r)B)ᵀ`` with gradients to A and B from the op. The int6 branch is only valid while
+  ``x·Aᵀ·((α/r)B)ᵀ`` with gradients to A and B from the op. A matrix with an LQER correction uses
+  the low-rank term for it (``W = q·s + A_lqer·B_lqer``) and takes its LoRA unfused. The int6 branch is only valid while
   the base weights are the artifact's: a base that changed (phased SGD) raises.
 """
 
@@ -39,6 +40,7 @@ from torch import nn
 from golf_fast.model.config import ModelConfig
 from golf_fast.ops.int6_matmul import int6_linear
 from golf_fast.quant.formats import QuantizedTensor
+from golf_fast.quant.lqer import pop_state_entries
 
 TARGETS = ("q", "k", "v", "o", "mlp")
 _MATRIX_TO_TARGET = {"attn.c_q": "q", "attn.c_k": "k", "attn.c_v": "v", "attn.proj": "o", "mlp.fc": None,
@@ -112,11 +114,15 @@ class BatchedLoRA(nn.Module):
 
 
 class Int6Base:
-    """The artifact's int6 matrices, packed for ``golf_fast.int6_linear``: name → (packed, scales)."""
+    """The artifact's int6 matrices, packed for ``golf_fast.int6_linear``: name → (packed, scales),
+    and the LQER corrections some of them carry: name → (A (N, r), B (r, K)) fp32, which are
+    int6_linear's own low-rank term (``W = q·s + A·B``, as the artifact's dequantization folds them)."""
 
     def __init__(self, state: dict, model: nn.Module, device: torch.device) -> None:
         self.packed: dict = {}
-        for name, v in state.items():
+        rest = dict(state)
+        self.lqer = {n: tuple(t.to(device) for t in f.factors()) for n, f in pop_state_entries(rest).items()}
+        for name, v in rest.items():
             if isinstance(v, QuantizedTensor) and v.bits == 6 and name.startswith("blocks."):
                 self.packed[name] = (v.packed().to(device), v.scales.to(device))
         if not self.packed:
@@ -148,12 +154,18 @@ class LoRAHook:
             self._parsed[name] = (int(parts[1]), f"{parts[2]}.{parts[3]}")
         return self._parsed[name]
 
-    def _base(self, name: str, x: torch.Tensor, w: torch.Tensor, fused=None) -> torch.Tensor:
+    def base_linear(self, name: str, x: torch.Tensor, w: torch.Tensor, fused=None) -> torch.Tensor:
+        """``x·Wᵀ`` of matrix ``name`` (+ ``x·fused[1]ᵀ·fused[0]ᵀ``): F.linear with the model's weight ``w``
+        (reference branch) or int6_linear on the artifact's codes with its LQER term (int6 branch)."""
         if self.int6 is None:
             return F.linear(x, w.to(x.dtype))
         if name not in self.int6.packed:
             raise KeyError(f"int6 LoRA branch: {name} is not an int6 matrix of the artifact")
         packed, scales = self.int6.packed[name]
+        if fused is None:
+            fused = self.int6.lqer.get(name)
+        elif name in self.int6.lqer:
+            raise ValueError(f"int6 LoRA branch: {name} already uses the low-rank term for its LQER correction")
         if x.dtype not in (torch.bfloat16, torch.float16):
             if not torch.is_autocast_enabled(x.device.type):
                 raise TypeError(f"int6 LoRA branch: x must be bf16/fp16 (run under autocast), got {x.dtype}")
@@ -173,10 +185,10 @@ class LoRAHook:
         if self.int6 is not None:
             self.int6.check_unchanged()
         if target is None or target not in self.lora.targets:
-            return self._base(name, x, w)
-        if target in ("q", "k", "v") and self.int6 is not None and x.shape[0] == 1:
+            return self.base_linear(name, x, w)
+        if target in ("q", "k", "v") and self.int6 is not None and x.shape[0] == 1 and name not in self.int6.lqer:
             a, b = self.lora.factors(target, slot)
-            return self._base(name, x, w, fused=(b[0] * self.lora.scale, a[0]))
+            return self.base_linear(name, x, w, fused=(b[0] * self.lora.scale, a[0]))
         n = x if target in ("q", "k", "v") else self._inputs[(layer, "att" if target == "o" else "mlp")]
-        y = self._base(name, x, w)
+        y = self.base_linear(name, x, w)
         return y + self.lora.delta(target, slot, n).to(y.dtype)
