@@ -10,6 +10,7 @@ import torch
 from golf_fast.eval.adapt_run import run_adaptive
 from golf_fast.eval.compliance import check_events
 from golf_fast.eval.events import EventLog
+from golf_fast.eval.research import prequant_before_gptq
 from golf_fast.eval.scoring import LogitScorer, run_probes
 from golf_fast.eval.ttt_stream import run_stream
 from golf_fast.eval.windows import build_windows
@@ -168,3 +169,13 @@ def test_a_deliberately_broken_ttt_is_caught():
     res = run_stream(model, tiny_stream(31), byte_table(), tiny_config(), adapt="adamw", update_before_score=True)
     assert res.compliance.broken == [1, 3]
     assert "adamw" in res.compliance.conditions[3].detail
+
+
+def test_trainer_prequant_verdict_before_any_score():
+    """The trainer's pre-quant TTT (before GPTQ): the verdict of its updates alone goes into the metadata."""
+    model = tiny_model(23)
+    before = model.qo_bank.detach().clone()
+    verdict, void = prequant_before_gptq(model, tiny_stream(23, n_docs=5, max_len=30), tiny_config())
+    assert verdict == "non-compliant: condition 1, 3"
+    assert len(void) == 2 and all(0 < v < 1 for _, v in void)  # one void fraction per epoch
+    assert not torch.equal(model.qo_bank, before)
