@@ -20,25 +20,34 @@ from golf_fast.artifact.compressors import (
 )
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import (
-    DEFAULT_CANDIDATES,
     DEFAULT_PROB_BITS,
-    GroupModel,
     DEFAULT_SLICE_ROWS,
+    GroupModel,
     decode_group,
     encode_group,
-    fit_group,
+    read_table_bytes,
     role_of,
     slice_counts,
+    table_bytes,
+    undo_order,
+)
+from golf_fast.artifact.rans_fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
+from golf_fast.artifact.rans_numpy import decode_slices_numpy
+from golf_fast.artifact.rans_side import (
+    SIDE_VERSION,
+    check_group,
+    check_header,
+    check_stream_count,
+    check_tables,
+    decompress_side,
 )
 from golf_fast.quant.formats import qmax as qmax_of
 
-_SIDE_VERSION = 1
-
 
 def _resolve_backend(backend: str) -> str:
-    if backend not in ("auto", "cpp", "reference"):
-        raise ValueError(f"backend: expected 'auto', 'cpp' or 'reference', got {backend!r}")
-    if backend == "reference":
+    if backend not in ("auto", "cpp", "reference", "numpy"):
+        raise ValueError(f"backend: expected 'auto', 'cpp', 'reference' or 'numpy', got {backend!r}")
+    if backend in ("reference", "numpy"):
         return backend
     ok, why = load_extension()
     if not ok:
@@ -48,15 +57,10 @@ def _resolve_backend(backend: str) -> str:
     return "cpp"
 
 
-def _table_bytes(freq: np.ndarray) -> bytes:
-    """Frequency tables as little-endian uint16 (every entry is ≤ 2^15); brotli packs the zeros."""
-    return np.ascontiguousarray(freq, dtype="<u2").tobytes()
-
-
-def _read_table(buf: bytes, pos: int, n: int) -> tuple[np.ndarray, int]:
+def _read_table(buf: bytes, pos: int, n: int, version: int) -> tuple[np.ndarray, int]:
     if pos + 2 * n > len(buf):
         raise ArtifactError("golf-rans: frequency tables end early")
-    return np.frombuffer(buf, dtype="<u2", count=n, offset=pos).astype(np.int64), pos + 2 * n
+    return read_table_bytes(buf[pos:pos + 2 * n], n, planes=version >= 2), pos + 2 * n
 
 
 def _rest_bytes(items: list[TensorData]) -> bytes:
@@ -98,9 +102,13 @@ def _split_rest(rest: bytes, specs: list[TensorSpec]) -> list[bytes]:
 class RansCodec(Codec):
     """Per-(role, bits) context-modelled rANS for codes; brotli/lzma for scales and passthrough.
 
-    ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp`` or
-    ``reference`` (pure Python, for tests and small states). ``candidates``: the context settings
-    tried per group (see ``rans.DEFAULT_CANDIDATES``).
+    ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp``,
+    ``reference`` (pure Python, for tests and small states) or ``numpy`` (decoding vectorized over
+    slices, ``rans_numpy``, no extension needed; encoding as ``reference``). ``candidates``: the
+    context settings tried per group, ``(transpose, cs, rs, na, nb, ck, reorder[, rmode])`` (see
+    ``rans_fit.DEFAULT_CANDIDATES``). ``prob_bits``: the largest table precision a group may get
+    (each group takes the one among prob_bits−4 … prob_bits that minimizes coded + stored bytes).
+    ``slice_rows``: rows per independent stream.
     """
 
     name = "golf-rans"
@@ -112,14 +120,11 @@ class RansCodec(Codec):
             raise ValueError(f"prob_bits: expected an int in 8..15, got {prob_bits!r}")
         if not isinstance(slice_rows, int) or slice_rows < 1:
             raise ValueError(f"slice_rows: expected a positive int, got {slice_rows!r}")
-        for c in candidates:
-            if len(tuple(c)) != 7:
-                raise ValueError(f"candidates: expected (transpose, cs, rs, na, nb, ck, reorder) tuples, got {c!r}")
-        self.slice_rows = slice_rows
         if not candidates:
             raise ValueError("candidates: expected at least one context setting")
+        self.slice_rows = slice_rows
         self.backend = backend
-        self.candidates = tuple(tuple(c) for c in candidates)
+        self.candidates = tuple(normalize_candidate(c) for c in candidates)
         self.prob_bits = prob_bits
         self.last_report: dict[str, Any] = {}
 
@@ -135,7 +140,7 @@ class RansCodec(Codec):
     def encode(self, items: list[TensorData]) -> tuple[bytes, dict[str, Any]]:
         backend = _resolve_backend(self.backend)
         specs = [it.spec for it in items]
-        header: dict[str, Any] = {"v": _SIDE_VERSION, "groups": [], "streams": []}
+        header: dict[str, Any] = {"v": SIDE_VERSION, "groups": [], "streams": []}
         tables, streams = [], []
         self.last_report = {"groups": []}
         for idx in self.groups(specs):
@@ -148,7 +153,7 @@ class RansCodec(Codec):
             header["groups"].append({"tensors": idx, **model.settings()})
             header["streams"].extend(len(s) for s in enc)
             streams.extend(enc)
-            tables.append(_table_bytes(model.freq.ravel()))
+            tables.append(table_bytes(model.freq))
             for p in perms or []:
                 tables.append(p.astype("<u2" if p.size <= 1 << 16 else "<u4").tobytes())
         rest_raw = _rest_bytes(items)
@@ -171,14 +176,13 @@ class RansCodec(Codec):
         (side_len,) = struct.unpack_from("<I", payload)
         if 4 + side_len > len(payload):
             raise ArtifactError("golf-rans: side information runs past the payload")
-        side = brotli_decompress(payload[4:4 + side_len], "golf-rans side information")
+        side = decompress_side(payload[4:4 + side_len])
         try:
             (hlen,) = struct.unpack_from("<I", side)
             header = json.loads(side[4:4 + hlen].decode())
         except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"golf-rans: side information is malformed ({exc})") from exc
-        if header.get("v") != _SIDE_VERSION:
-            raise ArtifactError(f"golf-rans: unknown side-information version {header.get('v')!r}")
+        version = check_header(header)
         tpos = 4 + hlen
         pos = 4 + side_len
         out: list[TensorData] = [TensorData(s) for s in specs]
@@ -190,17 +194,21 @@ class RansCodec(Codec):
             what = f"tensor {missing[0]!r} listed in the manifest has no code stream" if missing else \
                 "its groups do not match the manifest's quantized tensors"
             raise ArtifactError(f"golf-rans: {what}")
+        settings = [check_group(g, version, qmax_of(int(specs[g["tensors"][0]].bits))) for g in header["groups"]]
         lens = header["streams"]
+        check_stream_count(lens, sum(
+            sum(slice_counts(GroupModel.from_settings(g, np.zeros((1, 1), np.int32)),
+                             [(int(specs[i].shape[0]), int(specs[i].shape[1])) for i in g["tensors"]]))
+            for g in settings))
         k = 0
-        for g in header["groups"]:
+        for g in settings:
             idx = g["tensors"]
-            nsym = 2 * int(g["qmax"]) + 1
-            nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1) * (2 * int(g["ck"]) + 1)
-            freq, tpos = _read_table(side, tpos, nctx * nsym)
-            try:
-                model = GroupModel.from_settings(g, freq.reshape(nctx, nsym))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ArtifactError(f"golf-rans: group settings are malformed ({exc!r})") from exc
+            nsym = 2 * g["qmax"] + 1
+            nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1) * (2 * g["ck"] + 1)
+            freq, tpos = _read_table(side, tpos, nctx * nsym, version)
+            freq = freq.reshape(nctx, nsym)
+            check_tables(freq, g["prob_bits"])
+            model = GroupModel.from_settings(g, freq)
             shapes = [(int(specs[i].shape[0]), int(specs[i].shape[1])) for i in idx]
             streams = []
             for i, ns in zip(idx, slice_counts(model, shapes)):
@@ -221,7 +229,16 @@ class RansCodec(Codec):
                     perms.append(np.frombuffer(side[tpos:tpos + n * width], dtype="<u2" if width == 2 else "<u4")
                                  .astype(np.int64))
                     tpos += n * width
-            mats = decode_group(model, streams, shapes, [specs[i].name for i in idx], backend, perms)
+            names = [specs[i].name for i in idx]
+            if backend == "numpy":
+                try:
+                    oriented = decode_slices_numpy(model, streams, [(c, r) if model.transpose else (r, c)
+                                                                    for r, c in shapes])
+                except ArtifactError as exc:
+                    raise ArtifactError(f"golf-rans: corrupt code stream in the group of {names[0]!r}: {exc}") from exc
+                mats = undo_order(model, oriented, names, perms)
+            else:
+                mats = decode_group(model, streams, shapes, names, backend, perms)
             for i, q in zip(idx, mats):
                 out[i].codes = q
         if tpos != len(side):

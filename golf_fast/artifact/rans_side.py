@@ -1,0 +1,136 @@
+"""``golf-rans`` side information: what the JSON header may hold, checked before anything is allocated.
+
+A loaded artifact may come from anyone, so the side information is decompressed with an output
+cap (:func:`decompress_side`) and every field is checked for type and range before it sizes an
+allocation or a loop: the header's shape (``v``, ``groups``,
+``streams``, ``rest``), each group's settings (:func:`check_group`), the stream count against the
+manifest's shapes, and each frequency table (:func:`check_tables`: every context sums to 0 or
+2^prob_bits). Anything else raises :class:`ArtifactError` naming the field. The C++ decoder checks
+again every index it reads (tables, lookup tables, stream bounds).
+
+Version 1 headers (no ``rmode``, tables stored as interleaved uint16) are read as ``rmode`` 0;
+version 2 adds ``rmode`` and stores each table as two byte planes (``rans.table_bytes``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from golf_fast.artifact.errors import ArtifactError
+
+SIDE_VERSION = 2
+KNOWN_VERSIONS = (1, 2)
+MAX_BUCKETS = 64  # thresholds per accumulator + 1 (the lookup tables hold uint8 bucket indices)
+MAX_CONTEXTS = 1 << 16
+MAX_ACC = 1 << 20  # accumulator init values and thresholds (the lookup tables have one entry per value)
+MAX_SLICE_ROWS = 1 << 24
+MAX_SIDE_BYTES = 1 << 26  # decompressed side information (the record's is ~50 KB)
+_GROUP_KEYS = {"tensors", "qmax", "transpose", "cs", "rs", "ainit", "rinit", "thr_a", "thr_b", "ck", "prob_bits",
+               "slice_rows", "reorder"}
+
+
+def _fail(what: str) -> None:
+    raise ArtifactError(f"golf-rans: side information: {what}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_in(g: dict, key: str, lo: int, hi: int) -> int:
+    v = g[key]
+    if not _is_int(v) or not lo <= v <= hi:
+        _fail(f"group field {key!r} must be an int in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+def _thresholds(g: dict, key: str) -> list:
+    v = g[key]
+    if not isinstance(v, list) or len(v) >= MAX_BUCKETS:
+        _fail(f"group field {key!r} must be a list of fewer than {MAX_BUCKETS} ints")
+    if not all(_is_int(t) and 1 <= t <= MAX_ACC for t in v) or any(a >= b for a, b in zip(v, v[1:])):
+        _fail(f"group field {key!r} must hold strictly increasing ints in [1, {MAX_ACC}]")
+    return v
+
+
+def decompress_side(data: bytes) -> bytes:
+    """brotli-decompress the side information, refusing to produce more than ``MAX_SIDE_BYTES``
+    (a few bytes of hostile brotli can expand to gigabytes)."""
+    try:
+        import brotli
+    except ImportError as exc:  # a declared dependency; say how to get it
+        raise ImportError("the golf-rans codec needs the `brotli` package: pip install brotli") from exc
+    try:
+        dec = brotli.Decompressor()
+        out = dec.process(data, output_buffer_limit=MAX_SIDE_BYTES)
+    except brotli.error as exc:
+        raise ArtifactError(f"golf-rans side information: brotli stream is corrupt ({exc})") from exc
+    if not dec.is_finished() or len(out) > MAX_SIDE_BYTES:
+        _fail(f"the brotli stream is truncated or expands past {MAX_SIDE_BYTES} bytes")
+    return out
+
+
+def check_header(header: Any) -> int:
+    """Check the header's top level; return its version."""
+    if not isinstance(header, dict):
+        _fail("the header is not a JSON object")
+    v = header.get("v")
+    if not _is_int(v) or v not in KNOWN_VERSIONS:
+        raise ArtifactError(f"golf-rans: unknown side-information version {v!r}")
+    if set(header) != {"v", "groups", "streams", "rest"}:
+        _fail(f"header keys {sorted(header)} are not v, groups, streams, rest")
+    if not isinstance(header["groups"], list) or not all(isinstance(g, dict) for g in header["groups"]):
+        _fail("'groups' must be a list of objects")
+    for g in header["groups"]:
+        t = g.get("tensors")
+        if not isinstance(t, list) or not t or not all(_is_int(i) and i >= 0 for i in t):
+            _fail("a group's 'tensors' must be a non-empty list of tensor indices")
+    lens = header["streams"]
+    if not isinstance(lens, list) or not all(_is_int(n) and 0 <= n < 1 << 40 for n in lens):
+        _fail("'streams' must be a list of stream lengths (non-negative ints)")
+    rest = header["rest"]
+    if not isinstance(rest, dict) or set(rest) != {"method", "len"} or rest["method"] not in ("brotli", "lzma") \
+            or not _is_int(rest["len"]) or rest["len"] < 0:
+        _fail("'rest' must be {'method': 'brotli' | 'lzma', 'len': int >= 0}")
+    return v
+
+
+def check_group(g: dict, version: int, qmax: int) -> dict:
+    """One group's settings, checked (types, ranges, the context count); ``rmode`` filled in for v1.
+
+    ``qmax`` is what the manifest's bit width implies; the group must agree."""
+    keys = _GROUP_KEYS | ({"rmode"} if version >= 2 else set())
+    if set(g) != keys:
+        _fail(f"group keys {sorted(g)} are not {sorted(keys)}")
+    if g["qmax"] != qmax or not _is_int(g["qmax"]):
+        _fail(f"group qmax {g['qmax']!r} does not match the manifest's bit width (qmax {qmax})")
+    for key in ("transpose", "reorder"):
+        if not isinstance(g[key], bool):
+            _fail(f"group field {key!r} must be a boolean, got {g[key]!r}")
+    out = dict(g)
+    out["rmode"] = _int_in(g, "rmode", 0, 1) if version >= 2 else 0
+    _int_in(g, "cs", 0, 8)
+    _int_in(g, "rs", 0, 8)
+    _int_in(g, "ainit", 0, MAX_ACC)
+    _int_in(g, "rinit", 0, MAX_ACC)
+    _int_in(g, "ck", 0, qmax)
+    _int_in(g, "prob_bits", 8, 15)
+    _int_in(g, "slice_rows", 1, MAX_SLICE_ROWS)
+    na, nb = len(_thresholds(g, "thr_a")) + 1, len(_thresholds(g, "thr_b")) + 1
+    if na * nb * (2 * g["ck"] + 1) > MAX_CONTEXTS:
+        _fail(f"{na}x{nb}x{2 * g['ck'] + 1} contexts is more than {MAX_CONTEXTS}")
+    return out
+
+
+def check_tables(freq: np.ndarray, prob_bits: int) -> None:
+    """(nctx, nsym) frequencies: every context sums to 0 (unused) or exactly 2^prob_bits."""
+    sums = freq.sum(axis=1)
+    if not np.all((sums == 0) | (sums == 1 << prob_bits)):
+        _fail(f"a frequency table does not sum to 2^{prob_bits}")
+
+
+def check_stream_count(lens: list, needed: int) -> None:
+    if len(lens) != needed:
+        _fail(f"{len(lens)} code streams listed, the manifest's tensors need {needed}")
