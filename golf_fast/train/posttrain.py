@@ -162,6 +162,11 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
     t0 = time.perf_counter()
     out = evals.full(fresh, "round-trip")
     phases["eval_round_trip"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    adaptive = evals.adaptive(fresh, "round-trip", int6_state=tensors)  # adapts the fresh copy in place
+    if adaptive is not None:
+        out["adaptive"] = adaptive
+        phases["eval_adaptive"] = time.perf_counter() - t0
     return RoundTrip(tensors, path, nbytes, out, phases)
 
 
