@@ -96,11 +96,16 @@ class EvalHooks:
             self.log.metric("eval", what=what, mode="sliding", **out["sliding"])
         return out
 
+    def wants_adaptive(self) -> bool:
+        """True when ``adapt`` asks for an evaluation-time adaptation of the round-tripped model."""
+        a = self.adapt
+        return a is not None and not (a.ttt == "none" and a.slot == "none" and a.research != "slot_window")
+
     def adaptive(self, model, what: str, int6_state: Optional[dict] = None) -> Optional[dict]:
         """The evaluation-time adaptation ``adapt`` asks for (None when it asks for none), on ``model``
         (adapted in place: pass a fresh copy). Logged with the checker's verdict."""
         a = self.adapt
-        if a is None or (a.ttt == "none" and a.slot == "none" and a.research != "slot_window"):
+        if not self.wants_adaptive():
             return None
         res = run_adaptive(model, self.val, self.table, a, rank=self.d.rank, world_size=self.d.world,
                            device=self.d.device, dtype=self.dtype, int6_state=int6_state, val_bytes=self.val_bytes)
