@@ -43,6 +43,8 @@ from golf_fast.ops.softcapped_ce import softcapped_cross_entropy
 
 ActivationHook = Callable[[str, torch.Tensor], None]
 """``hook(matrix_name, x)`` gets the input rows (…, in_features) of each matrix (calibration)."""
+LinearHook = Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``hook(matrix_name, x, w) -> y`` computes ``F.linear(x, w)`` plus anything else (eval-time adapters)."""
 
 BANK_NAMES = ("qo_bank", "kv_bank", "mlp_up_bank", "mlp_down_bank")
 EMBED_NAME = "tok_emb.weight"
@@ -64,6 +66,8 @@ class Attention(nn.Module):
         self.use_xsa = layer >= cfg.num_layers - cfg.xsa_last_n
         if cfg.sparse_attn_gate:
             self.attn_gate_w = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window, dtype=torch.float32))
+        self.linear_hook: Optional[LinearHook] = None
+        self.names = {m: f"blocks.{layer}.attn.{m}.weight" for m in ("c_q", "c_k", "c_v", "proj")}
         rd = cfg.rope_dims or cfg.head_dim
         self.register_buffer("inv_freq", 1.0 / (cfg.rope_base ** (torch.arange(0, rd, 2, dtype=torch.float32) / rd)),
                              persistent=False)
@@ -76,9 +80,9 @@ class Attention(nn.Module):
         if hook is not None:
             for m in ("c_q", "c_k", "c_v"):
                 hook(f"blocks.{self.layer}.attn.{m}.weight", n)
-        q = bank_linear(n, q_w).view(B, T, H, D)
-        k = bank_linear(n, k_w).view(B, T, Hkv, D)
-        v = bank_linear(n, v_w).view(B, T, Hkv, D)
+        q = _linear(self.linear_hook, self.names["c_q"], n, q_w).view(B, T, H, D)
+        k = _linear(self.linear_hook, self.names["c_k"], n, k_w).view(B, T, Hkv, D)
+        v = _linear(self.linear_hook, self.names["c_v"], n, v_w).view(B, T, Hkv, D)
         q = F.rms_norm(q, (D,))
         k = F.rms_norm(k, (D,))
         # positions within each row (training: the whole packed buffer, as in the record; RoPE is
@@ -101,7 +105,13 @@ class Attention(nn.Module):
         y = y.reshape(B, T, H * D)
         if hook is not None:
             hook(f"blocks.{self.layer}.attn.proj.weight", y)
-        return bank_linear(y, o_w)
+        return _linear(self.linear_hook, self.names["proj"], y, o_w)
+
+
+def _linear(hook: Optional[LinearHook], name: str, x: torch.Tensor, w) -> torch.Tensor:
+    """``x @ wᵀ`` through the linear hook when one is set (TTT adapters), else ``bank_linear`` (dense
+    slices as ``F.linear``, int6 matrices through the fused int6 kernel)."""
+    return bank_linear(x, w) if hook is None else hook(name, x, w)
 
 
 class Block(nn.Module):
@@ -115,19 +125,23 @@ class Block(nn.Module):
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))).float())
         self.ln = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
         self.fused = FusedKernels()  # GPT shares its own object with every block
+        self.linear_hook: Optional[LinearHook] = None
+        self.names = {m: f"blocks.{layer}.mlp.{m}.weight" for m in ("fc", "proj")}
 
     def mlp(self, n: torch.Tensor, up_w, down_w, hook: Optional[ActivationHook]) -> torch.Tensor:
         # the fused kernel takes dense weights; int6 banks (evaluation from codes) keep bank_linear
-        if hook is None and isinstance(up_w, torch.Tensor) and isinstance(down_w, torch.Tensor) \
-                and self.fused.use_mlp(n):
+        # (and a linear hook, e.g. TTT's LoRA, needs the plain matmuls)
+        if hook is None and self.linear_hook is None and isinstance(up_w, torch.Tensor) \
+                and isinstance(down_w, torch.Tensor) and self.fused.use_mlp(n):
             dt = compute_dtype(n)
             return leaky_relu_square_mlp(n.to(dt), up_w.to(dt), down_w.to(dt), self.cfg.leaky_slope)
         if hook is not None:
             hook(f"blocks.{self.layer}.mlp.fc.weight", n)
-        h = F.leaky_relu(bank_linear(n, up_w), negative_slope=self.cfg.leaky_slope).square()
+        h = F.leaky_relu(_linear(self.linear_hook, self.names["fc"], n, up_w),
+                         negative_slope=self.cfg.leaky_slope).square()
         if hook is not None:
             hook(f"blocks.{self.layer}.mlp.proj.weight", h)
-        return bank_linear(h, down_w)
+        return _linear(self.linear_hook, self.names["proj"], h, down_w)
 
     def attn_branch(self, x, x0, w, cu, ms, backend, hook):
         mix = self.resid_mix.to(x.dtype)
@@ -205,6 +219,14 @@ class GPT(nn.Module):
             nn.init.zeros_(self.mlp_down_bank[i])
         if self.cfg.smear_gate:
             nn.init.zeros_(self.smear_gate.weight)
+
+    def set_linear_hook(self, hook: Optional[LinearHook]) -> None:
+        """Route the six block matrices through ``hook(name, x, w)`` (None: plain ``F.linear``)."""
+        if hook is not None and not callable(hook):
+            raise TypeError(f"hook: expected a callable (name, x, w) -> y or None, got {type(hook).__name__}")
+        for blk in self.blocks:
+            blk.linear_hook = hook
+            blk.attn.linear_hook = hook
 
     def resolve_attention(self, device: torch.device) -> str:
         """Fix the attention backend for ``device`` (call before torch.compile: no lookups in the graph)."""

@@ -202,5 +202,16 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
     t0 = time.perf_counter()
     out = evals.full(fresh, "round-trip")
     phases["eval_round_trip"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if weights == "int6" and evals.wants_adaptive():
+        # adaptation trains float weights (AdamW/phased) or hooks dense slices (LoRA; its int6 branch
+        # reads the codes from ``tensors``): give it a dequantized copy of the same artifact
+        fresh = apply_precision(load_model_from_artifact(path, d.device, attention, "dequantized"), precision)
+        fresh.looping_active = model.looping_active
+        log.line("adaptive evaluation: block matrices dequantized (adapters train float weights)")
+    adaptive = evals.adaptive(fresh, "round-trip", int6_state=tensors)  # adapts the fresh copy in place
+    if adaptive is not None:
+        out["adaptive"] = adaptive
+        phases["eval_adaptive"] = time.perf_counter() - t0
     return RoundTrip(tensors, path, nbytes, out, phases, factor)
 
