@@ -58,8 +58,18 @@ class Run:
         return int(self.final.get("seed", self.config["run"]["seed"]))
 
     def score(self) -> Optional[dict[str, Any]]:
-        """The submission's score: round-trip sliding if there, else round-trip plain."""
+        """The submission's score: the adaptive evaluation of the round-tripped artifact if the run
+        had one (``eval.ttt``), else round-trip sliding, else round-trip plain."""
+        a = self.final.get("adaptive")
+        if isinstance(a, dict) and "val_loss" in a and "val_bpb" in a:
+            return a
         return self.final.get("round_trip_sliding") or self.final.get("round_trip")
+
+    def score_name(self) -> str:
+        a = self.final.get("adaptive")
+        if isinstance(a, dict) and "val_bpb" in a:
+            return f"adaptive ({a.get('mode', 'ttt')})"
+        return "sliding-window" if self.final.get("round_trip_sliding") else "plain"
 
     def verdicts(self) -> list[str]:
         """Every compliance verdict recorded in the run's metrics (see :func:`recorded_verdicts`)."""
@@ -283,8 +293,7 @@ def readme(runs: list[Run], rv: Review, script: ExportedScript, sub: dict[str, A
         lines.append(f"| {r.seed} | {s.get('val_loss', float('nan')):.6f} | {s.get('val_bpb', float('nan')):.6f} | "
                      f"{art or 0:,} | {tot} | {r.final.get('steps')} |")
     lines += ["", "## Compliance", ""] + [f"- {ln}" for ln in rv.compliance.splitlines()] + ["",
-              "Score: the round-trip artifact's "
-              + ("sliding-window" if runs[0].final.get("round_trip_sliding") else "plain") + " val_bpb "
+              "Score: the round-trip artifact's " + runs[0].score_name() + " val_bpb "
               "(full-vocabulary softmax, every validation token scored once, left to right).", ""]
     return "\n".join(lines)
 

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         except TrainingDiverged as e:
             print(f"golf-fast train: seed {seed}: {e}", file=sys.stderr)
             return 3
-        s = res.round_trip_sliding or res.round_trip or res.pre_quant_sliding or res.pre_quant
+        s = res.adaptive or res.round_trip_sliding or res.round_trip or res.pre_quant_sliding or res.pre_quant
         rows.append((seed, s["val_loss"], s["val_bpb"]))
         scores.append(s)
     test = None
