@@ -16,6 +16,17 @@ from golf_fast.artifact.codec_base import Codec, TensorData, TensorSpec
 from golf_fast.artifact.compressors import brotli_compress, brotli_decompress, byte_shuffle, byte_unshuffle
 from golf_fast.artifact.compressors import lzma_compress, lzma_decompress
 from golf_fast.artifact.errors import ArtifactError
+from golf_fast.artifact.untrusted import need_int
+
+MAX_SHUFFLE = 16
+
+
+def _shuffle_param(params: dict[str, Any], codec: str) -> int:
+    return need_int(params.get("shuffle", 2), f"{codec}: codec parameter shuffle", 1, MAX_SHUFFLE)
+
+
+def _need_bytes(specs: list[TensorSpec]) -> int:
+    return sum(s.raw_nbytes for s in specs)
 
 
 def concat_items(items: list[TensorData]) -> bytes:
@@ -61,7 +72,8 @@ class BrotliCodec(Codec):
         return brotli_compress(byte_shuffle(concat_items(items), 2), quality=11), {"shuffle": 2, "quality": 11}
 
     def decode(self, payload: bytes, specs: list[TensorSpec], params: dict[str, Any]) -> list[TensorData]:
-        raw = byte_unshuffle(brotli_decompress(payload, "payload"), int(params.get("shuffle", 2)))
+        shuffle = _shuffle_param(params, self.name)
+        raw = byte_unshuffle(brotli_decompress(payload, "payload", _need_bytes(specs)), shuffle)
         return split_items(raw, specs)
 
 
@@ -74,5 +86,6 @@ class LzmaCodec(Codec):
         return lzma_compress(byte_shuffle(concat_items(items), 2), preset=9), {"shuffle": 2, "preset": 9}
 
     def decode(self, payload: bytes, specs: list[TensorSpec], params: dict[str, Any]) -> list[TensorData]:
-        raw = byte_unshuffle(lzma_decompress(payload, "payload"), int(params.get("shuffle", 2)))
+        shuffle = _shuffle_param(params, self.name)
+        raw = byte_unshuffle(lzma_decompress(payload, "payload", _need_bytes(specs)), shuffle)
         return split_items(raw, specs)

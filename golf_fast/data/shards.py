@@ -20,6 +20,8 @@ from typing import Iterable, Union
 
 import numpy as np
 
+from golf_fast.data.errors import DataError, check_regular_file
+
 MAGIC = 20240520
 VERSION = 1
 HEADER_INTS = 256
@@ -29,15 +31,14 @@ MAX_TOKENS = 2**31 - 1
 PathLike = Union[str, os.PathLike]
 
 
-class ShardFormatError(ValueError):
+class ShardFormatError(DataError):
     """A shard file is not in the parameter-golf format (the message names the file)."""
 
 
 def read_header(path: PathLike) -> int:
     """Check the header of ``path`` and its size; return the number of tokens it holds."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path: shard file {str(path)!r} does not exist")
+    check_regular_file(path, "path: shard file")
     size = path.stat().st_size
     if size < HEADER_BYTES:
         raise ShardFormatError(f"{path}: {size} bytes is shorter than the {HEADER_BYTES}-byte shard header")
@@ -62,6 +63,23 @@ def read_shard(path: PathLike) -> np.memmap:
     if n == 0:
         return np.zeros(0, dtype=np.uint16)  # np.memmap cannot map zero bytes
     return np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(n,))
+
+
+def max_token_id(path: PathLike) -> int:
+    """The largest token id in a shard (-1 if it is empty): one pass over its payload."""
+    tokens = read_shard(path)
+    return int(tokens.max()) if tokens.size else -1
+
+
+def check_token_ids(tokens: np.ndarray, vocab_size: int, what: str) -> None:
+    """Every id in ``tokens`` is below ``vocab_size``, else a ``DataError`` naming ``what``."""
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
+        raise ValueError(f"vocab_size: expected an int >= 1, got {vocab_size!r}")
+    if tokens.size:
+        top = int(tokens.max())
+        if top >= vocab_size:
+            raise DataError(f"{what}: token id {top} is outside the model's vocabulary of {vocab_size} "
+                            "(shards built with a different tokenizer?)")
 
 
 def write_shard(path: PathLike, tokens: Union[np.ndarray, Iterable[int]]) -> int:

@@ -1,7 +1,9 @@
 """A fresh :class:`GPT` rebuilt from an artifact file: its config and its dequantized weights.
 
 Loading parses the checksummed, pickle-free artifact (``golf_fast.artifact``); nothing in the file
-is executed. Quantized matrices come back as ``codes · scale`` in float32; the non-persistent
+is executed. The artifact's config is checked like any config (``ModelConfig``'s types and
+ranges) and the model is first built on the meta device, so a config that does not match the
+artifact's tensors is an ``ArtifactError`` before any weight memory is allocated. Quantized matrices come back as ``codes · scale`` in float32; the non-persistent
 RoPE ``inv_freq`` buffers are recomputed from the config.
 """
 
@@ -12,9 +14,23 @@ from typing import Union
 
 import torch
 
-from golf_fast.artifact import Artifact, dequantize_state, load_artifact
+from golf_fast.artifact import Artifact, ArtifactError, dequantize_state, load_artifact
+from golf_fast.quant.formats import QuantizedTensor
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.gpt import GPT
+
+
+def _check_state_matches(model: GPT, state: dict) -> None:
+    """The artifact's tensors have exactly the names and shapes of ``model``'s (meta) state."""
+    want = {k: tuple(v.shape) for k, v in model.unbanked_state_dict().items()}
+    got = {k: tuple((v.codes if isinstance(v, QuantizedTensor) else v).shape) for k, v in state.items()}
+    if set(want) != set(got):
+        raise ArtifactError(f"the artifact's tensors do not match its model config: missing "
+                            f"{sorted(set(want) - set(got))[:5]}, unexpected {sorted(set(got) - set(want))[:5]}")
+    bad = [k for k in want if want[k] != got[k]]
+    if bad:
+        raise ArtifactError(f"the artifact's tensor {bad[0]!r} has shape {got[bad[0]]}, its model config needs "
+                            f"{want[bad[0]]}")
 
 
 def model_from_artifact(art: Artifact, device: Union[str, torch.device] = "cpu", attention: str = "auto") -> GPT:
@@ -23,9 +39,13 @@ def model_from_artifact(art: Artifact, device: Union[str, torch.device] = "cpu",
         raise TypeError(f"art: expected a golf_fast.artifact.Artifact, got {type(art).__name__}")
     if not isinstance(art.config, dict) or not art.config:
         raise ValueError("art: the artifact carries no model config (it was saved with config=None)")
-    cfg = ModelConfig(**art.config)
+    try:
+        cfg = ModelConfig(**art.config)
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"the artifact's model config is invalid: {exc}") from None
     with torch.device("meta"):
         model = GPT(cfg, attention_backend=attention)
+    _check_state_matches(model, art.state)
     model = model.to_empty(device="cpu")
     model.load_unbanked_state_dict(dequantize_state(art.state, torch.float32))
     for name, buf in model.named_buffers():  # non-persistent buffers (RoPE inv_freq) are rebuilt

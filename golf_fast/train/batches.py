@@ -18,7 +18,8 @@ from golf_fast import distributed
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.data.corpus import default_dataset
 from golf_fast.data.loader import DocumentPackingLoader
-from golf_fast.data.shards import list_shards, load_tokens
+from golf_fast.data.errors import check_regular_file
+from golf_fast.data.shards import check_token_ids, list_shards, load_tokens
 from golf_fast.distributed import Dist
 from golf_fast.train.config import TrainConfig
 
@@ -35,8 +36,7 @@ def resolve_data(cfg: TrainConfig, d: Dist, say: Callable[[str], None]) -> tuple
         if not d.main:
             data_dir = default_dataset(cfg.model.vocab_size, cache_dir=cfg.data.cache_dir or None)
     tok = Path(cfg.data.tokenizer) if cfg.data.tokenizer else data_dir / "tokenizer.model"
-    if not tok.is_file():
-        raise FileNotFoundError(f"data.tokenizer: no SentencePiece model at {str(tok)!r}")
+    check_regular_file(tok, "data.tokenizer: SentencePiece model")
     return data_dir, tok
 
 
@@ -68,6 +68,7 @@ class TrainData:
                              f"{table.size} pieces ({tok})")
         train_files = list_shards(data_dir, "train")
         val = load_tokens(list_shards(data_dir, "val"))
+        check_token_ids(val, cfg.model.vocab_size, f"validation shards in {data_dir}")
         if cfg.data.max_val_tokens:
             val = val[:cfg.data.max_val_tokens]
         accum = grad_accum_for(cfg, d.world)
@@ -85,4 +86,5 @@ class TrainData:
                                       rank=d.rank * self.accum + k, world_size=virtual,
                                       max_doc_len=c.model.max_seqlen, bos_id=c.model.bos_id, prefetch=c.data.prefetch,
                                       device=d.device, seed=c.run.seed + seed_offset,
-                                      shuffle_shards=c.data.shuffle_shards) for k in range(self.accum)]
+                                      shuffle_shards=c.data.shuffle_shards, vocab_size=c.model.vocab_size)
+                for k in range(self.accum)]

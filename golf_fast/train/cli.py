@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, preset
+from golf_fast.artifact import ArtifactError, resolve_codec
+from golf_fast.data.errors import DataError
+from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, metavar, preset
 from golf_fast.train.loop import train
 from golf_fast.train.result import TrainingDiverged
 
@@ -24,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     g = p.add_argument_group("config overrides (--section.field VALUE)")
     for key, typ in config_fields(TrainConfig()).items():
-        g.add_argument(f"--{key}", dest=f"ov::{key}", default=argparse.SUPPRESS, metavar=typ.__name__.upper())
+        g.add_argument(f"--{key}", dest=f"ov::{key}", default=argparse.SUPPRESS, metavar=metavar(typ))
 
 
 def resolve(args: argparse.Namespace) -> TrainConfig:
@@ -35,6 +37,8 @@ def resolve(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = resolve(args)
+        if cfg.quant.enabled:
+            resolve_codec(cfg.quant.codec)
     except ValueError as e:
         print(f"golf-fast train: {e}", file=sys.stderr)
         return 2
@@ -46,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:
         print(f"golf-fast train: {e}", file=sys.stderr)
         return 3
+    except (DataError, ArtifactError, OSError) as e:  # bad data, a path that is not a file, a full disk
+        text = str(e).strip().splitlines()
+        print(f"golf-fast train: {text[0] if text else type(e).__name__}", file=sys.stderr)
+        return 2
     return 0
 
 
