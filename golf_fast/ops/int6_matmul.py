@@ -35,13 +35,21 @@ from typing import Optional
 
 import torch
 
+from golf_fast.ops.checks import reject_meta
 from golf_fast.ops.dispatch import KernelOp, KernelSelfCheckError, triton_in_interpreter, triton_on_cuda
 from golf_fast.ops.dispatch import config as dispatch_config
 from golf_fast.ops.int6_matmul_kernels import (ACT_DTYPES, DEQUANT_BLOCK, GEMM_LARGE, GEMM_MID, GEMV_M16, GEMV_M64,
                                                REDUCE_BLOCK, SMALL_M_MAX, Int6Tile, _int6_dequant_kernel,
                                                _int6_gemm_kernel, _int6_gemv_kernel, _int6_splitk_reduce_kernel,
                                                dequant_config, matmul_config, reduce_config)
-from golf_fast.ops.int6_pack import INT6_MAX, pack_int6_ref, packed_row_bytes, padded_cols, unpack_int6_ref
+from golf_fast.ops.int6_pack import (
+    INT6_MAX,
+    check_int6_padding,
+    pack_int6_ref,
+    packed_row_bytes,
+    padded_cols,
+    unpack_int6_ref,
+)
 from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled
 
 
@@ -364,6 +372,8 @@ def _check_packed_scales(packed, scales, num_cols: int, device: torch.device, k_
     for name, t in (("packed", packed), ("scales", scales)):
         if t.device != device:
             raise ValueError(f"{name}: expected a tensor on {device} (like the others), got {t.device}")
+    reject_meta(packed=packed, scales=scales)
+    check_int6_padding(packed, num_cols)
 
 
 def int6_linear(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -371,12 +381,14 @@ def int6_linear(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bia
                 fallback: Optional[str] = None) -> torch.Tensor:
     """``F.linear(x, code·s, bias) + x·(A·B)ᵀ`` from packed int6 codes, fp32 accumulation.
 
-    ``x`` (..., K) bf16/fp16; ``packed`` (N, packed_row_bytes(K)) uint8; ``scales`` (N,) float16;
+    ``x`` (..., K) bf16/fp16; ``packed`` (N, packed_row_bytes(K)) uint8 packed with this very K
+    (its padding columns are checked, see ``check_int6_padding``); ``scales`` (N,) float16;
     ``bias`` (N,) in x's dtype; ``lowrank = (A, B)`` with A (N, r), B (r, K) floating. Returns
     (..., N) in x's dtype. Differentiable in ``x``, ``bias``, ``A`` and ``B`` (not the codes).
     ``backend``: ``"auto"`` (Triton on CUDA, the reference on CPU), ``"triton"`` or ``"reference"``.
     """
     _check_tensor(x, "x")
+    reject_meta(x=x)
     if x.dtype not in ACT_DTYPES:
         raise TypeError(f"x: expected dtype torch.bfloat16 or torch.float16, got {x.dtype}")
     if x.dim() < 1 or x.shape[-1] < 1:
