@@ -25,10 +25,10 @@ def finite_number(value, name: str, *, lo: float = -math.inf, hi: float = math.i
     """``value`` as a float: a real number (not a bool), finite, in [lo, hi], and representable in
     float32 when ``fp32`` (a kernel that takes it as an fp32 scalar would overflow to inf)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a finite real number, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name}: expected a finite float, got {type(value).__name__} {value!r}")
     v = float(value)
     if not math.isfinite(v):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        raise ValueError(f"{name}: expected a finite float, got {value!r}")
     if not lo <= v <= hi:
         raise ValueError(f"{name}: expected a number in [{lo}, {hi}], got {value!r}")
     if fp32 and abs(v) > FP32_MAX:
