@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-from typing import Union
+from typing import Sequence, Union
 
 TMP_SUFFIX = ".gftmp"
 _CHUNK = 1 << 24
@@ -61,13 +61,14 @@ def _temp_name(folder: str, target: str) -> str:
     return os.path.join(folder, f".{os.path.basename(target)}.{os.getpid()}.{secrets.token_hex(6)}{TMP_SUFFIX}")
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    for off in range(0, len(view), _CHUNK):
-        piece = view[off:off + _CHUNK]
-        while piece:
-            n = os.write(fd, piece)
-            piece = piece[n:]
+def _write_all(fd: int, parts: Sequence) -> None:
+    for data in parts:
+        view = memoryview(data).cast("B")
+        for off in range(0, len(view), _CHUNK):
+            piece = view[off:off + _CHUNK]
+            while piece:
+                n = os.write(fd, piece)
+                piece = piece[n:]
     os.fsync(fd)
 
 
@@ -107,8 +108,9 @@ def _fsync_folder(folder: str) -> None:
         os.close(dfd)
 
 
-def atomic_write_bytes(path: Union[str, os.PathLike], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see the module docstring)."""
+def atomic_write_bytes(path: Union[str, os.PathLike], data: Union[bytes, Sequence]) -> None:
+    """Write ``data`` (bytes, or a list of bytes-like pieces written one after the other) to
+    ``path`` atomically (see the module docstring)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
@@ -127,7 +129,7 @@ def atomic_write_bytes(path: Union[str, os.PathLike], data: bytes) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         try:
-            _write_all(fd, data)
+            _write_all(fd, [data] if isinstance(data, (bytes, bytearray, memoryview)) else data)
             if anonymous:  # give it a name only now that it is complete
                 _link_anonymous(fd, folder, tmp)
         finally:

@@ -7,8 +7,8 @@ Layout of one shard file::
     payload  num_tokens × uint16 little-endian token ids
 
 The file size must be exactly ``1024 + 2 * num_tokens``. Reading memory-maps the payload (no copy);
-writing is atomic (temporary file in the same folder, fsync, rename), so a crash never leaves half a
-shard. Users' existing FineWeb shards (``fineweb_train_000000.bin`` ...) read unchanged.
+writing is atomic (``golf_fast.artifact.atomic``: an unnamed temporary file in the same folder, fsync,
+rename), so a crash, even a SIGKILL, never leaves half a shard or a temporary file. Users' existing FineWeb shards (``fineweb_train_000000.bin`` ...) read unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Iterable, Union
 
 import numpy as np
 
+from golf_fast.artifact.atomic import atomic_write_bytes
 from golf_fast.data.errors import DataError, check_regular_file
 
 MAGIC = 20240520
@@ -97,17 +98,7 @@ def write_shard(path: PathLike, tokens: Union[np.ndarray, Iterable[int]]) -> int
     header[0], header[1], header[2] = MAGIC, VERSION, arr.size
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header.tobytes())
-            f.write(arr.astype("<u2", copy=False).tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_bytes(path, [header.tobytes(), np.ascontiguousarray(arr.astype("<u2", copy=False))])
     return int(arr.size)
 
 

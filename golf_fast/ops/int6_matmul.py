@@ -388,12 +388,12 @@ def int6_linear(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bia
     ``backend``: ``"auto"`` (Triton on CUDA, the reference on CPU), ``"triton"`` or ``"reference"``.
     """
     _check_tensor(x, "x")
-    reject_meta(x=x)
     if x.dtype not in ACT_DTYPES:
         raise TypeError(f"x: expected dtype torch.bfloat16 or torch.float16, got {x.dtype}")
     if x.dim() < 1 or x.shape[-1] < 1:
         raise ValueError(f"x: expected shape (..., K) with K >= 1, got {tuple(x.shape)}")
     _check_packed_scales(packed, scales, x.shape[-1], x.device, "x.shape[-1]")
+    reject_meta(x=x)
     n = packed.shape[0]
     if bias is not None:
         _check_tensor(bias, "bias")

@@ -211,7 +211,7 @@ def test_harness_detects_crash_hang_and_foreign_errors():
         raise ArtifactError("clean")
 
     cases = [b"ok"] * 5 + [b"segv"] + [b"ok"] * 3 + [b"type", b"mem", b"hang"]
-    results = run_cases(cases, load, ArtifactError, batch=8, alarm_s=3)
+    results = run_cases(cases, load, ArtifactError, batch=8, alarm_s=2)
     kinds = [r["kind"] for r in results]
     assert kinds[5] == "crash" and kinds[9] == "foreign" and kinds[10] == "blowup" and kinds[11] == "hang"
     assert all(k == "clean" for i, k in enumerate(kinds) if i not in (5, 9, 10, 11))
