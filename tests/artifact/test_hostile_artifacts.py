@@ -192,8 +192,7 @@ def test_killed_writer_leaves_no_temp_file(tmp_path, anonymous):
         sys.path.insert(0, {os.path.join(REPO, "tests", "artifact")!r})
         import golf_fast.artifact.atomic as atomic
         from golf_fast.artifact import save_artifact
-        from fuzz_harness import run_cases
-from test_artifact_fuzz import fuzz_state
+        from test_artifact_fuzz import fuzz_state
         if not {anonymous!r}:
             atomic._open_anonymous = lambda folder: -1
         real_fsync = os.fsync
