@@ -51,3 +51,16 @@ def test_data_cli_prints_one_line(tmp_path, capsys):
     assert cli_main(["data", "build", "--input", "/dev/zero", "--vocab-size", "300", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a regular file" in err and "\n" not in err
+
+
+def test_quantize_cli_bad_weights_file(tmp_path, capsys):
+    code = tmp_path / "train_gpt.py"
+    code.write_text("print('hi')\n")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a torch file")
+    for weights, needle in ((tmp_path, "not a regular file"), (junk, "not a loadable state_dict"),
+                            (tmp_path / "absent.pt", "cannot open")):
+        assert cli_main(["quantize", "--weights", str(weights), "--code", str(code), "--out",
+                         str(tmp_path / "o.gfa"), "--codec", "lzma-9"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("golf-fast quantize:") and needle in err and "\n" not in err, err
