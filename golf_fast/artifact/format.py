@@ -55,6 +55,7 @@ from golf_fast.artifact.untrusted import (
     parse_json,
 )
 from golf_fast.quant.formats import QuantizedTensor, qmax
+from golf_fast.quant.lqer import fold_lqer, pop_state_entries
 
 MAGIC = b"\x89GFART\r\n"
 FORMAT_VERSION = 1
@@ -369,7 +370,13 @@ def load_artifact(path: Union[str, os.PathLike], *, expected_names: Optional[lis
 
 def dequantize_state(state: Mapping[str, StateValue], dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """name → dense tensor for ``model.load_state_dict``: ``q · s`` for quantized entries (in
-    ``dtype``), passthrough tensors cast to ``dtype`` when floating point."""
+    ``dtype``), passthrough tensors cast to ``dtype`` when floating point. LQER entries
+    (``<matrix>.lqer.*``, :mod:`golf_fast.quant.lqer`) are folded into their matrix,
+    ``W = q·s + (qA·sA) @ (qB·sB)`` computed in fp32, and do not appear in the result."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state: expected a mapping name → QuantizedTensor or tensor, got {type(state).__name__}")
+    state = dict(state)
+    factors = pop_state_entries(state)
     out = {}
     for name, v in state.items():
         if isinstance(v, QuantizedTensor):
@@ -378,4 +385,11 @@ def dequantize_state(state: Mapping[str, StateValue], dtype: torch.dtype = torch
             out[name] = v.to(dtype) if v.is_floating_point() else v.clone()
         else:
             raise TypeError(f"state[{name!r}]: expected a QuantizedTensor or torch.Tensor, got {type(v).__name__}")
+    if factors:  # fold in fp32, then cast once (the record's order of operations)
+        missing = sorted(set(factors) - set(out))
+        if missing:
+            raise ArtifactError(f"LQER factors for {missing[:3]} but the state has no such matrix")
+        folded = fold_lqer({n: state[n].dequantize(torch.float32) if isinstance(state[n], QuantizedTensor)
+                            else out[n].float() for n in factors}, factors)
+        out.update({n: w.to(dtype) for n, w in folded.items()})
     return out

@@ -72,8 +72,13 @@ def default_cache_dir() -> Path:
 
 
 def default_dataset(vocab_size: int = 1024, *, cache_dir: Optional[os.PathLike] = None,
-                    val_fraction: float = 0.05, progress: Optional[Callable[[str], None]] = None) -> Path:
-    """Build (once) and return the folder with ``tokenizer.model`` and shards of the default corpus."""
+                    val_fraction: float = 0.05, caseops: bool = False,
+                    progress: Optional[Callable[[str], None]] = None) -> Path:
+    """Build (once) and return the folder with ``tokenizer.model`` and shards of the default corpus.
+
+    ``caseops``: the CaseOps variant (transformed text, a tokenizer with the control pieces, and
+    validation byte sidecars; :func:`golf_fast.data.build.build_dataset`), cached separately.
+    """
     from golf_fast.data.build import build_dataset
 
     if not isinstance(vocab_size, int) or vocab_size < 300:
@@ -81,12 +86,12 @@ def default_dataset(vocab_size: int = 1024, *, cache_dir: Optional[os.PathLike] 
     # The standard library of one Python build never changes, so its version string and location
     # identify the corpus without re-reading it (which takes ~10 s).
     ident = f"{sys.version}|{sysconfig.get_paths()['stdlib']}|{CORPUS_VERSION}"
-    key = (f"stdlib-py{sys.version_info[0]}{sys.version_info[1]}-v{vocab_size}-"
+    key = (f"stdlib-py{sys.version_info[0]}{sys.version_info[1]}-v{vocab_size}-{'caseops-' if caseops else ''}"
            f"{hashlib.sha256(ident.encode()).hexdigest()[:12]}")
     out = Path(cache_dir or default_cache_dir()) / key
     if (out / "COMPLETE").is_file():
         return out
     docs = default_corpus()
     val_docs = max(1, int(round(val_fraction * len(docs))))
-    build_dataset(docs, out, vocab_size=vocab_size, val_docs=val_docs, progress=progress)
+    build_dataset(docs, out, vocab_size=vocab_size, val_docs=val_docs, caseops=caseops, progress=progress)
     return out

@@ -124,3 +124,38 @@ def load_tokens(files: Iterable[PathLike]) -> np.ndarray:
     if not parts:
         raise ValueError("files: expected at least one shard")
     return np.concatenate(parts)
+
+
+def sidecar_path(val_shard: PathLike) -> Path:
+    """The CaseOps byte sidecar of a validation shard: ``X_val_NNNNNN.bin`` → ``X_val_bytes_NNNNNN.bin``."""
+    p = Path(val_shard)
+    head, sep, tail = p.name.rpartition("_val_")
+    if not sep or "_bytes_" in p.name:
+        raise ValueError(f"val_shard: expected a '*_val_*.bin' token shard name, got {p.name!r}")
+    return p.with_name(f"{head}_val_bytes_{tail}")
+
+
+def load_val_bytes(files: Iterable[PathLike]) -> Union[np.ndarray, None]:
+    """Per-token original byte counts of the validation ``files`` from their sidecars, or None.
+
+    Returns the concatenated uint16 sidecars (parallel to :func:`load_tokens` of ``files``) when every
+    shard has one, None when none has; a partial set or a sidecar whose length differs from its
+    shard is an error (a score from mixed byte sources would be wrong).
+    """
+    files = [Path(f) for f in files]
+    if not files:
+        raise ValueError("files: expected at least one shard")
+    side = [sidecar_path(f) for f in files]
+    have = [s.is_file() for s in side]
+    if not any(have):
+        return None
+    if not all(have):
+        missing = [str(s) for s, h in zip(side, have) if not h]
+        raise FileNotFoundError(f"files: some validation shards have byte sidecars but {missing[:3]} are missing")
+    parts = []
+    for f, s in zip(files, side):
+        n, m = read_header(f), read_header(s)
+        if n != m:
+            raise ShardFormatError(f"{s}: {m} byte counts for the {n} tokens of {f.name}")
+        parts.append(np.asarray(read_shard(s)))
+    return np.concatenate(parts)

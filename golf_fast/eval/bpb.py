@@ -6,6 +6,11 @@
 Nats, token and byte counts are summed in float64 (exact below 2^53); with a process group, the
 three sums are all-reduced (SUM, through ``golf_fast.distributed``) before the division, so the
 result does not depend on how the scored positions were split across ranks.
+
+Bytes of a scored target come from one of two sources: the tokenizer's lookup tables
+(:class:`TokenByteTable`, plain data) or, for CaseOps data, the validation byte sidecar — the
+caller passes ``target_bytes`` (the sidecar value at each target's global position) and the tables
+are not consulted (parameter_golf.md §2.1, caseops.md).
 """
 
 from __future__ import annotations
@@ -33,23 +38,38 @@ class EvalResult:
 
 
 class BpbAccumulator:
-    """Running Σ nats (float64), Σ tokens, Σ bytes on ``device``."""
+    """Running Σ nats (float64), Σ tokens, Σ bytes on ``device``.
 
-    def __init__(self, table: TokenByteTable, device: torch.device) -> None:
-        self.table = table.to(device)
+    ``table`` may be None when every :meth:`add` passes ``target_bytes`` (CaseOps sidecar bytes).
+    """
+
+    def __init__(self, table: TokenByteTable | None, device: torch.device) -> None:
+        if table is not None and not isinstance(table, TokenByteTable):
+            raise TypeError(f"table: expected a TokenByteTable or None, got {type(table).__name__}")
+        self.table = table.to(device) if table is not None else None
         self.device = torch.device(device)
         self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # nats, tokens, bytes (exact below 2^53)
 
     def add(self, nats: torch.Tensor, prev_ids: torch.Tensor, target_ids: torch.Tensor,
-            mask: torch.Tensor | None = None) -> None:
+            mask: torch.Tensor | None = None, target_bytes: torch.Tensor | None = None) -> None:
         """Add per-token losses ``nats`` for targets ``target_ids`` after ``prev_ids`` (same shapes).
 
         ``mask`` (bool, same shape) selects the scored positions; None scores all.
+        ``target_bytes`` (integer, same shape): each target's byte count from a sidecar; None =
+        the lookup tables.
         """
         if nats.shape != target_ids.shape or prev_ids.shape != target_ids.shape:
             raise ValueError(f"nats: shapes {tuple(nats.shape)}, {tuple(prev_ids.shape)}, "
                              f"{tuple(target_ids.shape)} must agree")
-        b = self.table.count_bytes(prev_ids, target_ids)
+        if target_bytes is not None:
+            if target_bytes.shape != target_ids.shape or target_bytes.is_floating_point():
+                raise ValueError(f"target_bytes: expected an integer tensor of shape {tuple(target_ids.shape)}, "
+                                 f"got {target_bytes.dtype} {tuple(target_bytes.shape)}")
+            b = target_bytes.to(nats.device).long()
+        elif self.table is None:
+            raise ValueError("target_bytes: required when the accumulator has no byte table")
+        else:
+            b = self.table.count_bytes(prev_ids, target_ids)
         n = nats.double()
         if mask is not None:
             n, b = n[mask], b[mask]

@@ -1,7 +1,8 @@
 """``golf-fast eval ARTIFACT --data DIR --tokenizer MODEL``: val_bpb of an artifact in a fresh process.
 
 Loads the artifact (checksummed, no pickle), rebuilds the model from its config, and reports
-plain and (with ``--stride``) sliding-window val_bpb on the ``*_val_*.bin`` shards of DIR.
+plain and (with ``--stride``) sliding-window val_bpb on the ``*_val_*.bin`` shards of DIR. When DIR
+has CaseOps byte sidecars (``*_val_bytes_*.bin``) the bytes come from them, else from the tokenizer.
 Works under torchrun too (the windows are split across ranks, the sums all-reduced).
 """
 
@@ -18,10 +19,11 @@ import torch
 from golf_fast.artifact import ArtifactError
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.data.errors import DataError
-from golf_fast.data.shards import check_token_ids, list_shards, load_tokens
+from golf_fast.data.shards import check_token_ids, list_shards, load_tokens, load_val_bytes
 from golf_fast.distributed import init_distributed, shutdown
 from golf_fast.eval.evaluate import evaluate
 from golf_fast.model.from_artifact import load_model_from_artifact
+from golf_fast.model.precision import apply_precision
 
 
 def _int_at_least(lo: int):
@@ -48,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--looping", choices=("on", "off"), default="on",
                    help="depth recurrence during eval (on: as at the end of training)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--precision", choices=("fp32", "record"), default="fp32",
+                   help="parameter precision of the rebuilt model (record: bf16 with banks and control tensors fp32)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,9 +64,11 @@ def run(args: argparse.Namespace) -> int:
         except ArtifactError as e:
             print(f"golf-fast eval: cannot load {args.artifact}: {e}", file=sys.stderr)
             return 2
+        model = apply_precision(model, args.precision)
         try:
             table = TokenByteTable.from_sentencepiece(str(tok), vocab_size=model.cfg.vocab_size)
-            val = load_tokens(list_shards(args.data, "val"))
+            val_files = list_shards(args.data, "val")
+            val, val_bytes = load_tokens(val_files), load_val_bytes(val_files)
             check_token_ids(val, model.cfg.vocab_size, f"validation shards in {args.data}")
         except (DataError, OSError) as e:
             print(f"golf-fast eval: {_one_line(e)}", file=sys.stderr)
@@ -70,11 +76,13 @@ def run(args: argparse.Namespace) -> int:
         model.looping_active = args.looping == "on"
         if args.max_val_tokens:
             val = val[:args.max_val_tokens]
-        dtype = torch.bfloat16 if d.device.type == "cuda" else None
-        out = {"artifact": str(args.artifact), "artifact_bytes": os.path.getsize(args.artifact)}
+            val_bytes = val_bytes[:args.max_val_tokens] if val_bytes is not None else None
+        dtype = torch.bfloat16 if d.device.type == "cuda" or args.precision == "record" else None
+        out = {"artifact": str(args.artifact), "artifact_bytes": os.path.getsize(args.artifact),
+               "bytes_from": "sidecar" if val_bytes is not None else "tokenizer"}
         for mode, stride in [("plain", None)] + ([("sliding", args.stride)] if args.stride else []):
             r = evaluate(model, val, table, seq_len=args.seq_len, stride=stride, batch_seqs=args.batch_seqs,
-                         rank=d.rank, world_size=d.world, device=d.device, dtype=dtype)
+                         rank=d.rank, world_size=d.world, device=d.device, dtype=dtype, val_bytes=val_bytes)
             out[mode] = r.as_dict()
         if d.main:
             print(json.dumps(out, indent=1))

@@ -37,6 +37,8 @@ class ModelConfig:
     loop_end: int = 5
     parallel_start_layer: int = 8
     """Two-lane parallel residuals from this physical layer on (0 = off)."""
+    parallel_final_lane: str = "mean"
+    """Final hidden of the two lanes: ``mean`` (the record), ``attn`` (lane 0) or ``mlp`` (lane 1)."""
     smear_gate: bool = True
     """SmearGate on the embedding with the BOS fix."""
     gate_window: int = field(default=12, metadata=bounds(1))
@@ -68,6 +70,7 @@ class ModelConfig:
             need(0 <= self.loop_start <= self.loop_end < self.num_layers, "loop_start",
                  f"0 <= loop_start <= loop_end < num_layers ({self.loop_start}..{self.loop_end})")
         need(0 <= self.parallel_start_layer <= self.num_layers, "parallel_start_layer", f"an int in [0, {self.num_layers}]")
+        need(self.parallel_final_lane in ("mean", "attn", "mlp"), "parallel_final_lane", "one of mean, attn, mlp")
         need(0 < self.gate_window <= self.model_dim, "gate_window", f"an int in [1, {self.model_dim}]")
         need(self.logit_softcap > 0, "logit_softcap", "a positive number")
         need(0 <= self.bos_id < self.vocab_size, "bos_id", f"an id in [0, {self.vocab_size})")

@@ -15,7 +15,8 @@ Per block (physical layer i, ln = 1/sqrt(i+1) when ``ln_scale``)::
 Embedding: e = tok_emb[ids]; SmearGate e_t += λσ(W_s e_t[:12])·e_{t−1}·[ids_t ≠ BOS]; x0 = rms_norm(e).
 U-Net: encoder outputs are stacked; decoder step j pops one: x = lerp(w_j ⊙ skip, x, σ(g_j)).
 Depth recurrence (``looping_active``): virtual order [0..s−1] + [s..e]×(1+loops) + [e+1..]; two-lane
-parallel residuals for decoder layers ≥ ``parallel_start_layer``; final hidden = mean of the lanes.
+parallel residuals for decoder layers ≥ ``parallel_start_layer``; final hidden = mean of the lanes
+(``parallel_final_lane``: or lane 0 / lane 1 alone).
 Output: logits = softcap·tanh(rms_norm(h) tok_embᵀ / softcap); loss = CE in fp32.
 
 The matrices live in four banks that Parallel Muon shards: ``qo_bank (2L, d, d)`` ([0..L) Wq,
@@ -238,7 +239,8 @@ class GPT(nn.Module):
         backend = self.resolved_attention or resolve_attention_backend(input_ids.device, self.attention_backend)
         x = self.tok_emb(input_ids)
         if cfg.smear_gate:
-            g = self.smear_lambda.to(x.dtype) * torch.sigmoid(self.smear_gate(x[:, 1:, :cfg.gate_window].contiguous()))
+            g = self.smear_lambda.to(x.dtype) * torch.sigmoid(
+                F.linear(x[:, 1:, :cfg.gate_window].contiguous(), self.smear_gate.weight.to(x.dtype)))
             not_bos = (input_ids[:, 1:] != cfg.bos_id).to(x.dtype).unsqueeze(-1)
             x = torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1] * not_bos], dim=1)
         x = F.rms_norm(x, (x.shape[-1],))
@@ -265,7 +267,8 @@ class GPT(nn.Module):
                     x = self._skip(x, skips.pop(), j)
                 x = self.blocks[i](x, x0, w, cu_seqlens, ms, backend, hook)
         if lane0 is not None:
-            x = 0.5 * (lane0 + lane1)
+            lane = cfg.parallel_final_lane
+            x = lane0 if lane == "attn" else lane1 if lane == "mlp" else 0.5 * (lane0 + lane1)
         x = F.rms_norm(x, (x.shape[-1],))
         if hook is not None:
             hook(EMBED_NAME, x)

@@ -9,7 +9,12 @@
   their name (anything else ``default_bits``/``default_clip_sigmas``; the default recipe is the
   record's, ``golf_fast.quant.recipe.RECORD_RECIPE``) and come back as
   ``QuantizedTensor(codes, scales, bits)``;
-* other floating tensors come back as fp16 tensors, non-floating tensors unchanged.
+* the attention gates (``*.attn_gate_w``) come back as int8 per-row ``QuantizedTensor(bits=8)``
+  when ``recipe.gate_int8`` (:mod:`golf_fast.quant.gate`);
+* other floating tensors come back as fp16 tensors, non-floating tensors unchanged;
+* with ``recipe.lqer``, the ``lqer_top_k`` GPTQ'd matrices with the largest ``‖W − q·s‖_F`` get
+  LQER factor entries ``<name>.lqer.*`` (:mod:`golf_fast.quant.lqer`; the artifact stores them and
+  ``dequantize_state`` folds them back as ``W = q·s + A·B``).
 
 Under ``torch.distributed`` (initialized, world size > 1) the matrices are split across ranks
 (largest first, each to the least-loaded rank, by cost N·K² + K³), every rank quantizes its share,
@@ -32,7 +37,9 @@ from typing import Mapping, Optional, Union
 import torch
 
 from golf_fast.quant.formats import QuantizedTensor
+from golf_fast.quant.gate import is_gate, quantize_gate_int8_rows
 from golf_fast.quant.gptq import HessianFactor, check_gptq_inputs, gptq_scales, prepare_hessians, run_gptq
+from golf_fast.quant.lqer import add_lqer
 from golf_fast.quant.recipe import RECORD_RECIPE, QuantRecipe, RoleRule
 
 log = logging.getLogger("golf_fast.quant")
@@ -58,6 +65,10 @@ class QuantizedModel:
 
     tensors: dict[str, Union[QuantizedTensor, torch.Tensor]]
     table: list[MatrixReport] = field(default_factory=list)
+    gates: list[str] = field(default_factory=list)
+    """Tensors quantized as int8 per-row gates."""
+    lqer: dict[str, float] = field(default_factory=dict)
+    """Matrices given an LQER correction → their residual ‖W − q·s‖_F before it."""
     seconds: float = 0.0
 
     def format_table(self) -> str:
@@ -68,6 +79,10 @@ class QuantizedModel:
             lines.append(f"{r.name:<34} {r.shape[0]:>5}x{r.shape[1]:<5} {r.role:>9} {r.bits:>4} {r.clip_sigmas:>6.2f} "
                          f"{r.loss:>11.4e} {damp:>7} {1000 * r.seconds:>8.1f} {r.rank:>4}")
         lines.append(f"{len(self.table)} matrices quantized in {self.seconds:.2f} s ('!' = damping raised)")
+        if self.gates:
+            lines.append(f"int8 per-row gates: {len(self.gates)} ({self.gates[0]} ...)")
+        if self.lqer:
+            lines.append("LQER: " + ", ".join(f"{n} (|E|={e:.4g})" for n, e in self.lqer.items()))
         return "\n".join(lines)
 
 
@@ -165,11 +180,15 @@ def quantize_model(state: Mapping[str, torch.Tensor], hessians: Mapping[str, tor
         raise TypeError(f"hessians: expected a mapping name → tensor, got {type(hessians).__name__}")
     tensors: dict[str, Union[QuantizedTensor, torch.Tensor]] = {}
     items: list[_Item] = []
+    gates: list[str] = []
     for name, t in state.items():
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"state[{name!r}]: expected a tensor, got {type(t).__name__}")
         if not t.is_floating_point():
             tensors[name] = t.detach().clone()
+        elif recipe.gate_int8 and is_gate(name, t):
+            tensors[name] = quantize_gate_int8_rows(t)
+            gates.append(name)
         elif t.numel() <= recipe.passthrough_max_numel:
             tensors[name] = t.detach().to(torch.float16)
         else:
@@ -216,7 +235,13 @@ def quantize_model(state: Mapping[str, torch.Tensor], hessians: Mapping[str, tor
         loss, damp_used, raised, dt = stats[it.index].tolist()
         table.append(MatrixReport(it.name, (n, k), it.rule.role, it.rule.bits, it.rule.clip_sigmas, loss, damp_used,
                                   bool(raised), dt, owner[it.index]))
-    model = QuantizedModel(tensors=tensors, table=table, seconds=time.perf_counter() - t_start)
+    lqer = {}
+    if recipe.lqer and recipe.lqer_top_k and items:  # deterministic on every rank (same codes everywhere)
+        chosen, errors = add_lqer(tensors, {it.name: it.w for it in items}, top_k=recipe.lqer_top_k,
+                                  rank=recipe.lqer_rank, asym=recipe.lqer_asym, group=recipe.lqer_group,
+                                  factor_bits=recipe.lqer_factor_bits, exclude=set(gates))
+        lqer = {n: errors[n] for n in chosen}
+    model = QuantizedModel(tensors=tensors, table=table, seconds=time.perf_counter() - t_start, gates=gates, lqer=lqer)
     if rank == 0:
         log.info("GPTQ table:\n%s", model.format_table())
     return model

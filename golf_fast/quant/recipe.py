@@ -13,8 +13,13 @@ embedding   ``(^|\\.)tok_emb\\.``     7    14.0        ``tok_emb.weight`` (tied)
 (default)   anything else           6    12.85
 =========== ======================= ==== =========== =========================
 
-Floating tensors of at most ``passthrough_max_numel`` (65,536) elements are stored as fp16;
-GPTQ uses blocks of 128 columns, damping 0.01·mean(diag H) and act-order.
+Floating tensors of at most ``passthrough_max_numel`` (65,536) elements are stored as fp16, except
+the attention gates ``*.attn_gate_w`` (2-D, 32..8192 elements), which get int8 codes with one
+abs-max scale per row (``gate_int8``, :mod:`golf_fast.quant.gate`); GPTQ uses blocks of 128
+columns, damping 0.01·mean(diag H) and act-order; then LQER (``lqer``, :mod:`golf_fast.quant.lqer`)
+adds a rank-4 correction of the GPTQ residual to the 3 matrices with the largest ‖W − q·s‖_F,
+A as INT2 with one scale, B as INT4 per group of 64 (a symmetric 4-bit fallback when the group
+does not divide B).
 """
 
 from __future__ import annotations
@@ -63,6 +68,14 @@ class QuantRecipe:
     batch_same_shape: bool = True
     """On CUDA, run same-shape matrices as one batch (ignored on CPU, where it does not pay)."""
     backend: str = "auto"
+    gate_int8: bool = True
+    """int8 per-row codes for the attention gates (the record's GATED_ATTN_QUANT_GATE=1)."""
+    lqer: bool = True
+    lqer_rank: int = 4
+    lqer_top_k: int = 3
+    lqer_asym: bool = True
+    lqer_group: int = 64
+    lqer_factor_bits: int = 4
 
     @property
     def default_rule(self) -> RoleRule:
@@ -120,6 +133,13 @@ class QuantRecipe:
         qmax(self.default_bits)
         if not self.default_clip_sigmas > 0:
             raise ValueError(f"recipe.default_clip_sigmas: expected > 0, got {self.default_clip_sigmas}")
+        if not (isinstance(self.lqer_rank, int) and self.lqer_rank >= 1):
+            raise ValueError(f"recipe.lqer_rank: expected an int >= 1, got {self.lqer_rank!r}")
+        if not (isinstance(self.lqer_top_k, int) and self.lqer_top_k >= 0):
+            raise ValueError(f"recipe.lqer_top_k: expected an int >= 0, got {self.lqer_top_k!r}")
+        if not (isinstance(self.lqer_group, int) and self.lqer_group >= 1):
+            raise ValueError(f"recipe.lqer_group: expected an int >= 1, got {self.lqer_group!r}")
+        qmax(self.lqer_factor_bits)
         if not isinstance(self.passthrough_max_numel, int) or self.passthrough_max_numel < 0:
             raise ValueError(f"recipe.passthrough_max_numel: expected an int >= 0, got {self.passthrough_max_numel!r}")
 

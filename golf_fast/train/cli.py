@@ -1,11 +1,15 @@
 """``golf-fast train`` (and ``torchrun --nproc_per_node=N -m golf_fast.train``, the same program).
 
     golf-fast train --preset smoke
-    golf-fast train --preset record --data.data_dir ./data/datasets/fineweb10B_sp8192 \\
-        --data.tokenizer ./data/tokenizers/fineweb_8192_bpe.model
+    golf-fast train --preset record --data.data_dir ./data/datasets/fineweb10B_sp8192_caseops \\
+        --data.tokenizer ./data/tokenizers/fineweb_8192_bpe_caseops_v1.model      # the record trains on CaseOps
+    golf-fast train --preset record --data.caseops false --data.data_dir ./data/datasets/fineweb10B_sp8192 \\
+        --data.tokenizer ./data/tokenizers/fineweb_8192_bpe.model                  # plain sp8192 data
     golf-fast train --preset smoke --model.num_layers 4 --schedule.max_wallclock_s 30
+    golf-fast train --preset smoke --data.caseops          # CaseOps data, val_bpb from the byte sidecars
 
-Every config field is an option ``--section.field VALUE``; unknown ones are rejected.
+Every config field is an option ``--section.field VALUE`` (a boolean alone means true); unknown ones
+are rejected.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     g = p.add_argument_group("config overrides (--section.field VALUE)")
     for key, typ in config_fields(TrainConfig()).items():
-        g.add_argument(f"--{key}", dest=f"ov::{key}", default=argparse.SUPPRESS, metavar=metavar(typ))
+        extra = dict(nargs="?", const="true") if typ is bool else {}  # a bare boolean flag means true
+        g.add_argument(f"--{key}", dest=f"ov::{key}", default=argparse.SUPPRESS, metavar=metavar(typ), **extra)
 
 
 def resolve(args: argparse.Namespace) -> TrainConfig:

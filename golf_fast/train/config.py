@@ -42,6 +42,10 @@ class DataConfig:
     shuffle_shards: bool = False
     max_val_tokens: int = field(default=0, metadata=bounds(0))
     """Use only the first N validation tokens (0 = all)."""
+    caseops: bool = False
+    """CaseOps data (the record's): with ``data_dir`` "" the embedded corpus is built in its CaseOps
+    form; with a ``data_dir`` its validation byte sidecars must exist. Whenever the validation shards
+    have sidecars, val_bpb counts their (original-text) bytes, whatever this flag says."""
 
 
 @dataclass
@@ -54,6 +58,8 @@ class OptimConfig:
     muon_momentum_warmup_steps: int = field(default=1500, metadata=bounds(0))
     muon_wd: float = field(default=0.095, metadata=bounds(0))
     ns_steps: int = field(default=5, metadata=bounds(1, 100))
+    muon_row_normalize: bool = True
+    """MuonEq-R: normalize the rows of the momentum before Newton-Schulz (the record: on)."""
     embed_lr: float = field(default=0.03, metadata=bounds(0))
     embed_wd: float = field(default=0.085, metadata=bounds(0))
     scalar_lr: float = field(default=0.02, metadata=bounds(0))
@@ -83,13 +89,44 @@ class ScheduleConfig:
 
 @dataclass
 class QuantConfig:
+    """Post-training quantization; the defaults are the R0611 record's (parameter_golf.md §5)."""
+
     enabled: bool = True
+    calibration: Literal["windows", "batches"] = "windows"
+    """Hessian data: ``windows`` = random ``calibration_seq_len`` windows across this rank's training
+    shards, no document isolation (the record's ShuffledSequenceLoader); ``batches`` = the next
+    training batches of the document-packing loader (documents isolated)."""
     calibration_batches: int = field(default=16, metadata=bounds(1))
-    """Training batches (per rank, of the training shape) for the Hessians, inside the time window."""
+    """Batches per rank (each ``train_batch_tokens / (world·accum)`` tokens) for the Hessians, inside the window."""
+    calibration_seq_len: int = field(default=0, metadata=bounds(0))
+    """Window length for ``calibration=windows`` (0 = ``model.max_seqlen``, the record's train_seq_len)."""
     reserve_s: float = field(default=0.5, metadata=bounds(0))
     """Seconds always kept for the Hessian collection; the measured collection time is added to it."""
+    matrix_bits: int = 6
+    embed_bits: int = 7
+    """The tied embedding's bits (int7 in the record)."""
+    matrix_clip_sigmas: float = 12.85
+    """SDClip k of matrices no role matches."""
+    mlp_clip_sigmas: float = 11.5
+    attn_clip_sigmas: float = 13.0
+    embed_clip_sigmas: float = 14.0
+    damp: float = 0.01
+    """GPTQ damping × mean(diag H): 0.01 the record, 0.005 the TTT-AdamW/SLOT submission."""
+    block_size: int = 128
+    act_order: bool = True
+    gate_int8: bool = True
+    """int8 per-row codes for ``attn_gate_w`` (the record's GATED_ATTN_QUANT_GATE=1); False: fp16."""
+    lqer: bool = True
+    """Rank-``lqer_rank`` correction of the GPTQ residual on the ``lqer_top_k`` worst matrices."""
+    lqer_rank: int = 4
+    lqer_top_k: int = 3
+    lqer_factor_bits: int = 4
+    """Bits of the symmetric fallback factors (when the asym group does not divide B)."""
+    lqer_asym: bool = True
+    lqer_asym_group: int = 64
     codec: str = ""
-    """Artifact codec name ("" = the artifact module's default)."""
+    """Artifact codec name ("" = the artifact module's default). The record's ``pergroup`` (lrzip
+    per role + brotli) is not one of golf_fast's codecs."""
 
 
 @dataclass
@@ -108,6 +145,11 @@ class RunConfig:
     name: str = ""
     """Run folder name under out_dir ("" = ``<preset>-<timestamp>``)."""
     seed: int = field(default=1337, metadata=bounds(0, 2 ** 63 - 1))
+    """The record's three seeds are 42 (its preset), 0 and 1234 (:data:`RECORD_SEEDS`)."""
+    precision: Literal["fp32", "record"] = "fp32"
+    """Parameter precision: ``fp32`` masters, or ``record`` (model in bf16 with the banks and control
+    tensors in fp32, so the embedding, its Adam state and the residual stream are bf16; compute
+    in bf16 autocast). See ``golf_fast.model.precision``."""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """``auto`` (CUDA when available), ``cuda`` or ``cpu``."""
     compile: Literal["auto", "on", "off"] = "auto"
@@ -147,6 +189,14 @@ class TrainConfig:
         need(self.quant.codec == "" or self.quant.codec in CODEC_NAMES,
              f"quant.codec: expected one of {', '.join(CODEC_NAMES)} (or '' for the default), got {self.quant.codec!r}")
         check_run_name(r.name)
+        q = self.quant
+        for f in ("matrix_bits", "embed_bits"):
+            need(2 <= getattr(q, f) <= 8, f"quant.{f}: expected bits in 2..8, got {getattr(q, f)}")
+        for f in ("matrix_clip_sigmas", "mlp_clip_sigmas", "attn_clip_sigmas", "embed_clip_sigmas", "damp"):
+            need(getattr(q, f) > 0, f"quant.{f}: expected > 0, got {getattr(q, f)}")
+        need(q.block_size >= 1, "quant.block_size: expected >= 1")
+        need(q.lqer_rank >= 1 and q.lqer_top_k >= 0 and q.lqer_asym_group >= 1 and 2 <= q.lqer_factor_bits <= 8,
+             "quant.lqer_*: expected rank >= 1, top_k >= 0, group >= 1, factor bits in 2..8")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -175,8 +225,12 @@ def _h100x1() -> TrainConfig:
     return TrainConfig(preset="h100x1", data=DataConfig(train_batch_tokens=98_304, grad_accum=1))
 
 
+RECORD_SEEDS = (42, 0, 1234)
+"""The seeds of the R0611 record's three runs."""
+
+
 def _record() -> TrainConfig:
-    return TrainConfig(preset="record")
+    return TrainConfig(preset="record", data=DataConfig(caseops=True), run=RunConfig(seed=42, precision="record"))
 
 
 PRESETS = {"smoke": _smoke, "h100x1": _h100x1, "record": _record}

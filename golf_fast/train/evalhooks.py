@@ -1,6 +1,7 @@
 """Evaluation hooks of a training run: the periodic plain eval during training (``eval.val_every``)
 and the full eval (plain, plus sliding-window when ``eval.stride`` < ``eval.seq_len``) of the
-pre-quantization and round-tripped models. Each result is logged as a line and a JSONL record."""
+pre-quantization and round-tripped models. Each result is logged as a line and a JSONL record.
+Bytes come from the CaseOps sidecar ``val_bytes`` when given, else from ``table``."""
 
 from __future__ import annotations
 
@@ -21,17 +22,20 @@ class EvalHooks:
     """Evaluations of ``val`` (token ids) with ``table``'s byte counts, split over ``d``'s ranks."""
 
     def __init__(self, val: np.ndarray, table: TokenByteTable, cfg: EvalConfig, d: Dist,
-                 dtype: Optional[torch.dtype], log: RunLog) -> None:
+                 dtype: Optional[torch.dtype], log: RunLog, val_bytes: Optional[np.ndarray] = None) -> None:
         if not isinstance(cfg, EvalConfig):
             raise TypeError(f"cfg: expected an EvalConfig, got {type(cfg).__name__}")
         if len(val) < cfg.seq_len + 1:
             raise ValueError(f"val: {len(val)} validation tokens are fewer than eval.seq_len + 1 = {cfg.seq_len + 1}")
+        if val_bytes is not None and len(val_bytes) != len(val):
+            raise ValueError(f"val_bytes: {len(val_bytes)} byte counts for {len(val)} validation tokens")
         self.val, self.table, self.cfg, self.d, self.dtype, self.log = val, table, cfg, d, dtype, log
+        self.val_bytes = val_bytes
 
     def _evaluate(self, model, stride: Optional[int] = None) -> EvalResult:
         return evaluate(model, self.val, self.table, seq_len=self.cfg.seq_len, stride=stride,
                         batch_seqs=self.cfg.batch_seqs, rank=self.d.rank, world_size=self.d.world,
-                        device=self.d.device, dtype=self.dtype)
+                        device=self.d.device, dtype=self.dtype, val_bytes=self.val_bytes)
 
     def due(self, step: int) -> bool:
         """Whether a periodic evaluation runs after step ``step``."""

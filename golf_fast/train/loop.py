@@ -26,12 +26,14 @@ from golf_fast.artifact import resolve_codec
 from golf_fast.distributed import Dist, init_distributed
 from golf_fast.model.attention import resolved_attention_backends
 from golf_fast.model.gpt import GPT
+from golf_fast.model.precision import apply_precision, precision_summary
 from golf_fast.ops.dispatch import resolved_backends
 from golf_fast.train.batches import TrainData
 from golf_fast.train.config import TrainConfig
 from golf_fast.train.evalhooks import EvalHooks
 from golf_fast.train.optimizers import build_optimizers, set_lr_scale
 from golf_fast.train.posttrain import collect_hessians, counted_source_bytes, round_trip, time_calibration_batch
+from golf_fast.train.quant_recipe import recipe_from_config
 from golf_fast.train.result import RunResult, TrainingDiverged, final_table
 from golf_fast.train.runlog import RunLog, environment, fmt_secs, git_hash, versions
 from golf_fast.train.schedule import Schedule, TrainClock
@@ -117,7 +119,9 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
     res.run_dir = str(run_dir)
     log = RunLog(run_dir, enabled=d.main)
     on_gpu = d.device.type == "cuda"
-    amp_dtype = torch.bfloat16 if (cfg.run.autocast == "bf16" or (cfg.run.autocast == "auto" and on_gpu)) else None
+    # the record's precision recipe computes in bf16 on any device (its model is bf16)
+    amp_dtype = torch.bfloat16 if (cfg.run.autocast == "bf16" or cfg.run.precision == "record"
+                                   or (cfg.run.autocast == "auto" and on_gpu)) else None
     use_compile = cfg.run.compile == "on" or (cfg.run.compile == "auto" and on_gpu)
     autocast = autocast_factory(d.device, amp_dtype)
     synchronize = torch.cuda.synchronize if on_gpu else (lambda: None)
@@ -129,7 +133,7 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
 
     # ---- model and optimizers
     torch.manual_seed(cfg.run.seed)
-    model = GPT(cfg.model, attention_backend=cfg.run.attention).to(d.device)
+    model = apply_precision(GPT(cfg.model, attention_backend=cfg.run.attention), cfg.run.precision).to(d.device)
     model.resolve_attention(d.device)
     if d.world > 1:
         for p in model.parameters():
@@ -154,6 +158,9 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
         "parameters": f"{sum(p.numel() for p in all_params):,}",
         "data": f"{data.data_dir} ({len(data.train_files)} train shards, {len(data.val):,} val tokens)",
         "tokenizer": data.tokenizer, "compile": use_compile, "autocast": str(amp_dtype) if amp_dtype else "fp32",
+        "precision": f"{cfg.run.precision} {precision_summary(model)}",
+        "val bytes": "CaseOps sidecars (original UTF-8)" if data.val_bytes is not None else "tokenizer tables",
+        "calibration": f"{cfg.quant.calibration} × {cfg.quant.calibration_batches}",
         "torchrun": environment(), "backends": _backends() or "none resolved yet",
     })
     log.line("(kernel backends resolve at first use; the final table lists every one that ran)")
@@ -169,7 +176,7 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
     # ---- reserve for the Hessian collection: time one calibration batch now
     reserve = cfg.quant.reserve_s if cfg.quant.enabled else 0.0
     if cfg.quant.enabled and cfg.schedule.clock == "wallclock":
-        probe = data.loaders(seed_offset=2)[0]
+        probe = data.calibration_loader()
         try:  # calibration runs at the end of training, with depth recurrence on: time it that way
             per_batch = time_calibration_batch(
                 model, iter(probe.next_batch, None),
@@ -190,7 +197,7 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
     clock = TrainClock(agree_across_ranks=d.world > 1 and schedule.wallclock)
     steplog = StepLog(log, every=cfg.run.log_every, tokens_per_step=cfg.data.train_batch_tokens,
                       lrs_at=opt.lrs_at, seconds_left=schedule.seconds_left)
-    evals = EvalHooks(data.val, data.table, cfg.eval, d, amp_dtype, log)
+    evals = EvalHooks(data.val, data.table, cfg.eval, d, amp_dtype, log, val_bytes=data.val_bytes)
     ema = WeightEma(all_params, cfg.schedule.ema_decay) if cfg.schedule.ema_decay > 0 else None
     loaders = data.loaders()
     try:
@@ -209,7 +216,7 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
     hessians = None
     if cfg.quant.enabled:
         t0 = time.perf_counter()
-        calib = data.loaders(seed_offset=3)[0]
+        calib = data.calibration_loader()
         try:
             hessians = collect_hessians(model, iter(calib.next_batch, None), cfg.quant.calibration_batches, autocast)
         finally:
@@ -232,7 +239,8 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
     if hessians is not None:
         rt = round_trip(model, hessians, path=run_dir / "model.gfa", codec=cfg.quant.codec,
                         metadata={"preset": cfg.preset, "steps": out.steps}, d=d, evals=evals,
-                        attention=cfg.run.attention, log=log)
+                        attention=cfg.run.attention, log=log, recipe=recipe_from_config(cfg.quant, model),
+                        precision=cfg.run.precision)
         res.phases.update(rt.phases)
         res.artifact_path, res.artifact_bytes = str(rt.artifact_path), rt.artifact_bytes
         res.round_trip, res.round_trip_sliding = rt.evals["plain"], rt.evals.get("sliding")

@@ -64,7 +64,7 @@ def make_muon(banks: list[torch.nn.Parameter], cfg: OptimConfig, distributed: bo
     return Muon([{"params": banks, "name": "matrix", "base_lr": cfg.matrix_lr}], lr=cfg.matrix_lr,
                 momentum=cfg.muon_momentum, momentum_warmup_start=cfg.muon_momentum_warmup_start,
                 momentum_warmup_steps=cfg.muon_momentum_warmup_steps, weight_decay=cfg.muon_wd,
-                row_normalize=True, ns_steps=cfg.ns_steps, distributed=distributed)
+                row_normalize=cfg.muon_row_normalize, ns_steps=cfg.ns_steps, distributed=distributed)
 
 
 def build_optimizers(model: torch.nn.Module, cfg: OptimConfig, distributed: bool) -> Optimizers:

@@ -28,8 +28,10 @@ from golf_fast.artifact import save_artifact
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.from_artifact import load_model_from_artifact
 from golf_fast.model.gpt import GPT
+from golf_fast.model.precision import apply_precision
 from golf_fast.quant import HessianCollector, QuantRecipe, quantize_model
 from golf_fast.train.evalhooks import EvalHooks
+from golf_fast.train.quant_recipe import passthrough_threshold
 from golf_fast.train.runlog import RunLog
 
 
@@ -84,14 +86,7 @@ def default_recipe(model: GPT) -> QuantRecipe:
     """The record's recipe, with a passthrough threshold that fits this model's size: every matrix
     is GPTQ'd and every control tensor passes through as fp16 (the record's 65,536-element threshold
     would pass a small model's matrices through)."""
-    state = model.unbanked_state_dict()
-    matrices = set(model.matrix_names())
-    largest_control = max(v.numel() for k, v in state.items() if k not in matrices)
-    smallest_matrix = min(state[k].numel() for k in matrices)
-    if largest_control >= smallest_matrix:
-        raise ValueError(f"model: a control tensor ({largest_control} elements) is as large as the smallest "
-                         f"matrix ({smallest_matrix}); no passthrough threshold separates them")
-    return QuantRecipe(passthrough_max_numel=min(65_536, smallest_matrix - 1))
+    return QuantRecipe(passthrough_max_numel=passthrough_threshold(model))
 
 
 def quantize(model: GPT, hessians: dict[str, torch.Tensor], recipe: Optional[QuantRecipe] = None
@@ -130,11 +125,12 @@ class RoundTrip:
 
 def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLike, codec: str = "",
                metadata: Optional[dict] = None, d: distributed.Dist, evals: EvalHooks, attention: str = "auto",
-               log: RunLog) -> RoundTrip:
-    """GPTQ → artifact at ``path`` (written by rank 0) → fresh model from the file → full eval."""
+               log: RunLog, recipe: Optional[QuantRecipe] = None, precision: str = "fp32") -> RoundTrip:
+    """GPTQ (``recipe``; None = :func:`default_recipe`) → artifact at ``path`` (written by rank 0) →
+    fresh model from the file, cast to ``precision`` (``golf_fast.model.precision``) → full eval."""
     path = Path(path)
     phases: dict[str, float] = {}
-    tensors, phases["gptq"], qtable = quantize(model, hessians)
+    tensors, phases["gptq"], qtable = quantize(model, hessians, recipe)
     for ln in qtable.splitlines():
         log.line("  " + ln)
     t0 = time.perf_counter()
@@ -142,7 +138,7 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
     distributed.barrier()
     phases["artifact_write"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fresh = load_model_from_artifact(path, d.device, attention)
+    fresh = apply_precision(load_model_from_artifact(path, d.device, attention), precision)
     fresh.looping_active = model.looping_active
     phases["artifact_load"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -48,7 +48,10 @@ def test_roles_passthrough_and_table(caplog):
     state, hess = tiny_model()
     with caplog.at_level(logging.INFO, logger="golf_fast.quant"):
         out = quantize_model(state, hess, SMALL)
-    assert list(out.tensors) == list(state)  # order kept
+    assert list(out.tensors)[:len(state)] == list(state)  # order kept, LQER entries after
+    extra = set(out.tensors) - set(state)
+    assert len(out.lqer) == 3 and extra == {n + s for n in out.lqer for s in
+                                             (".lqer.qA", ".lqer.sA", ".lqer.qB", ".lqer.sB", ".lqer.meta")}
     q = out.tensors["blocks.1.mlp.fc.weight"]
     assert isinstance(q, QuantizedTensor) and q.bits == 6
     assert out.tensors["blocks.0.attn.c_k.weight"].bits == 6
@@ -137,3 +140,32 @@ def test_two_process_gloo_sharding_equals_single_process(tmp_path):
                 scales = np.load(tmp_path / f"{rank}.{name}.scales.npy", allow_pickle=False)
                 assert np.array_equal(codes, t.codes.numpy()), name
                 assert np.array_equal(scales, t.scales.numpy()), name
+
+
+def test_gates_int8_and_lqer_top_k_by_residual():
+    from golf_fast.artifact import dequantize_state
+    from golf_fast.quant.gate import quantize_gate_int8_rows
+    from golf_fast.quant.lqer import residual_norms
+
+    state, hess = tiny_model(seed=1540)
+    g = torch.Generator().manual_seed(1540)
+    state["blocks.0.attn.attn_gate_w"] = torch.randn(4, 12, generator=g) * 0.1  # 48 elements: a gate
+    state["blocks.1.attn.attn_gate_w"] = torch.randn(2, 12, generator=g)        # 24 < 32: fp16 like the record
+    out = quantize_model(state, hess, SMALL)
+    gate = out.tensors["blocks.0.attn.attn_gate_w"]
+    assert out.gates == ["blocks.0.attn.attn_gate_w"] and gate.bits == 8
+    assert torch.equal(gate.codes, quantize_gate_int8_rows(state["blocks.0.attn.attn_gate_w"]).codes)
+    assert out.tensors["blocks.1.attn.attn_gate_w"].dtype == torch.float16
+    errors = residual_norms({k: v for k, v in out.tensors.items() if k in [r.name for r in out.table]}, state)
+    assert list(out.lqer) == sorted(errors, key=lambda n: -errors[n])[:3]
+    dense = dequantize_state(out.tensors)
+    for n in out.lqer:  # the correction lowers the residual of each chosen matrix
+        assert (dense[n] - state[n]).norm() < errors[n]
+    assert "LQER:" in out.format_table() and "int8 per-row gates" in out.format_table()
+    # both switched off: gates fp16, no factors, GPTQ codes unchanged
+    off = quantize_model(state, hess, SMALL.replace(gate_int8=False, lqer=False))
+    assert list(off.tensors) == list(state) and off.tensors["blocks.0.attn.attn_gate_w"].dtype == torch.float16
+    for r in out.table:
+        assert torch.equal(off.tensors[r.name].codes, out.tensors[r.name].codes)
+    with pytest.raises(ValueError, match="lqer_rank"):
+        quantize_model(state, hess, SMALL.replace(lqer_rank=0))

@@ -52,3 +52,11 @@ def test_cli_overrides_and_unknown_flag(capsys):
     assert e.value.code == 2
     assert "unrecognized arguments: --model.num_layer" in capsys.readouterr().err
     assert isinstance(args, argparse.Namespace)
+
+
+def test_bare_boolean_flag_means_true():
+    args = build_parser().parse_args(["train", "--preset", "smoke", "--data.caseops", "--quant.lqer", "false"])
+    cfg = resolve(args)
+    assert cfg.data.caseops is True and cfg.quant.lqer is False
+    assert resolve(build_parser().parse_args(["train", "--preset", "record", "--data.caseops", "false"])).data.caseops \
+        is False
