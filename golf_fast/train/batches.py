@@ -113,4 +113,4 @@ class TrainData:
             return self.loaders(seed_offset=3)[0]
         seq = c.quant.calibration_seq_len or c.model.max_seqlen
         return RandomWindowLoader(self.train_files, seq_len=seq, windows=max(1, self.tokens_per_rank // seq),
-                                  rank=d.rank, world_size=d.world, device=d.device)
+                                  rank=d.rank, world_size=d.world, device=d.device, vocab_size=c.model.vocab_size)

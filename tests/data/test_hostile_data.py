@@ -64,3 +64,14 @@ def test_quantize_cli_bad_weights_file(tmp_path, capsys):
                          str(tmp_path / "o.gfa"), "--codec", "lzma-9"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("golf-fast quantize:") and needle in err and "\n" not in err, err
+
+
+def test_calibration_windows_check_the_vocabulary(tmp_path):
+    from golf_fast.data.windows import RandomWindowLoader
+
+    shard = tmp_path / "a_train_000.bin"
+    write_shard(shard, np.full(2000, 120))
+    loader = RandomWindowLoader([shard], seq_len=64, windows=2, vocab_size=100)
+    with pytest.raises(DataError, match="token id 120 is outside"):
+        loader.next_batch()
+    assert RandomWindowLoader([shard], seq_len=64, windows=2, vocab_size=121).next_batch().x.max() == 120
