@@ -176,6 +176,20 @@ def build_cases(seed: int) -> tuple[list[bytes], dict[str, bytes]]:
     return cases, base
 
 
+def rans_cases(seed: int) -> list[bytes]:
+    """golf-rans side-information edits and byte edits only (for the pure-Python decoder)."""
+    rng = random.Random(seed)
+    data = encode_artifact(fuzz_state(seed), {"vocab_size": 64}, codec=RansCodec(backend="reference"))
+    man, payload = split(data)
+    header, tables, rest = rans_side(payload)
+    cases = [join_manifest(man, rans_payload(h, tables, rest)) for h in field_edits(header, rng, 2)]
+    for _ in range(15):
+        t = bytearray(tables)
+        t[rng.randrange(len(t))] = rng.randrange(256)
+        cases.append(join_manifest(man, rans_payload(header, bytes(t), rest)))
+    return cases + list(byte_edits(data, rng, 20))
+
+
 def _load(data: bytes):
     opts = None if golf_fast.HAS_EXT else {"backend": "reference"}
     return decode_artifact(data, codec_options=opts)
@@ -215,3 +229,14 @@ def test_harness_detects_crash_hang_and_foreign_errors():
     kinds = [r["kind"] for r in results]
     assert kinds[5] == "crash" and kinds[9] == "foreign" and kinds[10] == "blowup" and kinds[11] == "hang"
     assert all(k == "clean" for i, k in enumerate(kinds) if i not in (5, 9, 10, 11))
+
+
+def test_fuzz_reference_decoder_only_raises_artifact_error():
+    """The same for the pure-Python golf-rans decoder (``backend="reference"``)."""
+    cases = rans_cases(1302)
+    results = run_cases(cases, lambda d: decode_artifact(d, codec_options={"backend": "reference"}), ArtifactError,
+                        batch=64)
+    counts = summary(results)
+    print(f"\nfuzz (reference decoder): {len(cases)} mutations: {dict(counts)}")
+    bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
+    assert not bad, [(r["case"], r["kind"], r["what"]) for r in bad[:10]]

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from golf_fast.ops.gptq import gptq_block
 from golf_fast.ops.hessian import hessian_accumulate_, hessian_accumulate_ref
 from golf_fast.ops.int6_matmul import dequantize_int6, int6_linear
 from golf_fast.ops.int6_pack import pack_int6, unpack_int6
@@ -59,6 +60,8 @@ def test_meta_tensors_get_a_clear_error():
         unpack_int6(torch.empty(4, 12, dtype=torch.uint8, device="meta"), 16)
     with pytest.raises(ValueError, match="meta tensors are not supported"):
         gptq_quantize(m, torch.empty(16, 16, device="meta"))
+    with pytest.raises(ValueError, match="meta tensors are not supported"):
+        gptq_block(torch.empty(4, 8, device="meta"), torch.empty(8, 8, device="meta"), torch.empty(4, device="meta"), 31)
 
 
 def test_newton_schulz_validates_eps_and_coefficients():
