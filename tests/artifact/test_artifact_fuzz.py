@@ -200,7 +200,7 @@ def test_fuzz_artifact_loader_only_raises_artifact_error():
     for name, data in base.items():  # the unmutated artifacts load
         _load(data)
     assert len(cases) >= 300
-    results = run_cases(cases, _load, ArtifactError, batch=48)
+    results = run_cases(cases, _load, ArtifactError, batch=48, extra_bytes=256 << 20)  # 256 MiB over the fork
     counts = summary(results)
     print(f"\nfuzz: {len(cases)} mutations: {dict(counts)}")
     bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
@@ -235,7 +235,7 @@ def test_fuzz_reference_decoder_only_raises_artifact_error():
     """The same for the pure-Python golf-rans decoder (``backend="reference"``)."""
     cases = rans_cases(1302)
     results = run_cases(cases, lambda d: decode_artifact(d, codec_options={"backend": "reference"}), ArtifactError,
-                        batch=64)
+                        batch=64, extra_bytes=256 << 20)
     counts = summary(results)
     print(f"\nfuzz (reference decoder): {len(cases)} mutations: {dict(counts)}")
     bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
