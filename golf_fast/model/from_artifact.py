@@ -3,8 +3,10 @@
 Loading parses the checksummed, pickle-free artifact (``golf_fast.artifact``); nothing in the file
 is executed. The artifact's config is checked like any config (``ModelConfig``'s types and
 ranges) and the model is first built on the meta device, so a config that does not match the
-artifact's tensors is an ``ArtifactError`` before any weight memory is allocated. Quantized matrices come back as ``codes · scale`` in float32; the non-persistent
-RoPE ``inv_freq`` buffers are recomputed from the config.
+artifact's tensors is an ``ArtifactError`` before any weight memory is allocated (LQER entries,
+``<matrix>.lqer.*``, are set aside for that comparison and folded into their matrix afterwards; a
+malformed one is an ``ArtifactError`` too). Quantized matrices come back as ``codes · scale`` in
+float32; the non-persistent RoPE ``inv_freq`` buffers are recomputed from the config.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Union
 import torch
 
 from golf_fast.artifact import Artifact, ArtifactError, dequantize_state, load_artifact
-from golf_fast.quant.formats import QuantizedTensor
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.gpt import GPT
+from golf_fast.quant.formats import QuantizedTensor
+from golf_fast.quant.lqer import pop_state_entries
 
 
 def _check_state_matches(model: GPT, state: dict) -> None:
@@ -45,9 +48,18 @@ def model_from_artifact(art: Artifact, device: Union[str, torch.device] = "cpu",
         raise ArtifactError(f"the artifact's model config is invalid: {exc}") from None
     with torch.device("meta"):
         model = GPT(cfg, attention_backend=attention)
-    _check_state_matches(model, art.state)
+    plain = dict(art.state)
+    try:
+        pop_state_entries(plain)  # the LQER factors: compared below as part of their matrix
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ArtifactError(f"the artifact's LQER entries are malformed: {exc}") from None
+    _check_state_matches(model, plain)
+    try:
+        dense = dequantize_state(art.state, torch.float32)
+    except (TypeError, ValueError, IndexError, RuntimeError) as exc:  # ArtifactError is a ValueError
+        raise ArtifactError(f"the artifact's tensors cannot be dequantized: {exc}") from None
     model = model.to_empty(device="cpu")
-    model.load_unbanked_state_dict(dequantize_state(art.state, torch.float32))
+    model.load_unbanked_state_dict(dense)
     for name, buf in model.named_buffers():  # non-persistent buffers (RoPE inv_freq) are rebuilt
         if name.endswith("inv_freq"):
             rd = cfg.rope_dims or cfg.head_dim
