@@ -21,11 +21,12 @@ def _cfg(vocab: int) -> ModelConfig:
                        gate_window=4)
 
 
-def _save(path, cfg, config=None):
+def _save(path, cfg, config=None, extra=None):
     torch.manual_seed(1351)
     model = GPT(cfg)
     state = model.unbanked_state_dict()
     tensors = {k: (quantize_rtn(v, 6, 12.0) if k in model.matrix_names() else v.half()) for k, v in state.items()}
+    tensors.update(extra or {})
     save_artifact(path, tensors, cfg if config is None else config, codec="lzma-9")
 
 
@@ -69,3 +70,7 @@ def test_eval_errors_are_one_line(tmp_path, data_dir, capsys):
     _one_line_exit_2(capsys, ["eval", str(good), "--data", str(tmp_path / "absent")], "does not exist")
     with pytest.raises(ArtifactError, match="has shape"):
         load_model_from_artifact(mism)
+    lqer = tmp_path / "lqer.gfa"  # an LQER entry without its factors
+    _save(lqer, _cfg(300), extra={"blocks.0.attn.c_q.weight.lqer.meta": torch.tensor([0, 64, 4])})
+    with pytest.raises(ArtifactError, match="LQER entries are malformed"):
+        load_model_from_artifact(lqer)
