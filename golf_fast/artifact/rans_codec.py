@@ -167,7 +167,10 @@ class RansCodec(Codec):
         return payload, {"prob_bits": self.prob_bits}
 
     def decode(self, payload: bytes, specs: list[TensorSpec], params: dict[str, Any]) -> list[TensorData]:
-        backend = _resolve_backend(self.backend)
+        try:
+            backend = _resolve_backend(self.backend)
+        except RuntimeError as exc:  # the file is fine, this machine cannot decode it: still one error type
+            raise ArtifactError(f"golf-rans: {exc}") from None
         info, pos = read_side(payload, specs, self.groups(specs))  # every field checked before any allocation
         side, tpos = info.side, info.table_pos
         out: list[TensorData] = [TensorData(s) for s in specs]

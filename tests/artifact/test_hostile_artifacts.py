@@ -227,3 +227,11 @@ def test_a_live_writers_temp_file_is_kept(tmp_path):
     live.write_bytes(b"in progress")
     save_artifact(tmp_path / "y.gfa", fuzz_state(1317), codec="lzma-9")
     assert live.exists()
+
+
+def test_missing_extension_is_an_artifact_error(artifacts, monkeypatch):
+    import golf_fast.artifact.rans_codec as rc
+
+    monkeypatch.setattr(rc, "load_extension", lambda: (False, "golf_fast._C is not built (simulated)"))
+    with pytest.raises(ArtifactError, match="golf-rans: golf-rans needs the compiled extension.*simulated"):
+        decode_artifact(artifacts["golf-rans"])
