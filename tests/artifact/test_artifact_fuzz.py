@@ -16,7 +16,6 @@ import json
 import random
 import struct
 
-import pytest
 import torch
 
 import golf_fast

@@ -21,7 +21,7 @@ from golf_fast.artifact.compressors import brotli_compress, brotli_decompress, l
 from golf_fast.artifact.untrusted import json_depth, parse_json
 
 from fuzz_harness import run_cases
-from test_artifact_fuzz import fuzz_state, join, join_manifest, rans_payload, rans_side, split
+from test_artifact_fuzz import fuzz_state, join_manifest, rans_payload, rans_side, split
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 requires_ext = pytest.mark.skipif(not golf_fast.HAS_EXT, reason="needs golf_fast._C (the C++ rANS decoder)")
