@@ -230,12 +230,27 @@ def test_harness_detects_crash_hang_and_foreign_errors():
     assert all(k == "clean" for i, k in enumerate(kinds) if i not in (5, 9, 10, 11))
 
 
-def test_fuzz_reference_decoder_only_raises_artifact_error():
-    """The same for the pure-Python golf-rans decoder (``backend="reference"``)."""
+def _python_backends() -> list[str]:
+    """The decoders that need no extension: ``reference``, and ``numpy`` where the codec has it."""
+    from golf_fast.artifact.rans_codec import _resolve_backend
+
+    out = []
+    for b in ("reference", "numpy"):
+        try:
+            _resolve_backend(b)
+            out.append(b)
+        except ValueError:
+            pass
+    return out
+
+
+def test_fuzz_python_decoders_only_raise_artifact_error():
+    """The same for the golf-rans decoders written in Python (``reference``, ``numpy`` if present)."""
     cases = rans_cases(1302)
-    results = run_cases(cases, lambda d: decode_artifact(d, codec_options={"backend": "reference"}), ArtifactError,
-                        batch=64, extra_bytes=256 << 20)
-    counts = summary(results)
-    print(f"\nfuzz (reference decoder): {len(cases)} mutations: {dict(counts)}")
-    bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
-    assert not bad, [(r["case"], r["kind"], r["what"]) for r in bad[:10]]
+    for backend in _python_backends():
+        results = run_cases(cases, lambda d: decode_artifact(d, codec_options={"backend": backend}), ArtifactError,
+                            batch=64, extra_bytes=256 << 20)
+        counts = summary(results)
+        print(f"\nfuzz ({backend} decoder): {len(cases)} mutations: {dict(counts)}")
+        bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
+        assert not bad, (backend, [(r["case"], r["kind"], r["what"]) for r in bad[:10]])
