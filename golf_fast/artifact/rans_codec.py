@@ -30,6 +30,7 @@ from golf_fast.artifact.rans import (
     fit_group,
     role_of,
 )
+from golf_fast.artifact.untrusted import check_params
 from golf_fast.quant.formats import qmax as qmax_of
 
 
@@ -171,6 +172,7 @@ class RansCodec(Codec):
             backend = _resolve_backend(self.backend)
         except RuntimeError as exc:  # the file is fine, this machine cannot decode it: still one error type
             raise ArtifactError(f"golf-rans: {exc}") from None
+        check_params(params, {"prob_bits": (8, 15)}, self.name)
         info, pos = read_side(payload, specs, self.groups(specs))  # every field checked before any allocation
         side, tpos = info.side, info.table_pos
         out: list[TensorData] = [TensorData(s) for s in specs]

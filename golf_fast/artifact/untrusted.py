@@ -105,3 +105,11 @@ def need_key(d: dict, key: str, what: str) -> Any:
     if key not in d:
         raise ArtifactError(f"{what}: the field {key!r} is missing")
     return d[key]
+
+
+def check_params(params: dict, allowed: dict[str, tuple[int, int]], codec: str) -> dict[str, int]:
+    """A codec's manifest parameters: only the ``allowed`` keys, each an int in its [lo, hi]."""
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ArtifactError(f"{codec}: unknown codec parameter(s) {unknown[:4]} in the manifest")
+    return {k: need_int(v, f"{codec}: codec parameter {k}", *allowed[k]) for k, v in params.items()}

@@ -235,3 +235,12 @@ def test_missing_extension_is_an_artifact_error(artifacts, monkeypatch):
     monkeypatch.setattr(rc, "load_extension", lambda: (False, "golf_fast._C is not built (simulated)"))
     with pytest.raises(ArtifactError, match="golf-rans: golf-rans needs the compiled extension.*simulated"):
         decode_artifact(artifacts["golf-rans"])
+
+
+def test_codec_parameters_are_checked(artifacts):
+    for name, key, value in (("golf-rans", "prob_bits", 2 ** 63), ("brotli-11", "quality", [0]),
+                             ("lzma-9", "preset", ""), ("lzma-9", "shuffle", 0), ("brotli-11", "evil", 1)):
+        man, payload = split(artifacts[name])
+        man["codec"]["params"][key] = value
+        with pytest.raises(ArtifactError, match=f"{name}: (codec parameter {key}|unknown codec parameter)"):
+            decode_artifact(join_manifest(man, payload), codec_options=_opts() if name == "golf-rans" else None)
