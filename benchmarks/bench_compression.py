@@ -3,40 +3,57 @@
 Run (CPU; brotli-11 and lzma-9 on the full record-shaped state take a minute or two each)::
 
     PYTHONPATH=. python benchmarks/bench_compression.py                      # record-shaped synthetic
+    PYTHONPATH=. python benchmarks/bench_compression.py --layers 0 --artifact runs/x/model.gfa
+    PYTHONPATH=. python benchmarks/bench_compression.py --layers 0 --make-smoke /tmp/bench_runs
     PYTHONPATH=. python benchmarks/bench_compression.py --trained sd.pt      # + a trained state_dict
-    PYTHONPATH=. python benchmarks/bench_compression.py --layers 2           # a quick, smaller run
 
 States:
 * ``record-synthetic``: the record's 67 matrices (``golf_fast.artifact.synthetic``), i.i.d.
   Student-t(4) weights, RTN with the record's per-role bits and clip sigmas
   (``golf_fast.quant.recipe.RECORD_RECIPE``). Codes are i.i.d. within a matrix, so the
-  per-role order-0 entropy is the floor.
+  per-role order-0 entropy is the floor. ``--layers 0`` skips it.
+* ``artifact``: a trained model's own artifact (``golf-fast train`` writes ``runs/<name>/model.gfa``):
+  its GPTQ codes, scales and passthrough tensors exactly as trained. ``--make-smoke DIR`` trains
+  the smoke preset into ``DIR/smoke`` first (a few minutes on 2 CPU cores; reused when present).
 * ``trained``: a ``torch.save``'d state_dict of your own (loaded with ``weights_only=True``);
   matrices over ``--min-numel`` entries are RTN-quantized with the bits and clip sigmas of the
   record's role their name looks like (``tok_emb``/``embed``: embedding; ``mlp``/``.fc.``/
   ``mproj``/``ffn``: MLP; anything else: attention), the rest fp16 passthrough.
 
 Columns: ``bytes`` = the whole artifact file (manifest, scales, passthrough, checksum included);
-``bits/code`` = bytes·8 / number of codes; ``H0`` = per-(role, bits) order-0 entropy of the codes;
-``codes-only`` rows compress the codes alone (brotli-11 of the byte-shuffled codes vs golf-rans's
-side information + streams), the fair comparison with H0. lrzip (the record's per-group ZPAQ) is
-reported only when the ``lrzip`` binary is installed.
+``bits/code`` = bytes·8 / number of codes; ``H0`` = per-(role, bits) order-0 entropy of the codes.
+``codes-only`` rows compress the codes alone, the fair comparison with H0 and with the record's
+per-group path: golf-rans side information + streams; brotli-11 / lzma-9 of the byte-shuffled
+codes; ``pergroup-lrzip`` = the record's R0611 path (rows of tok_emb, c_q and mlp.fc sorted by a
+greedy L1 nearest-neighbour chain, each role's matrices transposed and concatenated, ``lrzip -z
+-L 9`` (ZPAQ) per role, the row orders as brotli-11 uint16). Without the ``lrzip`` binary
+(``apt-get install lrzip``) that row says so and ``pergroup-lzma9`` (the same streams through
+lzma-9) stands in. ``dec @36M`` extrapolates golf-rans's measured decode rate (whole artifact,
+checksum and scales included) to the record's 36M codes.
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-from golf_fast.artifact import decode_artifact, encode_artifact
-from golf_fast.artifact.compressors import brotli_compress, brotli_decompress, byte_shuffle
+from golf_fast.artifact import decode_artifact, encode_artifact, load_artifact
+from golf_fast.artifact.compressors import (
+    brotli_compress,
+    brotli_decompress,
+    byte_shuffle,
+    lzma_compress,
+    lzma_decompress,
+)
 from golf_fast.artifact.rans import role_of
 from golf_fast.artifact.rans_codec import RansCodec
 from golf_fast.artifact.synthetic import heavy_tailed_weights, record_matrix_shapes
@@ -99,35 +116,103 @@ def timed(fn, *a, **k):
     return out, time.perf_counter() - t0
 
 
-def lrzip_bytes(state: dict) -> tuple[int, float, float] | None:
-    """The record's per-group lrzip -z -L 9 on role streams of transposed codes (no row sort)."""
-    exe = shutil.which("lrzip")
-    if exe is None:
-        return None
+PERGROUP_SORTED = ("tok_emb", "c_q", "mlp.fc")  # the roles R0611 similarity-sorts
+
+
+def l1_chain(q: np.ndarray) -> np.ndarray:
+    """R0611's row order: start at row 0, then always the unvisited row nearest in L1 (ties: lowest)."""
+    x = q.astype(np.int32)
+    r = x.shape[0]
+    visited = np.zeros(r, dtype=bool)
+    order = np.empty(r, dtype=np.int64)
+    cur = 0
+    for k in range(r):
+        order[k] = cur
+        visited[cur] = True
+        if k + 1 < r:
+            d = np.abs(x - x[cur]).sum(axis=1).astype(np.float64)
+            d[visited] = np.inf
+            cur = int(np.argmin(d))
+    return order
+
+
+def pergroup_streams(state: dict) -> tuple[list[bytes], bytes]:
+    """R0611's per-role streams (sorted rows where it sorts, transposed) and its row orders."""
     groups: dict = {}
+    perms = []
     for n, v in state.items():
         if isinstance(v, QuantizedTensor):
-            groups.setdefault(role_of(n), []).append(np.ascontiguousarray(v.codes.numpy().T).tobytes())
-    total, tc, td = 0, 0.0, 0.0
+            q = v.codes.numpy()
+            if any(k in n for k in PERGROUP_SORTED):
+                p = l1_chain(q)
+                q = q[p]
+                perms.append(p.astype("<u2").tobytes())
+            groups.setdefault(role_of(n), []).append(np.ascontiguousarray(q.T).tobytes())
+    return [b"".join(parts) for parts in groups.values()], b"".join(perms)
+
+
+def pergroup_bytes(state: dict, use_lrzip: bool) -> tuple[str, int, float, float]:
+    """(label, bytes, compress s, decompress s) of the per-group path, the row sort included in
+    the compress time; lrzip when installed and wanted, else lzma-9 on the same streams."""
+    t0 = time.perf_counter()
+    streams, perms = pergroup_streams(state)
+    perm_blob = brotli_compress(perms, quality=11) if perms else b""
+    t_sort = time.perf_counter() - t0
+    exe = shutil.which("lrzip") if use_lrzip else None
+    total, tc, td = len(perm_blob), t_sort, 0.0
+    if exe is None:
+        for data in streams:
+            t0 = time.perf_counter()
+            z = lzma_compress(data, preset=9)
+            tc += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            assert lzma_decompress(z, "bench", len(data)) == data
+            td += time.perf_counter() - t0
+            total += len(z)
+        return "pergroup-lzma9 codes-only (lrzip stand-in)", total, tc, td
     with tempfile.TemporaryDirectory() as d:
-        for k, parts in enumerate(groups.values()):
+        for k, data in enumerate(streams):
             src = f"{d}/g{k}"
             with open(src, "wb") as f:
-                f.write(b"".join(parts))
+                f.write(data)
             t0 = time.perf_counter()
-            subprocess.run([exe, "-q", "-z", "-L", "9", "-o", src + ".lrz", src], check=True)
+            subprocess.run([exe, "-q", "-z", "-L", "9", "-o", src + ".lrz", src], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             tc += time.perf_counter() - t0
-            total += len(open(src + ".lrz", "rb").read())
+            with open(src + ".lrz", "rb") as f:
+                total += len(f.read())
             t0 = time.perf_counter()
-            subprocess.run([exe, "-q", "-d", "-o", src + ".out", src + ".lrz"], check=True)
+            subprocess.run([exe, "-q", "-d", "-o", src + ".out", src + ".lrz"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             td += time.perf_counter() - t0
-    return total, tc, td
+            with open(src + ".out", "rb") as f:
+                assert f.read() == data
+    return "pergroup-lrzip codes-only", total, tc, td
 
 
-def bench_state(label: str, state: dict, codecs: list[str]) -> list[dict]:
+def artifact_state(path: str) -> dict:
+    """A trained artifact's state, exactly as stored (GPTQ codes, scales, passthrough)."""
+    return dict(load_artifact(path).state)
+
+
+def make_smoke(out_dir: str) -> str:
+    """Train the smoke preset into ``out_dir/smoke`` unless its artifact is there; its path."""
+    path = pathlib.Path(out_dir) / "smoke" / "model.gfa"
+    if not path.exists():
+        subprocess.run([sys.executable, "-m", "golf_fast.train", "--preset", "smoke", "--run.out_dir", out_dir,
+                        "--run.name", "smoke"], check=True)
+    return str(path)
+
+
+def _row(label, codec, nbytes, n_codes, enc, dec, cenc=float("nan"), cdec=float("nan")) -> dict:
+    return {"state": label, "codec": codec, "bytes": nbytes, "bits": nbytes * 8 / n_codes, "enc": enc, "dec": dec,
+            "cenc": cenc, "cdec": cdec, "dec36": dec * 36e6 / n_codes}
+
+
+def bench_state(label: str, state: dict, codecs: list[str], use_lrzip: bool = True) -> list[dict]:
     h_bits, n_codes = entropy_bits(state)
     print(f"\n== {label}: {sum(isinstance(v, QuantizedTensor) for v in state.values())} matrices, "
-          f"{n_codes:,} codes, order-0 entropy {h_bits / n_codes:.4f} bits/code ({h_bits / 8:,.0f} B)")
+          f"{n_codes:,} codes, order-0 entropy {h_bits / n_codes:.4f} bits/code ({h_bits / 8:,.0f} B)", flush=True)
     rows = []
     rans_report = {}
     for name in codecs:
@@ -140,31 +225,29 @@ def bench_state(label: str, state: dict, codecs: list[str]) -> list[dict]:
             w = art.state[k]
             same = torch.equal(v.codes, w.codes) if isinstance(v, QuantizedTensor) else torch.equal(v, w)
             assert same, (name, k)
-        rows.append({"state": label, "codec": name, "bytes": len(data), "bits": len(data) * 8 / n_codes,
-                     "enc": t_enc, "dec": t_dec, "cenc": c_enc, "cdec": c_dec})
+        rows.append(_row(label, name, len(data), n_codes, t_enc, t_dec, c_enc, c_dec))
         if name == "golf-rans":
             rans_report = codec.last_report
     codes = b"".join(v.codes.numpy().tobytes() for v in state.values() if isinstance(v, QuantizedTensor))
     shuffled = byte_shuffle(codes, 2)
-    b, t_enc = timed(brotli_compress, shuffled, quality=11)
-    c_enc = CPU_TIMES["last"]
-    _, t_dec = timed(brotli_decompress, b, "bench", len(shuffled))
-    rows.append({"state": label, "codec": "brotli-11 codes-only", "bytes": len(b), "bits": len(b) * 8 / n_codes,
-                 "enc": t_enc, "dec": t_dec, "cenc": c_enc, "cdec": CPU_TIMES["last"]})
+    for cname, comp, dec in (("brotli-11", lambda d: brotli_compress(d, quality=11), brotli_decompress),
+                             ("lzma-9", lambda d: lzma_compress(d, preset=9), lzma_decompress)):
+        b, t_enc = timed(comp, shuffled)
+        c_enc = CPU_TIMES["last"]
+        _, t_dec = timed(dec, b, "bench", len(shuffled))
+        rows.append(_row(label, f"{cname} codes-only", len(b), n_codes, t_enc, t_dec, c_enc, CPU_TIMES["last"]))
     if rans_report:
         nb = rans_report["side_bytes"] + rans_report["stream_bytes"]
-        rows.append({"state": label, "codec": "golf-rans codes-only", "bytes": nb, "bits": nb * 8 / n_codes,
-                     "enc": float("nan"), "dec": float("nan"), "cenc": float("nan"), "cdec": float("nan")})
+        rows.append(_row(label, "golf-rans codes-only", nb, n_codes, float("nan"), float("nan")))
         for g in rans_report["groups"]:
             c = g["chosen"]
-            print(f"   golf-rans {g['role']}: transpose={c['transpose']} reorder={c['reorder']} "
-                  f"contexts={len(c['thr_a']) + 1}x{len(c['thr_b']) + 1}x{2 * c['ck'] + 1}")
-    lz = lrzip_bytes(state)
-    if lz is None:
-        print("   lrzip: not installed, skipped")
-    else:
-        rows.append({"state": label, "codec": "lrzip-zpaq codes-only", "bytes": lz[0], "bits": lz[0] * 8 / n_codes,
-                     "enc": lz[1], "dec": lz[2], "cenc": float("nan"), "cdec": float("nan")})
+            print(f"   golf-rans {g['role']}: transpose={c['transpose']} reorder={c['reorder']} rmode={c['rmode']} "
+                  f"contexts={len(c['thr_a']) + 1}x{len(c['thr_b']) + 1}x{2 * c['ck'] + 1} "
+                  f"coded ~{g['entropy_bytes']:,} B")
+    if use_lrzip and shutil.which("lrzip") is None:
+        print("   lrzip: not installed (apt-get install lrzip); pergroup-lzma9 stands in")
+    plabel, pbytes, ptc, ptd = pergroup_bytes(state, use_lrzip)
+    rows.append(_row(label, plabel, pbytes, n_codes, ptc, ptd))
     for r in rows:
         r["vs_H0"] = 100 * (r["bits"] / (h_bits / n_codes) - 1)
         r["H0"] = h_bits / n_codes
@@ -173,9 +256,13 @@ def bench_state(label: str, state: dict, codecs: list[str]) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--layers", type=int, default=11, help="layers of the record-shaped synthetic state")
+    ap.add_argument("--layers", type=int, default=11, help="layers of the record-shaped synthetic state (0: skip)")
+    ap.add_argument("--artifact", action="append", default=[], help="a trained artifact .gfa (repeatable)")
+    ap.add_argument("--make-smoke", default="", metavar="DIR",
+                    help="train the smoke preset into DIR/smoke (unless there) and benchmark its artifact")
     ap.add_argument("--trained", action="append", default=[], help="a torch.save'd state_dict (repeatable)")
     ap.add_argument("--codecs", default="golf-rans,brotli-11,lzma-9")
+    ap.add_argument("--no-lrzip", action="store_true", help="skip lrzip (slow: minutes per MB); lzma-9 stands in")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument("--min-numel", type=int, default=RECORD_RECIPE.passthrough_max_numel,
                     help="trained states: quantize matrices with more entries than this (default: the record's)")
@@ -183,20 +270,30 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     codecs = args.codecs.split(",")
-    rows = bench_state("record-synthetic", synthetic_state(args.layers), codecs)
+    use_lrzip = not args.no_lrzip
+    rows = []
+    if args.layers > 0:
+        rows += bench_state("record-synthetic", synthetic_state(args.layers), codecs, use_lrzip)
+    paths = list(args.artifact) + ([make_smoke(args.make_smoke)] if args.make_smoke else [])
+    for p in paths:
+        rows += bench_state(f"artifact:{'/'.join(p.split('/')[-2:])}", artifact_state(p), codecs, use_lrzip)
     for p in args.trained:
-        rows += bench_state(f"trained:{p.rsplit('/', 1)[-1]}", trained_state(p, args.min_numel), codecs)
-    print("\n| state | codec | bytes | bits/code | H0 bits/code | vs H0 | compress s (cpu s) | decompress s (cpu s) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+        rows += bench_state(f"trained:{p.rsplit('/', 1)[-1]}", trained_state(p, args.min_numel), codecs, use_lrzip)
+    print(f"\n(CPU timings, {torch.get_num_threads()} torch threads)")
+    print("| state | codec | bytes | bits/code | H0 bits/code | vs H0 | compress s (cpu s) | decompress s (cpu s) "
+          "| dec @36M codes s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        d36 = f"{r['dec36']:.2f}" if r["codec"] == "golf-rans" else ""
         print(f"| {r['state']} | {r['codec']} | {r['bytes']:,} | {r['bits']:.4f} | {r['H0']:.4f} | "
-              f"{r['vs_H0']:+.2f}% | {r['enc']:.2f} ({r['cenc']:.2f}) | {r['dec']:.3f} ({r['cdec']:.3f}) |")
-    by = {(r["state"], r["codec"]): r for r in rows}
+              f"{r['vs_H0']:+.2f}% | {r['enc']:.2f} ({r['cenc']:.2f}) | {r['dec']:.3f} ({r['cdec']:.3f}) | {d36} |")
     for st in dict.fromkeys(r["state"] for r in rows):
-        a, b = by.get((st, "golf-rans")), by.get((st, "brotli-11"))
-        if a and b:
-            print(f"{st}: golf-rans is {100 * (1 - a['bytes'] / b['bytes']):+.2f}% smaller than brotli-11, "
-                  f"compresses {b['enc'] / a['enc']:.1f}x faster, decompresses {b['dec'] / a['dec']:.2f}x as fast")
+        codes_only = sorted((r for r in rows if r["state"] == st and "codes-only" in r["codec"]),
+                            key=lambda r: r["bytes"])
+        if codes_only:
+            best, rest = codes_only[0], codes_only[1:]
+            vs = ", ".join(f"{r['codec'].split(' ')[0]} {100 * (r['bytes'] / best['bytes'] - 1):+.2f}%" for r in rest)
+            print(f"{st}: smallest codes-only: {best['codec'].split(' ')[0]} ({best['bytes']:,} B); others: {vs}")
 
 
 if __name__ == "__main__":

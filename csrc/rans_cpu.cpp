@@ -6,8 +6,9 @@
 // each slice is an independent stream (its own state and context history), so slices decode in
 // parallel. Context of symbol (i, j) within a slice:
 //   colacc[j]  column accumulator, starts at ainit:  colacc[j] += |q| - (colacc[j] >> cs)
-//   rowacc     row accumulator, reset to rinit at the start of each row: rowacc += |q| - (rowacc >> rs)
-//   above      u of (i-1, j) in the slice, qmax (code 0) on the slice's first row
+//   rowacc     row accumulator, reset to rinit at the start of each row: rowacc += m - (rowacc >> rs), where
+//              m = |q| (rmode 0) or m = |q - q_above| (rmode 1: how far the row strays from the row above)
+//   above      u of (i-1, j) in the slice, qmax (code 0) on the slice's first row (q_above = above - qmax)
 //   ctx = (luta[min(colacc[j], |luta|-1)] * nb + lutb[min(rowacc, |lutb|-1)]) * nc + lutc[above]
 // (accumulators are read before the symbol updates them).
 //
@@ -32,12 +33,12 @@ constexpr uint32_t kLow = 1u << 16;
 // The Python loader checks every side-information field first (golf_fast/artifact/rans_side.py);
 // these re-check, at the C++ boundary, each value that is later used as an index or a size.
 
-constexpr int64_t kMaxAccInit = int64_t(1) << 24;   // accumulators stay far from int32 overflow
+constexpr int64_t kMaxAccInit = int64_t(1) << 20;   // = rans_side.MAX_ACC; accumulators stay far from int32 overflow
 constexpr int64_t kMaxSymbols = int64_t(1) << 40;   // rows * cols of one matrix
 
 void check_accumulator_inits(int64_t ainit, int64_t rinit) {
-  TORCH_CHECK(ainit >= 0 && ainit <= kMaxAccInit, "ainit: expected 0..2^24, got ", ainit);
-  TORCH_CHECK(rinit >= 0 && rinit <= kMaxAccInit, "rinit: expected 0..2^24, got ", rinit);
+  TORCH_CHECK(ainit >= 0 && ainit <= kMaxAccInit, "ainit: expected 0..2^20, got ", ainit);
+  TORCH_CHECK(rinit >= 0 && rinit <= kMaxAccInit, "rinit: expected 0..2^20, got ", rinit);
 }
 
 void check_matrix_dims(int64_t rows, int64_t cols) {
@@ -58,13 +59,13 @@ struct Model {
   int64_t nsym;
   int64_t nctx;
   int64_t prob_bits;
-  int64_t qmax, cs, rs, ainit, rinit;
+  int64_t qmax, cs, rs, ainit, rinit, rmode;
 };
 
 Model make_model(const at::Tensor& luta, const at::Tensor& lutb, const at::Tensor& lutc, int64_t nb, int64_t nc,
                  const at::Tensor& freq,
                  const at::Tensor& cum, int64_t prob_bits, int64_t qmax, int64_t cs, int64_t rs,
-                 int64_t ainit, int64_t rinit) {
+                 int64_t ainit, int64_t rinit, int64_t rmode) {
   TORCH_CHECK(luta.dtype() == at::kByte && luta.dim() == 1 && luta.numel() >= 1 && luta.is_contiguous(),
               "luta: expected a contiguous 1-D uint8 tensor");
   TORCH_CHECK(lutb.dtype() == at::kByte && lutb.dim() == 1 && lutb.numel() >= 1 && lutb.is_contiguous(),
@@ -76,13 +77,14 @@ Model make_model(const at::Tensor& luta, const at::Tensor& lutb, const at::Tenso
   TORCH_CHECK(prob_bits >= 8 && prob_bits <= 15, "prob_bits: expected 8..15, got ", prob_bits);
   TORCH_CHECK(qmax >= 1 && qmax <= 127 && freq.size(1) == 2 * qmax + 1, "freq: expected 2*qmax+1 symbols");
   TORCH_CHECK(cs >= 0 && cs <= 8 && rs >= 0 && rs <= 8, "cs, rs: expected 0..8");
+  TORCH_CHECK(rmode == 0 || rmode == 1, "rmode: expected 0 or 1, got ", rmode);
   TORCH_CHECK(nb >= 1 && nc >= 1 && freq.size(0) % (nb * nc) == 0, "nb, nc: expected >= 1, dividing the context count");
   TORCH_CHECK(lutc.numel() == freq.size(1), "lutc: expected one entry per symbol");
   check_accumulator_inits(ainit, rinit);
   Model m{luta.data_ptr<uint8_t>(), luta.numel(), lutb.data_ptr<uint8_t>(), lutb.numel(), lutc.data_ptr<uint8_t>(),
           nb, nc,
           freq.data_ptr<int32_t>(), cum.data_ptr<int32_t>(), freq.size(1), freq.size(0), prob_bits,
-          qmax, cs, rs, ainit, rinit};
+          qmax, cs, rs, ainit, rinit, rmode};
   for (int64_t i = 0; i < m.na_len; ++i) TORCH_CHECK(m.luta[i] * nb * nc < m.nctx, "luta: context out of range");
   for (int64_t i = 0; i < m.nb_len; ++i) TORCH_CHECK(m.lutb[i] < nb, "lutb: context out of range");
   for (int64_t i = 0; i < m.nsym; ++i) TORCH_CHECK(m.lutc[i] < nc, "lutc: context out of range");
@@ -109,8 +111,9 @@ void contexts_of(const Model& m, const int8_t* q, int64_t rows, int64_t cols, in
       if (rowa_out) rowa_out[idx] = static_cast<int32_t>(rowacc);
       if (above_out) above_out[idx] = static_cast<int32_t>(above);
       const int64_t mag = q[idx] < 0 ? -q[idx] : q[idx];
+      const int64_t res = m.rmode ? std::abs(q[idx] - (above - m.qmax)) : mag;
       colacc[j] += mag - (colacc[j] >> m.cs);
-      rowacc += mag - (rowacc >> m.rs);
+      rowacc += res - (rowacc >> m.rs);
     }
   }
 }
@@ -123,13 +126,14 @@ void check_codes(const at::Tensor& c) {
 
 // (3, R, C) int32 per matrix: column accumulator, row accumulator, symbol above.
 std::vector<at::Tensor> rans_features_cpp(at::TensorList codes, int64_t slice_rows, int64_t qmax, int64_t cs,
-                                          int64_t rs, int64_t ainit, int64_t rinit) {
+                                          int64_t rs, int64_t ainit, int64_t rinit, int64_t rmode) {
   TORCH_CHECK(cs >= 0 && cs <= 8 && rs >= 0 && rs <= 8, "cs, rs: expected 0..8");
+  TORCH_CHECK(rmode == 0 || rmode == 1, "rmode: expected 0 or 1");
   TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
   check_accumulator_inits(ainit, rinit);
   std::vector<at::Tensor> out;
   Model m{};
-  m.qmax = qmax; m.cs = cs; m.rs = rs; m.ainit = ainit; m.rinit = rinit;
+  m.qmax = qmax; m.cs = cs; m.rs = rs; m.ainit = ainit; m.rinit = rinit; m.rmode = rmode;
   for (const auto& c : codes) {
     check_codes(c);
     const at::Tensor q = c.contiguous();
@@ -247,8 +251,10 @@ std::string decode_lanes(const Model& m, const DecodeTables& dt, const uint8_t* 
         const int32_t code = static_cast<int32_t>(s - m.qmax);
         *o = static_cast<int8_t>(code);
         const int32_t mag = code < 0 ? -code : code;
+        const int32_t dq = code - static_cast<int32_t>(above - m.qmax);
+        const int32_t res = m.rmode ? (dq < 0 ? -dq : dq) : mag;
         ca_ref += mag - (ca_ref >> m.cs);
-        rowacc[l] += mag - (rowacc[l] >> m.rs);
+        rowacc[l] += res - (rowacc[l] >> m.rs);
       }
     }
     if (bad_symbol) return "a symbol falls in an empty context";
@@ -277,8 +283,9 @@ std::vector<SliceRef> slices_of(const std::vector<int64_t>& rows, int64_t slice_
 std::vector<at::Tensor> rans_encode_cpp(at::TensorList codes, int64_t slice_rows, const at::Tensor& luta,
                                         const at::Tensor& lutb, const at::Tensor& lutc, int64_t nb, int64_t nc,
                                         const at::Tensor& freq, const at::Tensor& cum, int64_t prob_bits,
-                                        int64_t qmax, int64_t cs, int64_t rs, int64_t ainit, int64_t rinit) {
-  const Model m = make_model(luta, lutb, lutc, nb, nc, freq, cum, prob_bits, qmax, cs, rs, ainit, rinit);
+                                        int64_t qmax, int64_t cs, int64_t rs, int64_t ainit, int64_t rinit,
+                                        int64_t rmode) {
+  const Model m = make_model(luta, lutb, lutc, nb, nc, freq, cum, prob_bits, qmax, cs, rs, ainit, rinit, rmode);
   TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
   std::vector<at::Tensor> qs;
   std::vector<int64_t> rows;
@@ -310,8 +317,8 @@ std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef 
                                         int64_t slice_rows, const at::Tensor& luta, const at::Tensor& lutb,
                                         const at::Tensor& lutc, int64_t nb, int64_t nc, const at::Tensor& freq,
                                         const at::Tensor& cum, int64_t prob_bits, int64_t qmax, int64_t cs,
-                                        int64_t rs, int64_t ainit, int64_t rinit) {
-  const Model m = make_model(luta, lutb, lutc, nb, nc, freq, cum, prob_bits, qmax, cs, rs, ainit, rinit);
+                                        int64_t rs, int64_t ainit, int64_t rinit, int64_t rmode) {
+  const Model m = make_model(luta, lutb, lutc, nb, nc, freq, cum, prob_bits, qmax, cs, rs, ainit, rinit, rmode);
   TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
   TORCH_CHECK(rows_in.size() == cols.size(), "rows, cols: one per matrix");
   const std::vector<int64_t> rows(rows_in.begin(), rows_in.end());
@@ -387,12 +394,14 @@ std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef 
 // the encoder's tables are fitted to.
 at::Tensor rans_counts_cpp(at::TensorList codes, int64_t slice_rows, const at::Tensor& luta, const at::Tensor& lutb,
                            const at::Tensor& lutc, int64_t nb, int64_t nc, int64_t nctx, int64_t qmax, int64_t cs,
-                           int64_t rs, int64_t ainit, int64_t rinit) {
+                           int64_t rs, int64_t ainit, int64_t rinit, int64_t rmode) {
+  TORCH_CHECK(qmax >= 1 && qmax <= 127, "qmax: expected 1..127");
+  TORCH_CHECK(nctx >= 1 && nctx <= (1 << 20), "nctx: expected 1..2^20");
   const int64_t nsym = 2 * qmax + 1;
   at::Tensor dummy = at::zeros({nctx, nsym}, luta.options().dtype(at::kInt));
   at::Tensor cum = dummy.clone();
   for (int64_t c = 0; c < nctx; ++c) dummy[c][0] = 1 << 8;  // a valid table, only for make_model's checks
-  const Model m = make_model(luta, lutb, lutc, nb, nc, dummy, cum, 8, qmax, cs, rs, ainit, rinit);
+  const Model m = make_model(luta, lutb, lutc, nb, nc, dummy, cum, 8, qmax, cs, rs, ainit, rinit, rmode);
   TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
   at::Tensor counts = at::zeros({nctx, nsym}, luta.options().dtype(at::kLong));
   int64_t* h = counts.data_ptr<int64_t>();
@@ -461,16 +470,17 @@ at::Tensor rans_chain_cpp(const at::Tensor& gram_in, const at::Tensor& sq_in) {
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(golf_fast, m) {
-  m.def("_rans_features_cpp(Tensor[] codes, int slice_rows, int qmax, int cs, int rs, int ainit, int rinit) "
+  m.def("_rans_features_cpp(Tensor[] codes, int slice_rows, int qmax, int cs, int rs, int ainit, int rinit, int rmode) "
         "-> Tensor[]");
   m.def("_rans_encode_cpp(Tensor[] codes, int slice_rows, Tensor luta, Tensor lutb, Tensor lutc, int nb, int nc, "
-        "Tensor freq, Tensor cum, int prob_bits, int qmax, int cs, int rs, int ainit, int rinit) -> Tensor[]");
+        "Tensor freq, Tensor cum, int prob_bits, int qmax, int cs, int rs, int ainit, int rinit, int rmode) "
+        "-> Tensor[]");
   m.def("_rans_chain_cpp(Tensor gram, Tensor sq) -> Tensor");
   m.def("_rans_counts_cpp(Tensor[] codes, int slice_rows, Tensor luta, Tensor lutb, Tensor lutc, int nb, int nc, "
-        "int nctx, int qmax, int cs, int rs, int ainit, int rinit) -> Tensor");
+        "int nctx, int qmax, int cs, int rs, int ainit, int rinit, int rmode) -> Tensor");
   m.def("_rans_decode_cpp(Tensor[] streams, int[] rows, int[] cols, int slice_rows, Tensor luta, Tensor lutb, "
         "Tensor lutc, int nb, int nc, Tensor freq, Tensor cum, int prob_bits, int qmax, int cs, int rs, "
-        "int ainit, int rinit) -> Tensor[]");
+        "int ainit, int rinit, int rmode) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(golf_fast, CPU, m) {

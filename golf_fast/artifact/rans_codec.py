@@ -19,26 +19,28 @@ from golf_fast.artifact.compressors import (
     lzma_decompress,
 )
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans_side import SIDE_VERSION, check_permutation, check_table, read_side, slices_of_group
 from golf_fast.artifact.rans import (
-    DEFAULT_CANDIDATES,
     DEFAULT_PROB_BITS,
-    GroupModel,
     DEFAULT_SLICE_ROWS,
+    GroupModel,
     decode_group,
     encode_group,
-    fit_group,
+    read_table_bytes,
     role_of,
+    table_bytes,
+    undo_order,
 )
+from golf_fast.artifact.rans_fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
+from golf_fast.artifact.rans_numpy import decode_slices_numpy
+from golf_fast.artifact.rans_side import SIDE_VERSION, check_permutation, check_tables, read_side, slices_of_group
 from golf_fast.artifact.untrusted import check_params
 from golf_fast.quant.formats import qmax as qmax_of
 
 
-
 def _resolve_backend(backend: str) -> str:
-    if backend not in ("auto", "cpp", "reference"):
-        raise ValueError(f"backend: expected 'auto', 'cpp' or 'reference', got {backend!r}")
-    if backend == "reference":
+    if backend not in ("auto", "cpp", "reference", "numpy"):
+        raise ValueError(f"backend: expected 'auto', 'cpp', 'reference' or 'numpy', got {backend!r}")
+    if backend in ("reference", "numpy"):
         return backend
     ok, why = load_extension()
     if not ok:
@@ -48,15 +50,10 @@ def _resolve_backend(backend: str) -> str:
     return "cpp"
 
 
-def _table_bytes(freq: np.ndarray) -> bytes:
-    """Frequency tables as little-endian uint16 (every entry is ≤ 2^15); brotli packs the zeros."""
-    return np.ascontiguousarray(freq, dtype="<u2").tobytes()
-
-
-def _read_table(buf: bytes, pos: int, n: int) -> tuple[np.ndarray, int]:
+def _read_table(buf: bytes, pos: int, n: int, version: int) -> tuple[np.ndarray, int]:
     if pos + 2 * n > len(buf):
         raise ArtifactError("golf-rans: frequency tables end early")
-    return np.frombuffer(buf, dtype="<u2", count=n, offset=pos).astype(np.int64), pos + 2 * n
+    return read_table_bytes(buf[pos:pos + 2 * n], n, planes=version >= 2), pos + 2 * n
 
 
 def _rest_bytes(items: list[TensorData]) -> bytes:
@@ -98,9 +95,13 @@ def _split_rest(rest: bytes, specs: list[TensorSpec]) -> list[bytes]:
 class RansCodec(Codec):
     """Per-(role, bits) context-modelled rANS for codes; brotli/lzma for scales and passthrough.
 
-    ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp`` or
-    ``reference`` (pure Python, for tests and small states). ``candidates``: the context settings
-    tried per group (see ``rans.DEFAULT_CANDIDATES``).
+    ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp``,
+    ``reference`` (pure Python, for tests and small states) or ``numpy`` (decoding vectorized over
+    slices, ``rans_numpy``, no extension needed; encoding as ``reference``). ``candidates``: the
+    context settings tried per group, ``(transpose, cs, rs, na, nb, ck, reorder[, rmode])`` (see
+    ``rans_fit.DEFAULT_CANDIDATES``). ``prob_bits``: the largest table precision a group may get
+    (each group takes the one among prob_bits−4 … prob_bits that minimizes coded + stored bytes).
+    ``slice_rows``: rows per independent stream.
     """
 
     name = "golf-rans"
@@ -112,14 +113,11 @@ class RansCodec(Codec):
             raise ValueError(f"prob_bits: expected an int in 8..15, got {prob_bits!r}")
         if not isinstance(slice_rows, int) or slice_rows < 1:
             raise ValueError(f"slice_rows: expected a positive int, got {slice_rows!r}")
-        for c in candidates:
-            if len(tuple(c)) != 7:
-                raise ValueError(f"candidates: expected (transpose, cs, rs, na, nb, ck, reorder) tuples, got {c!r}")
-        self.slice_rows = slice_rows
         if not candidates:
             raise ValueError("candidates: expected at least one context setting")
+        self.slice_rows = slice_rows
         self.backend = backend
-        self.candidates = tuple(tuple(c) for c in candidates)
+        self.candidates = tuple(normalize_candidate(c) for c in candidates)
         self.prob_bits = prob_bits
         self.last_report: dict[str, Any] = {}
 
@@ -151,7 +149,7 @@ class RansCodec(Codec):
             header["groups"].append({"tensors": idx, **model.settings()})
             header["streams"].extend(len(s) for s in enc)
             streams.extend(enc)
-            tables.append(_table_bytes(model.freq.ravel()))
+            tables.append(table_bytes(model.freq))
             for p in perms or []:
                 tables.append(p.astype("<u2" if p.size <= 1 << 16 else "<u4").tobytes())
         rest_raw = _rest_bytes(items)
@@ -181,9 +179,9 @@ class RansCodec(Codec):
             idx = g["tensors"]
             nsym = 2 * g["qmax"] + 1
             nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1) * (2 * g["ck"] + 1)
-            freq, tpos = _read_table(side, tpos, nctx * nsym)
+            freq, tpos = _read_table(side, tpos, nctx * nsym, info.version)
             freq = freq.reshape(nctx, nsym)
-            check_table(freq, g["prob_bits"], f"golf-rans: group of {specs[idx[0]].name!r}")
+            check_tables(freq, g["prob_bits"])
             model = GroupModel.from_settings(g, freq)
             shapes = [(int(specs[i].shape[0]), int(specs[i].shape[1])) for i in idx]
             streams = []
@@ -204,7 +202,16 @@ class RansCodec(Codec):
                     check_permutation(p, n, repr(specs[i].name))
                     perms.append(p)
                     tpos += n * width
-            mats = decode_group(model, streams, shapes, [specs[i].name for i in idx], backend, perms)
+            names = [specs[i].name for i in idx]
+            if backend == "numpy":
+                try:
+                    oriented = decode_slices_numpy(model, streams, [(c, r) if model.transpose else (r, c)
+                                                                    for r, c in shapes])
+                except ArtifactError as exc:
+                    raise ArtifactError(f"golf-rans: corrupt code stream in the group of {names[0]!r}: {exc}") from exc
+                mats = undo_order(model, oriented, names, perms)
+            else:
+                mats = decode_group(model, streams, shapes, names, backend, perms)
             for i, q in zip(idx, mats):
                 out[i].codes = q
         if tpos != len(side):

@@ -1,20 +1,19 @@
-"""``golf-rans`` side information read from an untrusted payload, every field checked first.
+"""``golf-rans`` side information: what the JSON header may hold, checked before anything is allocated.
 
-The payload is ``u32 len(side) | side | streams… | rest`` and ``side`` = brotli(``u32 len(json) |
-json | tables``) (layout in ``golf_fast.artifact.rans``). ``read_side`` decompresses the side
-information (capped at ``MAX_SIDE_BYTES``), parses its JSON (size- and depth-capped) and checks
-every field against the manifest's tensors before the decoder allocates anything from it:
+A loaded artifact may come from anyone, so the side information is decompressed with an output
+cap (:func:`decompress_side`) and every field is checked for type and range before it sizes an
+allocation or a loop: the header's shape (``v``, ``groups``,
+``streams``, ``rest``), each group's settings (:func:`check_group`), the stream count against the
+manifest's shapes, and each frequency table (:func:`check_tables`: every context sums to 0 or
+2^prob_bits). Anything else raises :class:`ArtifactError` naming the field. The C++ decoder checks
+again every index it reads (tables, lookup tables, stream bounds).
 
-* ``v`` is the side-information version; ``groups`` equals the manifest's (role, bits) groups;
-* per group: ``qmax`` = the group's bits' qmax; ``cs``, ``rs`` in 0..8; ``ainit`` in
-  [0, (qmax+1)·2^cs] and ``rinit`` in [0, (qmax+1)·2^rs] (the encoder's initial accumulators are
-  mean magnitudes, at most qmax·2^cs); ``thr_a``/``thr_b`` non-decreasing ints in that same range,
-  at most ``MAX_THRESHOLDS`` each; ``ck`` in 0..qmax; at most ``MAX_CONTEXTS`` contexts;
-  ``prob_bits`` 8..15; ``slice_rows`` ≥ 1; ``transpose``/``reorder`` booleans;
-* ``streams``: one length per slice of every group's matrices, each ≥ 4 bytes, in the payload;
-* ``rest``: ``method`` brotli or lzma, ``len`` the payload's remaining bytes;
-* the frequency tables: one row of 2·qmax+1 entries per context, each row summing to 0 or
-  2^prob_bits; row orders (reordering groups) are permutations.
+Version 1 headers (no ``rmode``, tables stored as interleaved uint16) are read as ``rmode`` 0;
+version 2 adds ``rmode`` and stores each table as two byte planes (``rans.table_bytes``).
+
+``read_side`` does it all for the decoder: decompression with the cap, the JSON parsed with size
+and depth caps (``untrusted.parse_json``), then the checks above against the manifest's groups;
+row orders are checked to be permutations (``check_permutation``) as they are read.
 """
 
 from __future__ import annotations
@@ -28,36 +27,124 @@ import numpy as np
 from golf_fast.artifact.codec_base import TensorSpec
 from golf_fast.artifact.compressors import brotli_decompress
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.untrusted import (
-    MAX_JSON_BYTES,
-    need_bool,
-    need_dict,
-    need_int,
-    need_key,
-    need_list,
-    need_str,
-    parse_json,
-)
+from golf_fast.artifact.untrusted import MAX_JSON_BYTES, parse_json
 from golf_fast.quant.formats import qmax as qmax_of
 
-SIDE_VERSION = 1
-MAX_SIDE_BYTES = 1 << 26
-"""Largest decompressed side information (64 MiB; tables and row orders are a few hundred KB)."""
-MAX_THRESHOLDS = 63
-"""Most bucket thresholds per accumulator (the encoder uses at most 7)."""
+SIDE_VERSION = 2
+KNOWN_VERSIONS = (1, 2)
+MAX_BUCKETS = 64  # thresholds per accumulator + 1 (the lookup tables hold uint8 bucket indices)
 MAX_CONTEXTS = 1 << 16
-"""Most contexts per group (the encoder uses at most 8·4·17 = 544)."""
-MAX_SLICE_ROWS = 1 << 30
-_GROUP_KEYS = ("tensors", "qmax", "transpose", "cs", "rs", "ainit", "rinit", "thr_a", "thr_b", "ck", "prob_bits",
-               "slice_rows", "reorder")
+MAX_ACC = 1 << 20  # accumulator init values and thresholds (the lookup tables have one entry per value)
+MAX_SLICE_ROWS = 1 << 24
+MAX_SIDE_BYTES = 1 << 26  # decompressed side information (the record's is ~50 KB)
+_GROUP_KEYS = {"tensors", "qmax", "transpose", "cs", "rs", "ainit", "rinit", "thr_a", "thr_b", "ck", "prob_bits",
+               "slice_rows", "reorder"}
 
+
+def _fail(what: str) -> None:
+    raise ArtifactError(f"golf-rans: side information: {what}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_in(g: dict, key: str, lo: int, hi: int) -> int:
+    v = g[key]
+    if not _is_int(v) or not lo <= v <= hi:
+        _fail(f"group field {key!r} must be an int in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+def _thresholds(g: dict, key: str) -> list:
+    v = g[key]
+    if not isinstance(v, list) or len(v) >= MAX_BUCKETS:
+        _fail(f"group field {key!r} must be a list of fewer than {MAX_BUCKETS} ints")
+    if not all(_is_int(t) and 1 <= t <= MAX_ACC for t in v) or any(a >= b for a, b in zip(v, v[1:])):
+        _fail(f"group field {key!r} must hold strictly increasing ints in [1, {MAX_ACC}]")
+    return v
+
+
+def decompress_side(data: bytes) -> bytes:
+    """brotli-decompress the side information, refusing to produce more than ``MAX_SIDE_BYTES``
+    (a few bytes of hostile brotli can expand to gigabytes): ``compressors.brotli_decompress``
+    streams it and stops at the cap."""
+    return brotli_decompress(data, "golf-rans side information", MAX_SIDE_BYTES)
+
+
+def check_header(header: Any) -> int:
+    """Check the header's top level; return its version."""
+    if not isinstance(header, dict):
+        _fail("the header is not a JSON object")
+    v = header.get("v")
+    if not _is_int(v) or v not in KNOWN_VERSIONS:
+        raise ArtifactError(f"golf-rans: unknown side-information version {v!r}")
+    if set(header) != {"v", "groups", "streams", "rest"}:
+        _fail(f"header keys {sorted(header)} are not v, groups, streams, rest")
+    if not isinstance(header["groups"], list) or not all(isinstance(g, dict) for g in header["groups"]):
+        _fail("'groups' must be a list of objects")
+    for g in header["groups"]:
+        t = g.get("tensors")
+        if not isinstance(t, list) or not t or not all(_is_int(i) and i >= 0 for i in t):
+            _fail("a group's 'tensors' must be a non-empty list of tensor indices")
+    lens = header["streams"]
+    if not isinstance(lens, list) or not all(_is_int(n) and 0 <= n < 1 << 40 for n in lens):
+        _fail("'streams' must be a list of stream lengths (non-negative ints)")
+    rest = header["rest"]
+    if not isinstance(rest, dict) or set(rest) != {"method", "len"} or rest["method"] not in ("brotli", "lzma") \
+            or not _is_int(rest["len"]) or rest["len"] < 0:
+        _fail("'rest' must be {'method': 'brotli' | 'lzma', 'len': int >= 0}")
+    return v
+
+
+def check_group(g: dict, version: int, qmax: int) -> dict:
+    """One group's settings, checked (types, ranges, the context count); ``rmode`` filled in for v1.
+
+    ``qmax`` is what the manifest's bit width implies; the group must agree."""
+    keys = _GROUP_KEYS | ({"rmode"} if version >= 2 else set())
+    if set(g) != keys:
+        _fail(f"group keys {sorted(g)} are not {sorted(keys)}")
+    if g["qmax"] != qmax or not _is_int(g["qmax"]):
+        _fail(f"group qmax {g['qmax']!r} does not match the manifest's bit width (qmax {qmax})")
+    for key in ("transpose", "reorder"):
+        if not isinstance(g[key], bool):
+            _fail(f"group field {key!r} must be a boolean, got {g[key]!r}")
+    out = dict(g)
+    out["rmode"] = _int_in(g, "rmode", 0, 1) if version >= 2 else 0
+    _int_in(g, "cs", 0, 8)
+    _int_in(g, "rs", 0, 8)
+    _int_in(g, "ainit", 0, MAX_ACC)
+    _int_in(g, "rinit", 0, MAX_ACC)
+    _int_in(g, "ck", 0, qmax)
+    _int_in(g, "prob_bits", 8, 15)
+    _int_in(g, "slice_rows", 1, MAX_SLICE_ROWS)
+    na, nb = len(_thresholds(g, "thr_a")) + 1, len(_thresholds(g, "thr_b")) + 1
+    if na * nb * (2 * g["ck"] + 1) > MAX_CONTEXTS:
+        _fail(f"{na}x{nb}x{2 * g['ck'] + 1} contexts is more than {MAX_CONTEXTS}")
+    return out
+
+
+def check_tables(freq: np.ndarray, prob_bits: int) -> None:
+    """(nctx, nsym) frequencies: every context sums to 0 (unused) or exactly 2^prob_bits."""
+    sums = freq.sum(axis=1)
+    if not np.all((sums == 0) | (sums == 1 << prob_bits)):
+        _fail(f"a frequency table does not sum to 2^{prob_bits}")
+
+
+def check_stream_count(lens: list, needed: int) -> None:
+    if len(lens) != needed:
+        _fail(f"{len(lens)} code streams listed, the manifest's tensors need {needed}")
+
+
+# --------------------------------------------------------------------------- reading the side information
 
 @dataclass
 class SideInfo:
-    """Checked side information: the groups' settings (plain dicts of checked values), one length
-    per code stream, the rest section's method and length, and the side bytes with the offset of
-    the first table."""
+    """Checked side information: its version, the groups' settings (``check_group``'s dicts), one
+    length per code stream, the rest section's method and length, and the side bytes with the
+    offset of the first table."""
 
+    version: int
     groups: list[dict[str, Any]]
     streams: list[int]
     rest_method: str
@@ -66,108 +153,51 @@ class SideInfo:
     table_pos: int
 
 
-def _check_thresholds(v: Any, what: str, hi: int) -> list[int]:
-    thr = [need_int(t, f"{what}[{i}]", 0, hi) for i, t in enumerate(need_list(v, what, MAX_THRESHOLDS))]
-    if any(b < a for a, b in zip(thr, thr[1:])):
-        raise ArtifactError(f"{what}: thresholds must be non-decreasing")
-    return thr
-
-
-def check_group(g: Any, k: int, want_tensors: list[int], specs: list[TensorSpec]) -> dict[str, Any]:
-    """One group's settings, checked (see the module docstring)."""
-    where = f"golf-rans: group {k}"
-    g = need_dict(g, where)
-    for key in _GROUP_KEYS:
-        need_key(g, key, where)
-    tensors = [need_int(i, f"{where}: tensors[{j}]", 0, len(specs) - 1)
-               for j, i in enumerate(need_list(g["tensors"], f"{where}: tensors", len(specs), 1))]
-    if tensors != want_tensors:
-        covered = set(tensors)
-        missing = [specs[i].name for i in want_tensors if i not in covered]
-        what = f"tensor {missing[0]!r} listed in the manifest has no code stream" if missing else \
-            "its groups do not match the manifest's quantized tensors"
-        raise ArtifactError(f"golf-rans: {what}")
-    qmax = qmax_of(int(specs[tensors[0]].bits))
-    need_int(g["qmax"], f"{where}: qmax", qmax, qmax)
-    cs = need_int(g["cs"], f"{where}: cs", 0, 8)
-    rs = need_int(g["rs"], f"{where}: rs", 0, 8)
-    a_hi, b_hi = (qmax + 1) << cs, (qmax + 1) << rs
-    out = {"tensors": tensors, "qmax": qmax, "cs": cs, "rs": rs,
-           "transpose": need_bool(g["transpose"], f"{where}: transpose"),
-           "reorder": need_bool(g["reorder"], f"{where}: reorder"),
-           "ainit": need_int(g["ainit"], f"{where}: ainit", 0, a_hi),
-           "rinit": need_int(g["rinit"], f"{where}: rinit", 0, b_hi),
-           "thr_a": _check_thresholds(g["thr_a"], f"{where}: thr_a", a_hi),
-           "thr_b": _check_thresholds(g["thr_b"], f"{where}: thr_b", b_hi),
-           "ck": need_int(g["ck"], f"{where}: ck", 0, qmax),
-           "prob_bits": need_int(g["prob_bits"], f"{where}: prob_bits", 8, 15),
-           "slice_rows": need_int(g["slice_rows"], f"{where}: slice_rows", 1, MAX_SLICE_ROWS)}
-    nctx = (len(out["thr_a"]) + 1) * (len(out["thr_b"]) + 1) * (2 * out["ck"] + 1)
-    if nctx > MAX_CONTEXTS:
-        raise ArtifactError(f"{where}: {nctx} contexts, more than the {MAX_CONTEXTS} allowed")
-    return out
-
-
 def slices_of_group(g: dict[str, Any], specs: list[TensorSpec]) -> list[int]:
     """Streams per matrix of a checked group: slices of its (oriented) rows."""
     out = []
     for i in g["tensors"]:
         r, c = int(specs[i].shape[0]), int(specs[i].shape[1])
-        rows = c if g["transpose"] else r
-        out.append(-(-rows // g["slice_rows"]))
+        out.append(-(-(c if g["transpose"] else r) // g["slice_rows"]))
     return out
 
 
-def check_table(freq: np.ndarray, prob_bits: int, where: str) -> None:
-    """Every context's frequencies sum to 0 (an unused context) or 2^prob_bits."""
-    sums = freq.sum(axis=1)
-    bad = np.flatnonzero((sums != 0) & (sums != 1 << prob_bits))
-    if bad.size:
-        raise ArtifactError(f"{where}: frequency table of context {int(bad[0])} sums to {int(sums[bad[0]])}, "
-                            f"expected 0 or 2^{prob_bits}")
-
-
 def check_permutation(p: np.ndarray, n: int, what: str) -> None:
+    """``p`` is a permutation of 0..n−1 (a stored row order)."""
     if p.size != n or (n and (int(p.min()) < 0 or int(p.max()) >= n)) or \
             np.bincount(p, minlength=n).max(initial=1) != 1:
         raise ArtifactError(f"golf-rans: row order of {what} is not a permutation")
 
 
 def read_side(payload: bytes, specs: list[TensorSpec], want_groups: list[list[int]]) -> tuple[SideInfo, int]:
-    """Decompress and check the side information; return it and the offset of the first stream."""
+    """Decompress (at most ``MAX_SIDE_BYTES``), parse (size- and depth-capped JSON) and check the
+    side information against the manifest's tensors; return it and the offset of the first stream."""
     if len(payload) < 4:
         raise ArtifactError("golf-rans: payload is shorter than its header")
     (side_len,) = struct.unpack_from("<I", payload)
     if 4 + side_len > len(payload):
         raise ArtifactError("golf-rans: side information runs past the payload")
-    side = brotli_decompress(payload[4:4 + side_len], "golf-rans side information", MAX_SIDE_BYTES)
+    side = decompress_side(payload[4:4 + side_len])
     if len(side) < 4:
         raise ArtifactError("golf-rans: side information is shorter than its header")
     (hlen,) = struct.unpack_from("<I", side)
     if hlen > min(len(side) - 4, MAX_JSON_BYTES):
         raise ArtifactError(f"golf-rans: side-information JSON length {hlen} runs past the side information")
-    header = need_dict(parse_json(side[4:4 + hlen], "golf-rans side information"), "golf-rans side information")
-    if header.get("v") != SIDE_VERSION or isinstance(header.get("v"), bool):
-        raise ArtifactError(f"golf-rans: unknown side-information version {header.get('v')!r:.40}")
-    raw_groups = need_list(need_key(header, "groups", "golf-rans side information"), "golf-rans: groups",
-                           len(specs))
-    if len(raw_groups) != len(want_groups):
-        covered = {i for g in raw_groups if isinstance(g, dict) and isinstance(g.get("tensors"), list)
-                   for i in g["tensors"] if isinstance(i, int)}
+    header = parse_json(side[4:4 + hlen], "golf-rans side information")
+    version = check_header(header)
+    got_groups = [g["tensors"] for g in header["groups"]]
+    if got_groups != want_groups:
+        covered = {i for g in got_groups for i in g}
         missing = [specs[i].name for g in want_groups for i in g if i not in covered]
         what = f"tensor {missing[0]!r} listed in the manifest has no code stream" if missing else \
             "its groups do not match the manifest's quantized tensors"
         raise ArtifactError(f"golf-rans: {what}")
-    groups = [check_group(g, k, want, specs) for k, (g, want) in enumerate(zip(raw_groups, want_groups))]
-    n_streams = sum(sum(slices_of_group(g, specs)) for g in groups)
+    groups = [check_group(g, version, qmax_of(int(specs[g["tensors"][0]].bits))) for g in header["groups"]]
+    lens = header["streams"]
+    check_stream_count(lens, sum(sum(slices_of_group(g, specs)) for g in groups))
     body = len(payload) - 4 - side_len
-    lens = need_list(need_key(header, "streams", "golf-rans side information"), "golf-rans: streams",
-                     n_streams, n_streams)
-    lens = [need_int(v, f"golf-rans: streams[{k}]", 4, body) for k, v in enumerate(lens)]
-    rest = need_dict(need_key(header, "rest", "golf-rans side information"), "golf-rans: rest")
-    method = need_str(need_key(rest, "method", "golf-rans: rest"), "golf-rans: rest method", ("brotli", "lzma"))
-    rest_len = need_int(need_key(rest, "len", "golf-rans: rest"), "golf-rans: rest len", 0, body)
+    rest_len = header["rest"]["len"]
     if sum(lens) + rest_len != body:
         raise ArtifactError(f"golf-rans: payload is {len(payload)} bytes, its sections add up to "
                             f"{4 + side_len + sum(lens) + rest_len}")
-    return SideInfo(groups, lens, method, rest_len, side, 4 + hlen), 4 + side_len
+    return SideInfo(version, groups, list(lens), header["rest"]["method"], rest_len, side, 4 + hlen), 4 + side_len

@@ -18,12 +18,10 @@ from golf_fast.artifact.rans import (
     encode_group,
     encode_ref,
     features_ref,
-    fit_group,
-    quantize_freqs,
     role_of,
-    similarity_chain,
 )
 from golf_fast.artifact.rans_codec import RansCodec
+from golf_fast.artifact.rans_fit import fit_group, quantize_freqs, similarity_chain
 
 
 def test_role_of():
@@ -68,7 +66,9 @@ def structured_codes(seed: int, r: int, c: int, qmax: int) -> np.ndarray:
 
 
 MODELS = [(False, 4, 3, 1, 1, 0, False), (False, 3, 2, 4, 3, 0, False), (True, 4, 3, 4, 1, 2, False),
-          (False, 5, 1, 2, 2, 3, True), (True, 4, 6, 2, 4, 8, True)]
+          (False, 5, 1, 2, 2, 3, True), (True, 4, 6, 2, 4, 8, True),
+          # rmode 1: the row accumulator follows |q - above| (with and without reordering, transposed)
+          (False, 4, 4, 2, 4, 8, True, 1), (True, 3, 2, 1, 3, 2, False, 1), (False, 4, 0, 1, 2, 0, False, 1)]
 
 
 @pytest.mark.parametrize("cand", MODELS)
@@ -76,6 +76,7 @@ def test_reference_round_trip(cand):
     mats = [structured_codes(1, 23, 17, 31), structured_codes(2, 9, 17, 31)]
     model, perms, report = fit_group(mats, 31, candidates=[cand], slice_rows=7, backend="reference")
     assert report["chosen"]["transpose"] == cand[0] and report["chosen"]["reorder"] == cand[6]
+    assert report["chosen"]["rmode"] == (cand[7] if len(cand) > 7 else 0)
     assert (perms is not None) == cand[6]
     streams = encode_group(model, mats, "reference", perms)
     back = decode_group(model, streams, [m.shape for m in mats], ["a", "b"], "reference", perms)
@@ -93,9 +94,9 @@ def test_cpp_matches_reference_bytes(cand, qmax):
     model_cpp, perms_cpp, _ = fit_group(mats, qmax, candidates=[cand], slice_rows=8, backend="cpp")
     np.testing.assert_array_equal(model.freq, model_cpp.freq)
     for m in mats:
-        ref = features_ref(m, 8, qmax, model.cs, model.rs, model.ainit, model.rinit)
+        ref = features_ref(m, 8, qmax, model.cs, model.rs, model.ainit, model.rinit, model.rmode)
         cpp = torch.ops.golf_fast._rans_features_cpp([torch.from_numpy(m)], 8, qmax, model.cs, model.rs,
-                                                     model.ainit, model.rinit)[0].numpy()
+                                                     model.ainit, model.rinit, model.rmode)[0].numpy()
         np.testing.assert_array_equal(ref, cpp)
     ref_streams = encode_group(model, mats, "reference", perms)
     assert encode_group(model, mats, "cpp", perms_cpp) == ref_streams
