@@ -2,8 +2,10 @@
 
 * CPU: the ``smoke`` model (6 layers, d=128, 4,096 tokens per step), eager — CPU timings.
 * CUDA: the record model (R0611, 98,304 tokens per step on one GPU): ``ours`` = torch.compile +
-  the package's kernels (Muon's Newton-Schulz kernel, FA3/FA2 when installed) against ``eager`` =
-  the same model in eager PyTorch with the reference Newton-Schulz.
+  the package's kernels (Muon's Newton-Schulz kernel, the fused softcapped CE and LeakyReLU² MLP,
+  FA3/FA2 when installed) against ``compiled`` = torch.compile of the same model without
+  golf_fast's kernels (reference Newton-Schulz, eager CE and MLP code) and ``eager`` = that model
+  in eager PyTorch.
 
 A step = forward + backward + gradient clipping + optimizer step, on a synthetic packed batch
 (random tokens, a BOS every ~600 tokens). ``extra_info`` has ms/step and tokens/s.
@@ -41,13 +43,15 @@ def _setup(impl: str):
     model = GPT(cfg.model).to(device)
     model.resolve_attention(device)
     opt = build_optimizers(model, cfg.optim, distributed=False)
-    if impl == "eager" and cfg.optim.matrix_optimizer == "muon":
+    if impl != "ours":
+        model.fused_kernels.cross_entropy = model.fused_kernels.mlp = "never"
+    if impl != "ours" and cfg.optim.matrix_optimizer == "muon":
         for o in opt.optimizers:
             if type(o).__name__ == "Muon":
                 o.defaults["backend"] = "reference"
                 for g in o.param_groups:
                     g["backend"] = "reference"
-    fwd = torch.compile(model, dynamic=False, fullgraph=True) if (CUDA and impl == "ours") else model
+    fwd = torch.compile(model, dynamic=False, fullgraph=True) if (CUDA and impl != "eager") else model
     T = cfg.data.train_batch_tokens
     x = torch.randint(4, cfg.model.vocab_size, (1, T))
     x[0, ::600] = cfg.model.bos_id
@@ -70,7 +74,7 @@ def _setup(impl: str):
     return step, T
 
 
-@pytest.mark.parametrize("impl", ["ours", "eager"] if CUDA else ["ours"])
+@pytest.mark.parametrize("impl", ["ours", "compiled", "eager"] if CUDA else ["ours"])
 def test_train_step(benchmark, impl):
     step, tokens = _setup(impl)
     for _ in range(3 if CUDA else 1):  # compile / warm-up

@@ -23,10 +23,14 @@ from golf_fast.ops.int6_pack import pack_int6, packed_row_bytes, unpack_int6  # 
 from golf_fast.ops.int6_matmul import dequantize_int6, int6_linear  # noqa: E402
 from golf_fast.ops.newton_schulz import newton_schulz  # noqa: E402
 from golf_fast.ops.hessian import hessian_accumulate_  # noqa: E402
+from golf_fast.ops.softcapped_ce import softcapped_cross_entropy, softcapped_cross_entropy_ref  # noqa: E402
+from golf_fast.ops.fused_mlp import leaky_relu_square_mlp, leaky_relu_square_mlp_ref  # noqa: E402
 from golf_fast.quant.gptq import GPTQResult, gptq_quantize, gptq_quantize_batched  # noqa: E402
 from golf_fast import nn  # noqa: E402
 from golf_fast import optim  # noqa: E402
 
 __all__ = ["HAS_EXT", "HAS_TRITON", "status", "pack_int6", "unpack_int6", "packed_row_bytes", "__version__",
            "int6_linear", "dequantize_int6", "nn", "newton_schulz", "optim", "hessian_accumulate_",
-           "gptq_quantize", "gptq_quantize_batched", "GPTQResult"]
+           "gptq_quantize", "gptq_quantize_batched", "GPTQResult",
+           "softcapped_cross_entropy", "softcapped_cross_entropy_ref", "leaky_relu_square_mlp",
+           "leaky_relu_square_mlp_ref"]

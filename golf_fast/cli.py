@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "train": ("golf_fast.train.cli", "train, quantize, write and evaluate an artifact (presets: smoke, h100x1, record)"),
     "eval": ("golf_fast.eval.cli", "evaluate an artifact file: val_bpb, plain and sliding-window"),
     "data": ("golf_fast.data.cli", "build tokenizer + token shards from text; check shards"),
+    "gpu-check": ("golf_fast.tools.gpu_check", "one time-boxed check of a fresh H100/H200 into one report (--dry-run: CPU)"),
 }
 
 

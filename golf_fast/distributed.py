@@ -5,19 +5,24 @@ Setup: :func:`init_distributed` reads torchrun's contract from the environment i
 group (NCCL on CUDA, gloo on CPU); without torchrun it describes one plain process. Everything
 else is typed configuration.
 
-Collectives (:func:`all_reduce`, :func:`broadcast`, :func:`all_gather`, :func:`barrier`,
-:func:`broadcast_str`) are thin wrappers over ``torch.distributed`` that put the tensor on the
-process group's device first: ``cuda:<current device>`` under NCCL (which only reduces CUDA
-tensors), CPU under gloo. A tensor on another device is copied there, reduced, and copied back
-into the caller's tensor, so ``all_reduce(cpu_scalar)`` works under NCCL too. With no process
-group (one process), every collective is the identity.
+Collectives (:func:`all_reduce`, :func:`broadcast`, :func:`all_gather`,
+:func:`all_gather_into_tensor`, :func:`reduce_scatter_tensor`, :func:`barrier`,
+:func:`broadcast_str`, :func:`check_same_str`) are thin wrappers over ``torch.distributed`` that put
+every tensor on the process group's device first (:func:`group_device`): ``cuda:<current device>``
+under NCCL (which only reduces CUDA tensors), CPU under gloo. A tensor already there is handed over
+as it is (an async collective then really overlaps); a tensor on another device is staged: copied
+to the group's device (:func:`_stage`), reduced there, and copied back into the caller's tensor
+(at ``wait()`` for an async call), so ``all_reduce(cpu_scalar)`` works under NCCL too. With no
+process group (one process), every collective is the identity. No other module of the package
+calls a ``torch.distributed`` collective (tests/test_collective_devices.py checks this with a
+recording fake process group).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -123,15 +128,51 @@ def _check_tensor(tensor: Any, name: str = "tensor") -> None:
 
 
 class _Done:
-    """A finished collective: ``wait()`` returns at once (the handle of a staged async collective)."""
+    """A finished collective: ``wait()`` returns at once."""
 
     def wait(self) -> bool:
         return True
 
 
+class Pending:
+    """An async collective in flight plus the local work that finishes it at ``wait()`` (copying a
+    staged result back into the caller's tensor, a division); ``wait()`` is idempotent."""
+
+    def __init__(self, work: Any, finish: Optional[Callable[[], None]] = None) -> None:
+        self._work = work
+        self._finish = finish
+        self._done = False
+
+    def wait(self) -> bool:
+        if not self._done:
+            if self._work is not None:
+                self._work.wait()
+            if self._finish is not None:
+                self._finish()
+            self._done = True
+        return True
+
+
+def _stage(tensor: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """``tensor`` on the group's device ``dev``, contiguous: itself when it already is, else a copy."""
+    if tensor.device == dev and tensor.is_contiguous():
+        return tensor
+    return tensor.to(dev).contiguous()
+
+
+def _empty_on(dev: torch.device, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """A new tensor on the group's device ``dev`` (the output buffer of a collective)."""
+    return torch.empty(tuple(shape), dtype=dtype, device=dev)
+
+
+def backend_name(group: Optional[Any] = None) -> str:
+    """The lower-case backend name of ``group`` (``"nccl"``, ``"gloo"``), ``""`` without a process group."""
+    return str(dist.get_backend(group)).lower() if is_initialized() else ""
+
+
 def all_reduce(tensor: torch.Tensor, op: str = "sum", group: Optional[Any] = None, async_op: bool = False):
     """Reduce ``tensor`` over ``group`` in place (``op``: sum, max, min, avg, product); returns the tensor,
-    or the work handle when ``async_op`` (a tensor staged through the group's device completes at once).
+    or, when ``async_op``, a handle whose ``wait()`` completes it (a staged tensor is copied back then).
 
     ``avg`` needs NCCL; on gloo use ``sum`` and divide.
     """
@@ -140,13 +181,14 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum", group: Optional[Any] = Non
     if not is_initialized():
         return _Done() if async_op else tensor
     dev = group_device(group)
-    if tensor.device == dev:
-        work = dist.all_reduce(tensor, op=red, group=group, async_op=async_op)
-        return work if async_op else tensor
-    staged = tensor.to(dev)
-    dist.all_reduce(staged, op=red, group=group)
-    tensor.copy_(staged)
-    return _Done() if async_op else tensor
+    staged = _stage(tensor, dev)
+    work = dist.all_reduce(staged, op=red, group=group, async_op=async_op)
+    finish = None if staged is tensor else (lambda: tensor.copy_(staged))
+    if async_op:
+        return Pending(work, finish)
+    if finish is not None:
+        finish()
+    return tensor
 
 
 def broadcast(tensor: torch.Tensor, src: int = 0, group: Optional[Any] = None) -> torch.Tensor:
@@ -158,13 +200,9 @@ def broadcast(tensor: torch.Tensor, src: int = 0, group: Optional[Any] = None) -
         if src != 0:
             raise ValueError(f"src: expected 0 without a process group, got {src}")
         return tensor
-    dev = group_device(group)
-    if tensor.device == dev:
-        dist.broadcast(tensor, src=src, group=group)
-        return tensor
-    staged = tensor.to(dev)
+    staged = _stage(tensor, group_device(group))
     dist.broadcast(staged, src=src, group=group)
-    return tensor.copy_(staged)
+    return tensor if staged is tensor else tensor.copy_(staged)
 
 
 def all_gather(tensor: torch.Tensor, group: Optional[Any] = None) -> torch.Tensor:
@@ -176,10 +214,64 @@ def all_gather(tensor: torch.Tensor, group: Optional[Any] = None) -> torch.Tenso
     if not is_initialized():
         return tensor.unsqueeze(0).clone()
     dev = group_device(group)
-    inp = tensor.to(dev).contiguous()
-    parts = [torch.empty_like(inp) for _ in range(world_size(group))]
+    inp = _stage(tensor, dev)
+    parts = [_empty_on(dev, inp.shape, inp.dtype) for _ in range(world_size(group))]
     dist.all_gather(parts, inp, group=group)
     return torch.stack(parts).to(tensor.device)
+
+
+def all_gather_into_tensor(out: torch.Tensor, inp: torch.Tensor, group: Optional[Any] = None,
+                           async_op: bool = False):
+    """``out[r·s:(r+1)·s] = inp of rank r`` with ``s = inp.shape[0]`` (out: (world·s, ...)).
+
+    Returns ``out``, or a handle when ``async_op`` (``wait()`` copies a staged result into ``out``).
+    """
+    _check_tensor(out, "out")
+    _check_tensor(inp, "inp")
+    w = world_size(group)
+    if out.shape[0] != inp.shape[0] * w or out.shape[1:] != inp.shape[1:] or out.dtype != inp.dtype:
+        raise ValueError(f"out: expected shape ({inp.shape[0] * w}, {', '.join(map(str, inp.shape[1:]))}) "
+                         f"(= inp rows × world) and dtype {inp.dtype}, got {tuple(out.shape)} {out.dtype}")
+    if not is_initialized():
+        out.copy_(inp)
+        return _Done() if async_op else out
+    dev = group_device(group)
+    staged_in, staged_out = _stage(inp, dev), _stage(out, dev)
+    work = dist.all_gather_into_tensor(staged_out, staged_in, group=group, async_op=async_op)
+    finish = None if staged_out is out else (lambda: out.copy_(staged_out))
+    if async_op:
+        return Pending(work, finish)
+    if finish is not None:
+        finish()
+    return out
+
+
+def reduce_scatter_tensor(out: torch.Tensor, inp: torch.Tensor, op: str = "sum", group: Optional[Any] = None,
+                          async_op: bool = False):
+    """``out = op over ranks r of inp_r[rank·s:(rank+1)·s]`` with ``s = out.shape[0]`` (inp: (world·s, ...)).
+
+    Returns ``out``, or a handle when ``async_op``. Raises what the backend raises when it lacks
+    ``reduce_scatter_tensor`` or the op (gloo on older torch; ``avg`` is NCCL only).
+    """
+    _check_tensor(out, "out")
+    _check_tensor(inp, "inp")
+    red = _reduce_op(op)
+    w = world_size(group)
+    if inp.shape[0] != out.shape[0] * w or out.shape[1:] != inp.shape[1:] or out.dtype != inp.dtype:
+        raise ValueError(f"inp: expected shape ({out.shape[0] * w}, {', '.join(map(str, out.shape[1:]))}) "
+                         f"(= out rows × world) and dtype {out.dtype}, got {tuple(inp.shape)} {inp.dtype}")
+    if not is_initialized():
+        out.copy_(inp)
+        return _Done() if async_op else out
+    dev = group_device(group)
+    staged_in, staged_out = _stage(inp, dev), _stage(out, dev)
+    work = dist.reduce_scatter_tensor(staged_out, staged_in, op=red, group=group, async_op=async_op)
+    finish = None if staged_out is out else (lambda: out.copy_(staged_out))
+    if async_op:
+        return Pending(work, finish)
+    if finish is not None:
+        finish()
+    return out
 
 
 def barrier(group: Optional[Any] = None) -> None:
@@ -200,3 +292,17 @@ def broadcast_str(text: str, src: int = 0, group: Optional[Any] = None) -> str:
     if n:
         broadcast(buf, src, group)
     return bytes(buf.tolist()).decode("utf-8")
+
+
+def check_same_str(text: str, what: str, group: Optional[Any] = None) -> None:
+    """Raise ``RuntimeError`` on every rank unless every rank of ``group`` passed the same ``text``
+    (rank 0's is broadcast, each rank compares, and the mismatch count is all-reduced)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    if not is_initialized():
+        return
+    first = broadcast_str(text, 0, group)
+    bad = all_reduce(torch.tensor([0 if first == text else 1], dtype=torch.int64), "sum", group)
+    if int(bad) != 0:
+        raise RuntimeError(f"{what}: {int(bad)} rank(s) differ from rank 0 (rank 0 has {first[:200]!r}, "
+                           f"rank {rank(group)} has {text[:200]!r})")

@@ -12,6 +12,10 @@ BENCH_MODULES = (
     "golf_fast.bench.cases.newton_schulz",
     "golf_fast.bench.cases.hessian",
     "golf_fast.bench.cases.gptq",
+    "golf_fast.bench.cases.muon_step",
+    "golf_fast.bench.cases.int6_eval",
+    "golf_fast.bench.cases.softcapped_ce",
+    "golf_fast.bench.cases.fused_mlp",
 )
 
 

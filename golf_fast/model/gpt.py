@@ -36,9 +36,15 @@ import torch.nn.functional as F
 
 from golf_fast.model.attention import resolve_attention_backend, varlen_attention
 from golf_fast.model.config import ModelConfig
+from golf_fast.model.kernel_paths import FusedKernels, compute_dtype
+from golf_fast.nn.int6_bank import Int6Bank, bank_linear
+from golf_fast.ops.fused_mlp import leaky_relu_square_mlp
+from golf_fast.ops.softcapped_ce import softcapped_cross_entropy
 
 ActivationHook = Callable[[str, torch.Tensor], None]
 """``hook(matrix_name, x)`` gets the input rows (…, in_features) of each matrix (calibration)."""
+LinearHook = Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``hook(matrix_name, x, w) -> y`` computes ``F.linear(x, w)`` plus anything else (eval-time adapters)."""
 
 BANK_NAMES = ("qo_bank", "kv_bank", "mlp_up_bank", "mlp_down_bank")
 EMBED_NAME = "tok_emb.weight"
@@ -60,6 +66,8 @@ class Attention(nn.Module):
         self.use_xsa = layer >= cfg.num_layers - cfg.xsa_last_n
         if cfg.sparse_attn_gate:
             self.attn_gate_w = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window, dtype=torch.float32))
+        self.linear_hook: Optional[LinearHook] = None
+        self.names = {m: f"blocks.{layer}.attn.{m}.weight" for m in ("c_q", "c_k", "c_v", "proj")}
         rd = cfg.rope_dims or cfg.head_dim
         self.register_buffer("inv_freq", 1.0 / (cfg.rope_base ** (torch.arange(0, rd, 2, dtype=torch.float32) / rd)),
                              persistent=False)
@@ -72,9 +80,9 @@ class Attention(nn.Module):
         if hook is not None:
             for m in ("c_q", "c_k", "c_v"):
                 hook(f"blocks.{self.layer}.attn.{m}.weight", n)
-        q = F.linear(n, q_w.to(n.dtype)).view(B, T, H, D)
-        k = F.linear(n, k_w.to(n.dtype)).view(B, T, Hkv, D)
-        v = F.linear(n, v_w.to(n.dtype)).view(B, T, Hkv, D)
+        q = _linear(self.linear_hook, self.names["c_q"], n, q_w).view(B, T, H, D)
+        k = _linear(self.linear_hook, self.names["c_k"], n, k_w).view(B, T, Hkv, D)
+        v = _linear(self.linear_hook, self.names["c_v"], n, v_w).view(B, T, Hkv, D)
         q = F.rms_norm(q, (D,))
         k = F.rms_norm(k, (D,))
         # positions within each row (training: the whole packed buffer, as in the record; RoPE is
@@ -97,7 +105,13 @@ class Attention(nn.Module):
         y = y.reshape(B, T, H * D)
         if hook is not None:
             hook(f"blocks.{self.layer}.attn.proj.weight", y)
-        return F.linear(y, o_w.to(y.dtype))
+        return _linear(self.linear_hook, self.names["proj"], y, o_w)
+
+
+def _linear(hook: Optional[LinearHook], name: str, x: torch.Tensor, w) -> torch.Tensor:
+    """``x @ wᵀ`` through the linear hook when one is set (TTT adapters), else ``bank_linear`` (dense
+    slices as ``F.linear``, int6 matrices through the fused int6 kernel)."""
+    return bank_linear(x, w) if hook is None else hook(name, x, w)
 
 
 class Block(nn.Module):
@@ -110,14 +124,24 @@ class Block(nn.Module):
         self.mlp_scale = nn.Parameter(torch.ones(d, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))).float())
         self.ln = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
+        self.fused = FusedKernels()  # GPT shares its own object with every block
+        self.linear_hook: Optional[LinearHook] = None
+        self.names = {m: f"blocks.{layer}.mlp.{m}.weight" for m in ("fc", "proj")}
 
     def mlp(self, n: torch.Tensor, up_w, down_w, hook: Optional[ActivationHook]) -> torch.Tensor:
+        # the fused kernel takes dense weights; int6 banks (evaluation from codes) keep bank_linear
+        # (and a linear hook, e.g. TTT's LoRA, needs the plain matmuls)
+        if hook is None and self.linear_hook is None and isinstance(up_w, torch.Tensor) \
+                and isinstance(down_w, torch.Tensor) and self.fused.use_mlp(n):
+            dt = compute_dtype(n)
+            return leaky_relu_square_mlp(n.to(dt), up_w.to(dt), down_w.to(dt), self.cfg.leaky_slope)
         if hook is not None:
             hook(f"blocks.{self.layer}.mlp.fc.weight", n)
-        h = F.leaky_relu(F.linear(n, up_w.to(n.dtype)), negative_slope=self.cfg.leaky_slope).square()
+        h = F.leaky_relu(_linear(self.linear_hook, self.names["fc"], n, up_w),
+                         negative_slope=self.cfg.leaky_slope).square()
         if hook is not None:
             hook(f"blocks.{self.layer}.mlp.proj.weight", h)
-        return F.linear(h, down_w.to(h.dtype))
+        return _linear(self.linear_hook, self.names["proj"], h, down_w)
 
     def attn_branch(self, x, x0, w, cu, ms, backend, hook):
         mix = self.resid_mix.to(x.dtype)
@@ -171,6 +195,11 @@ class GPT(nn.Module):
             self.smear_gate = nn.Linear(cfg.gate_window, 1, bias=False)
             self.smear_lambda = nn.Parameter(torch.zeros(1, dtype=torch.float32))
         self.looping_active = False
+        self.int6_banks: Optional[nn.ModuleDict] = None
+        self.fused_kernels = FusedKernels()
+        """Where the fused CE and MLP kernels run (golf_fast.model.kernel_paths); default: on CUDA."""
+        for blk in self.blocks:
+            blk.fused = self.fused_kernels
         self.activation_hook: Optional[ActivationHook] = None
         self.resolved_attention: Optional[str] = None
         if not self.qo_bank.is_meta:
@@ -191,6 +220,14 @@ class GPT(nn.Module):
         if self.cfg.smear_gate:
             nn.init.zeros_(self.smear_gate.weight)
 
+    def set_linear_hook(self, hook: Optional[LinearHook]) -> None:
+        """Route the six block matrices through ``hook(name, x, w)`` (None: plain ``F.linear``)."""
+        if hook is not None and not callable(hook):
+            raise TypeError(f"hook: expected a callable (name, x, w) -> y or None, got {type(hook).__name__}")
+        for blk in self.blocks:
+            blk.linear_hook = hook
+            blk.attn.linear_hook = hook
+
     def resolve_attention(self, device: torch.device) -> str:
         """Fix the attention backend for ``device`` (call before torch.compile: no lookups in the graph)."""
         self.resolved_attention = resolve_attention_backend(device, self.attention_backend)
@@ -199,9 +236,41 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------ helpers
 
     def bank_weights(self, i: int):
+        """Layer i's (Wq, Wk, Wv, Wo, Wup, Wdown): bank slices, or Int6Matrix views of the int6 banks."""
         L = self.cfg.num_layers
-        return (self.qo_bank[i], self.kv_bank[i], self.kv_bank[L + i], self.qo_bank[L + i],
-                self.mlp_up_bank[i], self.mlp_down_bank[i])
+        banks = self.int6_banks if self.int6_banks is not None else {n: getattr(self, n) for n in BANK_NAMES}
+        qo, kv, up, down = (banks[n] for n in BANK_NAMES)
+        return (qo[i], kv[i], kv[L + i], qo[L + i], up[i], down[i])
+
+    def bank_shapes(self) -> dict[str, tuple[int, int, int]]:
+        """(matrices, rows, cols) of each bank, from the config."""
+        cfg, L, d = self.cfg, self.cfg.num_layers, self.cfg.model_dim
+        return {"qo_bank": (2 * L, d, d), "kv_bank": (2 * L, cfg.kv_dim, d), "mlp_up_bank": (L, cfg.hidden_dim, d),
+                "mlp_down_bank": (L, d, cfg.hidden_dim)}
+
+    def use_int6_banks(self, banks: dict[str, Int6Bank], drop_float: bool = True) -> None:
+        """Run the block matrices from int6 banks (name → :class:`Int6Bank`, one per ``BANK_NAMES``).
+
+        The forward then multiplies straight from the packed codes (``golf_fast.int6_linear``).
+        ``drop_float``: replace the float banks by empty tensors to free their memory
+        (:meth:`unbanked_state_dict` then raises). The embedding stays dense (it is the LM head too).
+        """
+        if not isinstance(banks, dict) or set(banks) != set(BANK_NAMES):
+            raise ValueError(f"banks: expected a dict with exactly the keys {BANK_NAMES}, got "
+                             f"{sorted(banks) if isinstance(banks, dict) else type(banks).__name__}")
+        for name in BANK_NAMES:
+            b = banks[name]
+            if not isinstance(b, Int6Bank):
+                raise TypeError(f"banks[{name!r}]: expected an Int6Bank, got {type(b).__name__}")
+            want = self.bank_shapes()[name]
+            if (b.num_matrices, b.out_features, b.in_features) != want:
+                raise ValueError(f"banks[{name!r}]: expected shape {want}, got "
+                                 f"{(b.num_matrices, b.out_features, b.in_features)}")
+        self.int6_banks = nn.ModuleDict(banks)
+        if drop_float:
+            for name in BANK_NAMES:
+                getattr(self, name).data = torch.empty(0, dtype=getattr(self, name).dtype,
+                                                       device=getattr(self, name).device)
 
     def _row_cu_seqlens(self, B: int, T: int, device) -> torch.Tensor:
         return torch.arange(0, (B + 1) * T, T, device=device, dtype=torch.int32)
@@ -276,9 +345,13 @@ class GPT(nn.Module):
 
     def logits(self, input_ids: torch.Tensor, cu_seqlens: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Softcapped logits (B, T, V) in the compute dtype."""
-        z = F.linear(self.hidden(input_ids, cu_seqlens), self.tok_emb.weight.to(self.dtype_for(input_ids)))
+        z = self.head(self.hidden(input_ids, cu_seqlens), input_ids)
         c = self.cfg.logit_softcap
         return c * torch.tanh(z / c)
+
+    def head(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Pre-softcap logits (B, T, V): the tied embedding applied to the final hidden states."""
+        return F.linear(hidden, self.tok_emb.weight.to(self.dtype_for(input_ids)))
 
     def dtype_for(self, input_ids: torch.Tensor) -> torch.dtype:
         if torch.is_autocast_enabled(input_ids.device.type):
@@ -295,6 +368,10 @@ class GPT(nn.Module):
             raise ValueError(f"target_ids: shape {tuple(target_ids.shape)} must equal input_ids {tuple(input_ids.shape)}")
         if reduction not in ("mean", "none"):
             raise ValueError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
+        fk = self.fused_kernels
+        if torch.is_grad_enabled() and fk.use(fk.cross_entropy, input_ids):
+            z = self.head(self.hidden(input_ids, cu_seqlens), input_ids)
+            return softcapped_cross_entropy(z, target_ids, self.cfg.logit_softcap, reduction)
         logits = self.logits(input_ids, cu_seqlens).float()
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), target_ids.reshape(-1), reduction=reduction)
         return loss if reduction == "mean" else loss.view(target_ids.shape)
@@ -303,6 +380,9 @@ class GPT(nn.Module):
 
     def unbanked_state_dict(self) -> dict[str, torch.Tensor]:
         """The state with banks split into per-layer matrices named like the record's un-banked model."""
+        if self.qo_bank.numel() == 0:
+            raise RuntimeError("unbanked_state_dict: this model runs from int6 banks and has dropped its float "
+                               "matrices (use_int6_banks(drop_float=True)); rebuild it with weights='dequantized'")
         L = self.cfg.num_layers
         out: dict[str, torch.Tensor] = {}
         for name, t in self.state_dict().items():

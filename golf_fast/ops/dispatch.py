@@ -20,7 +20,8 @@ What the op does:
   private ops (``golf_fast::_<name>_cpp``) and added here as backends; public ops are defined once,
   in Python.
 * Backend choice per device type: ``backend="auto"`` takes the first available backend added for
-  the tensors' device type (in the order added), else the reference on CPU. On CUDA a missing
+  the tensors' device type (in the order added; when it is not the first, the reasons the earlier
+  ones were passed over are logged, as a warning on CUDA), else the reference on CPU. On CUDA a missing
   kernel is an error naming why it is missing, unless ``fallback="reference"`` was asked for;
   an explicitly requested backend that is unavailable is always an error unless
   ``fallback="reference"``. The resolved backend is logged once per (op, device type, backend)
@@ -28,15 +29,28 @@ What the op does:
 * GPU self-check: the first call of a GPU backend per (device, dtype) runs the kernel and the
   reference on a small random input (``selfcheck_inputs``) and raises
   :class:`KernelSelfCheckError` with both numbers if ``compare`` reports a mismatch. Opt out with
-  ``config.selfcheck = False`` or ``with selfcheck_disabled():`` (benchmarks).
-* Eager fast path: outside ``torch.compile`` (and when no gradient is needed through an op with
-  autograd), the resolved implementation is called directly, skipping the dispatcher's tens of
-  microseconds per call.
+  ``config.selfcheck = False`` or ``with selfcheck_disabled():`` (benchmarks). The inputs are
+  drawn on the CPU from a fixed seed (no random state of the user's, CPU or CUDA, moves) and
+  moved to the device; the reference runs under :func:`precise_reference` (TF32 off, fp32 matmul
+  precision "highest"), whatever the user's global settings. A self-check cannot run inside
+  CUDA-graph capture: a first call there raises :class:`SelfCheckDuringCaptureError`, which says
+  to run one eager call (or :meth:`KernelOp.precheck`) before capturing.
+* Eager mode runs what was asked for: outside ``torch.compile`` the resolved implementation is
+  called directly (skipping the dispatcher's tens of microseconds per call). When a gradient is
+  needed through an op with autograd, the same resolved implementation runs inside a
+  ``torch.autograd.Function`` whose backward is the op's registered backward; kernels of other
+  ops called from that backward (``torch.ops.golf_fast.*``) resolve with the same ``backend`` /
+  ``fallback`` request where they have such a backend. So ``backend="reference"`` on CUDA runs
+  the reference, forward and backward, ``fallback="reference"`` works with gradients, and
+  ``backend="triton"`` on CPU without the interpreter raises whether or not autograd is on.
+  The registered op (``torch.ops.golf_fast.<name>``, with ``backend="auto"``) is the path of
+  compiled graphs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import logging
 from dataclasses import dataclass, field
@@ -59,6 +73,58 @@ class BackendUnavailableError(RuntimeError):
 
 class KernelSelfCheckError(RuntimeError):
     """A GPU kernel disagreed with its reference on the first-use self-check."""
+
+
+class SelfCheckDuringCaptureError(RuntimeError):
+    """A kernel's first use (its self-check) happened inside CUDA-graph capture."""
+
+
+@contextlib.contextmanager
+def precise_reference() -> Iterator[None]:
+    """fp32 matmuls at full precision for the duration (TF32 off for matmul and cuDNN, float32 matmul
+    precision "highest"); the user's settings are restored afterwards. Self-check references run here:
+    with TF32 on (as parameter-golf scripts set it) a reference's fp32 matmul rounds its inputs to
+    10 mantissa bits and would disagree with a correct kernel."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+           torch.get_float32_matmul_precision())
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old[0], old[1]
+        torch.set_float32_matmul_precision(old[2])
+
+
+def capturing(device: torch.device) -> bool:
+    """Whether the current CUDA stream of ``device`` is capturing a CUDA graph (False off CUDA)."""
+    if device.type != "cuda":
+        return False
+    try:
+        return bool(torch.cuda.is_current_stream_capturing())
+    except RuntimeError:  # a torch build without CUDA: nothing can be capturing
+        return False
+
+
+def refuse_selfcheck_in_capture(what: str, device: torch.device) -> None:
+    """Raise :class:`SelfCheckDuringCaptureError` when a self-check of ``what`` would run in capture."""
+    if capturing(device):
+        raise SelfCheckDuringCaptureError(
+            f"{what}: the first use on {device} runs a self-check against the reference, which cannot run "
+            f"inside CUDA-graph capture. Run one eager call with the same shapes and dtypes before capturing "
+            f"(for a registered op, KernelOp.precheck(device, dtypes) runs its self-check); "
+            f"torch.compile(mode='reduce-overhead') does this in its warm-up.")
+
+
+def seeded_cpu_inputs(make: Callable[[torch.device, torch.dtype], tuple], device: torch.device,
+                      dtype: torch.dtype, seed: int = 1234) -> tuple:
+    """``make(cpu, dtype)`` under a fixed seed with the CPU random state restored afterwards, each tensor
+    then moved to ``device``: the CUDA random state is never touched, the CPU one is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        args = make(torch.device("cpu"), dtype)
+    return tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
 
 
 @dataclass
@@ -219,8 +285,9 @@ class KernelOp:
             self.torch_op.register_kernel("cpu")(self._dispatched_cpu_kernel)
 
     def register_autograd(self, backward: Callable, setup_context: Callable) -> None:
-        """Attach a backward; calls that need a gradient then always go through the dispatcher."""
+        """Attach a backward (used by the registered op and by the eager autograd path alike)."""
         self.torch_op.register_autograd(backward, setup_context=setup_context)
+        self._backward, self._setup_context = backward, setup_context
         self.has_autograd = True
 
     def backends(self, device_type: Optional[str] = None) -> list[str]:
@@ -261,8 +328,8 @@ class KernelOp:
                 reasons.append(f"{backend} has no {device_type} implementation")
         for cand in candidates:
             why = cand.available()
-            if why is None:
-                return self._note(device_type, cand)
+            if why is None:  # a later candidate: say why the earlier ones were passed over (a warning on CUDA)
+                return self._note(device_type, cand, because="; ".join(reasons))
             reasons.append(f"{cand.name}: {why}")
         if backend == "auto" and device_type != "cuda":
             return self._note(device_type, reference, because="; ".join(reasons))
@@ -293,14 +360,12 @@ class KernelOp:
         key = (self.name, chosen.name, str(device), str(dtype))
         if key in _registry.checked:
             return
-        gen_state = torch.random.get_rng_state()
-        try:
-            args = self.selfcheck_inputs(device, dtype)
-        finally:
-            torch.random.set_rng_state(gen_state)  # the check must not shift the user's random stream
+        refuse_selfcheck_in_capture(f"golf_fast::{self.name} ({chosen.name}, {dtype})", device)
+        args = seeded_cpu_inputs(self.selfcheck_inputs, device, dtype)
         ref_args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
         out = chosen.fn(*args)
-        ref = self.reference(*ref_args)
+        with precise_reference():
+            ref = self.reference(*ref_args)
         if self.mutated_index is not None:  # in-place op: compare the mutated argument
             out, ref = args[self.mutated_index], ref_args[self.mutated_index]
         problem = self.compare(out, ref)
@@ -325,14 +390,35 @@ class KernelOp:
             return self.torch_op(*args)
         device = tensors[0].device
         chosen = self.resolve(device.type, backend, fallback)
-        if (self.has_autograd and torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
-            if chosen.name != REFERENCE and chosen is not self._default_for(device.type):
-                raise ValueError(f"backend: gradients of golf_fast::{self.name} go through the registered "
-                                 f"kernels; use backend='auto', got {backend!r}")
-            return self.torch_op(*args)
         if device.type == "cuda":
             self.selfcheck(chosen, device, self._selfcheck_dtype(args, tensors))
+        if self.has_autograd and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return _EagerAutograd.apply(self, chosen, (backend, fallback), *args)
         return chosen.fn(*args)
+
+    def precheck(self, device: torch.device, dtypes: Sequence[torch.dtype]) -> list[str]:
+        """Run the self-check of the ``auto`` backend for ``device`` now, for each of ``dtypes`` (call
+        before CUDA-graph capture); returns the backends checked (nothing off CUDA)."""
+        device = torch.device(device)
+        if device.type != "cuda":
+            return []
+        chosen = self.resolve("cuda")
+        for dt in dtypes:
+            self.selfcheck(chosen, device, dt)
+        return [f"{self.name}:{chosen.name}:{dt}" for dt in dtypes]
+
+    def _requested(self, device_type: str) -> Backend:
+        """The backend of a call made through the dispatcher (compiled graphs, a backward): ``auto``,
+        unless an eager backward asked for a backend this op has for ``device_type``."""
+        req = _BACKWARD_REQUEST.get()
+        if req is not None:
+            backend, fallback = req
+            if backend == REFERENCE or any(b.name == backend and b.device_type == device_type
+                                           for b in self._backends):
+                return self.resolve(device_type, backend, fallback)
+            if fallback is not None:
+                return self.resolve(device_type, "auto", fallback)
+        return self.resolve(device_type)
 
     def _selfcheck_dtype(self, args: Sequence[Any], tensors: list[torch.Tensor]) -> torch.dtype:
         if self.selfcheck_dtype_arg is not None:
@@ -340,19 +426,51 @@ class KernelOp:
         floats = [t for t in tensors if t.is_floating_point()]
         return (floats or tensors)[0].dtype
 
-    def _default_for(self, device_type: str) -> Optional[Backend]:
-        try:
-            return self.resolve(device_type)
-        except BackendUnavailableError:
-            return None
-
     def _dispatched_cpu_kernel(self, *args: Any) -> Any:
         """The CPU kernel of the torch.library op: the ``auto`` CPU backend (never an error on CPU)."""
-        return self.resolve("cpu").fn(*args)
+        return self._requested("cpu").fn(*args)
 
     def _dispatched_cuda_kernel(self, *args: Any) -> Any:
         """The CUDA kernel of the torch.library op: strict auto resolution plus the self-check."""
         tensors = _tensors(args)
-        chosen = self.resolve("cuda")
+        chosen = self._requested("cuda")
         self.selfcheck(chosen, tensors[0].device, self._selfcheck_dtype(args, tensors))
         return chosen.fn(*args)
+
+
+_BACKWARD_REQUEST: contextvars.ContextVar[Optional[tuple[str, Optional[str]]]] = contextvars.ContextVar(
+    "golf_fast_backward_request", default=None)
+"""(backend, fallback) of the eager call whose backward is running (set by ``_EagerAutograd.backward``)."""
+
+
+class _ShiftedContext:
+    """The autograd context as an op's backward expects it: ``needs_input_grad`` of the op's own
+    arguments (without ``_EagerAutograd``'s three leading ones); everything else is the real context."""
+
+    def __init__(self, ctx: Any, skip: int) -> None:
+        self._ctx = ctx
+        self.needs_input_grad = tuple(ctx.needs_input_grad[skip:])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
+class _EagerAutograd(torch.autograd.Function):
+    """Eager calls that need a gradient: the resolved backend forward, the op's backward."""
+
+    @staticmethod
+    def forward(ctx, op: "KernelOp", chosen: Backend, request: tuple, *args: Any) -> Any:
+        out = chosen.fn(*args)
+        op._setup_context(ctx, args, out)
+        ctx.golf_fast_op, ctx.golf_fast_request = op, request
+        return out
+
+    @staticmethod
+    def backward(ctx, *grads: Any) -> Any:
+        token = _BACKWARD_REQUEST.set(ctx.golf_fast_request)
+        try:
+            got = ctx.golf_fast_op._backward(_ShiftedContext(ctx, 3), *grads)
+        finally:
+            _BACKWARD_REQUEST.reset(token)
+        got = got if isinstance(got, tuple) else (got,)
+        return (None, None, None, *got)

@@ -26,6 +26,10 @@ registration and the public function, like ``ops/<family>.py`` of the Triton fam
   triangle only (the grid enumerates those tiles; no program exists for the other triangle),
   split over T into per-split partial tiles reduced in a fixed order by a second kernel, which
   adds into H and mirrors. fp32 X on CUDA runs the reference (``X.float()`` GEMM).
+* CUDA without the extension's CUDA part (torch without CUDA at build time, nvcc missing, a
+  toolkit/torch mismatch): backend ``torch``, the reference's GEMM at full fp32 precision (TF32
+  off for the call), chosen by ``auto`` with a logged warning naming why the CUDA kernel is
+  missing, so a trainer's Hessian stage still runs.
 
 Naming ladder: kernels above → ``golf_fast::hessian_accumulate_`` (torch.library, in place,
 ``mutates_args=("H",)``, with a fake) → ``golf_fast.hessian_accumulate_(H, X, scale)``;
@@ -40,7 +44,7 @@ import torch
 
 from golf_fast._availability import ext_has_cuda, load_extension
 from golf_fast.ops.checks import finite_number, reject_meta, reject_overlap
-from golf_fast.ops.dispatch import KernelOp, relative_error_within
+from golf_fast.ops.dispatch import KernelOp, precise_reference, relative_error_within
 
 INPUT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 TOLERANCE = 1e-5
@@ -98,6 +102,12 @@ def _cuda(H: torch.Tensor, X: torch.Tensor, scale: float) -> None:
         torch.ops.golf_fast._hessian_accumulate_cuda(H, X, scale)
 
 
+def _torch_gemm(H: torch.Tensor, X: torch.Tensor, scale: float) -> None:
+    """The CUDA path without the extension: the reference at full fp32 precision (cuBLAS GEMM)."""
+    with precise_reference():
+        hessian_accumulate_ref(H, X, scale)
+
+
 def _selfcheck_inputs(device: torch.device, dtype: torch.dtype) -> tuple:
     # partial 128-wide tiles, K % 8 == 0 (the vectorized load path), a token tail, and T > 2048 so the
     # CUDA kernel splits the tokens and runs its reduction kernel
@@ -111,6 +121,7 @@ HESSIAN_OP = KernelOp("hessian_accumulate_", hessian_accumulate_ref, fake=_fake,
                       selfcheck_inputs=_selfcheck_inputs, compare=relative_error_within(TOLERANCE),
                       selfcheck_dtype_arg=1)  # keyed on X's dtype: H is always fp32
 HESSIAN_OP.add_backend("cuda", "cuda", _cuda, available=ext_cuda_ready)
+HESSIAN_OP.add_backend("torch", "cuda", _torch_gemm, selfcheck=False)  # the reference itself
 HESSIAN_OP.add_backend("cpp", "cpu", _cpp, available=cpp_fast_here)
 
 
@@ -153,9 +164,11 @@ def hessian_accumulate_(H: torch.Tensor, X: torch.Tensor, scale: float = 1.0, *,
 
     ``H``: (K, K) float32, contiguous, symmetric (only its lower triangle is read; the result is
     exactly symmetric), sharing no memory with ``X`` (an overlap is refused: the kernels read X
-    while writing H). ``scale``: a finite number representable in float32. ``X``: (T, K) or (..., K) bfloat16, float16 or float32 on H's device.
-    ``backend``: ``"auto"`` (the CUDA kernel on CUDA, the C++ kernel on CPU), ``"cuda"``,
-    ``"cpp"`` or ``"reference"``; ``fallback="reference"`` runs the reference when the requested
+    while writing H). ``scale``: a finite number representable in float32. ``X``: (T, K) or
+    (..., K) bfloat16, float16 or float32 on H's device.
+    ``backend``: ``"auto"`` (the CUDA kernel on CUDA, or the ``"torch"`` GEMM with a warning when the
+    extension has no CUDA part; the C++ kernel on CPU), ``"cuda"``, ``"torch"``, ``"cpp"`` or
+    ``"reference"``; ``fallback="reference"`` runs the reference when the requested
     kernel is unavailable instead of raising.
     """
     check_hessian_inputs(H, X, scale)

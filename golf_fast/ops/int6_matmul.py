@@ -14,6 +14,10 @@ Regimes (``M`` = the flattened batch):
 
 * ``M ≤ 64``: ``_int6_gemv_kernel``, split-K GEMV-style. The weight is streamed once at 0.75
   byte/weight (vs 2 for bf16): a memory-bound call is predicted up to 2.67× faster than bf16.
+  When the (N, M) tiles are fewer than the SMs and K is longer than one round of a program's
+  load pipeline, K is split so that every SM gets a program (``select_config``), and the partial
+  sums are combined inside the same launch: the last program of each tile to finish adds them
+  up (a "serial split-K fix-up", no second kernel).
 * ``M > 64``: ``_int6_gemm_kernel``, tensor-core tiles with dequantization in the load path
   (wgmma/HGMMA on sm_90, checked by the sm_90 compile tests).
 
@@ -36,12 +40,13 @@ from typing import Optional
 import torch
 
 from golf_fast.ops.checks import reject_meta
-from golf_fast.ops.dispatch import KernelOp, KernelSelfCheckError, triton_in_interpreter, triton_on_cuda
+from golf_fast.ops.dispatch import (KernelOp, KernelSelfCheckError, precise_reference, refuse_selfcheck_in_capture,
+                                    triton_in_interpreter, triton_on_cuda)
 from golf_fast.ops.dispatch import config as dispatch_config
-from golf_fast.ops.int6_matmul_kernels import (ACT_DTYPES, DEQUANT_BLOCK, GEMM_LARGE, GEMM_MID, GEMV_M16, GEMV_M64,
-                                               REDUCE_BLOCK, SMALL_M_MAX, Int6Tile, _int6_dequant_kernel,
-                                               _int6_gemm_kernel, _int6_gemv_kernel, _int6_splitk_reduce_kernel,
-                                               dequant_config, matmul_config, reduce_config)
+from golf_fast.ops.int6_matmul_kernels import (ACT_DTYPES, DEQUANT_BLOCK, GEMM_LARGE, GEMM_MID, GEMV_M16,
+                                               GEMV_M16_K64, GEMV_M64, SMALL_M_MAX, SPLIT_COUNTERS, Int6Tile,
+                                               _int6_dequant_kernel, _int6_gemm_kernel, _int6_gemv_kernel,
+                                               dequant_config, matmul_config)
 from golf_fast.ops.int6_pack import (
     INT6_MAX,
     check_int6_padding,
@@ -99,29 +104,72 @@ def _num_sms(device_index: Optional[int]) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
+def _split_for(tile: Int6Tile, tiles: int, k: int, num_sms: int) -> int:
+    """Splits of K that give ``tiles · split ≥ num_sms`` programs, each at least one K block long
+    (fewer when K has fewer blocks): ``blocks_per_split = max(1, k_blocks // wanted)``."""
+    if tiles >= num_sms:
+        return 1
+    wanted = _cdiv(num_sms, tiles)
+    k_blocks = _cdiv(k, tile.block_k)
+    per_split = max(1, k_blocks // wanted)
+    return _cdiv(k_blocks, per_split)
+
+
+def gemv_grid(m: int, n: int, k: int, tile: Int6Tile, split: int) -> tuple[tuple[int, int, int], int]:
+    """The GEMV launch for ``split`` requested splits: grid ``(N tiles, splits, M tiles)`` and the
+    columns per split (whole K blocks; the last split may be shorter, so splits ≤ ``split``)."""
+    k_per_split = _cdiv(_cdiv(k, tile.block_k), split) * tile.block_k
+    return (_cdiv(n, tile.block_n), _cdiv(k, k_per_split), _cdiv(m, tile.block_m)), k_per_split
+
+
 def select_config(m: int, n: int, k: int, num_sms: int = 132) -> tuple[Int6Tile, int]:
     """Shape class → (tile, split_k). Fixed rules, no autotuning.
 
     M ≤ 16 → GEMV_M16, M ≤ 64 → GEMV_M64; larger M → GEMM_LARGE (256 x-rows × 128 W-rows: twice
     the MMA work per dequantized W element of a 128×128 tile) when its tiles fill every SM, else
-    GEMM_MID (64 × 128, four times the programs). The GEMV kernels
-    split K (a second, reduction launch) only when the (N, M) tiles fill less than half of the SMs
-    and each split still has at least 2048 columns: the record's shapes (K ≤ 2048) stay one launch.
+    GEMM_MID (64 × 128, four times the programs).
+
+    The GEMV kernels split K when their (N, M) tiles are fewer than ``num_sms`` *and* a program's
+    K range is more than one round of its load pipeline (more than ``num_stages`` K blocks): then
+    the split gives every SM a program (``_split_for``) and each program a short K range, and the
+    partial sums are combined in the same launch. When the whole K is one round already (K ≤ 768
+    for the M ≤ 16 tile), every load of a program is in flight at once and the call is bound by
+    one memory latency whatever the split; splitting would only add the fix-up's L2 round trip.
+    For M ≤ 16, when K has fewer 256-column blocks than the splits wanted, the 64-column tile
+    GEMV_M16_K64 is used. On 132 SMs at M ≤ 16: 512×2048 → 16 tiles × 11 splits of 192 columns
+    (K64), 8192×512 → 256 tiles; 512×512 and 2048×512 (16 and 64 tiles, K = 512: one round) are
+    not split.
     """
     if m > SMALL_M_MAX:
         big = _cdiv(m, GEMM_LARGE.block_m) * _cdiv(n, GEMM_LARGE.block_n)
         return (GEMM_LARGE if big >= num_sms else GEMM_MID), 1
     tile = GEMV_M16 if m <= 16 else GEMV_M64
     tiles = _cdiv(n, tile.block_n) * _cdiv(m, tile.block_m)
-    split = 1
-    while tiles * split * 2 <= num_sms and k // (split * 2) >= 2048:
-        split *= 2
-    return tile, split
+    one_round = _cdiv(k, tile.block_k) <= tile.num_stages
+    if tiles >= num_sms or tiles > SPLIT_COUNTERS or one_round:
+        return tile, 1
+    if tile is GEMV_M16 and _cdiv(k, tile.block_k) < _cdiv(num_sms, tiles):
+        tile = GEMV_M16_K64
+    return tile, _split_for(tile, tiles, k, num_sms)
 
 
 # --------------------------------------------------------------------------- launchers
 
 _DUMMY: dict[torch.device, torch.Tensor] = {}
+_COUNTERS: dict[tuple, torch.Tensor] = {}
+
+
+def split_counters(device: torch.device) -> torch.Tensor:
+    """The zeroed int32 arrival counters of the split-K fix-up for ``device``'s current stream.
+
+    Each launch leaves them at zero again (the last program of a tile resets its counter), so one
+    buffer per stream serves every launch on it; launches on one stream never overlap. Allocated
+    once (before any CUDA-graph capture that uses it, by the warm-up call)."""
+    sid = torch.cuda.current_stream(device).stream_id if device.type == "cuda" else None
+    key = (str(device), sid)
+    if key not in _COUNTERS:
+        _COUNTERS[key] = torch.zeros(SPLIT_COUNTERS, dtype=torch.int32, device=device)
+    return _COUNTERS[key]
 
 
 def _dummy_f32(device: torch.device) -> torch.Tensor:
@@ -150,15 +198,53 @@ def int6_linear_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tens
     dev_index = None if interpreter_enabled() else (x.device.index or 0)
     tile, split = select_config(m, n, k, _num_sms(dev_index))
     if x.device.type == "cuda" and dispatch_config.selfcheck:
-        key = (tile, split > 1, x.dtype, str(x.device))
-        if key not in _CHECKED_TILES:
-            selfcheck_tile(tile, split, x.dtype, x.device)
-            _CHECKED_TILES.add(key)
+        rank = lowrank_a.shape[1] if lowrank_a is not None and lowrank_b is not None else 0
+        ensure_tile_checked(tile, split, x.dtype, x.device, launch_class(m, n, k, bias is not None, rank))
     out = _launch(x2, packed, scales, bias, lowrank_a, lowrank_b, tile, split)
     return out.reshape(*x.shape[:-1], n)
 
 
 _CHECKED_TILES: set = set()
+
+
+def _int_class(v: int) -> int:
+    """How Triton specializes an integer argument: 1 (equal to 1), 16 (divisible by 16) or 0."""
+    return 1 if v == 1 else (16 if v % 16 == 0 else 0)
+
+
+def launch_class(m: int, n: int, k: int, has_bias: bool, rank: int) -> tuple:
+    """The specialization class of one launch: Triton compiles one variant per pattern of integer
+    arguments equal to 1 / divisible by 16 (M, N, K, the packed row bytes, the low-half bytes) and
+    per epilogue (bias, low-rank rank), so a self-check must run the same class as the real call."""
+    return (_int_class(m), _int_class(n), _int_class(k), _int_class(packed_row_bytes(k)),
+            _int_class(padded_cols(k) // 2), bool(has_bias), int(rank))
+
+
+def check_dims(tile: Int6Tile, cls: tuple) -> tuple[int, int, int]:
+    """(M, N, K) of a small self-check problem in launch class ``cls`` for ``tile`` (M within the
+    tile's regime; N and K small, with tails where the class has them)."""
+    cm, cn = cls[0], cls[1]
+    if tile.kernel == "gemv":
+        m = {1: 1, 16: 16}.get(cm, min(tile.block_m, 37) if min(tile.block_m, 37) % 16 else tile.block_m - 3)
+    else:
+        m = tile.block_m + (16 if cm == 16 else 3)
+    n = {1: 1, 16: 48}.get(cn, 45)
+    if cls[2] == 1:
+        k = 1
+    else:
+        k = next(v for v in range(560, 700) if (_int_class(v), _int_class(packed_row_bytes(v)),
+                                                 _int_class(padded_cols(v) // 2)) == tuple(cls[2:5]))
+    return m, n, k
+
+
+def ensure_tile_checked(tile: Int6Tile, split: int, dtype: torch.dtype, device: torch.device, cls: tuple) -> None:
+    """Self-check (tile, split, dtype, launch class) on ``device`` once (see :func:`selfcheck_tile`)."""
+    key = (tile, split > 1, dtype, str(device), cls)
+    if key in _CHECKED_TILES:
+        return
+    refuse_selfcheck_in_capture(f"golf_fast::int6_linear tile {tile.kernel} {tile.block_m}x{tile.block_n}", device)
+    selfcheck_tile(tile, split, dtype, device, cls=cls)
+    _CHECKED_TILES.add(key)
 
 
 def _word_aligned(packed: torch.Tensor) -> torch.Tensor:
@@ -196,45 +282,68 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
                                 x2.stride(0), packed.stride(0), out.stride(0), t.stride(0), a.stride(0),
                                 num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.constexprs)
         return out
-    k_blocks = _cdiv(k, tile.block_k)
-    k_per_split = _cdiv(k_blocks, split) * tile.block_k
-    split = _cdiv(k, k_per_split)
+    grid, k_per_split = gemv_grid(m, n, k, tile, split)
+    split = grid[1]
+    if split > 1 and grid[0] * grid[2] > SPLIT_COUNTERS:
+        raise ValueError(f"split: {grid[0] * grid[2]} (N, M) tiles exceed the {SPLIT_COUNTERS} split-K counters; "
+                         "select_config never splits that many tiles")
     cfg = matmul_config(tile, x2.dtype, split=split > 1)
-    dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
-    stride_os = 0 if split == 1 else dest.stride(0)
-    grid = (_cdiv(n, tile.block_n), split, _cdiv(m, tile.block_m))
-    _int6_gemv_kernel[grid](x2, packed, scales, dest, bias_t, t, a, m, n, k, lo_bytes, k_per_split, bias_n, rank,
-                            x2.stride(0), packed.stride(0), n, stride_os, t.stride(0), a.stride(0),
-                            num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.constexprs)
     if split > 1:
-        rc = reduce_config(x2.dtype)
-        _int6_splitk_reduce_kernel[(_cdiv(m * n, REDUCE_BLOCK),)](
-            dest, out, m * n, split, dest.stride(0), num_warps=rc.num_warps, **rc.constexprs)
+        part = torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
+        counters = split_counters(x2.device)
+    else:
+        part = counters = _dummy_f32(x2.device)
+    _int6_gemv_kernel[grid](x2, packed, scales, out, bias_t, t, a, part, counters, m, n, k, lo_bytes, k_per_split,
+                            bias_n, rank, x2.stride(0), packed.stride(0), n, m * n, t.stride(0), a.stride(0),
+                            num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.constexprs)
     return out
 
 
+def launch_tile(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+                lowrank_a: Optional[torch.Tensor], lowrank_b: Optional[torch.Tensor], tile: Int6Tile,
+                split: int) -> torch.Tensor:
+    """Run one tile configuration forced, whatever :func:`select_config` would pick (GPU checks);
+    (M, K) ``x2`` → (M, N). Inputs are assumed valid; no self-check runs."""
+    check_launch_device(x2, packed, scales, what="launch_tile")
+    return _launch(x2, packed, scales, bias, lowrank_a, lowrank_b, tile, split)
+
+
+SHIPPED_TILES = (GEMV_M16, GEMV_M64, GEMM_MID, GEMM_LARGE)
+"""Every tile shape class the launcher can pick."""
+
+
 def selfcheck_tile(tile: Int6Tile, split: int, dtype: torch.dtype, device: torch.device, *,
-                   epilogue: bool = True) -> None:
+                   epilogue: bool = True, cls: Optional[tuple] = None) -> None:
     """Compare one configuration with the reference on a small random problem; raise on mismatch.
 
-    M is the tile's own M (≤ it for the GEMV), K = 600 with ``split`` splits, N = 45 (a tail);
-    with ``epilogue`` a bias and a rank-3 low-rank term are added.
+    With ``cls`` (a :func:`launch_class`), the problem is in that specialization class (M, N, K from
+    :func:`check_dims`, a bias and a low-rank term of the class's rank when it has them). Without it:
+    M is the tile's own M (≤ it for the GEMV), K = 600 with ``split`` splits, N = 45 (a tail); with
+    ``epilogue`` a bias and a rank-3 low-rank term. Inputs come from a fixed-seed CPU generator (no
+    random state of the user's moves); the reference runs in full fp32 whatever the TF32 settings.
     """
     gen = torch.Generator(device="cpu").manual_seed(1234)
-    m = min(tile.block_m, 37) if tile.kernel == "gemv" else tile.block_m + 3
-    n, k = 45, 600
+    if cls is None:
+        m = min(tile.block_m, 37) if tile.kernel == "gemv" else tile.block_m + 3
+        n, k = 45, 600
+        has_bias, rank = epilogue, 3 if epilogue else 0
+    else:
+        m, n, k = check_dims(tile, cls)
+        has_bias, rank = cls[5], cls[6]
     codes = torch.randint(-INT6_MAX, INT6_MAX + 1, (n, k), dtype=torch.int8, generator=gen)
     scales = (torch.rand(n, generator=gen) * 0.02 + 0.001).to(torch.float16)
     x = torch.randn(m, k, generator=gen).to(dtype)
-    bias = torch.randn(n, generator=gen).to(dtype) if epilogue else None
-    lr = (torch.randn(n, 3, generator=gen), torch.randn(3, k, generator=gen)) if epilogue else (None, None)
+    bias = torch.randn(n, generator=gen).to(dtype) if has_bias else None
+    lr = (torch.randn(n, rank, generator=gen), torch.randn(rank, k, generator=gen)) if rank else (None, None)
     args = [t.to(device) if t is not None else None for t in (x, pack_int6_ref(codes), scales, bias, *lr)]
     out = _launch(*args, tile=tile, split=split)
-    ref = int6_linear_ref(*args)
+    with precise_reference():
+        ref = int6_linear_ref(*args)
     problem = within_output_rounding(out, ref)
     if problem is not None:
         raise KernelSelfCheckError(
-            f"golf_fast::int6_linear tile {tile} (split_k={split}, epilogue={epilogue}) on {device} ({dtype}) "
+            f"golf_fast::int6_linear tile {tile} (split_k={split}, M={m}, N={n}, K={k}, bias={has_bias}, "
+            f"low-rank rank={rank}) on {device} ({dtype}) "
             f"disagrees with its reference on the first-use self-check: {problem}. Pass backend='reference' "
             f"to run the eager reference, and report the versions printed by golf_fast.status().")
 

@@ -41,8 +41,8 @@ by the GEMV, GEMM and one-shot dequantization kernels.
 
 Configurations: fixed per shape class (``select_config`` in ``int6_matmul.py``), never
 autotuned at job start. Each configuration the launchers can use is a ``KernelConfig`` in
-``SHIPPED_CONFIGS`` (activation dtype × tile × split-K variant, plus the split-K reduction and
-the one-shot dequantization), compiled for sm_90 by ``golf-fast inspect`` and the sm_90 tests.
+``SHIPPED_CONFIGS`` (activation dtype × tile × split-K variant, plus the one-shot
+dequantization), compiled for sm_90 by ``golf-fast inspect`` and the sm_90 tests.
 """
 
 from __future__ import annotations
@@ -91,22 +91,44 @@ def _int6_tile_bits(lo_words, hi_words, n_mask, k0, LO_BYTES, MAGIC: tl.constexp
     return tl.join(tl.join(c04, c26), tl.join(c15, c37)).reshape(BLOCK_N, BLOCK_K)
 
 
+@triton_helper
+def _int6_gemv_epilogue(acc, out_ptr, scales_ptr, bias_ptr, t_ptr, a_ptr, rm, rn, m_mask, n_mask, BIAS_N, RANK,
+                        stride_om, stride_tm, stride_an):
+    """``out[m, n] = acc[n, m]·scale[n] + bias[n] + Σ_r T[m, r]·A[n, r]`` in fp32, stored in out's dtype."""
+    scale = tl.load(scales_ptr + rn, mask=n_mask, other=0.0).to(tl.float32)
+    acc = acc * scale[:, None]
+    bias = tl.load(bias_ptr + rn, mask=rn < BIAS_N, other=0.0).to(tl.float32)
+    acc = acc + bias[:, None]
+    for r in range(0, RANK):  # rank-1 updates in fp32 FMAs (r is small)
+        a = tl.load(a_ptr + rn.to(tl.int64) * stride_an + r, mask=n_mask, other=0.0)
+        t = tl.load(t_ptr + rm.to(tl.int64) * stride_tm + r, mask=m_mask, other=0.0)
+        acc += a[:, None] * t[None, :]
+    o_ptr = out_ptr + rm[None, :].to(tl.int64) * stride_om + rn[:, None]
+    tl.store(o_ptr, acc.to(out_ptr.dtype.element_ty), mask=n_mask[:, None] & m_mask[None, :])
+
+
 @triton_kernel
-def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a_ptr,
+def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a_ptr, part_ptr, cnt_ptr,
                       M, N, K, LO_BYTES, K_PER_SPLIT, BIAS_N, RANK,
-                      stride_xm, stride_pn, stride_om, stride_os, stride_tm, stride_an,
+                      stride_xm, stride_pn, stride_om, stride_ps, stride_tm, stride_an,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                      FOLD: tl.constexpr):
+                      FOLD: tl.constexpr, SPLIT: tl.constexpr):
     """Small-M (≤ 64) int6 linear, split-K: ``acc(BLOCK_N × BLOCK_M) = W_tile · x_tileᵀ``.
 
     Grid ``(cdiv(N, BLOCK_N), SPLIT_K, cdiv(M, BLOCK_M))``: program (n, s, m) streams its rows of
     W over columns ``[s·K_PER_SPLIT, (s+1)·K_PER_SPLIT)`` once, for all BLOCK_M rows of x. The
-    weight is the wide (A) operand so one BLOCK_M ≥ 16 tile covers M = 1..BLOCK_M. With one split
-    the result (× scale, + epilogue) goes to ``out`` (M × N, x's dtype); with several, split ``s``
-    writes its fp32 partial to ``out + s·stride_os`` (the epilogue is added by split 0 only) and
-    ``_int6_splitk_reduce_kernel`` sums them.
+    weight is the wide (A) operand so one BLOCK_M ≥ 16 tile covers M = 1..BLOCK_M. Without
+    ``SPLIT`` (one split) the result (× scale, + epilogue) goes to ``out`` (M × N, x's dtype).
 
-    ``FOLD`` (bf16, M ≤ 16 tile): the weights enter the dot as ``code + 160`` (the bf16 magic
+    ``SPLIT`` (serial split-K fix-up, one launch): program (n, s, m) stores its raw fp32 partial
+    at ``part + s·stride_ps + m·N + n``, then increments the tile's arrival counter
+    ``cnt[m_tile·num_n_tiles + n_tile]`` (acq_rel, after a CTA barrier, so the partial is visible
+    before the count); the program that arrives last sums the partials in split order (the same
+    order whoever is last: deterministic), applies scale and epilogue, writes ``out`` and resets
+    the counter to 0 for the next launch. The counters must start at 0 (the launcher keeps one
+    zeroed buffer per device and stream).
+
+    ``FOLD`` (bf16, M ≤ 16 tiles): the weights enter the dot as ``code + 160`` (the bf16 magic
     pattern ``0x4300 | u`` itself, no arithmetic and no fp16→bf16 conversion), and the offset is
     removed once at the end: ``acc − 160·Σ_k x`` with ``Σ_k x`` from a second dot of a ones tile
     on the idle tensor cores (fp32; the products ``x·(code+160)`` are still exact in fp32).
@@ -141,28 +163,23 @@ def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
             acc_s = tl.dot(ones, tl.trans(xt), acc_s)
     if FOLD:
         acc = acc - 160.0 * acc_s
-    scale = tl.load(scales_ptr + rn, mask=n_mask, other=0.0).to(tl.float32)
-    acc = acc * scale[:, None]
-    if pid_s == 0:
-        bias = tl.load(bias_ptr + rn, mask=rn < BIAS_N, other=0.0).to(tl.float32)
-        acc = acc + bias[:, None]
-        for r in range(0, RANK):  # rank-1 updates in fp32 FMAs (r is small)
-            a = tl.load(a_ptr + rn.to(tl.int64) * stride_an + r, mask=n_mask, other=0.0)
-            t = tl.load(t_ptr + rm.to(tl.int64) * stride_tm + r, mask=m_mask, other=0.0)
-            acc += a[:, None] * t[None, :]
-    o_ptr = out_ptr + pid_s.to(tl.int64) * stride_os + rm[None, :].to(tl.int64) * stride_om + rn[:, None]
-    tl.store(o_ptr, acc.to(out_ptr.dtype.element_ty), mask=n_mask[:, None] & m_mask[None, :])
-
-
-@triton_kernel
-def _int6_splitk_reduce_kernel(part_ptr, out_ptr, MN, SPLIT_K, stride_ps, BLOCK: tl.constexpr):
-    """``out[i] = Σ_s part[s, i]`` over the fp32 split-K partials, cast to the output dtype."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < MN
-    acc = tl.full((BLOCK,), 0.0, tl.float32)
-    for s in range(0, SPLIT_K):
-        acc += tl.load(part_ptr + s * stride_ps + offs, mask=mask, other=0.0)
-    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    if SPLIT:
+        tile_mask = n_mask[:, None] & m_mask[None, :]
+        p_ptr = part_ptr + rm[None, :].to(tl.int64) * N + rn[:, None]
+        tl.store(p_ptr + pid_s.to(tl.int64) * stride_ps, acc, mask=tile_mask)
+        tl.debug_barrier()  # every thread's partial is written before the count is released
+        counter = cnt_ptr + pid_m * tl.num_programs(0) + pid_n
+        arrived = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu")
+        if arrived == tl.num_programs(1) - 1:
+            total = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
+            for s in range(0, tl.num_programs(1)):
+                total += tl.load(p_ptr + s * stride_ps, mask=tile_mask, other=0.0, cache_modifier=".cg")
+            tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
+            _int6_gemv_epilogue(total, out_ptr, scales_ptr, bias_ptr, t_ptr, a_ptr, rm, rn, m_mask, n_mask, BIAS_N,
+                                RANK, stride_om, stride_tm, stride_an)
+    else:
+        _int6_gemv_epilogue(acc, out_ptr, scales_ptr, bias_ptr, t_ptr, a_ptr, rm, rn, m_mask, n_mask, BIAS_N, RANK,
+                            stride_om, stride_tm, stride_an)
 
 
 @triton_kernel
@@ -271,30 +288,34 @@ class Int6Tile:
 # Shape classes (see select_config). Predicted, not tuned on a GPU: chosen so the weight stream
 # has >= 1 wave of programs on 132 SMs at the issue's shapes and the tiles compile without spills.
 GEMV_M16 = Int6Tile("gemv", block_m=16, block_n=32, block_k=256, num_warps=4, num_stages=3, fold_bf16=True)
+GEMV_M16_K64 = Int6Tile("gemv", block_m=16, block_n=32, block_k=64, num_warps=4, num_stages=3, fold_bf16=True)
+"""The M ≤ 16 tile with 64-column K blocks: the split-K tile when K has too few 256-column blocks
+to give every SM a split (the record's 512×2048: 16 tiles need 9 splits, K has 8 blocks of 256)."""
 GEMV_M64 = Int6Tile("gemv", block_m=64, block_n=64, block_k=128, num_warps=4, num_stages=3)
 GEMM_MID = Int6Tile("gemm", block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3)
 GEMM_LARGE = Int6Tile("gemm", block_m=256, block_n=128, block_k=64, num_warps=8, num_stages=3)
-TILES = (GEMV_M16, GEMV_M64, GEMM_MID, GEMM_LARGE)
+TILES = (GEMV_M16, GEMV_M16_K64, GEMV_M64, GEMM_MID, GEMM_LARGE)
 GROUP_M = 8
-REDUCE_BLOCK = 1024
+SPLIT_COUNTERS = 1024
+"""Arrival counters per (device, stream) for the split-K fix-up: one per (N, M) tile, and a launch
+splits K only while its tiles are fewer than the SMs, so 1024 covers any GPU."""
 DEQUANT_BLOCK = (32, 128)
 
 
 # The run-time specialization at the record's shapes (K, N multiples of 64; torch's 16-byte
 # aligned allocations): the sm_90 compile checks use it so they see the kernel that runs there.
 # Other shapes get Triton's generic specialization of the same kernel (correct, less vectorized).
-_DIVISIBLE = ("x_ptr", "packed_ptr", "scales_ptr", "out_ptr", "bias_ptr", "t_ptr", "a_ptr", "part_ptr", "N", "K",
-              "LO_BYTES", "K_PER_SPLIT", "stride_xm", "stride_pn", "stride_om", "stride_os", "stride_on", "MN",
-              "stride_ps")
+_DIVISIBLE = ("x_ptr", "packed_ptr", "scales_ptr", "out_ptr", "bias_ptr", "t_ptr", "a_ptr", "part_ptr", "cnt_ptr",
+              "N", "K", "LO_BYTES", "K_PER_SPLIT", "stride_xm", "stride_pn", "stride_om", "stride_ps", "stride_on")
 
 
-def _gemv_signature(dt: str, out_dt: str) -> dict[str, str]:
-    sig = {"x_ptr": f"*{dt}", "packed_ptr": "*u8", "scales_ptr": "*fp16", "out_ptr": f"*{out_dt}",
-           "bias_ptr": f"*{dt}", "t_ptr": "*fp32", "a_ptr": "*fp32"}
+def _gemv_signature(dt: str) -> dict[str, str]:
+    sig = {"x_ptr": f"*{dt}", "packed_ptr": "*u8", "scales_ptr": "*fp16", "out_ptr": f"*{dt}",
+           "bias_ptr": f"*{dt}", "t_ptr": "*fp32", "a_ptr": "*fp32", "part_ptr": "*fp32", "cnt_ptr": "*i32"}
     for name in ("M", "N", "K", "LO_BYTES", "K_PER_SPLIT", "BIAS_N", "RANK", "stride_xm", "stride_pn",
-                 "stride_om", "stride_os", "stride_tm", "stride_an"):
+                 "stride_om", "stride_ps", "stride_tm", "stride_an"):
         sig[name] = "i32"
-    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "FOLD"):
+    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "FOLD", "SPLIT"):
         sig[name] = "constexpr"
     return sig
 
@@ -314,16 +335,17 @@ def _gemm_signature(dt: str) -> dict[str, str]:
 def matmul_config(tile: Int6Tile, dtype: torch.dtype, split: bool = False) -> KernelConfig:
     """The KernelConfig the launcher uses for ``tile`` with activations of ``dtype``.
 
-    ``split`` (GEMV only): the split-K variant, which writes fp32 partials.
+    ``split`` (GEMV only): the split-K variant (fp32 partials and the in-kernel fix-up).
     """
     dt = _TRITON_DTYPE[dtype]
     consts = {"BLOCK_M": tile.block_m, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k}
-    name = f"int6_{tile.kernel}_m{tile.block_m}_{dt}"
+    name = f"int6_{tile.kernel}_m{tile.block_m}_k{tile.block_k}_{dt}"
     if tile.kernel == "gemv":
-        sig = _gemv_signature(dt, "fp32" if split else dt)
+        sig = _gemv_signature(dt)
         kernel = _int6_gemv_kernel
         name += "_splitk" if split else ""
         consts["FOLD"] = tile.fold_bf16 and dtype == torch.bfloat16
+        consts["SPLIT"] = bool(split)
     else:
         sig = _gemm_signature(dt)
         kernel = _int6_gemm_kernel
@@ -331,16 +353,6 @@ def matmul_config(tile: Int6Tile, dtype: torch.dtype, split: bool = False) -> Ke
     return KernelConfig(name=name, kernel=kernel, signature=sig, constexprs=consts, num_warps=tile.num_warps,
                         num_stages=tile.num_stages, uses_matmul=tile.allows_wgmma,
                         divisible_by_16=tuple(a for a in _DIVISIBLE if a in sig))
-
-
-@lru_cache(maxsize=None)
-def reduce_config(dtype: torch.dtype) -> KernelConfig:
-    return KernelConfig(
-        name=f"int6_splitk_reduce_{_TRITON_DTYPE[dtype]}", kernel=_int6_splitk_reduce_kernel,
-        signature={"part_ptr": "*fp32", "out_ptr": f"*{_TRITON_DTYPE[dtype]}", "MN": "i32", "SPLIT_K": "i32",
-                   "stride_ps": "i32", "BLOCK": "constexpr"},
-        constexprs={"BLOCK": REDUCE_BLOCK}, num_warps=4, num_stages=1, uses_matmul=False,
-        divisible_by_16=("part_ptr", "out_ptr", "MN", "stride_ps"))
 
 
 @lru_cache(maxsize=None)
@@ -362,7 +374,6 @@ def _all_configs() -> tuple[KernelConfig, ...]:
             out.append(matmul_config(tile, dtype))
             if tile.kernel == "gemv":
                 out.append(matmul_config(tile, dtype, split=True))
-        out.append(reduce_config(dtype))
     for dtype in (torch.bfloat16, torch.float16, torch.float32):
         out.append(dequant_config(dtype))
     return tuple(out)

@@ -46,7 +46,9 @@ from typing import Optional, Sequence, Union
 import torch
 
 from golf_fast.ops.checks import FP32_MAX, reject_meta
-from golf_fast.ops.dispatch import KernelOp, relative_error_within, triton_in_interpreter, triton_on_cuda
+from golf_fast.ops.dispatch import (KernelOp, KernelSelfCheckError, precise_reference, refuse_selfcheck_in_capture,
+                                    relative_error_within, triton_in_interpreter, triton_on_cuda)
+from golf_fast.ops.dispatch import config as dispatch_config
 from golf_fast.ops.newton_schulz_kernels import (TRITON_PTR_TYPES, NSTiles, _ns_scale_kernel, _ns_sumsq_kernel, _ns_syrk_kernel,
                                                  _ns_update_kernel, pick_tiles)
 from golf_fast.ops.triton_support import check_launch_device, triton
@@ -260,6 +262,8 @@ def newton_schulz_triton(G: torch.Tensor, coefficients: list[float], eps: float,
     tall = r > c
     m, n = (c, r) if tall else (r, c)
     tiles = tiles or pick_tiles(m)
+    if G.device.type == "cuda" and dispatch_config.selfcheck:
+        ensure_tiles_checked(tiles, dtype, G.device)
     parts = triton.cdiv(r, tiles.elementwise_r) * triton.cdiv(c, tiles.elementwise_c)
     ws = workspace(G.device, dtype, batch, m, n, parts)
     out3 = out.view(batch, r, c)
@@ -268,6 +272,61 @@ def newton_schulz_triton(G: torch.Tensor, coefficients: list[float], eps: float,
     prepare(g, ws, eps, tiles)
     iterate(ws, coeffs, out3, out_strides, tiles)
     return out
+
+
+# --------------------------------------------------------------------------- per-tile self-check
+
+_CHECKED_TILES: set = set()
+
+
+def selfcheck_problem(tiles: NSTiles) -> tuple[int, int, int]:
+    """(batch, rows, cols) of the self-check input for ``tiles``: tall (the transposed path), with
+    m = 2·syrk + 13 (three row tiles of A: diagonal, off-diagonal and mirrored ones, and a tail) and
+    n = m + 59 (two or more update column tiles with a tail)."""
+    m = 2 * tiles.syrk + 13
+    return 2, m + 59, m
+
+
+def selfcheck_tiles(tiles: NSTiles, dtype: torch.dtype, device: torch.device, kernel=None) -> None:
+    """Run 5 Polar Express steps with ``tiles`` in compute ``dtype`` on :func:`selfcheck_problem`
+    and raise :class:`KernelSelfCheckError` unless the kernel's relative Frobenius error against
+    float64 is at most twice eager PyTorch's (in ``dtype``; for float32, whose kernel ``tl.dot`` runs
+    TF32, eager bfloat16's: TF32 keeps 3 more mantissa bits than bfloat16, so this bound is loose
+    for a correct kernel and far below a dropped or transposed tile). The input comes from a
+    fixed-seed CPU generator; eager PyTorch runs in full fp32 whatever the TF32 settings.
+    ``kernel`` replaces the Triton call (tests)."""
+    batch, r, c = selfcheck_problem(tiles)
+    gen = torch.Generator().manual_seed(4321)
+    G = torch.randn(batch, r, c, generator=gen).to(device)
+    coeffs = [tuple(t) for t in POLAR_EXPRESS]
+    flat = [v for t in coeffs for v in t]
+    run = kernel or (lambda g: newton_schulz_triton(g, flat, 1e-7, dtype, tiles=tiles))
+    out = run(G).double().cpu()
+    f64 = _ns_eager(G.double().cpu(), coeffs, 1e-7, torch.float64)
+    with precise_reference():
+        eager = _ns_eager(G, coeffs, 1e-7, torch.bfloat16 if dtype == torch.float32 else dtype).double().cpu()
+    err_k = float((out - f64).norm() / f64.norm())
+    err_e = float((eager - f64).norm() / f64.norm())
+    if not (err_k <= 2 * err_e):  # also catches NaN
+        raise KernelSelfCheckError(
+            f"golf_fast::newton_schulz tiles {tiles} on {device} ({dtype}, input {tuple(G.shape)}) disagrees with "
+            f"float64 on the first-use self-check: relative error {err_k:.3e} > 2 × eager's {err_e:.3e}. Pass "
+            f"backend='reference' to run the eager reference, and report the versions printed by "
+            f"golf_fast.status().")
+
+
+def ensure_tiles_checked(tiles: NSTiles, dtype: torch.dtype, device: torch.device) -> None:
+    """:func:`selfcheck_tiles` once per (tiles, compute dtype, device)."""
+    key = (tiles, dtype, str(device))
+    if key in _CHECKED_TILES:
+        return
+    refuse_selfcheck_in_capture(f"golf_fast::newton_schulz tiles syrk={tiles.syrk} ({dtype})", device)
+    _CHECKED_TILES.add(key)  # before the run: the check's own launches must not recurse into it
+    try:
+        selfcheck_tiles(tiles, dtype, device)
+    except BaseException:
+        _CHECKED_TILES.discard(key)
+        raise
 
 
 # --------------------------------------------------------------------------- op

@@ -7,6 +7,10 @@ the ahead-of-time sm_90 compile checks of ``golf_fast.tools.inspect``) or an
 (``interpreter_enabled()``), not when the module is imported, so one test process can both
 compile a kernel for sm_90 and run it in the interpreter.
 
+Every GPU launch runs under ``torch.cuda.device(<the first CUDA tensor argument's device>)``:
+Triton launches on the *current* device and its current stream, so a call on tensors that live
+on ``cuda:1`` while ``cuda:0`` is current would otherwise run on the wrong GPU and fault.
+
 Kernels may call shared ``@triton_helper`` functions (device functions) and the ``@jit``
 functions of ``triton.language`` (``tl.sum``, ``tl.max``, ``tl.zeros``...). A helper is always a
 compiled-form ``JITFunction``, whatever ``TRITON_INTERPRET`` said at import, so the sm_90
@@ -26,6 +30,8 @@ import contextlib
 import os
 import threading
 from typing import Any, Callable, Iterator
+
+import torch
 
 from golf_fast._availability import triton_status
 
@@ -92,7 +98,24 @@ class TritonKernel:
                     return launch(*args, **kwargs)
 
             return interpreted_launch
-        return self.jit[grid]
+        launch = self.jit[grid]
+
+        def guarded_launch(*args, **kwargs):
+            device = launch_device(args)
+            if device is None or device.index == torch.cuda.current_device():
+                return launch(*args, **kwargs)
+            with torch.cuda.device(device):
+                return launch(*args, **kwargs)
+
+        return guarded_launch
+
+
+def launch_device(args) -> "torch.device | None":
+    """The device of the first CUDA tensor among a launch's arguments (None when there is none)."""
+    for a in args:
+        if isinstance(a, torch.Tensor) and a.device.type == "cuda":
+            return a.device if a.device.index is not None else torch.device("cuda", torch.cuda.current_device())
+    return None
 
 
 def triton_kernel(fn: Callable[..., Any] | None = None, **jit_options: Any):

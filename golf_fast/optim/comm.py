@@ -12,6 +12,10 @@ releases), so ``mode="auto"`` uses the native SUM reduce-scatter where the backe
 otherwise emulates it with an ``all_reduce(SUM)`` of the (scratch) input followed, at
 ``wait()``, by copying this rank's slice and dividing by the world size. ``mode`` can force
 either path (``"native"``, ``"all_reduce"``), which is how the tests cover both.
+
+Both go through ``golf_fast.distributed`` (which places the buffers on the group's device; the
+bank buffers already live there, so the collectives run asynchronously and overlap the
+Newton-Schulz work of the previous bank).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-import torch.distributed as dist
+from golf_fast import distributed
 
 MODES = ("auto", "native", "all_reduce")
 
@@ -36,65 +40,44 @@ class CommConfig:
             raise ValueError(f"reduce_scatter: expected one of {MODES}, got {self.reduce_scatter!r}")
 
 
-class _Pending:
-    """A collective in flight plus the local work to finish it at ``wait()``."""
-
-    def __init__(self, work: Any, finish=None) -> None:
-        self._work = work
-        self._finish = finish
-        self._done = False
-
-    def wait(self) -> None:
-        if self._done:
-            return
-        if self._work is not None:
-            self._work.wait()
-        if self._finish is not None:
-            self._finish()
-        self._done = True
-
-
 _NATIVE_FAILED: set[str] = set()
 
 
-def _backend(group: Optional[dist.ProcessGroup]) -> str:
-    return str(dist.get_backend(group)).lower()
-
-
-def reduce_scatter_avg(out: torch.Tensor, inp: torch.Tensor, group: Optional[dist.ProcessGroup] = None,
-                       config: CommConfig = CommConfig()) -> _Pending:
-    """Start ``out = mean_r(inp_r[rank slice])``; ``inp`` may be overwritten (it is scratch)."""
-    world = dist.get_world_size(group)
+def reduce_scatter_avg(out: torch.Tensor, inp: torch.Tensor, group: Optional[Any] = None,
+                       config: CommConfig = CommConfig()):
+    """Start ``out = mean_r(inp_r[rank slice])``; ``inp`` may be overwritten (it is scratch).
+    Returns a handle with ``wait()``."""
+    world = distributed.world_size(group)
     if inp.shape[0] != out.shape[0] * world:
         raise ValueError(f"inp: expected leading dim {out.shape[0] * world} (= out rows × world), "
                          f"got {tuple(inp.shape)}")
-    backend = _backend(group)
+    backend = distributed.backend_name(group)
     if backend == "nccl" and config.reduce_scatter != "all_reduce":
-        return _Pending(dist.reduce_scatter_tensor(out, inp, op=dist.ReduceOp.AVG, group=group, async_op=True))
+        return distributed.reduce_scatter_tensor(out, inp, "avg", group, async_op=True)
     native = config.reduce_scatter == "native" or (config.reduce_scatter == "auto" and backend not in _NATIVE_FAILED)
     if native:
         try:
-            work = dist.reduce_scatter_tensor(out, inp, op=dist.ReduceOp.SUM, group=group, async_op=True)
-            return _Pending(work, lambda: out.div_(world))
+            work = distributed.reduce_scatter_tensor(out, inp, "sum", group, async_op=True)
+            return distributed.Pending(work, lambda: out.div_(world))
         except (RuntimeError, NotImplementedError, ValueError):
             if config.reduce_scatter == "native":
                 raise
             _NATIVE_FAILED.add(backend)  # every rank runs the same torch, so every rank lands here
-    rank = dist.get_rank(group)
+    rank = distributed.rank(group)
     rows = out.shape[0]
-    work = dist.all_reduce(inp, op=dist.ReduceOp.SUM, group=group, async_op=True)
+    work = distributed.all_reduce(inp, "sum", group, async_op=True)
 
     def finish() -> None:
         out.copy_(inp[rank * rows:(rank + 1) * rows])
         out.div_(world)
 
-    return _Pending(work, finish)
+    return distributed.Pending(work, finish)
 
 
-def all_gather(out: torch.Tensor, inp: torch.Tensor, group: Optional[dist.ProcessGroup] = None) -> _Pending:
-    """Start ``out[r·s:(r+1)·s] = inp of rank r`` (``s = inp.shape[0]``)."""
-    world = dist.get_world_size(group)
+def all_gather(out: torch.Tensor, inp: torch.Tensor, group: Optional[Any] = None):
+    """Start ``out[r·s:(r+1)·s] = inp of rank r`` (``s = inp.shape[0]``); returns a handle with ``wait()``."""
+    world = distributed.world_size(group)
     if out.shape[0] != inp.shape[0] * world:
         raise ValueError(f"out: expected leading dim {inp.shape[0] * world} (= inp rows × world), "
                          f"got {tuple(out.shape)}")
-    return _Pending(dist.all_gather_into_tensor(out, inp, group=group, async_op=True))
+    return distributed.all_gather_into_tensor(out, inp, group, async_op=True)

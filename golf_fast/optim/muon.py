@@ -28,6 +28,15 @@ as a bank of 1), largest first:
 The communication goes through ``golf_fast.optim.comm`` (NCCL natively; gloo with an
 emulated reduce-scatter where needed). The result equals single-process Muon run on the
 mean of the ranks' gradients.
+
+A step is three parts: :meth:`Muon.load_hyperparameters` (host → device: the step's lr and μ),
+:meth:`Muon.step_body` (all the tensor work) and :meth:`Muon.advance` (host step counters).
+With :meth:`Muon.enable_device_hyperparameters` lr and μ live in 0-d device tensors that the
+first part fills (one ``fill_`` launch each, no host sync), so ``step_body`` reads no host
+value that changes between steps, never synchronizes with the host, and after the first step
+(momentum buffers, shard buffers, Newton-Schulz workspaces exist) allocates only op
+temporaries: it can be captured once in a CUDA graph and replayed
+(``golf_fast.optim.GraphedOptimizerStep``).
 """
 
 from __future__ import annotations
@@ -36,8 +45,8 @@ import math
 from typing import Any, Iterable, Optional
 
 import torch
-import torch.distributed as dist
 
+from golf_fast import distributed as dist_module
 from golf_fast.ops.newton_schulz import COMPUTE_DTYPES, Coefficients, newton_schulz, resolve_coefficients
 from golf_fast.optim import comm
 
@@ -80,7 +89,7 @@ class Muon(torch.optim.Optimizer):
                  weight_decay: float = 0.0, row_normalize: bool = False, ns_steps: int = 5,
                  coefficients: Coefficients = "polar_express", ns_eps: float = 1e-7,
                  ns_dtype: torch.dtype = torch.bfloat16, backend: str = "auto", distributed: bool = False,
-                 process_group: Optional[dist.ProcessGroup] = None,
+                 process_group: Optional[Any] = None,
                  comm_config: comm.CommConfig = comm.CommConfig()) -> None:
         _check_number("lr", lr, 0.0)
         _check_number("momentum", momentum, 0.0, 1.0, hi_open=True)
@@ -96,7 +105,7 @@ class Muon(torch.optim.Optimizer):
             raise ValueError(f"ns_dtype: expected one of {COMPUTE_DTYPES}, got {ns_dtype!r}")
         if not isinstance(comm_config, comm.CommConfig):
             raise TypeError(f"comm_config: expected a golf_fast.optim.comm.CommConfig, got {type(comm_config).__name__}")
-        if distributed and not (dist.is_available() and dist.is_initialized()):
+        if distributed and not dist_module.is_initialized():
             raise RuntimeError("distributed: Parallel Muon needs an initialized torch.distributed process group "
                                "(call torch.distributed.init_process_group first, e.g. under torchrun)")
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, momentum_warmup_start=momentum_warmup_start,
@@ -114,6 +123,7 @@ class Muon(torch.optim.Optimizer):
         self.distributed = distributed
         self.process_group = process_group
         self.comm_config = comm_config
+        self._device_hyper: Optional[list[dict[str, torch.Tensor]]] = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -126,22 +136,60 @@ class Muon(torch.optim.Optimizer):
         frac = min(1.0, group["step"] / steps)
         return start + (mu - start) * frac
 
-    def _direction(self, grad: torch.Tensor, buf: torch.Tensor, mu: float, group: dict) -> torch.Tensor:
-        """Momentum update of ``buf`` (in place) and the orthogonalized direction."""
+    def enable_device_hyperparameters(self) -> None:
+        """Keep each group's lr and μ in 0-d float32 tensors on its parameters' device (see the
+        module docstring); :meth:`load_hyperparameters` fills them before each step body."""
+        hyper = []
+        for group in self.param_groups:
+            dev = group["params"][0].device if group["params"] else torch.device("cpu")
+            hyper.append({"lr": torch.zeros((), dtype=torch.float32, device=dev),
+                          "mu": torch.zeros((), dtype=torch.float32, device=dev)})
+        self._device_hyper = hyper
+
+    @property
+    def device_hyperparameters(self) -> bool:
+        return self._device_hyper is not None
+
+    def load_hyperparameters(self) -> None:
+        """Device mode: write this step's lr and μ of every group into their device tensors."""
+        if self._device_hyper is None:
+            return
+        for group, h in zip(self.param_groups, self._device_hyper):
+            h["lr"].fill_(float(group["lr"]))
+            h["mu"].fill_(self.current_momentum(group))
+
+    def _mu(self, gi: int, group: dict):
+        return self._device_hyper[gi]["mu"] if self._device_hyper is not None else self.current_momentum(group)
+
+    def _lr(self, gi: int, group: dict):
+        return self._device_hyper[gi]["lr"] if self._device_hyper is not None else group["lr"]
+
+    def _direction(self, grad: torch.Tensor, buf: torch.Tensor, mu, group: dict) -> torch.Tensor:
+        """Momentum update of ``buf`` (in place) and the orthogonalized direction (μ: float or 0-d tensor)."""
         g = grad.float()
         buf.mul_(mu).add_(g)
-        u = g.add(buf, alpha=mu) if group["nesterov"] else buf.clone()
+        if isinstance(mu, torch.Tensor):
+            u = g.add(buf * mu) if group["nesterov"] else buf.clone()
+        else:
+            u = g.add(buf, alpha=mu) if group["nesterov"] else buf.clone()
         if group["row_normalize"]:
             u = u / u.norm(dim=-1, keepdim=True).clamp_min(ROW_NORM_EPS)
         return newton_schulz(u, group["ns_steps"], group["coefficients"], group["ns_eps"], group["ns_dtype"],
                              backend=self.backend)
 
     @staticmethod
-    def _apply(p: torch.Tensor, update: torch.Tensor, group: dict) -> None:
-        lr, wd = group["lr"], group["weight_decay"]
+    def _apply(p: torch.Tensor, update: torch.Tensor, group: dict, lr) -> None:
+        """``P *= 1 − lr·wd; P −= lr·scale·update`` (lr: float, or a 0-d tensor in device mode)."""
+        wd = group["weight_decay"]
+        scale = shape_scale(p.shape[-2], p.shape[-1])
+        if isinstance(lr, torch.Tensor):
+            if wd:
+                p.mul_(1.0 - lr * wd)
+            p.addcmul_(update.to(p.dtype), lr.to(p.dtype), value=-scale)
+            return
         if wd:
             p.mul_(1.0 - lr * wd)
-        p.add_(update.to(p.dtype), alpha=-lr * shape_scale(p.shape[-2], p.shape[-1]))
+        p.add_(update.to(p.dtype), alpha=-lr * scale)
 
     # ------------------------------------------------------------------ step
 
@@ -151,63 +199,73 @@ class Muon(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self.load_hyperparameters()
+        self.step_body()
+        self.advance()
+        return loss
+
+    @torch.no_grad()
+    def step_body(self) -> None:
+        """The tensor work of one step (CUDA-graph capturable in device mode, after a first step)."""
         if self.distributed:
             self._step_distributed()
         else:
             self._step_local()
+
+    def advance(self) -> None:
+        """Host bookkeeping after a step: the groups' step counters (momentum warmup)."""
         for group in self.param_groups:
             group["step"] += 1
-        return loss
 
     def _step_local(self) -> None:
-        for group in self.param_groups:
-            mu = self.current_momentum(group)
+        for gi, group in enumerate(self.param_groups):
+            mu, lr = self._mu(gi, group), self._lr(gi, group)
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)
-                self._apply(p, self._direction(p.grad, state["momentum_buffer"], mu, group), group)
+                self._apply(p, self._direction(p.grad, state["momentum_buffer"], mu, group), group, lr)
 
     def _step_distributed(self) -> None:
         pg = self.process_group
-        world, rank = dist.get_world_size(pg), dist.get_rank(pg)
+        world, rank = dist_module.world_size(pg), dist_module.rank(pg)
         items = []
-        for group in self.param_groups:
+        for gi, group in enumerate(self.param_groups):
             for p in group["params"]:
                 if p.grad is None:
                     raise ValueError("params: Parallel Muon needs a gradient for every parameter on every rank "
                                      f"(a parameter of shape {tuple(p.shape)} has none)")
-                items.append((group, p))
+                items.append((gi, group, p))
         # Largest first (stable, so every rank uses the same order).
-        order = sorted(range(len(items)), key=lambda i: -items[i][1].numel())
+        order = sorted(range(len(items)), key=lambda i: -items[i][2].numel())
         started = []
         for i in order:
-            group, p = items[i]
+            gi, group, p = items[i]
             st = self._bank_state(p, world, group["ns_dtype"])
             st["grad_pad"][: st["banks"]].copy_(p.grad.view(st["banks"], *p.shape[-2:]))
-            started.append((group, p, st, comm.reduce_scatter_avg(st["grad_shard"], st["grad_pad"], pg,
-                                                                  self.comm_config)))
+            started.append((gi, group, p, st, comm.reduce_scatter_avg(st["grad_shard"], st["grad_pad"], pg,
+                                                                      self.comm_config)))
         pending = None
-        for group, p, st, rs in started:
+        for gi, group, p, st, rs in started:
             rs.wait()
             per = st["grad_shard"].shape[0]
             real = max(0, min(per, st["banks"] - rank * per))
             if real:
                 direction = self._direction(st["grad_shard"][:real], st["momentum_shard"][:real],
-                                            self.current_momentum(group), group)
+                                            self._mu(gi, group), group)
                 st["update_shard"][:real].copy_(direction)
             gather = comm.all_gather(st["update_full"], st["update_shard"], pg)
             if pending is not None:
                 self._finish(*pending)
-            pending = (group, p, st, gather)
+            pending = (gi, group, p, st, gather)
         if pending is not None:
             self._finish(*pending)
 
-    def _finish(self, group: dict, p: torch.Tensor, st: dict, gather) -> None:
+    def _finish(self, gi: int, group: dict, p: torch.Tensor, st: dict, gather) -> None:
         gather.wait()
-        self._apply(p, st["update_full"][: st["banks"]].view(p.shape), group)
+        self._apply(p, st["update_full"][: st["banks"]].view(p.shape), group, self._lr(gi, group))
 
     def _bank_state(self, p: torch.Tensor, world: int, ns_dtype: torch.dtype) -> dict:
         state = self.state[p]

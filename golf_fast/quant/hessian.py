@@ -15,7 +15,8 @@ What it does (parameter_golf.md §5.1):
 * Token counts per group; ``finalize(reduction)`` returns the Hessians as the plain sum
   (``"sum"``) or divided by the token count (``"mean"``, the default: ``H = Σ XᵀX / tokens``).
 * ``all_reduce=True``: ``finalize`` sums Hessians and token counts over the ranks of
-  ``process_group`` (torch.distributed), so every rank holds the global H.
+  ``process_group`` (through ``golf_fast.distributed``, on the group's device), so every rank
+  holds the global ``Σ XᵀX`` and the global token count, and the mean is the global mean.
 * ``side_stream=True``: on CUDA, accumulations run on a side stream that waits for the producing
   stream; ``finalize`` makes the current stream wait for it.
 
@@ -30,6 +31,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
+from golf_fast import distributed
 from golf_fast.ops.hessian import hessian_accumulate_
 
 REDUCTIONS = ("mean", "sum")
@@ -239,20 +241,16 @@ class HessianCollector:
                              groups=[tuple(g.names) for g in groups], accumulations=acc)
 
     def _all_reduce(self, groups: list[_Group]) -> None:
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
+        if not distributed.is_initialized():
             raise RuntimeError("all_reduce: torch.distributed is not initialized (call init_process_group first)")
         # every rank must hold the same groups in the same order, or the collectives would mismatch
-        names = [tuple(g.names) for g in groups]
-        gathered: list[Any] = [None] * dist.get_world_size(self.process_group)
-        dist.all_gather_object(gathered, names, group=self.process_group)
-        if any(other != names for other in gathered):
-            raise RuntimeError(f"all_reduce: ranks collected different groups: {gathered}")
+        names = "\n".join(",".join(g.names) for g in groups)
+        distributed.check_same_str(names, "all_reduce: ranks collected different Hessian groups",
+                                   self.process_group)
         if not groups:
             return
-        counts = torch.tensor([g.tokens for g in groups], dtype=torch.int64, device=groups[0].H.device)
-        dist.all_reduce(counts, group=self.process_group)
+        counts = torch.tensor([g.tokens for g in groups], dtype=torch.int64)
+        distributed.all_reduce(counts, "sum", self.process_group)
         for g, c in zip(groups, counts.tolist()):
-            dist.all_reduce(g.H, group=self.process_group)
+            distributed.all_reduce(g.H, "sum", self.process_group)
             g.tokens = int(c)

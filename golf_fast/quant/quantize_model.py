@@ -18,8 +18,10 @@
 
 Under ``torch.distributed`` (initialized, world size > 1) the matrices are split across ranks
 (largest first, each to the least-loaded rank, by cost N·K² + K³), every rank quantizes its share,
-and the results are broadcast back from their owners, so every rank returns the same, complete
-model; the per-matrix numbers are all-reduced. The result equals the single-process one.
+and the results are broadcast back from their owners (through ``golf_fast.distributed``, which
+places them on the process group's device), so every rank returns the same, complete model; the
+per-matrix numbers are all-reduced. The result equals the single-process one bit for bit (the same
+GPTQ runs on the same inputs, only on another rank).
 
 Matrices sharing one Hessian tensor (c_q, c_k and c_v in the record) share its factorization. On
 CUDA, same-shape matrices with the same bits and sigmas are run as one batch (one kernel launch
@@ -36,6 +38,7 @@ from typing import Mapping, Optional, Union
 
 import torch
 
+from golf_fast import distributed
 from golf_fast.quant.formats import QuantizedTensor
 from golf_fast.quant.gate import is_gate, quantize_gate_int8_rows
 from golf_fast.quant.gptq import HessianFactor, check_gptq_inputs, gptq_scales, prepare_hessians, run_gptq
@@ -109,9 +112,7 @@ def _hessian_for(hessians: Mapping[str, torch.Tensor], name: str) -> torch.Tenso
 
 
 def _world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+    return distributed.rank(), distributed.world_size()
 
 
 def assign_ranks(costs: list[float], world: int) -> list[int]:
@@ -217,7 +218,7 @@ def quantize_model(state: Mapping[str, torch.Tensor], hessians: Mapping[str, tor
     for idx, (res, dt) in done.items():
         stats[idx] = torch.tensor([res.loss, res.damp_used, float(res.damp_raised), dt], dtype=torch.float64)
     if world > 1:
-        torch.distributed.all_reduce(stats)
+        distributed.all_reduce(stats, "sum")
     stats = stats.cpu()
     table = []
     for it in items:
@@ -226,11 +227,11 @@ def quantize_model(state: Mapping[str, torch.Tensor], hessians: Mapping[str, tor
             res = done[it.index][0]
             codes, scales = res.codes.contiguous(), res.scales.contiguous()
         else:
-            codes = torch.empty((n, k), dtype=torch.int8, device=device)
-            scales = torch.empty((n,), dtype=torch.float16, device=device)
+            codes = torch.zeros((n, k), dtype=torch.int8, device=device)
+            scales = torch.zeros((n,), dtype=torch.float16, device=device)
         if world > 1:  # owner → everyone, as bytes (every backend carries uint8)
-            torch.distributed.broadcast(codes.view(torch.uint8), src=owner[it.index])
-            torch.distributed.broadcast(scales.view(torch.uint8), src=owner[it.index])
+            distributed.broadcast(codes.view(torch.uint8), src=owner[it.index])
+            distributed.broadcast(scales.view(torch.uint8), src=owner[it.index])
         tensors[it.name] = QuantizedTensor(codes=codes, scales=scales, bits=it.rule.bits)
         loss, damp_used, raised, dt = stats[it.index].tolist()
         table.append(MatrixReport(it.name, (n, k), it.rule.role, it.rule.bits, it.rule.clip_sigmas, loss, damp_used,

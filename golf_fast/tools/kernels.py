@@ -14,6 +14,8 @@ TRITON_FAMILIES = (
     "golf_fast.ops.int6_matmul_kernels",
     "golf_fast.ops.newton_schulz_kernels",
     "golf_fast.ops.gptq_kernels",
+    "golf_fast.ops.softcapped_ce_kernels",
+    "golf_fast.ops.fused_mlp_kernels",
 )
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from golf_fast.artifact import CODEC_NAMES
+from golf_fast.eval.adapt_config import ADAPT_PRESETS, AdaptConfig, adapt_preset
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.typed_config import bounds, check_config, field_types, parse_field, type_name
 
@@ -69,6 +70,17 @@ class OptimConfig:
     eps: float = field(default=1e-8, metadata=bounds(0, lo_open=True))
     grad_clip: float = field(default=0.3, metadata=bounds(0))
     """Clip each rank's local gradient norm to this before the sync, like R0611 (0 = off)."""
+    graph_step: Literal["auto", "on", "off"] = "auto"
+    """Muon's step as a CUDA graph (``golf_fast.optim.GraphedOptimizerStep``): ``auto`` = on when the
+    parameters are on CUDA, ``on``, ``off``."""
+    graph_warmup_steps: int = field(default=2, metadata=bounds(1))
+    """Eager Muon steps (buffers, self-checks) before the graph is captured."""
+
+    def graph_step_enabled(self, device_type: str) -> bool:
+        """Whether the trainer captures Muon's step on a device of type ``device_type``."""
+        if self.matrix_optimizer != "muon" or self.graph_step == "off":
+            return False
+        return self.graph_step == "on" or device_type == "cuda"
 
 
 @dataclass
@@ -137,6 +149,25 @@ class EvalConfig:
     batch_seqs: int = field(default=32, metadata=bounds(1))
     val_every: int = field(default=0, metadata=bounds(0))
     """Evaluate (plain) every N steps during training (0 = only at the end); paused time is not counted."""
+    weights: Literal["auto", "int6", "dequantized"] = "auto"
+    """How the round-tripped model holds its block matrices: ``int6`` (packed codes, multiplied by
+    the fused int6 kernel), ``dequantized`` (float banks), ``auto`` = int6 on CUDA, dequantized on CPU."""
+    ttt: str = "none"
+    """Score-first TTT of the round-tripped artifact at the end: none, adamw, lora or phased."""
+    slot: str = "none"
+    """Causal SLOT at the end (none or causal; with ttt none or adamw)."""
+    research: str = "none"
+    """Non-compliant research mode: none, prequant (AdamW on the val tokens before GPTQ; the artifact
+    is flagged) or slot_window (SLOT on the scored window). Reported with the checker's verdict."""
+    adapt_preset: str = ""
+    """Adaptation settings (golf_fast.eval.adapt_config presets); "" = this run's preset name when
+    it has one (smoke, record), else record."""
+
+    def resolved_weights(self, device_type: str) -> str:
+        """``int6`` or ``dequantized`` for a device of type ``device_type``."""
+        if self.weights != "auto":
+            return self.weights
+        return "int6" if device_type == "cuda" else "dequantized"
 
 
 @dataclass
@@ -197,12 +228,25 @@ class TrainConfig:
         need(q.block_size >= 1, "quant.block_size: expected >= 1")
         need(q.lqer_rank >= 1 and q.lqer_top_k >= 0 and q.lqer_asym_group >= 1 and 2 <= q.lqer_factor_bits <= 8,
              "quant.lqer_*: expected rank >= 1, top_k >= 0, group >= 1, factor bits in 2..8")
+        try:
+            adapt_config_for(self).validate()
+        except ValueError as err:
+            raise ValueError(f"eval.{err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=False)
+
+
+def adapt_config_for(cfg: "TrainConfig") -> AdaptConfig:
+    """The evaluation-time adaptation ``cfg.eval`` asks for (its preset, modes and sequence length)."""
+    e = cfg.eval
+    name = e.adapt_preset or (cfg.preset if cfg.preset in ADAPT_PRESETS else "record")
+    a = adapt_preset(name)
+    a.ttt, a.slot, a.research = e.ttt, e.slot, e.research
+    return a
 
 
 def _smoke() -> TrainConfig:
@@ -230,7 +274,8 @@ RECORD_SEEDS = (42, 0, 1234)
 
 
 def _record() -> TrainConfig:
-    return TrainConfig(preset="record", data=DataConfig(caseops=True), run=RunConfig(seed=42, precision="record"))
+    return TrainConfig(preset="record", data=DataConfig(caseops=True), run=RunConfig(seed=42, precision="record"),
+                       eval=EvalConfig(ttt="phased"))  # R0611: phased LoRA TTT
 
 
 PRESETS = {"smoke": _smoke, "h100x1": _h100x1, "record": _record}

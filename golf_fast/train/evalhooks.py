@@ -1,7 +1,11 @@
 """Evaluation hooks of a training run: the periodic plain eval during training (``eval.val_every``)
 and the full eval (plain, plus sliding-window when ``eval.stride`` < ``eval.seq_len``) of the
-pre-quantization and round-tripped models. Each result is logged as a line and a JSONL record.
-Bytes come from the CaseOps sidecar ``val_bytes`` when given, else from ``table``."""
+pre-quantization and round-tripped models, and the evaluation-time adaptation of the round-tripped
+model (``eval.ttt`` / ``eval.slot`` / ``eval.research``) with its compliance verdict. Each result is
+logged as a line and a JSONL record; the void fraction goes with every periodic and full eval
+(its one host sync is at these logging steps). Once ``flag`` is set (a non-compliant research
+mode touched the weights), every line and record carries it. Bytes come from the CaseOps sidecar
+``val_bytes`` when given, else from ``table``."""
 
 from __future__ import annotations
 
@@ -12,8 +16,13 @@ import torch
 
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.distributed import Dist
+from golf_fast.eval.adapt_config import AdaptConfig
+from golf_fast.eval.adapt_result import NONCOMPLIANT_KEY
+from golf_fast.eval.adapt_run import run_adaptive
 from golf_fast.eval.bpb import EvalResult
 from golf_fast.eval.evaluate import evaluate
+from golf_fast.eval.void import matrices_of, to_host, void_fractions
+from golf_fast.model.gpt import GPT
 from golf_fast.train.config import EvalConfig
 from golf_fast.train.runlog import RunLog
 
@@ -22,7 +31,8 @@ class EvalHooks:
     """Evaluations of ``val`` (token ids) with ``table``'s byte counts, split over ``d``'s ranks."""
 
     def __init__(self, val: np.ndarray, table: TokenByteTable, cfg: EvalConfig, d: Dist,
-                 dtype: Optional[torch.dtype], log: RunLog, val_bytes: Optional[np.ndarray] = None) -> None:
+                 dtype: Optional[torch.dtype], log: RunLog, val_bytes: Optional[np.ndarray] = None,
+                 adapt: Optional[AdaptConfig] = None) -> None:
         if not isinstance(cfg, EvalConfig):
             raise TypeError(f"cfg: expected an EvalConfig, got {type(cfg).__name__}")
         if len(val) < cfg.seq_len + 1:
@@ -31,6 +41,25 @@ class EvalHooks:
             raise ValueError(f"val_bytes: {len(val_bytes)} byte counts for {len(val)} validation tokens")
         self.val, self.table, self.cfg, self.d, self.dtype, self.log = val, table, cfg, d, dtype, log
         self.val_bytes = val_bytes
+        self.adapt = adapt
+        self.flag: Optional[str] = None
+        """The checker's verdict once a non-compliant research mode changed the weights."""
+
+    def _tags(self) -> dict:
+        return {NONCOMPLIANT_KEY: self.flag} if self.flag else {}
+
+    def _suffix(self) -> str:
+        return f"  [{self.flag}]" if self.flag else ""
+
+    def void_fraction(self, model) -> Optional[float]:
+        """Overall void fraction (|w| < ratio·mean|w| per matrix) of a GPT, one host sync; None for other models."""
+        if not isinstance(model, GPT):
+            return None
+        return to_host(*void_fractions(matrices_of(model), self.adapt.void_ratio if self.adapt else 0.7))[1]
+
+    @staticmethod
+    def _void_text(vf: Optional[float]) -> str:
+        return f"  void {vf:.4f}" if vf is not None else ""
 
     def _evaluate(self, model, stride: Optional[int] = None) -> EvalResult:
         return evaluate(model, self.val, self.table, seq_len=self.cfg.seq_len, stride=stride,
@@ -44,23 +73,47 @@ class EvalHooks:
     def periodic(self, model, step: int) -> EvalResult:
         """Plain eval during training (the caller pauses its clock)."""
         r = self._evaluate(model)
-        self.log.line(f"step {step:5d}  val_loss {r.val_loss:.4f}  val_bpb {r.val_bpb:.4f}  "
-                      f"({r.seconds:.1f} s, not timed)")
-        self.log.metric("val", step=step, **r.as_dict())
+        vf = self.void_fraction(model)
+        self.log.line(f"step {step:5d}  val_loss {r.val_loss:.4f}  val_bpb {r.val_bpb:.4f}{self._void_text(vf)}  "
+                      f"({r.seconds:.1f} s, not timed){self._suffix()}")
+        self.log.metric("val", step=step, void_fraction=vf, **r.as_dict(), **self._tags())
         return r
 
     def full(self, model, what: str) -> dict[str, dict]:
         """``{"plain": ..., "sliding": ...}`` (sliding only with a stride below seq_len); ``what`` labels the logs."""
         out = {}
         r = self._evaluate(model)
-        out["plain"] = r.as_dict()
-        self.log.line(f"{what}: val_loss {r.val_loss:.5f}  val_bpb {r.val_bpb:.5f}  "
-                      f"({r.tokens:,} tokens, {r.seconds:.1f} s)")
-        self.log.metric("eval", what=what, mode="plain", **r.as_dict())
+        vf = self.void_fraction(model)
+        out["plain"] = {**r.as_dict(), "void_fraction": vf, **self._tags()}
+        self.log.line(f"{what}: val_loss {r.val_loss:.5f}  val_bpb {r.val_bpb:.5f}{self._void_text(vf)}  "
+                      f"({r.tokens:,} tokens, {r.seconds:.1f} s){self._suffix()}")
+        self.log.metric("eval", what=what, mode="plain", **out["plain"])
         if self.cfg.stride and self.cfg.stride < self.cfg.seq_len:
             r = self._evaluate(model, self.cfg.stride)
-            out["sliding"] = r.as_dict()
+            out["sliding"] = {**r.as_dict(), **self._tags()}
             self.log.line(f"{what} (sliding, stride {self.cfg.stride}): val_loss {r.val_loss:.5f}  "
-                          f"val_bpb {r.val_bpb:.5f}  ({r.seconds:.1f} s)")
-            self.log.metric("eval", what=what, mode="sliding", **r.as_dict())
+                          f"val_bpb {r.val_bpb:.5f}  ({r.seconds:.1f} s){self._suffix()}")
+            self.log.metric("eval", what=what, mode="sliding", **out["sliding"])
         return out
+
+    def wants_adaptive(self) -> bool:
+        """True when ``adapt`` asks for an evaluation-time adaptation of the round-tripped model."""
+        a = self.adapt
+        return a is not None and not (a.ttt == "none" and a.slot == "none" and a.research != "slot_window")
+
+    def adaptive(self, model, what: str, int6_state: Optional[dict] = None) -> Optional[dict]:
+        """The evaluation-time adaptation ``adapt`` asks for (None when it asks for none), on ``model``
+        (adapted in place: pass a fresh copy). Logged with the checker's verdict."""
+        a = self.adapt
+        if not self.wants_adaptive():
+            return None
+        res = run_adaptive(model, self.val, self.table, a, rank=self.d.rank, world_size=self.d.world,
+                           device=self.d.device, dtype=self.dtype, int6_state=int6_state, val_bytes=self.val_bytes)
+        r = res.result
+        entry = {"mode": res.label, **r.as_dict(), NONCOMPLIANT_KEY: res.flag, "void": res.void, "notes": res.notes}
+        self.log.line(f"{what} {res.label}: val_loss {r.val_loss:.5f}  val_bpb {r.val_bpb:.5f}  "
+                      f"({r.tokens:,} tokens, {r.seconds:.1f} s)  compliance: {res.flag}")
+        for n in res.notes:
+            self.log.line(f"  {n}")
+        self.log.metric("eval", what=what, **entry)
+        return entry

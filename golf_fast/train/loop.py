@@ -29,7 +29,9 @@ from golf_fast.model.gpt import GPT
 from golf_fast.model.precision import apply_precision, precision_summary
 from golf_fast.ops.dispatch import resolved_backends
 from golf_fast.train.batches import TrainData
-from golf_fast.train.config import TrainConfig
+from golf_fast.train.config import TrainConfig, adapt_config_for
+from golf_fast.eval.adapt_result import mark_metadata
+from golf_fast.eval.research import prequant_before_gptq
 from golf_fast.train.evalhooks import EvalHooks
 from golf_fast.train.optimizers import build_optimizers, set_lr_scale
 from golf_fast.train.posttrain import collect_hessians, counted_source_bytes, round_trip, time_calibration_batch
@@ -158,6 +160,8 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
         "parameters": f"{sum(p.numel() for p in all_params):,}",
         "data": f"{data.data_dir} ({len(data.train_files)} train shards, {len(data.val):,} val tokens)",
         "tokenizer": data.tokenizer, "compile": use_compile, "autocast": str(amp_dtype) if amp_dtype else "fp32",
+        "muon step": "CUDA graph" if opt.graphed is not None else "eager",
+        "round-trip weights": cfg.eval.resolved_weights(d.device.type),
         "precision": f"{cfg.run.precision} {precision_summary(model)}",
         "val bytes": "CaseOps sidecars (original UTF-8)" if data.val_bytes is not None else "tokenizer tables",
         "calibration": f"{cfg.quant.calibration} × {cfg.quant.calibration_batches}",
@@ -197,7 +201,8 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
     clock = TrainClock(agree_across_ranks=d.world > 1 and schedule.wallclock)
     steplog = StepLog(log, every=cfg.run.log_every, tokens_per_step=cfg.data.train_batch_tokens,
                       lrs_at=opt.lrs_at, seconds_left=schedule.seconds_left)
-    evals = EvalHooks(data.val, data.table, cfg.eval, d, amp_dtype, log, val_bytes=data.val_bytes)
+    adapt = adapt_config_for(cfg)
+    evals = EvalHooks(data.val, data.table, cfg.eval, d, amp_dtype, log, val_bytes=data.val_bytes, adapt=adapt)
     ema = WeightEma(all_params, cfg.schedule.ema_decay) if cfg.schedule.ema_decay > 0 else None
     loaders = data.loaders()
     try:
@@ -211,6 +216,17 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
     res.phases["train"] = out.train_seconds
     if ema is not None:
         ema.copy_to_params()
+    metadata = {"preset": cfg.preset, "steps": out.steps}
+    if adapt.research == "prequant":  # research mode: trains on the validation tokens before GPTQ (flagged)
+        t0 = time.perf_counter()
+        evals.flag, void = prequant_before_gptq(model, data.val, adapt, rank=d.rank, world_size=d.world,
+                                                device=d.device, dtype=amp_dtype)
+        metadata = mark_metadata(metadata, evals.flag)
+        res.phases["prequant_ttt"] = time.perf_counter() - t0
+        res.notes.append(f"pre-quant TTT on the validation tokens ({adapt.prequant.epochs} epochs, void "
+                         f"{void[-1][1]:.4f}): {evals.flag}")
+        log.line(f"pre-quant TTT (research): {adapt.prequant.epochs} epochs in {res.phases['prequant_ttt']:.1f} s, "
+                 f"void fraction by epoch {[round(v, 4) for _, v in void]}; {evals.flag}")
 
     # ---- Hessians from training data, still inside the window
     hessians = None
@@ -238,12 +254,13 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
     # ---- GPTQ → artifact → fresh load → eval
     if hessians is not None:
         rt = round_trip(model, hessians, path=run_dir / "model.gfa", codec=cfg.quant.codec,
-                        metadata={"preset": cfg.preset, "steps": out.steps}, d=d, evals=evals,
+                        metadata=metadata, d=d, evals=evals,
                         attention=cfg.run.attention, log=log, recipe=recipe_from_config(cfg.quant, model),
-                        precision=cfg.run.precision)
+                        precision=cfg.run.precision, weights=cfg.eval.resolved_weights(d.device.type))
         res.phases.update(rt.phases)
         res.artifact_path, res.artifact_bytes = str(rt.artifact_path), rt.artifact_bytes
         res.round_trip, res.round_trip_sliding = rt.evals["plain"], rt.evals.get("sliding")
+        res.adaptive = rt.evals.get("adaptive")
     res.code_bytes = counted_source_bytes()
     res.phases["total"] = time.perf_counter() - t_start
 

@@ -6,6 +6,9 @@
 * everything else (scales, mixes, gains, gates, skip weights, lambdas: the control tensors) →
   Adam(lr ``scalar_lr``, wd ``scalar_wd``); β = (beta1, beta2), decoupled weight decay (AdamW).
 
+On CUDA (``optim.graph_step``) Muon's step is captured in a CUDA graph and replayed
+(``golf_fast.optim.GraphedOptimizerStep``); its gradients are then zeroed in place, not freed.
+
 Each group remembers its base lr in ``group["base_lr"]``; :func:`set_lr_scale` multiplies it by the
 schedule. :func:`sync_replicated_grads` averages the gradients that are not Muon's (one flat
 all-reduce for all small tensors, one per large tensor).
@@ -19,6 +22,7 @@ from typing import Optional
 import torch
 from golf_fast import distributed
 from golf_fast.model.gpt import BANK_NAMES, EMBED_NAME
+from golf_fast.optim import GraphedOptimizerStep
 from golf_fast.train.config import OptimConfig
 
 SMALL_NUMEL = 32_768
@@ -29,14 +33,20 @@ class Optimizers:
     optimizers: list[torch.optim.Optimizer]
     replicated: list[torch.nn.Parameter]
     """Parameters whose gradients the trainer all-reduces (Muon syncs the banks itself)."""
+    graphed: Optional[GraphedOptimizerStep] = None
+    """Muon's step as a CUDA graph (``optim.graph_step``); it steps ``graphed.opt`` in its place."""
 
     def zero_grad(self) -> None:
         for o in self.optimizers:
-            o.zero_grad(set_to_none=True)
+            # a graphed step reads the gradients at their captured addresses: zero them in place
+            o.zero_grad(set_to_none=self.graphed is None or o is not self.graphed.opt)
 
     def step(self) -> None:
         for o in self.optimizers:
-            o.step()
+            if self.graphed is not None and o is self.graphed.opt:
+                self.graphed.step()
+            else:
+                o.step()
 
     def state_dicts(self) -> list[dict]:
         return [o.state_dict() for o in self.optimizers]
@@ -68,6 +78,8 @@ def make_muon(banks: list[torch.nn.Parameter], cfg: OptimConfig, distributed: bo
 
 
 def build_optimizers(model: torch.nn.Module, cfg: OptimConfig, distributed: bool) -> Optimizers:
+    """The groups of the module docstring; Muon's step is graphed when ``cfg.graph_step_enabled``
+    for the parameters' device (``on`` with CPU parameters is an error)."""
     params = dict(model.named_parameters())
     banks = [params[n] for n in BANK_NAMES]
     embed = [params[EMBED_NAME]]
@@ -77,14 +89,21 @@ def build_optimizers(model: torch.nn.Module, cfg: OptimConfig, distributed: bool
               dict(params=scalars, lr=cfg.scalar_lr, weight_decay=cfg.scalar_wd, name="scalar", base_lr=cfg.scalar_lr)]
     replicated = embed + scalars
     opts: list[torch.optim.Optimizer] = []
+    graphed = None
     if cfg.matrix_optimizer == "muon":
-        opts.append(make_muon(banks, cfg, distributed))
+        muon = make_muon(banks, cfg, distributed)
+        opts.append(muon)
+        dev = banks[0].device.type
+        if cfg.graph_step_enabled(dev):
+            if dev != "cuda":
+                raise ValueError(f"optim.graph_step: 'on' needs the parameters on CUDA, they are on {dev}")
+            graphed = GraphedOptimizerStep(muon, warmup_steps=cfg.graph_warmup_steps)
     else:
         groups.append(dict(params=banks, lr=cfg.scalar_lr, weight_decay=cfg.scalar_wd, name="matrix",
                            base_lr=cfg.scalar_lr))
         replicated = replicated + banks
     opts.append(torch.optim.AdamW(groups, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused or None))
-    return Optimizers(opts, replicated)
+    return Optimizers(opts, replicated, graphed)
 
 
 def set_lr_scale(opt: Optimizers, scale: float) -> None:

@@ -3,13 +3,18 @@
 * :func:`collect_hessians`: ``H[name] = Σ XᵀX / tokens`` for every quantized matrix, from the
   model's activation hook into :class:`golf_fast.quant.HessianCollector` (its kernel:
   ``golf_fast.hessian_accumulate_``). c_q, c_k and c_v read the same input and share one tensor.
+  Under several ranks each rank accumulates its own calibration batches and the sums and token
+  counts are all-reduced, so every rank holds the Hessians of the global calibration data.
 * :func:`time_calibration_batch`: seconds of one calibration batch, for the Hessian reserve.
 * :func:`quantize`: :func:`golf_fast.quant.quantize_model` (GPTQ with the record's per-role bits
-  and SDClip sigmas) over the un-banked state.
+  and SDClip sigmas) over the un-banked state, on the model's device (on CUDA the Triton GPTQ
+  block kernel), the matrices split across ranks and gathered, so every rank (and every world
+  size) gets the same quantized model.
 * :func:`write_artifact`: :func:`golf_fast.artifact.save_artifact` (checksummed, pickle-free,
   written atomically).
 * :func:`round_trip`: quantize, write (rank 0), rebuild a fresh model from the file
-  (:func:`golf_fast.model.load_model_from_artifact`) and evaluate it.
+  (:func:`golf_fast.model.load_model_from_artifact`; on CUDA by default its block matrices stay
+  packed int6 codes, ``eval.weights``) and evaluate it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from golf_fast.model.config import ModelConfig
 from golf_fast.model.from_artifact import load_model_from_artifact
 from golf_fast.model.gpt import GPT
 from golf_fast.model.precision import apply_precision
-from golf_fast.quant import HessianCollector, QuantRecipe, quantize_model
+from golf_fast.quant import HessianCollector, QuantizedTensor, QuantRecipe, quantize_model
 from golf_fast.train.evalhooks import EvalHooks
 from golf_fast.train.quant_recipe import passthrough_threshold
 from golf_fast.train.runlog import RunLog
@@ -43,10 +48,13 @@ def collect_hessians(model: GPT, batches: Iterable, n_batches: int,
 
     The model runs in eval mode with its current loop state (looped layers accumulate once per
     visit, like the record). Returns name → (K, K) fp32 for every name of ``model.matrix_names()``.
+    Under a process group of several ranks, ``batches`` are this rank's share of the calibration
+    data and the sums and token counts are all-reduced before the division.
     """
     if not isinstance(n_batches, int) or n_batches < 1:
         raise ValueError(f"n_batches: expected an int >= 1, got {n_batches!r}")
-    collector = HessianCollector(device=next(model.parameters()).device)
+    collector = HessianCollector(device=next(model.parameters()).device,
+                                 all_reduce=distributed.world_size() > 1)
     was_training, old = model.training, model.activation_hook
     model.eval()
     model.activation_hook = collector.add
@@ -91,15 +99,19 @@ def default_recipe(model: GPT) -> QuantRecipe:
 
 def quantize(model: GPT, hessians: dict[str, torch.Tensor], recipe: Optional[QuantRecipe] = None
              ) -> tuple[dict[str, Any], float, str]:
-    """GPTQ the un-banked state: returns (name → QuantizedTensor or fp16 tensor, seconds, table text)."""
+    """GPTQ the un-banked state on the model's device: returns (name → QuantizedTensor or fp16
+    tensor on the CPU, seconds, table text)."""
     if not isinstance(hessians, dict) or not hessians:
         raise ValueError("hessians: expected a non-empty dict name → (K, K) tensor")
     t0 = time.perf_counter()
-    state = {k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+    device = next(model.parameters()).device
+    state = {k: v.detach().float() if v.is_floating_point() else v.detach()
              for k, v in model.unbanked_state_dict().items()}
-    hs = {k: v.float().cpu() for k, v in hessians.items()}
-    qm = quantize_model(state, hs, recipe if recipe is not None else default_recipe(model))
-    return dict(qm.tensors), time.perf_counter() - t0, qm.format_table()
+    hs = {k: v.float().to(device) for k, v in hessians.items()}
+    qm = quantize_model(state, hs, recipe if recipe is not None else default_recipe(model), device=device)
+    tensors = {k: QuantizedTensor(v.codes.cpu(), v.scales.cpu(), v.bits) if isinstance(v, QuantizedTensor) else v.cpu()
+               for k, v in qm.tensors.items()}
+    return tensors, time.perf_counter() - t0, qm.format_table()
 
 
 def write_artifact(path: os.PathLike, tensors: dict, model_cfg: ModelConfig, codec: str = "",
@@ -125,9 +137,14 @@ class RoundTrip:
 
 def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLike, codec: str = "",
                metadata: Optional[dict] = None, d: distributed.Dist, evals: EvalHooks, attention: str = "auto",
-               log: RunLog, recipe: Optional[QuantRecipe] = None, precision: str = "fp32") -> RoundTrip:
+               log: RunLog, recipe: Optional[QuantRecipe] = None, precision: str = "fp32",
+               weights: str = "dequantized") -> RoundTrip:
     """GPTQ (``recipe``; None = :func:`default_recipe`) → artifact at ``path`` (written by rank 0) →
-    fresh model from the file, cast to ``precision`` (``golf_fast.model.precision``) → full eval."""
+    fresh model from the file, cast to ``precision`` (``golf_fast.model.precision``) → full eval.
+
+    ``weights``: how the fresh model holds its block matrices (``"int6"``: packed codes through
+    the fused int6 kernel; ``"dequantized"``: float banks), see :func:`golf_fast.model.model_from_artifact`.
+    """
     path = Path(path)
     phases: dict[str, float] = {}
     tensors, phases["gptq"], qtable = quantize(model, hessians, recipe)
@@ -138,12 +155,24 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
     distributed.barrier()
     phases["artifact_write"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fresh = apply_precision(load_model_from_artifact(path, d.device, attention), precision)
+    fresh = apply_precision(load_model_from_artifact(path, d.device, attention, weights), precision)
+    log.line(f"round-trip model: block matrices {'packed int6 codes' if weights == 'int6' else 'dequantized'}")
     fresh.looping_active = model.looping_active
     phases["artifact_load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = evals.full(fresh, "round-trip")
     phases["eval_round_trip"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if weights == "int6" and evals.wants_adaptive():
+        # adaptation trains float weights (AdamW/phased) or hooks dense slices (LoRA; its int6 branch
+        # reads the codes from ``tensors``): give it a dequantized copy of the same artifact
+        fresh = apply_precision(load_model_from_artifact(path, d.device, attention, "dequantized"), precision)
+        fresh.looping_active = model.looping_active
+        log.line("adaptive evaluation: block matrices dequantized (adapters train float weights)")
+    adaptive = evals.adaptive(fresh, "round-trip", int6_state=tensors)  # adapts the fresh copy in place
+    if adaptive is not None:
+        out["adaptive"] = adaptive
+        phases["eval_adaptive"] = time.perf_counter() - t0
     return RoundTrip(tensors, path, nbytes, out, phases)
 
 

@@ -24,6 +24,8 @@ class RunResult:
     pre_quant_sliding: Optional[dict] = None
     round_trip: Optional[dict] = None
     round_trip_sliding: Optional[dict] = None
+    adaptive: Optional[dict] = None
+    """The evaluation-time adaptation of the round-tripped model (eval.ttt/slot), with its verdict."""
     artifact_path: Optional[str] = None
     artifact_bytes: Optional[int] = None
     code_bytes: int = 0
@@ -35,7 +37,7 @@ class RunResult:
         """The ``final`` JSONL record."""
         return dict(steps=self.steps, train_seconds=self.train_seconds, pre_quant=self.pre_quant,
                     round_trip=self.round_trip, pre_quant_sliding=self.pre_quant_sliding,
-                    round_trip_sliding=self.round_trip_sliding, artifact_bytes=self.artifact_bytes,
+                    round_trip_sliding=self.round_trip_sliding, adaptive=self.adaptive, artifact_bytes=self.artifact_bytes,
                     code_bytes=self.code_bytes, phases=self.phases, notes=self.notes)
 
 
@@ -53,6 +55,10 @@ def final_table(res: RunResult, backends: dict[str, Any]) -> list[tuple[str, Any
         ("looping from step", res.looping_step if res.looping_step is not None else "never"),
         ("pre-quant val_bpb", bpb(res.pre_quant)), ("pre-quant val_bpb sliding", bpb(res.pre_quant_sliding)),
         ("round-trip val_bpb", bpb(res.round_trip)), ("round-trip val_bpb sliding", bpb(res.round_trip_sliding)),
+        ("round-trip void fraction", f"{res.round_trip['void_fraction']:.4f}"
+         if res.round_trip and res.round_trip.get("void_fraction") is not None else "n/a"),
+        (f"adaptive val_bpb ({res.adaptive['mode']})" if res.adaptive else "adaptive val_bpb",
+         f"{res.adaptive['val_bpb']:.5f} ({res.adaptive['eval_compliance']})" if res.adaptive else "n/a (eval.ttt none)"),
         ("artifact bytes", f"{res.artifact_bytes:,}" if res.artifact_bytes else "n/a"),
         ("code bytes", f"{res.code_bytes:,} (model+eval+data source, uncompressed)"),
         ("total bytes", f"{res.artifact_bytes + res.code_bytes:,}" if res.artifact_bytes else "n/a")]

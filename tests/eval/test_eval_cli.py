@@ -51,6 +51,14 @@ def test_eval_artifact_in_a_fresh_process(tmp_path):
     out = json.loads(p.stdout)
     assert out["plain"]["val_bpb"] == pytest.approx(want.val_bpb, rel=1e-6)
     assert out["sliding"]["tokens"] == want.tokens and out["artifact_bytes"] == size
+    assert out["weights"] == "dequantized"  # auto on CPU
+    # the same artifact with its block matrices kept as int6 codes (CPU: the fp32 reference product)
+    p = subprocess.run([sys.executable, "-m", "golf_fast.cli", "eval", str(path), "--data", str(data),
+                        "--seq-len", "32", "--weights", "int6"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out6 = json.loads(p.stdout)
+    assert out6["weights"] == "int6"
+    assert out6["plain"]["val_bpb"] == pytest.approx(want.val_bpb, rel=1e-5)  # fp32 summation order only
     path.write_bytes(path.read_bytes()[:-10])  # truncated: a clear error, no traceback soup
     p = subprocess.run([sys.executable, "-m", "golf_fast.cli", "eval", str(path), "--data", str(data)],
                        env=env, capture_output=True, text=True, timeout=120)

@@ -242,3 +242,31 @@ def test_selfcheck_compares_the_mutated_h_and_is_keyed_on_x_dtype():
     with pytest.raises(KernelSelfCheckError, match="relative Frobenius error"):
         HESSIAN_OP.selfcheck(bad, torch.device("cpu"), torch.bfloat16)
     _registry.checked = {k for k in _registry.checked if k[1] != "cpp-check"}
+
+
+def test_cuda_without_the_extensions_cuda_part_falls_back_to_torch_with_a_warning(caplog, monkeypatch):
+    """The trainer's Hessian stage must not die when golf_fast._C lacks its CUDA part."""
+    import logging
+
+    from golf_fast.ops import dispatch
+    from golf_fast.ops import hessian as hmod
+
+    monkeypatch.setattr(hmod.HESSIAN_OP, "_resolved", {})
+    monkeypatch.setattr(dispatch._registry, "logged", set())
+    import dataclasses
+
+    cuda_kernel, *others = hmod.HESSIAN_OP._backends
+    assert cuda_kernel.name == "cuda"
+    missing = dataclasses.replace(cuda_kernel, available=lambda: "golf_fast._C was built without its CUDA part")
+    monkeypatch.setattr(hmod.HESSIAN_OP, "_backends", [missing, *others])
+    with caplog.at_level(logging.INFO, logger="golf_fast.ops"):
+        chosen = hmod.HESSIAN_OP.resolve("cuda")
+    assert chosen.name == "torch"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("backend torch (cuda: golf_fast._C was built without its CUDA part)" in m for m in warnings), warnings
+    g = torch.Generator().manual_seed(4401)
+    x = torch.randn(37, 24, generator=g)
+    h = torch.zeros(24, 24)
+    chosen.fn(h, x, 1.0)  # the torch path: the fp32 GEMM
+    want = x.double().T @ x.double()
+    assert float((h.double() - want).norm() / want.norm()) < 1e-6

@@ -87,20 +87,34 @@ def test_select_config_regimes():
     assert im.select_config(16384, 8192, 4096)[0] is imk.GEMM_LARGE
     assert im.select_config(16384, 512, 512)[0] is imk.GEMM_LARGE
     assert im.select_config(2048, 512, 512)[0] is imk.GEMM_MID  # 8 × 4 large tiles would leave SMs idle
-    # the record's small shapes stay one launch; a long-K narrow shape splits K
-    for n, k in [(512, 512), (256, 512), (2048, 512), (512, 2048), (8192, 512)]:
-        assert im.select_config(1, n, k)[1] == 1
+    # a long-K narrow shape splits K
     assert im.select_config(1, 128, 8192)[1] > 1
-    # the bf16 M <= 16 tile folds the +160 offset (exercised by the bf16 M <= 16 interpreter cases)
-    assert imk.matmul_config(imk.GEMV_M16, torch.bfloat16).constexprs["FOLD"]
-    assert not imk.matmul_config(imk.GEMV_M16, torch.float16).constexprs["FOLD"]
-    assert not imk.matmul_config(imk.GEMV_M64, torch.bfloat16).constexprs["FOLD"]
-    # every (tile, dtype, split) the launcher can pick is shipped
-    names = {c.name for c in imk.SHIPPED_CONFIGS}
-    for tile in imk.TILES:
-        for dtype in imk.ACT_DTYPES:
-            for split in ((False, True) if tile.kernel == "gemv" else (False,)):
-                assert imk.matmul_config(tile, dtype, split).name in names
+
+
+# (N, K) of the record's matrices at M <= 16: (tile, splits, programs launched on 132 SMs)
+RECORD_SMALL_M = {(512, 512): (imk.GEMV_M16, 1, 16), (512, 2048): (imk.GEMV_M16_K64, 11, 176),
+                  (2048, 512): (imk.GEMV_M16, 1, 64), (8192, 512): (imk.GEMV_M16, 1, 256),
+                  (256, 512): (imk.GEMV_M16, 1, 8)}
+
+
+@pytest.mark.parametrize("m", [1, 8, 16])
+@pytest.mark.parametrize("nk", sorted(RECORD_SMALL_M), ids=lambda nk: f"{nk[0]}x{nk[1]}")
+def test_small_m_record_shapes_split_k_when_it_removes_load_rounds(m, nk):
+    """At M <= 16: K is split (one program per SM or more, each split at least one K block) when a
+    program would need more than one round of its load pipeline (> num_stages K blocks); a K that
+    is one round (the record's K = 512) is not split, the fix-up would only add latency."""
+    n, k = nk
+    tile, split, programs = RECORD_SMALL_M[nk]
+    got_tile, got_split = im.select_config(m, n, k, 132)
+    assert (got_tile, got_split) == (tile, split)
+    grid, k_per_split = im.gemv_grid(m, n, k, tile, split)
+    assert grid[1] == split and k_per_split % tile.block_k == 0 and (split - 1) * k_per_split < k
+    launched = grid[0] * grid[1] * grid[2]
+    assert launched == programs
+    one_round = -(-k // imk.GEMV_M16.block_k) <= imk.GEMV_M16.num_stages
+    assert (split == 1) == (one_round or grid[0] >= 132)
+    assert split == 1 or launched >= 132
+    assert -(-k_per_split // tile.block_k) <= tile.num_stages  # each split is one round of loads
 
 
 # --------------------------------------------------------------------------- gradients, compile, opcheck
@@ -380,3 +394,57 @@ def test_per_tile_selfcheck_catches_a_wrong_kernel(triton_interpret, monkeypatch
     monkeypatch.setattr(im, "_launch", lambda *a, **kw: real(*a, **kw) * 1.02)
     with pytest.raises(KernelSelfCheckError, match="disagrees with its reference"):
         im.selfcheck_tile(imk.GEMV_M16, 1, torch.float16, torch.device("cpu"), epilogue=False)
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("m,n,k", [(1, 45, 1000), (16, 33, 1100), (5, 64, 900), (40, 7, 700)])
+def test_split_k_fixup_in_interpreter(triton_interpret, m, n, k):
+    """The one-launch split-K (the last program of a tile sums the fp32 partials): odd shapes,
+    bias and low-rank epilogue, counters left at zero, and a second launch reusing them agrees
+    bit for bit (the partials are summed in split order whichever program finishes last)."""
+    torch.manual_seed(1122)
+    tile, split = im.select_config(m, n, k)
+    assert split > 1
+    codes, packed, scales = make(n, k)
+    x = torch.randn(m, k).to(torch.bfloat16)
+    bias = torch.randn(n).to(torch.bfloat16)
+    lowrank = (torch.randn(n, 4) * 0.1, torch.randn(4, k) * 0.1)
+    out = im.int6_linear_triton(x, packed, scales, bias, *lowrank)
+    assert_rounded_from(out, exact64(x, codes, scales, bias, lowrank))
+    assert int(im.split_counters(x.device).abs().sum()) == 0
+    again = im.int6_linear_triton(x, packed, scales, bias, *lowrank)
+    assert torch.equal(out, again)
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("nk", sorted(RECORD_SMALL_M), ids=lambda nk: f"{nk[0]}x{nk[1]}")
+def test_gpu_small_m_record_shapes(dtype, nk):
+    """On the device, the record's shapes at M = 1, 8, 16 (512×2048 through the split-K fix-up, the
+    others one program per tile): the fp32 product rounded once, deterministic, the counters left at
+    zero, and a CUDA-graph replay."""
+    torch.manual_seed(1123)
+    n, k = nk
+    codes, packed, scales = make(n, k, device="cuda")
+    for m in (1, 8, 16):
+        x = torch.randn(m, k, device="cuda").to(dtype)
+        out = golf_fast.int6_linear(x, packed, scales)
+        assert_rounded_from(out, exact64(x, codes, scales))
+        assert torch.equal(out, golf_fast.int6_linear(x, packed, scales))
+    assert int(im.split_counters(x.device).abs().sum()) == 0
+    static = torch.randn(16, k, device="cuda").to(dtype)
+    golf_fast.int6_linear(static, packed, scales)  # warm-up on this stream's counters
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        golf_fast.int6_linear(static, packed, scales)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=s):
+        y = golf_fast.int6_linear(static, packed, scales)
+    for _ in range(3):
+        static.copy_(torch.randn_like(static))
+        g.replay()
+        torch.cuda.synchronize()
+        assert_rounded_from(y, exact64(static, codes, scales))

@@ -96,3 +96,34 @@ def test_nested_jit_interpreted_restores_jit_call(triton_interpret):
     with nested_jit_interpreted():
         assert JITFunction.__call__ is not original
     assert JITFunction.__call__ is original
+
+
+def test_every_gpu_launch_runs_on_the_tensors_device(monkeypatch):
+    """Tensors on cuda:1 while cuda:0 is current: the launch runs under torch.cuda.device(cuda:1)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from golf_fast.ops import triton_support as ts
+
+    state = {"current": 0, "launched_on": []}
+
+    class FakeDeviceGuard:
+        def __init__(self, device):
+            self.device = torch.device(device)
+
+        def __enter__(self):
+            self.prev, state["current"] = state["current"], self.device.index
+
+        def __exit__(self, *exc):
+            state["current"] = self.prev
+
+    monkeypatch.setattr(ts, "interpreter_enabled", lambda: False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: state["current"])
+    monkeypatch.setattr(torch.cuda, "device", FakeDeviceGuard)
+    kernel = ts.TritonKernel(lambda *a: None)
+    kernel._jit = {(1,): lambda *args, **kw: state["launched_on"].append(state["current"])}
+    with FakeTensorMode():
+        on1, on0 = torch.empty(4, device="cuda:1"), torch.empty(4, device="cuda:0")
+    kernel[(1,)](on1, 3, BLOCK=16)
+    kernel[(1,)](7, on0, on1)
+    kernel[(1,)](5)  # no tensor: the current device
+    assert state["launched_on"] == [1, 0, 0] and state["current"] == 0

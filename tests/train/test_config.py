@@ -5,8 +5,10 @@ import argparse
 import pytest
 
 from golf_fast.cli import build_parser
+from golf_fast.model import GPT
 from golf_fast.train.cli import resolve
 from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, preset
+from golf_fast.train.optimizers import build_optimizers
 
 
 def test_presets_are_valid_and_record_matches_reference():
@@ -52,6 +54,28 @@ def test_cli_overrides_and_unknown_flag(capsys):
     assert e.value.code == 2
     assert "unrecognized arguments: --model.num_layer" in capsys.readouterr().err
     assert isinstance(args, argparse.Namespace)
+
+
+def test_graph_step_and_eval_weights_switches():
+    """optim.graph_step (Muon's step as a CUDA graph) and eval.weights (round-trip model from int6
+    codes): typed, validated, auto = on for CUDA only; 'on' with CPU parameters is an error."""
+    c = preset("smoke")
+    assert c.optim.graph_step == "auto" and c.eval.weights == "auto"
+    assert c.optim.graph_step_enabled("cuda") and not c.optim.graph_step_enabled("cpu")
+    assert c.eval.resolved_weights("cuda") == "int6" and c.eval.resolved_weights("cpu") == "dequantized"
+    off = apply_overrides(c, {"optim.graph_step": "off", "eval.weights": "int6"})
+    assert not off.optim.graph_step_enabled("cuda") and off.eval.resolved_weights("cpu") == "int6"
+    assert not apply_overrides(c, {"optim.matrix_optimizer": "adam"}).optim.graph_step_enabled("cuda")
+    with pytest.raises(ValueError, match="optim.graph_step"):
+        apply_overrides(c, {"optim.graph_step": "sometimes"})
+    with pytest.raises(ValueError, match="eval.weights"):
+        apply_overrides(c, {"eval.weights": "fp8"})
+    with pytest.raises(ValueError, match="optim.graph_warmup_steps"):
+        apply_overrides(c, {"optim.graph_warmup_steps": "0"})
+    model = GPT(c.model)
+    assert build_optimizers(model, c.optim, distributed=False).graphed is None  # auto on CPU: eager
+    with pytest.raises(ValueError, match="optim.graph_step: 'on' needs the parameters on CUDA"):
+        build_optimizers(model, apply_overrides(c, {"optim.graph_step": "on"}).optim, distributed=False)
 
 
 def test_bare_boolean_flag_means_true():

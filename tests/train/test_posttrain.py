@@ -80,3 +80,46 @@ def test_calibration_timing_restores_the_loop_state(tiny):
     assert s > 0 and synced == [1] and model.looping_active is False
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert counted_source_bytes() > 10_000
+
+
+class _RecordingEvals:
+    """EvalHooks stand-in: records the models the full and the adaptive evaluation get."""
+
+    def __init__(self, adaptive: bool):
+        self._adaptive = adaptive
+        self.adapt = object() if adaptive else None
+        self.seen = {}
+
+    def wants_adaptive(self):
+        return self._adaptive
+
+    def full(self, model, what):
+        self.seen["full"] = model
+        return {"val_bpb": 1.0}
+
+    def adaptive(self, model, what, int6_state=None):
+        if not self._adaptive:
+            return None
+        self.seen["adaptive"] = model
+        return {"val_bpb": 0.9}
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_round_trip_with_int6_weights_adapts_a_dequantized_copy(tiny, tmp_path, adaptive):
+    from golf_fast.distributed import Dist
+    from golf_fast.train.posttrain import round_trip
+    from golf_fast.train.runlog import RunLog
+
+    model = randomized_gpt(tiny.cfg, 57)
+    g = torch.Generator().manual_seed(58)
+    hessians = collect_hessians(model, [tiny.batch(g)], 1)
+    evals = _RecordingEvals(adaptive)
+    rt = round_trip(model, hessians, path=tmp_path / "m.gfa", d=Dist(), evals=evals, log=RunLog(None, enabled=False),
+                    weights="int6")
+    assert evals.seen["full"].int6_banks is not None  # the plain round-trip eval runs from the codes
+    if adaptive:
+        # adapters train float weights: they get a dequantized model of the same artifact
+        assert evals.seen["adaptive"].int6_banks is None and evals.seen["adaptive"] is not evals.seen["full"]
+        assert rt.evals["adaptive"]["val_bpb"] == 0.9
+    else:
+        assert "adaptive" not in evals.seen

@@ -6,11 +6,17 @@ Two cases per (N, K, M), each with its own baseline:
 
 * ``vs bf16``: ``F.linear(x, W)`` with ``W`` the dequantized bf16 weight (cuBLAS; the record's eval);
 * ``vs dequant+mm``: eager ``dequantize_int6_ref`` then ``F.linear`` (what a model stored as int6
-  does without a fused kernel).
+  does without a fused kernel);
+* ``vs compiled dequant+mm`` (GPU, M ≤ 16, the record's shapes): the same under
+  ``torch.compile(dynamic=False, fullgraph=True)``, which fuses the unpacking into one kernel.
 
-Analytic counts (for the roofline floor): FLOPs ``2·M·N·K``; bytes of the int6 op
-``0.75·N·Kp + 2·N`` (codes + fp16 scales) ``+ 2·M·K + 2·M·N`` (x and y in bf16). For M ≤ 16 on
-the large shapes the weight term dominates: 0.75 vs 2 bytes per weight is the 2.67× limit.
+At M ≤ 16 (predicted, not measured; H100: DRAM latency L ≈ 0.8 µs, 3.0 TB/s, ~2 µs eager launch):
+a program keeps ``num_stages`` K blocks of loads in flight, so it streams its K range in
+``ceil(blocks / stages)`` rounds of ~L. 512×2048 unsplit: 16 programs × 3 rounds ≈ 2.4 µs;
+split 11 ways (176 programs, one round each) ≈ L + 0.5 µs fix-up ≈ 1.3 µs. 512×512 and
+2048×512 (K = 512: one round, 16 and 64 programs) ≈ L, not split. 8192×512: 256 programs,
+3.1 MB at 3.0 TB/s ≈ 1.05 µs + L. Add the launch to each; bf16 ``F.linear`` moves 2.67× the
+weight bytes (8.4 MB at 8192×512: ≈ 2.8 µs + L).
 """
 
 from __future__ import annotations
@@ -57,6 +63,12 @@ def _dequant_then_linear(a):
     return F.linear(a[0], dequantize_int6_ref(a[1], a[2], a[4], torch.bfloat16))
 
 
+def _compiled_dequant_then_linear():
+    fn = torch.compile(lambda x, packed, scales, k: F.linear(x, dequantize_int6_ref(packed, scales, k, torch.bfloat16)),
+                       dynamic=False, fullgraph=True)
+    return lambda a: fn(a[0], a[1], a[2], a[4])
+
+
 def _cases(device: torch.device) -> list[BenchCase]:
     gpu = device.type == "cuda"
     shapes = RECORD_SHAPES + LARGE_SHAPES if gpu else CPU_SHAPES
@@ -71,6 +83,10 @@ def _cases(device: torch.device) -> list[BenchCase]:
                                    baseline="bf16 F.linear on dequantized W"))
             cases.append(BenchCase(f"{label} vs dequant+mm", make, _ours, _dequant_then_linear, flops=flops,
                                    bytes_moved=moved, baseline="eager dequantize then F.linear"))
+            if gpu and m <= 16 and (n, k) in RECORD_SHAPES:
+                cases.append(BenchCase(f"{label} vs compiled dequant+mm", make, _ours, _compiled_dequant_then_linear(),
+                                       flops=flops, bytes_moved=moved,
+                                       baseline="torch.compile(dequantize then F.linear)"))
     return cases
 
 

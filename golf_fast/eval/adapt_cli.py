@@ -1,0 +1,126 @@
+"""The adaptive part of ``golf-fast eval``: ``--ttt``, ``--slot``, ``--research``, presets, overrides.
+
+    golf-fast eval ARTIFACT --data DIR --ttt phased                      # the record's method
+    golf-fast eval ARTIFACT --data DIR --adapt-preset smoke --ttt lora --compare
+    golf-fast eval ARTIFACT --data DIR --slot causal --set slot_cfg.l2=10
+    golf-fast eval ARTIFACT --data DIR --research prequant               # flagged non-compliant
+
+``--set section.field=value`` overrides any :class:`AdaptConfig` field (``lora.rank=8``,
+``seq_len=256``); unknown keys are errors. ``--compare`` also runs the same driver without
+adaptation first (the baseline each mode is measured against). ``--predict-h100`` adds the
+predicted 8×H100 time of the mode on these documents (predict.py; the efficiency is R0611's,
+calibrated from its measured 508.8 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+import numpy as np
+
+from golf_fast.eval.adapt_config import ADAPT_PRESETS, RESEARCH_MODES, SLOT_MODES, TTT_MODES, AdaptConfig, adapt_preset
+from golf_fast.eval.adapt_run import run_adaptive
+from golf_fast.eval.predict import predict_seconds, record_efficiency
+from golf_fast.eval.ttt_docs import run_documents
+from golf_fast.eval.windows import document_spans
+
+
+def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("evaluation-time adaptation")
+    g.add_argument("--ttt", choices=TTT_MODES, default=None, help="score-first TTT (default: none)")
+    g.add_argument("--slot", choices=SLOT_MODES, default=None, help="causal SLOT (default: none)")
+    g.add_argument("--research", choices=RESEARCH_MODES, default=None,
+                   help="a seed submission's method as written (non-compliant, flagged)")
+    g.add_argument("--adapt-preset", choices=sorted(ADAPT_PRESETS), default="record")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an AdaptConfig field")
+    g.add_argument("--compare", action="store_true", help="also run the same driver without adaptation")
+    g.add_argument("--predict-h100", action="store_true", help="add the predicted 8×H100 time")
+
+
+def wants_adaptation(args: argparse.Namespace) -> bool:
+    return any(getattr(args, k) not in (None, "none") for k in ("ttt", "slot", "research"))
+
+
+def _field_types(cfg) -> dict:
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update({f"{f.name}.{k}": t for k, t in _field_types(v).items()})
+        else:
+            out[f.name] = typing.get_type_hints(type(cfg))[f.name]
+    return out
+
+
+def _parse(key: str, typ: type, text: str):
+    if typ is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--set {key}: expected a boolean, got {text!r}")
+    try:
+        return typ(text)
+    except ValueError:
+        raise ValueError(f"--set {key}: expected {typ.__name__}, got {text!r}") from None
+
+
+def resolve_adapt_config(args: argparse.Namespace) -> AdaptConfig:
+    """The preset, the mode flags and the ``--set`` overrides, validated."""
+    cfg = adapt_preset(args.adapt_preset)
+    cfg.ttt = args.ttt or ("none" if args.slot or args.research else cfg.ttt)
+    cfg.slot = args.slot or "none"
+    cfg.research = args.research or "none"
+    types = _field_types(cfg)
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep or key not in types:
+            raise ValueError(f"--set: expected KEY=VALUE with KEY one of the AdaptConfig fields, got {item!r}")
+        obj = cfg
+        *path, name = key.split(".")
+        for part in path:
+            obj = getattr(obj, part)
+        setattr(obj, name, _parse(key, types[key], text))
+    cfg.validate()
+    return cfg
+
+
+def baseline_of(cfg: AdaptConfig) -> AdaptConfig:
+    """The same driver without adaptation: per-document for lora/phased, the stream otherwise."""
+    base = dataclasses.replace(cfg, slot="none", research="none")
+    base.ttt = "none"
+    return base
+
+
+def run_adapt_cli(args, model_factory, val: np.ndarray, table, rank: int, world: int, device, dtype,
+                  int6_state=None, val_bytes=None) -> dict:
+    """Run the adaptive evaluation(s); returns the JSON-ready report (every entry carries its verdict)."""
+    cfg = resolve_adapt_config(args)
+    out = {"adapt_config": cfg.to_dict()}
+    kw = dict(rank=rank, world_size=world, device=device, dtype=dtype, val_bytes=val_bytes)
+    if args.compare:
+        base = baseline_of(cfg)
+        if cfg.ttt in ("lora", "phased"):
+            r = run_documents(model_factory(), val, table, base, adapt="none", **kw)
+        else:
+            r = run_adaptive(model_factory(), val, table, base, **kw)
+        out["baseline"] = _entry(r)
+    r = run_adaptive(model_factory(), val, table, cfg, int6_state=int6_state, **kw)
+    out["adaptive"] = _entry(r)
+    if args.predict_h100:
+        model = model_factory()
+        docs = document_spans(val, model.cfg.bos_id)
+        lengths = docs[:, 1] - docs[:, 0]
+        eff = record_efficiency()  # R0611's method on the record model and FineWeb-like documents
+        p = predict_seconds(model.cfg, lengths, cfg, efficiency=eff)
+        out["predicted_8xh100"] = {"seconds": float(f"{p.seconds:.3g}"), "efficiency": round(eff, 4),
+                                   "arithmetic": p.text.splitlines()}
+    return out
+
+
+def _entry(r) -> dict:
+    d = r.as_dict()
+    return {k: d[k] for k in ("mode", "val_loss", "val_bpb", "tokens", "bytes", "seconds", "eval_compliance",
+                              "compliance", "notes", "void")}

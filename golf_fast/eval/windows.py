@@ -1,0 +1,114 @@
+"""Documents, scored pieces and context windows for the adaptive evaluations.
+
+Positions are token indices of the flat validation stream ``tokens`` (length N). A document is a
+span ``[s, e)`` that starts at a BOS token (or at 0 when the stream does not start with one); its
+*targets* are ``s+1 .. e−1`` (the BOS itself is a given, never scored: every document-isolated
+adaptive mode scores each target once with context from its own document only).
+
+A *piece* ``(s, t0, t1)`` is a run of targets ``[t0, t1)`` of the document starting at ``s``, with
+``t1 − t0 ≤ seq_len``. Its *window* is the row the model reads: inputs ``tokens[w0 : t1−1]`` and
+targets ``tokens[w0+1 : t1]`` with ``w0 = max(s, t1 − 1 − seq_len)``, so every target ``j`` of the
+piece sees the ``min(j − s, …)`` previous tokens of its document, at most ``seq_len``. The window
+reads positions ``[w0, t1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+
+def document_spans(tokens: np.ndarray, bos_id: int) -> np.ndarray:
+    """(n, 2) int64 ``[start, end)`` of each document; documents start at BOS tokens (and at 0)."""
+    t = np.asarray(tokens)
+    if t.ndim != 1 or t.size < 2:
+        raise ValueError(f"tokens: expected a 1-D token array of at least 2 tokens, got shape {t.shape}")
+    starts = np.union1d(np.array([0]), np.flatnonzero(t == bos_id)).astype(np.int64)
+    ends = np.append(starts[1:], t.size).astype(np.int64)
+    return np.stack([starts, ends], axis=1)
+
+
+def split_targets(doc_start: int, t0: int, t1: int, seq_len: int) -> list[tuple[int, int, int]]:
+    """Pieces ``(doc_start, a, b)`` covering targets ``[t0, t1)`` with ``b − a ≤ seq_len``."""
+    return [(doc_start, a, min(a + seq_len, t1)) for a in range(t0, t1, seq_len)]
+
+
+def stream_chunk_pieces(docs: np.ndarray, c0: int, c1: int, seq_len: int) -> list[tuple[int, int, int]]:
+    """The pieces of the targets in the stream range ``[c0, c1)`` (document starts excluded)."""
+    out: list = []
+    i = int(np.searchsorted(docs[:, 1], c0, side="right"))
+    while i < len(docs) and docs[i, 0] < c1:
+        s, e = int(docs[i, 0]), int(docs[i, 1])
+        a, b = max(c0, s + 1), min(c1, e)
+        if a < b:
+            out += split_targets(s, a, b, seq_len)
+        i += 1
+    return out
+
+
+@dataclass
+class WindowBatch:
+    """Rows of windows: x, y (B, W) int64; mask (B, W) bool (the pieces' targets); pieces, windows (B, 2)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor
+    pieces: np.ndarray
+    """[t0, t1) scored by each row."""
+    windows: np.ndarray
+    """[w0, t1) read by each row."""
+    tbytes: Optional[torch.Tensor] = None
+    """(B, W) int64 bytes of each target from the CaseOps sidecar (None: the tokenizer's tables)."""
+
+    @property
+    def first_target(self) -> np.ndarray:
+        """Row offset of each row's first scored target."""
+        return self.pieces[:, 0] - self.windows[:, 0] - 1
+
+    def to(self, device: torch.device) -> "WindowBatch":
+        return WindowBatch(self.x.to(device), self.y.to(device), self.mask.to(device), self.pieces, self.windows,
+                           self.tbytes.to(device) if self.tbytes is not None else None)
+
+
+def build_windows(tokens: torch.Tensor, pieces, seq_len: int, val_bytes: Optional[torch.Tensor] = None) -> WindowBatch:
+    """Windows of ``pieces`` (see the module docstring) from the flat int64 CPU ``tokens``.
+
+    ``val_bytes``: the CaseOps byte sidecar parallel to ``tokens`` (target ``j`` costs ``val_bytes[j]``).
+    """
+    if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64 or tokens.dim() != 1:
+        raise TypeError("tokens: expected a 1-D int64 tensor")
+    if not pieces:
+        raise ValueError("pieces: expected at least one piece")
+    p = np.asarray(pieces, dtype=np.int64).reshape(-1, 3)
+    s, t0, t1 = p[:, 0], p[:, 1], p[:, 2]
+    if ((t1 - t0) > seq_len).any() or (t0 <= s).any() or (t1 <= t0).any():
+        raise ValueError(f"pieces: expected doc_start < t0 < t1 <= t0 + seq_len ({seq_len}) for every piece")
+    w0 = np.maximum(s, t1 - 1 - seq_len)
+    width = int((t1 - 1 - w0).max())
+    B = len(p)
+    x = torch.zeros(B, width, dtype=torch.long)
+    y = torch.zeros(B, width, dtype=torch.long)
+    mask = torch.zeros(B, width, dtype=torch.bool)
+    tb = torch.zeros(B, width, dtype=torch.long) if val_bytes is not None else None
+    for r in range(B):
+        n = int(t1[r] - 1 - w0[r])
+        x[r, :n] = tokens[w0[r]:t1[r] - 1]
+        y[r, :n] = tokens[w0[r] + 1:t1[r]]
+        mask[r, t0[r] - w0[r] - 1:n] = True
+        if tb is not None:
+            tb[r, :n] = val_bytes[w0[r] + 1:t1[r]]
+    return WindowBatch(x, y, mask, np.stack([t0, t1], 1), np.stack([w0, t1], 1), tb)
+
+
+def sidecar_bytes(val_bytes, n_tokens: int) -> Optional[torch.Tensor]:
+    """The CaseOps byte sidecar as an int64 CPU tensor parallel to the tokens (None passes through)."""
+    if val_bytes is None:
+        return None
+    vb = np.asarray(val_bytes)
+    if vb.ndim != 1 or vb.shape[0] != n_tokens or vb.dtype.kind not in "iu":
+        raise ValueError(f"val_bytes: expected integer byte counts parallel to the {n_tokens} tokens, got "
+                         f"{vb.dtype} of shape {vb.shape}")
+    return torch.from_numpy(vb.astype(np.int64))
