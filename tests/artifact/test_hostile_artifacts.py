@@ -244,3 +244,17 @@ def test_codec_parameters_are_checked(artifacts):
         man["codec"]["params"][key] = value
         with pytest.raises(ArtifactError, match=f"{name}: (codec parameter {key}|unknown codec parameter)"):
             decode_artifact(join_manifest(man, payload), codec_options=_opts() if name == "golf-rans" else None)
+
+
+def test_brotli_without_output_limit_still_stops_a_bomb(monkeypatch):
+    """brotli < 1.2 has no ``output_buffer_limit``: input is fed in small pieces instead."""
+    import golf_fast.artifact.compressors as comp
+
+    monkeypatch.setattr(comp, "_BROTLI_OUTPUT_LIMIT", False)
+    data = np.random.default_rng(1318).integers(0, 3, 100_000, dtype=np.uint8).tobytes()
+    z = brotli_compress(data)
+    assert comp.brotli_decompress(z, "s", len(data)) == data
+    with pytest.raises(ArtifactError, match="corrupt"):
+        comp.brotli_decompress(z[:-3], "s", len(data))
+    with pytest.raises(ArtifactError, match="decompresses to more than"):
+        comp.brotli_decompress(gib_of_zeros_brotli(), "s", 1 << 20)
