@@ -22,6 +22,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from golf_fast import distributed
+from golf_fast.artifact import resolve_codec
 from golf_fast.distributed import Dist, init_distributed
 from golf_fast.model.attention import resolved_attention_backends
 from golf_fast.model.gpt import GPT
@@ -102,6 +103,11 @@ def train(cfg: TrainConfig, *, code_bytes: Optional[int] = None, notes: Optional
     cfg.validate()
     if code_bytes is not None and (not isinstance(code_bytes, int) or code_bytes < 0):
         raise ValueError(f"code_bytes: expected a non-negative int or None, got {code_bytes!r}")
+    if cfg.quant.enabled:  # the artifact's codec is resolved now, not after the whole run
+        try:
+            resolve_codec(cfg.quant.codec)
+        except ValueError as exc:
+            raise ValueError(f"quant.{exc}") from None
     d = init_distributed(cfg.run.device)
     try:
         return run(cfg, d, code_bytes=code_bytes, notes=notes)
