@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from datetime import datetime
 
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     base = cfg.run.name or f"{cfg.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     rows, scores = [], []
     for seed in seeds:
-        c = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, name=f"{base}/seed{seed}"))
+        c = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, name=f"seed{seed}",
+                                                             out_dir=os.path.join(cfg.run.out_dir, base)))
         try:
             res = train(c, code_bytes=code)
         except TrainingDiverged as e:
