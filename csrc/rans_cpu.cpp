@@ -29,6 +29,26 @@ namespace {
 
 constexpr uint32_t kLow = 1u << 16;
 
+// ---- bounds checks on values an artifact declares (kept apart from the coder itself) ----------
+// The Python loader checks every side-information field first (golf_fast/artifact/rans_side.py);
+// these re-check, at the C++ boundary, each value that is later used as an index or a size.
+
+constexpr int64_t kMaxAccInit = int64_t(1) << 20;   // = rans_side.MAX_ACC; accumulators stay far from int32 overflow
+constexpr int64_t kMaxSymbols = int64_t(1) << 40;   // rows * cols of one matrix
+
+void check_accumulator_inits(int64_t ainit, int64_t rinit) {
+  TORCH_CHECK(ainit >= 0 && ainit <= kMaxAccInit, "ainit: expected 0..2^20, got ", ainit);
+  TORCH_CHECK(rinit >= 0 && rinit <= kMaxAccInit, "rinit: expected 0..2^20, got ", rinit);
+}
+
+void check_matrix_dims(int64_t rows, int64_t cols) {
+  TORCH_CHECK(rows >= 1 && cols >= 1 && rows <= kMaxSymbols / cols, "rows, cols: expected >= 1 and rows*cols <= 2^40, got ",
+              rows, " x ", cols);
+}
+
+// v clamped into [0, hi]: a table index that cannot leave its table whatever v is.
+inline int64_t clamp_index(int64_t v, int64_t hi) { return v < 0 ? 0 : (v > hi ? hi : v); }
+
 struct Model {
   const uint8_t* luta; int64_t na_len;
   const uint8_t* lutb; int64_t nb_len;
@@ -58,9 +78,9 @@ Model make_model(const at::Tensor& luta, const at::Tensor& lutb, const at::Tenso
   TORCH_CHECK(qmax >= 1 && qmax <= 127 && freq.size(1) == 2 * qmax + 1, "freq: expected 2*qmax+1 symbols");
   TORCH_CHECK(cs >= 0 && cs <= 8 && rs >= 0 && rs <= 8, "cs, rs: expected 0..8");
   TORCH_CHECK(rmode == 0 || rmode == 1, "rmode: expected 0 or 1, got ", rmode);
-  TORCH_CHECK(ainit >= 0 && ainit < (1 << 20) && rinit >= 0 && rinit < (1 << 20), "ainit, rinit: expected 0..2^20");
   TORCH_CHECK(nb >= 1 && nc >= 1 && freq.size(0) % (nb * nc) == 0, "nb, nc: expected >= 1, dividing the context count");
   TORCH_CHECK(lutc.numel() == freq.size(1), "lutc: expected one entry per symbol");
+  check_accumulator_inits(ainit, rinit);
   Model m{luta.data_ptr<uint8_t>(), luta.numel(), lutb.data_ptr<uint8_t>(), lutb.numel(), lutc.data_ptr<uint8_t>(),
           nb, nc,
           freq.data_ptr<int32_t>(), cum.data_ptr<int32_t>(), freq.size(1), freq.size(0), prob_bits,
@@ -72,9 +92,9 @@ Model make_model(const at::Tensor& luta, const at::Tensor& lutb, const at::Tenso
 }
 
 inline int64_t context(const Model& m, int64_t colacc, int64_t rowacc, int64_t above) {
-  const int64_t a = colacc < m.na_len ? colacc : m.na_len - 1;
-  const int64_t b = rowacc < m.nb_len ? rowacc : m.nb_len - 1;
-  return (static_cast<int64_t>(m.luta[a]) * m.nb + m.lutb[b]) * m.nc + m.lutc[above];
+  const int64_t a = clamp_index(colacc, m.na_len - 1);
+  const int64_t b = clamp_index(rowacc, m.nb_len - 1);
+  return (static_cast<int64_t>(m.luta[a]) * m.nb + m.lutb[b]) * m.nc + m.lutc[clamp_index(above, m.nsym - 1)];
 }
 
 // Contexts (or the raw features) of every symbol of one slice: (rows, cols) int8, row-major.
@@ -101,6 +121,7 @@ void contexts_of(const Model& m, const int8_t* q, int64_t rows, int64_t cols, in
 void check_codes(const at::Tensor& c) {
   TORCH_CHECK(c.dtype() == at::kChar && c.dim() == 2 && c.device().is_cpu() && c.size(0) >= 1 && c.size(1) >= 1,
               "codes: expected non-empty 2-D int8 CPU tensors");
+  check_matrix_dims(c.size(0), c.size(1));
 }
 
 // (3, R, C) int32 per matrix: column accumulator, row accumulator, symbol above.
@@ -109,6 +130,7 @@ std::vector<at::Tensor> rans_features_cpp(at::TensorList codes, int64_t slice_ro
   TORCH_CHECK(cs >= 0 && cs <= 8 && rs >= 0 && rs <= 8, "cs, rs: expected 0..8");
   TORCH_CHECK(rmode == 0 || rmode == 1, "rmode: expected 0 or 1");
   TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
+  check_accumulator_inits(ainit, rinit);
   std::vector<at::Tensor> out;
   Model m{};
   m.qmax = qmax; m.cs = cs; m.rs = rs; m.ainit = ainit; m.rinit = rinit; m.rmode = rmode;
@@ -204,9 +226,9 @@ std::string decode_lanes(const Model& m, const DecodeTables& dt, const uint8_t* 
       for (int l = 0; l < L; ++l) {
         int8_t* o = out[l] + i * cols + j;
         int32_t& ca_ref = colacc[j * L + l];
-        const int32_t ca = ca_ref < na_max ? ca_ref : na_max;
-        const int32_t rb = rowacc[l] < nb_max ? rowacc[l] : nb_max;
-        const int64_t above = i > 0 ? o[-cols] + m.qmax : m.qmax;
+        const int64_t ca = clamp_index(ca_ref, na_max);
+        const int64_t rb = clamp_index(rowacc[l], nb_max);
+        const int64_t above = i > 0 ? clamp_index(o[-cols] + m.qmax, m.nsym - 1) : m.qmax;
         const int64_t c = m.luta[ca] * nbc + m.lutb[rb] * m.nc + m.lutc[above];
         const uint32_t slot = x[l] & mask;
         const uint32_t* fcc = fc + c * row;
@@ -300,7 +322,7 @@ std::vector<at::Tensor> rans_decode_cpp(at::TensorList streams, at::IntArrayRef 
   TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
   TORCH_CHECK(rows_in.size() == cols.size(), "rows, cols: one per matrix");
   const std::vector<int64_t> rows(rows_in.begin(), rows_in.end());
-  for (size_t t = 0; t < rows.size(); ++t) TORCH_CHECK(rows[t] >= 1 && cols[t] >= 1, "rows, cols: expected >= 1");
+  for (size_t t = 0; t < rows.size(); ++t) check_matrix_dims(rows[t], cols[t]);
   const auto sl = slices_of(rows, slice_rows);
   TORCH_CHECK(streams.size() == sl.size(), "streams: expected ", sl.size(), " (one per slice), got ", streams.size());
   const int64_t table = static_cast<int64_t>(1) << prob_bits;

@@ -8,7 +8,7 @@
 
 from golf_fast.artifact.code_bytes import CodeBytes, code_bytes
 from golf_fast.artifact.codec_base import Codec
-from golf_fast.artifact.codecs import CODEC_NAMES, DEFAULT_CODEC, get_codec
+from golf_fast.artifact.codecs import CODEC_NAMES, DEFAULT_CODEC, get_codec, resolve_codec
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.fit import FitResult, FitTry, budget_bytes, fit_clip_scale
 from golf_fast.artifact.format import (
@@ -23,5 +23,5 @@ from golf_fast.artifact.format import (
 __all__ = [
     "Artifact", "ArtifactError", "CODEC_NAMES", "Codec", "CodeBytes", "DEFAULT_CODEC", "FitResult", "FitTry",
     "budget_bytes", "code_bytes", "decode_artifact", "dequantize_state", "encode_artifact", "fit_clip_scale",
-    "get_codec", "load_artifact", "save_artifact",
+    "get_codec", "load_artifact", "resolve_codec", "save_artifact",
 ]

@@ -16,6 +16,18 @@ from golf_fast.artifact.codec_base import Codec, TensorData, TensorSpec
 from golf_fast.artifact.compressors import brotli_compress, brotli_decompress, byte_shuffle, byte_unshuffle
 from golf_fast.artifact.compressors import lzma_compress, lzma_decompress
 from golf_fast.artifact.errors import ArtifactError
+from golf_fast.artifact.untrusted import check_params
+
+MAX_SHUFFLE = 16
+
+
+def _shuffle_param(params: dict[str, Any], codec: str, level: str, top: int) -> int:
+    """The byte-shuffle stride from checked parameters (``shuffle`` 1..16, ``level`` 0..top)."""
+    return check_params(params, {"shuffle": (1, MAX_SHUFFLE), level: (0, top)}, codec).get("shuffle", 2)
+
+
+def _need_bytes(specs: list[TensorSpec]) -> int:
+    return sum(s.raw_nbytes for s in specs)
 
 
 def concat_items(items: list[TensorData]) -> bytes:
@@ -61,7 +73,8 @@ class BrotliCodec(Codec):
         return brotli_compress(byte_shuffle(concat_items(items), 2), quality=11), {"shuffle": 2, "quality": 11}
 
     def decode(self, payload: bytes, specs: list[TensorSpec], params: dict[str, Any]) -> list[TensorData]:
-        raw = byte_unshuffle(brotli_decompress(payload, "payload"), int(params.get("shuffle", 2)))
+        shuffle = _shuffle_param(params, self.name, "quality", 11)
+        raw = byte_unshuffle(brotli_decompress(payload, "payload", _need_bytes(specs)), shuffle)
         return split_items(raw, specs)
 
 
@@ -74,5 +87,6 @@ class LzmaCodec(Codec):
         return lzma_compress(byte_shuffle(concat_items(items), 2), preset=9), {"shuffle": 2, "preset": 9}
 
     def decode(self, payload: bytes, specs: list[TensorSpec], params: dict[str, Any]) -> list[TensorData]:
-        raw = byte_unshuffle(lzma_decompress(payload, "payload"), int(params.get("shuffle", 2)))
+        shuffle = _shuffle_param(params, self.name, "preset", 9)
+        raw = byte_unshuffle(lzma_decompress(payload, "payload", _need_bytes(specs)), shuffle)
         return split_items(raw, specs)

@@ -16,6 +16,9 @@ only files you trust all the same.
 from __future__ import annotations
 
 import argparse
+import os
+import stat
+import sys
 
 import torch
 
@@ -39,11 +42,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hi", type=float, default=2.0, help="largest clip-sigma factor tried")
 
 
+def _load_weights(path: str) -> dict:
+    """The state_dict at ``path``; a missing, non-regular or unreadable file is one ``ValueError``."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ValueError(f"--weights: cannot open {path!r} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"--weights: {path!r} is not a regular file")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch.load's errors for a bad file vary (unpickling, zip, EOF)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"--weights: {path!r} is not a loadable state_dict ({first})") from None
+    if not isinstance(sd, dict):
+        raise ValueError(f"--weights: expected a state_dict (dict of tensors), got {type(sd).__name__}")
+    return sd
+
+
 def run(args: argparse.Namespace) -> int:
+    """Exit status 0, or 2 with one line on stderr for a bad input file or argument."""
+    try:
+        return _run(args)
+    except (ValueError, TypeError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"golf-fast quantize: {first}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     cb = code_bytes(args.code, wrapper=args.wrapper)
     print(f"code: {cb.describe()}")
     budget = budget_bytes(cb.counted, margin=args.margin)
-    sd = torch.load(args.weights, map_location="cpu", weights_only=True)
+    sd = _load_weights(args.weights)
     if not isinstance(sd, dict):
         raise TypeError(f"--weights: expected a state_dict (dict of tensors), got {type(sd).__name__}")
     mats = {n: t for n, t in sd.items()

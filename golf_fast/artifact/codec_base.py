@@ -68,6 +68,10 @@ class Codec(ABC):
 
     name: str = ""
 
+    def check_ready(self) -> None:
+        """Raise ``RuntimeError`` saying why if this codec cannot encode on this machine (called
+        before a training run, so a missing requirement is found before the run, not after it)."""
+
     @abstractmethod
     def encode(self, items: list[TensorData]) -> tuple[bytes, dict[str, Any]]:
         """Compress ``items`` (manifest order) into one payload."""

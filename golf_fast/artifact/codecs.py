@@ -24,3 +24,14 @@ def get_codec(name: str) -> Codec:
     if not isinstance(name, str) or name not in CODECS:
         raise ValueError(f"codec: expected one of {sorted(CODECS)}, got {name!r}")
     return CODECS[name]()
+
+
+def resolve_codec(name: str) -> Codec:
+    """``get_codec(name or DEFAULT_CODEC)``, checked usable here (``Codec.check_ready``); errors are
+    ``ValueError`` naming ``codec``."""
+    codec = get_codec(name or DEFAULT_CODEC)
+    try:
+        codec.check_ready()
+    except RuntimeError as exc:
+        raise ValueError(f"codec: {codec.name!r} cannot be used here: {exc}") from None
+    return codec

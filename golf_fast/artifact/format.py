@@ -15,8 +15,12 @@ metadata, and one entry per tensor in order: ``name``, ``kind`` (``quantized``: 
 ``bits``, ``scheme`` ``sdclip-rows``, codes int8 + scales float16 per row; ``passthrough``:
 ``shape``, ``dtype``). Loading checks, in order: size, magic, version, section lengths against
 the file size (truncation), checksum (any flipped byte), manifest, then each tensor's data, and
-fails with ``ArtifactError`` saying what is wrong. Writing is atomic: a temporary file in the
-target's folder, fsync, rename, fsync of the folder; an interrupted write leaves the old file.
+fails with ``ArtifactError`` saying what is wrong. Every manifest field is checked (type, range,
+consistency) before anything is allocated from it, the declared tensors may take at most
+``max_decoded_bytes`` in total (default ``untrusted.default_decode_limit``), and every
+decompression stops at what the declared tensors need: only ``ArtifactError`` leaves the loader.
+Writing is atomic (``golf_fast.artifact.atomic``): an interrupted or killed write leaves the old
+file and no temporary file.
 
 Same state + config + codec → the same bytes (no timestamps; JSON with sorted keys).
 """
@@ -27,18 +31,29 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 import torch
 
+from golf_fast.artifact.atomic import atomic_write_bytes
 from golf_fast.artifact.codec_base import Codec, TensorData, TensorSpec
-from golf_fast.artifact.codecs import DEFAULT_CODEC, get_codec
+from golf_fast.artifact.codecs import CODECS, DEFAULT_CODEC, get_codec
 from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
 from golf_fast.artifact.errors import ArtifactError
+from golf_fast.artifact.untrusted import (
+    MAX_JSON_BYTES,
+    default_decode_limit,
+    need_dict,
+    need_int,
+    need_key,
+    need_list,
+    need_str,
+    parse_json,
+)
 from golf_fast.quant.formats import QuantizedTensor, qmax
 from golf_fast.quant.lqer import fold_lqer, pop_state_entries
 
@@ -47,6 +62,14 @@ FORMAT_VERSION = 1
 FORMAT_NAME = "golf_fast.artifact"
 _HEADER = struct.Struct("<8sHIQ")
 _DIGEST = 32
+MAX_TENSORS = 1 << 16
+"""Most tensor entries a manifest may list."""
+MAX_DIMS = 8
+"""Most dimensions a passthrough tensor may declare."""
+MAX_FILE_BYTES = 1 << 34
+"""Largest artifact file ``load_artifact`` reads (16 GiB)."""
+_MAX_DIM = 1 << 40
+PASSTHROUGH_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
 
 StateValue = Union[QuantizedTensor, torch.Tensor]
 
@@ -69,10 +92,9 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def _dtype_from_name(name: str, tensor: str) -> torch.dtype:
-    dt = getattr(torch, name, None) if isinstance(name, str) else None
-    if not isinstance(dt, torch.dtype) or dt.is_complex:
-        raise ArtifactError(f"tensor {tensor!r}: unknown dtype {name!r} in the manifest")
-    return dt
+    if not isinstance(name, str) or name not in PASSTHROUGH_DTYPES:
+        raise ArtifactError(f"tensor {tensor!r}: dtype {name!r:.80} in the manifest is not one of {list(PASSTHROUGH_DTYPES)}")
+    return getattr(torch, name)
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -142,23 +164,54 @@ def _spec_entry(spec: TensorSpec) -> dict[str, Any]:
 
 
 def _spec_from_entry(e: Any, k: int) -> TensorSpec:
-    try:
-        name, kind, shape = e["name"], e["kind"], tuple(int(d) for d in e["shape"])
-    except (TypeError, KeyError, ValueError) as exc:
-        raise ArtifactError(f"manifest tensor entry {k} is malformed ({exc!r})") from exc
-    if any(d < 0 for d in shape):
-        raise ArtifactError(f"tensor {name!r}: negative dimension in {shape}")
+    """One manifest tensor entry → ``TensorSpec``; every field type- and range-checked."""
+    where = f"manifest tensor entry {k}"
+    e = need_dict(e, where)
+    name = need_str(need_key(e, "name", where), f"{where}: name")
+    where = f"tensor {name!r}"
+    kind = need_str(need_key(e, "kind", where), f"{where}: kind", ("quantized", "passthrough"))
+    dims = need_list(need_key(e, "shape", where), f"{where}: shape", MAX_DIMS)
+    shape = tuple(need_int(d, f"{where}: shape[{i}]", 0, _MAX_DIM) for i, d in enumerate(dims))
     if kind == "quantized":
-        bits = e.get("bits")
-        if len(shape) != 2 or not isinstance(bits, int) or not 2 <= bits <= 8:
-            raise ArtifactError(f"tensor {name!r}: quantized entry needs a 2-D shape and bits in 2..8")
-        if e.get("scheme") != "sdclip-rows":
-            raise ArtifactError(f"tensor {name!r}: unknown quantization scheme {e.get('scheme')!r}")
+        if len(shape) != 2 or 0 in shape:
+            raise ArtifactError(f"{where}: a quantized entry needs a 2-D shape with no zero dimension, got {list(shape)}")
+        bits = need_int(need_key(e, "bits", where), f"{where}: bits", 2, 8)
+        need_str(need_key(e, "scheme", where), f"{where}: scheme", ("sdclip-rows",))
+        for key, want in (("codes_dtype", "int8"), ("scales_dtype", "float16")):
+            if key in e:
+                need_str(e[key], f"{where}: {key}", (want,))
         return TensorSpec(name, "quantized", shape, "int8", bits, 1)
-    if kind == "passthrough":
-        dt = _dtype_from_name(e.get("dtype"), name)
-        return TensorSpec(name, "passthrough", shape, _dtype_name(dt), None, torch.empty(0, dtype=dt).element_size())
-    raise ArtifactError(f"tensor {name!r}: unknown kind {kind!r}")
+    dt = _dtype_from_name(need_key(e, "dtype", where), name)
+    return TensorSpec(name, "passthrough", shape, _dtype_name(dt), None, torch.empty(0, dtype=dt).element_size())
+
+
+def check_manifest(manifest: Any, max_decoded_bytes: int) -> tuple[list[TensorSpec], str, dict]:
+    """Validate a parsed manifest: (tensor specs, codec name, codec params). The declared tensors
+    may take at most ``max_decoded_bytes`` in total; names are unique non-empty strings."""
+    m = need_dict(manifest, "manifest")
+    if m.get("format") != FORMAT_NAME:
+        raise ArtifactError("manifest does not describe a golf_fast artifact")
+    if "version" in m and m["version"] != FORMAT_VERSION:
+        raise ArtifactError(f"manifest: unknown version {m['version']!r:.40}")
+    for key in ("config", "metadata"):
+        if m.get(key) is not None:
+            need_dict(m[key], f"manifest: {key}")
+    cinfo = need_dict(need_key(m, "codec", "manifest"), "manifest: codec")
+    codec = need_str(need_key(cinfo, "name", "manifest: codec"), "manifest: codec name", tuple(CODECS))
+    params = cinfo.get("params")
+    params = {} if params is None else need_dict(params, "manifest: codec params")
+    entries = need_list(need_key(m, "tensors", "manifest"), "manifest: tensors", MAX_TENSORS, min_len=1)
+    specs = [_spec_from_entry(e, k) for k, e in enumerate(entries)]
+    seen = set()
+    for s in specs:
+        if s.name in seen:
+            raise ArtifactError(f"manifest lists the tensor name {s.name!r} twice")
+        seen.add(s.name)
+    total = sum(s.raw_nbytes for s in specs)
+    if total > max_decoded_bytes:
+        raise ArtifactError(f"manifest declares tensors of {total} bytes in total, more than the {max_decoded_bytes} "
+                            "allowed (pass max_decoded_bytes to load a larger artifact)")
+    return specs, codec, params
 
 
 def encode_artifact(quantized_state: Mapping[str, StateValue], config: Any = None, *,
@@ -178,39 +231,6 @@ def encode_artifact(quantized_state: Mapping[str, StateValue], config: Any = Non
     return body + hashlib.sha256(body).digest()
 
 
-def atomic_write_bytes(path: Union[str, os.PathLike], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename, fsync dir."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"path: folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            view = memoryview(data)
-            for off in range(0, len(view), 1 << 24):
-                f.write(view[off:off + (1 << 24)])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some filesystems do not allow opening a folder; the rename is done anyway
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
 def save_artifact(path: Union[str, os.PathLike], quantized_state: Mapping[str, StateValue], config: Any = None, *,
                   codec: Union[str, Codec] = DEFAULT_CODEC, metadata: Optional[Mapping] = None) -> int:
     """Write the artifact atomically; return its size in bytes.
@@ -227,7 +247,9 @@ def save_artifact(path: Union[str, os.PathLike], quantized_state: Mapping[str, S
 
 
 def read_manifest(data: bytes) -> tuple[dict[str, Any], bytes]:
-    """Check size, magic, version, lengths and checksum; return (manifest, payload)."""
+    """Check size, magic, version, lengths and checksum; return (manifest, payload).
+
+    The manifest is only parsed here (size- and depth-capped JSON); ``check_manifest`` checks its fields."""
     n = len(data)
     if n < _HEADER.size + _DIGEST:
         raise ArtifactError(f"file is truncated: {n} bytes, shorter than the {_HEADER.size + _DIGEST}-byte minimum")
@@ -241,46 +263,60 @@ def read_manifest(data: bytes) -> tuple[dict[str, Any], bytes]:
         raise ArtifactError(f"file is truncated: header says {want} bytes, file has {n}")
     if n > want:
         raise ArtifactError(f"file has {n - want} unexpected trailing bytes (header says {want} bytes)")
-    body = data[:-_DIGEST]
+    body = memoryview(data)[:-_DIGEST]
     if hashlib.sha256(body).digest() != data[-_DIGEST:]:
         raise ArtifactError("checksum mismatch: the file is corrupted (a byte was changed since it was written)")
     mstart = _HEADER.size
-    try:
-        manifest = json.loads(brotli_decompress(data[mstart:mstart + mlen], "manifest").decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"manifest is not valid JSON ({exc})") from exc
+    mjson = brotli_decompress(data[mstart:mstart + mlen], "manifest", MAX_JSON_BYTES)
+    manifest = parse_json(mjson, "manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise ArtifactError("manifest does not describe a golf_fast artifact")
     return manifest, data[mstart + mlen:mstart + mlen + plen]
 
 
-def decode_artifact(data: bytes, *, expected_names: Optional[list] = None, codec_options: Optional[dict] = None
-                    ) -> Artifact:
+def _check_limit_arg(max_decoded_bytes: Optional[int], file_bytes: int) -> int:
+    if max_decoded_bytes is None:
+        return default_decode_limit(file_bytes)
+    if not isinstance(max_decoded_bytes, int) or isinstance(max_decoded_bytes, bool) or max_decoded_bytes < 0:
+        raise TypeError(f"max_decoded_bytes: expected an int >= 0 or None, got {max_decoded_bytes!r}")
+    return max_decoded_bytes
+
+
+def decode_artifact(data: bytes, *, expected_names: Optional[list] = None, codec_options: Optional[dict] = None,
+                    max_decoded_bytes: Optional[int] = None) -> Artifact:
     """Parse artifact bytes (see ``load_artifact``)."""
-    manifest, payload = read_manifest(bytes(data))
-    entries = manifest.get("tensors")
-    if not isinstance(entries, list) or not entries:
-        raise ArtifactError("manifest lists no tensors")
-    specs = [_spec_from_entry(e, k) for k, e in enumerate(entries)]
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    limit = _check_limit_arg(max_decoded_bytes, len(data))
+    try:
+        return _decode(data, expected_names, codec_options, limit)
+    except ArtifactError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, struct.error, RecursionError,
+            MemoryError, RuntimeError) as exc:
+        # every field is validated first, so this is a gap in the checks: still one error type
+        raise ArtifactError(f"unexpected {type(exc).__name__} while decoding (an unchecked corruption; please "
+                            f"report it): {exc}") from exc
+
+
+def _decode(data: bytes, expected_names: Optional[list], codec_options: Optional[dict], limit: int) -> Artifact:
+    manifest, payload = read_manifest(data)
+    specs, codec_name, params = check_manifest(manifest, limit)
     names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise ArtifactError("manifest lists a tensor name twice")
     if expected_names is not None:
         missing = [n for n in expected_names if n not in set(names)]
         if missing:
             raise ArtifactError(f"missing tensor(s) the caller expects: {missing[:8]}"
                                 + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
-    cinfo = manifest.get("codec") or {}
-    try:
-        codec = get_codec(cinfo.get("name"))
-    except ValueError as exc:
-        raise ArtifactError(f"manifest names an unknown codec {cinfo.get('name')!r}") from exc
+    codec = get_codec(codec_name)
     if codec_options:
         codec = type(codec)(**codec_options)
-    items = codec.decode(payload, specs, cinfo.get("params") or {})
+    items = codec.decode(payload, specs, params)
+    if len(items) != len(specs):
+        raise ArtifactError(f"{codec.name}: decoded {len(items)} tensors, the manifest lists {len(specs)}")
     state: dict[str, StateValue] = {}
-    for it in items:
-        s = it.spec
+    for it, s in zip(items, specs):
         if s.kind == "quantized":
             if it.codes is None or it.scales is None or it.codes.shape != tuple(s.shape):
                 raise ArtifactError(f"tensor {s.name!r} has no (or wrongly shaped) data in the payload")
@@ -300,20 +336,36 @@ def decode_artifact(data: bytes, *, expected_names: Optional[list] = None, codec
 
 
 def load_artifact(path: Union[str, os.PathLike], *, expected_names: Optional[list] = None,
-                  codec_options: Optional[dict] = None) -> Artifact:
+                  codec_options: Optional[dict] = None, max_decoded_bytes: Optional[int] = None) -> Artifact:
     """Read and verify an artifact; never executes code from the file.
 
     ``expected_names``: tensor names the caller needs (e.g. a model's quantized weights); any
     missing one is an ``ArtifactError`` naming it. ``codec_options``: passed to the codec (for
     ``golf-rans``: ``{"backend": "reference"}`` decodes without the compiled extension).
+    ``max_decoded_bytes``: the most bytes the declared tensors may take (default
+    ``default_decode_limit(file size)``). Any problem with the file (missing, a folder, not a
+    regular file, too big, corrupt, inconsistent) is an ``ArtifactError``; wrong argument types
+    are ``TypeError``.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"path: no artifact file at {os.fspath(path)!r}")
-    with open(path, "rb") as f:
-        data = f.read()
-    return decode_artifact(data, expected_names=expected_names, codec_options=codec_options)
+    where = os.fspath(path)
+    if os.path.isdir(where):
+        raise ArtifactError(f"{where!r} is a folder, not an artifact file")
+    try:
+        with open(where, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ArtifactError(f"{where!r} is not a regular file (a device, pipe or socket)")
+            if st.st_size > MAX_FILE_BYTES:
+                raise ArtifactError(f"{where!r} is {st.st_size} bytes, more than the {MAX_FILE_BYTES} an artifact may have")
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ArtifactError(f"path: no artifact file at {where!r}") from None
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {where!r}: {exc.strerror or exc}") from None
+    return decode_artifact(data, expected_names=expected_names, codec_options=codec_options,
+                           max_decoded_bytes=max_decoded_bytes)
 
 
 def dequantize_state(state: Mapping[str, StateValue], dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:

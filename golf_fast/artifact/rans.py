@@ -254,8 +254,10 @@ def decode_ref(model: GroupModel, streams: list[bytes], rows: int, cols: int) ->
                 if empty[ctx]:
                     raise ArtifactError("a symbol falls in an empty context")
                 s = int(np.searchsorted(cum[ctx], slot, side="right")) - 1
-                while freq[ctx, s] == 0:  # a zero-width symbol shares its cum with the next one
+                while s >= 0 and freq[ctx, s] == 0:  # a zero-width symbol shares its cum with the next one
                     s -= 1
+                if s < 0:
+                    raise ArtifactError("a symbol falls in an empty context")
                 x = int(freq[ctx, s]) * (x >> p) + slot - int(cum[ctx, s])
                 if x < RANS_LOW:
                     if pos >= len(words):

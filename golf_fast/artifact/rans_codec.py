@@ -27,20 +27,13 @@ from golf_fast.artifact.rans import (
     encode_group,
     read_table_bytes,
     role_of,
-    slice_counts,
     table_bytes,
     undo_order,
 )
 from golf_fast.artifact.rans_fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
 from golf_fast.artifact.rans_numpy import decode_slices_numpy
-from golf_fast.artifact.rans_side import (
-    SIDE_VERSION,
-    check_group,
-    check_header,
-    check_stream_count,
-    check_tables,
-    decompress_side,
-)
+from golf_fast.artifact.rans_side import SIDE_VERSION, check_permutation, check_tables, read_side, slices_of_group
+from golf_fast.artifact.untrusted import check_params
 from golf_fast.quant.formats import qmax as qmax_of
 
 
@@ -128,6 +121,9 @@ class RansCodec(Codec):
         self.prob_bits = prob_bits
         self.last_report: dict[str, Any] = {}
 
+    def check_ready(self) -> None:
+        _resolve_backend(self.backend)
+
     @staticmethod
     def groups(specs: list[TensorSpec]) -> list[list[int]]:
         """Indices of the quantized tensors per (role, bits), in first-appearance order."""
@@ -170,64 +166,41 @@ class RansCodec(Codec):
         return payload, {"prob_bits": self.prob_bits}
 
     def decode(self, payload: bytes, specs: list[TensorSpec], params: dict[str, Any]) -> list[TensorData]:
-        backend = _resolve_backend(self.backend)
-        if len(payload) < 4:
-            raise ArtifactError("golf-rans: payload is shorter than its header")
-        (side_len,) = struct.unpack_from("<I", payload)
-        if 4 + side_len > len(payload):
-            raise ArtifactError("golf-rans: side information runs past the payload")
-        side = decompress_side(payload[4:4 + side_len])
         try:
-            (hlen,) = struct.unpack_from("<I", side)
-            header = json.loads(side[4:4 + hlen].decode())
-        except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"golf-rans: side information is malformed ({exc})") from exc
-        version = check_header(header)
-        tpos = 4 + hlen
-        pos = 4 + side_len
+            backend = _resolve_backend(self.backend)
+        except RuntimeError as exc:  # the file is fine, this machine cannot decode it: still one error type
+            raise ArtifactError(f"golf-rans: {exc}") from None
+        check_params(params, {"prob_bits": (8, 15)}, self.name)
+        info, pos = read_side(payload, specs, self.groups(specs))  # every field checked before any allocation
+        side, tpos = info.side, info.table_pos
         out: list[TensorData] = [TensorData(s) for s in specs]
-        want_groups = self.groups(specs)
-        got_groups = [g["tensors"] for g in header["groups"]]
-        if got_groups != want_groups:
-            covered = {i for g in got_groups for i in g}
-            missing = [specs[i].name for g in want_groups for i in g if i not in covered]
-            what = f"tensor {missing[0]!r} listed in the manifest has no code stream" if missing else \
-                "its groups do not match the manifest's quantized tensors"
-            raise ArtifactError(f"golf-rans: {what}")
-        settings = [check_group(g, version, qmax_of(int(specs[g["tensors"][0]].bits))) for g in header["groups"]]
-        lens = header["streams"]
-        check_stream_count(lens, sum(
-            sum(slice_counts(GroupModel.from_settings(g, np.zeros((1, 1), np.int32)),
-                             [(int(specs[i].shape[0]), int(specs[i].shape[1])) for i in g["tensors"]]))
-            for g in settings))
         k = 0
-        for g in settings:
+        for g in info.groups:
             idx = g["tensors"]
             nsym = 2 * g["qmax"] + 1
             nctx = (len(g["thr_a"]) + 1) * (len(g["thr_b"]) + 1) * (2 * g["ck"] + 1)
-            freq, tpos = _read_table(side, tpos, nctx * nsym, version)
+            freq, tpos = _read_table(side, tpos, nctx * nsym, info.version)
             freq = freq.reshape(nctx, nsym)
             check_tables(freq, g["prob_bits"])
             model = GroupModel.from_settings(g, freq)
             shapes = [(int(specs[i].shape[0]), int(specs[i].shape[1])) for i in idx]
             streams = []
-            for i, ns in zip(idx, slice_counts(model, shapes)):
+            for ns in slices_of_group(g, specs):
                 for _ in range(ns):
-                    if k >= len(lens) or pos + int(lens[k]) > len(payload):
-                        raise ArtifactError(f"golf-rans: code stream of {specs[i].name!r} runs past the payload")
-                    streams.append(payload[pos:pos + int(lens[k])])
-                    pos += int(lens[k])
+                    streams.append(payload[pos:pos + info.streams[k]])
+                    pos += info.streams[k]
                     k += 1
             perms = None
             if model.reorder:
                 perms = []
-                for r, c in shapes:
+                for (r, c), i in zip(shapes, idx):
                     n = c if model.transpose else r
                     width = 2 if n <= 1 << 16 else 4
                     if tpos + n * width > len(side):
                         raise ArtifactError("golf-rans: row orders end early")
-                    perms.append(np.frombuffer(side[tpos:tpos + n * width], dtype="<u2" if width == 2 else "<u4")
-                                 .astype(np.int64))
+                    p = np.frombuffer(side[tpos:tpos + n * width], dtype="<u2" if width == 2 else "<u4").astype(np.int64)
+                    check_permutation(p, n, repr(specs[i].name))
+                    perms.append(p)
                     tpos += n * width
             names = [specs[i].name for i in idx]
             if backend == "numpy":
@@ -243,13 +216,9 @@ class RansCodec(Codec):
                 out[i].codes = q
         if tpos != len(side):
             raise ArtifactError(f"golf-rans: {len(side) - tpos} bytes of side information left over")
-        if k != len(lens):
-            raise ArtifactError(f"golf-rans: {len(lens) - k} code streams more than the manifest's tensors need")
-        rest_len = int(header["rest"]["len"])
-        if pos + rest_len != len(payload):
-            raise ArtifactError(f"golf-rans: payload is {len(payload)} bytes, its sections add up to {pos + rest_len}")
-        rest = payload[pos:]
-        rest = (brotli_decompress if header["rest"]["method"] == "brotli" else lzma_decompress)(rest, "golf-rans rest")
+        need = sum(2 * int(s.shape[0]) if s.kind == "quantized" else s.raw_nbytes for s in specs)
+        rest = payload[pos:pos + info.rest_len]
+        rest = (brotli_decompress if info.rest_method == "brotli" else lzma_decompress)(rest, "golf-rans rest", need)
         for it, chunk in zip(out, _split_rest(rest, specs)):
             if it.spec.kind == "quantized":
                 it.scales = np.frombuffer(chunk, dtype="<f2").astype(np.float16)

@@ -10,15 +10,25 @@ again every index it reads (tables, lookup tables, stream bounds).
 
 Version 1 headers (no ``rmode``, tables stored as interleaved uint16) are read as ``rmode`` 0;
 version 2 adds ``rmode`` and stores each table as two byte planes (``rans.table_bytes``).
+
+``read_side`` does it all for the decoder: decompression with the cap, the JSON parsed with size
+and depth caps (``untrusted.parse_json``), then the checks above against the manifest's groups;
+row orders are checked to be permutations (``check_permutation``) as they are read.
 """
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from golf_fast.artifact.codec_base import TensorSpec
+from golf_fast.artifact.compressors import brotli_decompress
 from golf_fast.artifact.errors import ArtifactError
+from golf_fast.artifact.untrusted import MAX_JSON_BYTES, parse_json
+from golf_fast.quant.formats import qmax as qmax_of
 
 SIDE_VERSION = 2
 KNOWN_VERSIONS = (1, 2)
@@ -57,19 +67,9 @@ def _thresholds(g: dict, key: str) -> list:
 
 def decompress_side(data: bytes) -> bytes:
     """brotli-decompress the side information, refusing to produce more than ``MAX_SIDE_BYTES``
-    (a few bytes of hostile brotli can expand to gigabytes)."""
-    try:
-        import brotli
-    except ImportError as exc:  # a declared dependency; say how to get it
-        raise ImportError("the golf-rans codec needs the `brotli` package: pip install brotli") from exc
-    try:
-        dec = brotli.Decompressor()
-        out = dec.process(data, output_buffer_limit=MAX_SIDE_BYTES)
-    except brotli.error as exc:
-        raise ArtifactError(f"golf-rans side information: brotli stream is corrupt ({exc})") from exc
-    if not dec.is_finished() or len(out) > MAX_SIDE_BYTES:
-        _fail(f"the brotli stream is truncated or expands past {MAX_SIDE_BYTES} bytes")
-    return out
+    (a few bytes of hostile brotli can expand to gigabytes): ``compressors.brotli_decompress``
+    streams it and stops at the cap."""
+    return brotli_decompress(data, "golf-rans side information", MAX_SIDE_BYTES)
 
 
 def check_header(header: Any) -> int:
@@ -134,3 +134,70 @@ def check_tables(freq: np.ndarray, prob_bits: int) -> None:
 def check_stream_count(lens: list, needed: int) -> None:
     if len(lens) != needed:
         _fail(f"{len(lens)} code streams listed, the manifest's tensors need {needed}")
+
+
+# --------------------------------------------------------------------------- reading the side information
+
+@dataclass
+class SideInfo:
+    """Checked side information: its version, the groups' settings (``check_group``'s dicts), one
+    length per code stream, the rest section's method and length, and the side bytes with the
+    offset of the first table."""
+
+    version: int
+    groups: list[dict[str, Any]]
+    streams: list[int]
+    rest_method: str
+    rest_len: int
+    side: bytes
+    table_pos: int
+
+
+def slices_of_group(g: dict[str, Any], specs: list[TensorSpec]) -> list[int]:
+    """Streams per matrix of a checked group: slices of its (oriented) rows."""
+    out = []
+    for i in g["tensors"]:
+        r, c = int(specs[i].shape[0]), int(specs[i].shape[1])
+        out.append(-(-(c if g["transpose"] else r) // g["slice_rows"]))
+    return out
+
+
+def check_permutation(p: np.ndarray, n: int, what: str) -> None:
+    """``p`` is a permutation of 0..n−1 (a stored row order)."""
+    if p.size != n or (n and (int(p.min()) < 0 or int(p.max()) >= n)) or \
+            np.bincount(p, minlength=n).max(initial=1) != 1:
+        raise ArtifactError(f"golf-rans: row order of {what} is not a permutation")
+
+
+def read_side(payload: bytes, specs: list[TensorSpec], want_groups: list[list[int]]) -> tuple[SideInfo, int]:
+    """Decompress (at most ``MAX_SIDE_BYTES``), parse (size- and depth-capped JSON) and check the
+    side information against the manifest's tensors; return it and the offset of the first stream."""
+    if len(payload) < 4:
+        raise ArtifactError("golf-rans: payload is shorter than its header")
+    (side_len,) = struct.unpack_from("<I", payload)
+    if 4 + side_len > len(payload):
+        raise ArtifactError("golf-rans: side information runs past the payload")
+    side = decompress_side(payload[4:4 + side_len])
+    if len(side) < 4:
+        raise ArtifactError("golf-rans: side information is shorter than its header")
+    (hlen,) = struct.unpack_from("<I", side)
+    if hlen > min(len(side) - 4, MAX_JSON_BYTES):
+        raise ArtifactError(f"golf-rans: side-information JSON length {hlen} runs past the side information")
+    header = parse_json(side[4:4 + hlen], "golf-rans side information")
+    version = check_header(header)
+    got_groups = [g["tensors"] for g in header["groups"]]
+    if got_groups != want_groups:
+        covered = {i for g in got_groups for i in g}
+        missing = [specs[i].name for g in want_groups for i in g if i not in covered]
+        what = f"tensor {missing[0]!r} listed in the manifest has no code stream" if missing else \
+            "its groups do not match the manifest's quantized tensors"
+        raise ArtifactError(f"golf-rans: {what}")
+    groups = [check_group(g, version, qmax_of(int(specs[g["tensors"][0]].bits))) for g in header["groups"]]
+    lens = header["streams"]
+    check_stream_count(lens, sum(sum(slices_of_group(g, specs)) for g in groups))
+    body = len(payload) - 4 - side_len
+    rest_len = header["rest"]["len"]
+    if sum(lens) + rest_len != body:
+        raise ArtifactError(f"golf-rans: payload is {len(payload)} bytes, its sections add up to "
+                            f"{4 + side_len + sum(lens) + rest_len}")
+    return SideInfo(version, groups, list(lens), header["rest"]["method"], rest_len, side, 4 + hlen), 4 + side_len

@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from golf_fast.data import caseops as case_ops
+from golf_fast.data.errors import DataError, check_regular_file
 from golf_fast.data.shards import sidecar_path, write_shard
 
 SPM_SETTINGS = dict(
@@ -72,8 +73,7 @@ def read_documents(files: Sequence[os.PathLike]) -> list[str]:
     docs: list[str] = []
     for f in files:
         p = Path(f)
-        if not p.is_file():
-            raise FileNotFoundError(f"input: {str(p)!r} does not exist")
+        check_regular_file(p, "input")
         text = p.read_text(encoding="utf-8", errors="replace")
         if p.suffix == ".jsonl":
             for lineno, line in enumerate(text.splitlines(), 1):
@@ -82,9 +82,9 @@ def read_documents(files: Sequence[os.PathLike]) -> list[str]:
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"input: {p}:{lineno} is not valid JSON ({e})") from e
+                    raise DataError(f"input: {p}:{lineno} is not valid JSON ({e})") from e
                 if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                    raise ValueError(f"input: {p}:{lineno} has no string field 'text'")
+                    raise DataError(f"input: {p}:{lineno} has no string field 'text'")
                 docs.append(obj["text"])
         else:
             blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n")]

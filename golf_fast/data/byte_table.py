@@ -21,6 +21,8 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+from golf_fast.data.errors import DataError, check_regular_file
+
 SPACE = "\u2581"  # ▁, SentencePiece's whitespace marker
 
 
@@ -32,13 +34,12 @@ def load_sentencepiece(model: Union[str, os.PathLike, Any]):
         return model
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model: expected a path to a SentencePiece .model file, got {type(model).__name__}")
-    if not os.path.isfile(model):
-        raise FileNotFoundError(f"model: SentencePiece model {str(model)!r} does not exist")
+    check_regular_file(model, "model: SentencePiece model")
     sp = spm.SentencePieceProcessor()
     try:
         sp.Load(str(model))
     except (OSError, RuntimeError) as e:
-        raise ValueError(f"model: {str(model)!r} is not a SentencePiece model ({e})") from e
+        raise DataError(f"model: {str(model)!r} is not a SentencePiece model ({str(e).splitlines()[0] if str(e) else e})") from e
     return sp
 
 

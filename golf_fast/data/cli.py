@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from golf_fast.data.errors import DataError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -34,6 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit status 0, or 2 with one line on stderr when the data or a path is bad."""
+    try:
+        return _run(args)
+    except (DataError, OSError) as e:
+        text = str(e).strip().splitlines()
+        print(f"golf-fast data: {text[0] if text else type(e).__name__}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.data_command == "info":
         import numpy as np
 

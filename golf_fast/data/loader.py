@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from golf_fast.data.shards import read_shard
+from golf_fast.data.shards import check_token_ids, read_shard
 
 
 @dataclass
@@ -73,11 +73,15 @@ def cu_seqlens_from_bos(x: np.ndarray, bos_id: int, max_doc_len: int, bucket: in
 
 
 class DocumentPackingLoader:
-    """Per-rank (1, L) slices of the packed token stream with document ``cu_seqlens``."""
+    """Per-rank (1, L) slices of the packed token stream with document ``cu_seqlens``.
+
+    ``vocab_size``: when given, each shard's largest id is checked against it the first time the
+    shard is read (a ``DataError`` naming the shard, raised from ``next_batch``)."""
 
     def __init__(self, files: Sequence[os.PathLike], *, tokens_per_rank: int, rank: int = 0, world_size: int = 1,
                  max_doc_len: int = 2048, bos_id: int = 1, bucket: int = 64, prefetch: int = 2,
-                 device: Optional[torch.device] = None, seed: int = 0, shuffle_shards: bool = False) -> None:
+                 device: Optional[torch.device] = None, seed: int = 0, shuffle_shards: bool = False,
+                 vocab_size: Optional[int] = None) -> None:
         if not files:
             raise ValueError("files: expected at least one train shard")
         if not isinstance(tokens_per_rank, int) or tokens_per_rank < 2:
@@ -91,6 +95,10 @@ class DocumentPackingLoader:
         self.max_doc_len, self.bos_id, self.bucket = max_doc_len, bos_id, bucket
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.seed, self.shuffle_shards = seed, shuffle_shards
+        if vocab_size is not None and (not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1):
+            raise ValueError(f"vocab_size: expected an int >= 1 or None, got {vocab_size!r}")
+        self.vocab_size = vocab_size
+        self._checked: set[int] = set()
         self._gen = self._batches()
         self._prefetch = prefetch
         self._queue: Optional[queue.Queue] = None
@@ -112,6 +120,9 @@ class DocumentPackingLoader:
             used = 0
             for fi in self._order(epoch):
                 tokens = read_shard(self.files[fi])
+                if self.vocab_size is not None and fi not in self._checked:  # one max() per shard, once
+                    check_token_ids(tokens, self.vocab_size, f"train shard {self.files[fi]}")
+                    self._checked.add(fi)
                 bos = np.flatnonzero(tokens[: min(tokens.size, 1 << 20)] == self.bos_id)
                 cursor = int(bos[0]) if bos.size else 0
                 while cursor + need <= tokens.size:

@@ -7,8 +7,8 @@ Layout of one shard file::
     payload  num_tokens × uint16 little-endian token ids
 
 The file size must be exactly ``1024 + 2 * num_tokens``. Reading memory-maps the payload (no copy);
-writing is atomic (temporary file in the same folder, fsync, rename), so a crash never leaves half a
-shard. Users' existing FineWeb shards (``fineweb_train_000000.bin`` ...) read unchanged.
+writing is atomic (``golf_fast.artifact.atomic``: an unnamed temporary file in the same folder, fsync,
+rename), so a crash, even a SIGKILL, never leaves half a shard or a temporary file. Users' existing FineWeb shards (``fineweb_train_000000.bin`` ...) read unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from typing import Iterable, Union
 
 import numpy as np
 
+from golf_fast.artifact.atomic import atomic_write_bytes
+from golf_fast.data.errors import DataError, check_regular_file
+
 MAGIC = 20240520
 VERSION = 1
 HEADER_INTS = 256
@@ -29,15 +32,14 @@ MAX_TOKENS = 2**31 - 1
 PathLike = Union[str, os.PathLike]
 
 
-class ShardFormatError(ValueError):
+class ShardFormatError(DataError):
     """A shard file is not in the parameter-golf format (the message names the file)."""
 
 
 def read_header(path: PathLike) -> int:
     """Check the header of ``path`` and its size; return the number of tokens it holds."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path: shard file {str(path)!r} does not exist")
+    check_regular_file(path, "path: shard file")
     size = path.stat().st_size
     if size < HEADER_BYTES:
         raise ShardFormatError(f"{path}: {size} bytes is shorter than the {HEADER_BYTES}-byte shard header")
@@ -64,6 +66,23 @@ def read_shard(path: PathLike) -> np.memmap:
     return np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(n,))
 
 
+def max_token_id(path: PathLike) -> int:
+    """The largest token id in a shard (-1 if it is empty): one pass over its payload."""
+    tokens = read_shard(path)
+    return int(tokens.max()) if tokens.size else -1
+
+
+def check_token_ids(tokens: np.ndarray, vocab_size: int, what: str) -> None:
+    """Every id in ``tokens`` is below ``vocab_size``, else a ``DataError`` naming ``what``."""
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
+        raise ValueError(f"vocab_size: expected an int >= 1, got {vocab_size!r}")
+    if tokens.size:
+        top = int(tokens.max())
+        if top >= vocab_size:
+            raise DataError(f"{what}: token id {top} is outside the model's vocabulary of {vocab_size} "
+                            "(shards built with a different tokenizer?)")
+
+
 def write_shard(path: PathLike, tokens: Union[np.ndarray, Iterable[int]]) -> int:
     """Write ``tokens`` (ids in [0, 65535]) as one shard, atomically; returns the token count."""
     arr = np.asarray(tokens)
@@ -79,17 +98,7 @@ def write_shard(path: PathLike, tokens: Union[np.ndarray, Iterable[int]]) -> int
     header[0], header[1], header[2] = MAGIC, VERSION, arr.size
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header.tobytes())
-            f.write(arr.astype("<u2", copy=False).tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_bytes(path, [header.tobytes(), np.ascontiguousarray(arr.astype("<u2", copy=False))])
     return int(arr.size)
 
 

@@ -22,14 +22,16 @@ import numpy as np
 import torch
 
 from golf_fast.data.loader import Batch
-from golf_fast.data.shards import read_header, read_shard
+from golf_fast.data.shards import check_token_ids, read_header, read_shard
 
 
 class RandomWindowLoader:
-    """Batches of ``windows`` random (``seq_len``)-token rows from this rank's training shards."""
+    """Batches of ``windows`` random (``seq_len``)-token rows from this rank's training shards
+    (``vocab_size``: when given, every window's ids are checked against it, a ``DataError``)."""
 
     def __init__(self, files: Sequence[os.PathLike], *, seq_len: int, windows: int, rank: int = 0,
-                 world_size: int = 1, seed: Optional[int] = None, device: Optional[torch.device] = None) -> None:
+                 world_size: int = 1, seed: Optional[int] = None, device: Optional[torch.device] = None,
+                 vocab_size: Optional[int] = None) -> None:
         if not files:
             raise ValueError("files: expected at least one train shard")
         if not (isinstance(seq_len, int) and seq_len >= 1):
@@ -38,6 +40,9 @@ class RandomWindowLoader:
             raise ValueError(f"windows: expected a positive int, got {windows!r}")
         if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
             raise ValueError(f"rank/world_size: expected 0 <= rank < world_size, got {rank}/{world_size}")
+        if vocab_size is not None and (not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1):
+            raise ValueError(f"vocab_size: expected an int >= 1 or None, got {vocab_size!r}")
+        self.vocab_size = vocab_size
         mine = list(files)[rank::world_size] or list(files)
         self.files = [str(f) for f in mine]
         self.seq_len, self.windows = seq_len, windows
@@ -74,7 +79,10 @@ class RandomWindowLoader:
             si = int(self.rng.choice(len(self.files), p=remaining / total))
             start = self.starts[si].pop()
             remaining[si] -= 1
-            w = torch.from_numpy(np.array(read_shard(self.files[si])[start:start + T + 1], dtype=np.int64))
+            raw = read_shard(self.files[si])[start:start + T + 1]
+            if self.vocab_size is not None:  # ids past the vocabulary: a clear error, not an IndexError later
+                check_token_ids(raw, self.vocab_size, f"train shard {self.files[si]}")
+            w = torch.from_numpy(np.array(raw, dtype=np.int64))
             x[bi], y[bi] = w[:-1], w[1:]
         cu = torch.arange(0, (self.windows + 1) * T, T, dtype=torch.int32)
         return Batch(x, y, cu, T).to(self.device)

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from golf_fast.artifact import load_artifact
+from golf_fast.artifact import ArtifactError, load_artifact
 from golf_fast.data.byte_table import TokenByteTable
-from golf_fast.data.shards import list_shards, load_tokens, load_val_bytes
+from golf_fast.data.errors import DataError
+from golf_fast.data.shards import check_token_ids, list_shards, load_tokens, load_val_bytes
 from golf_fast.distributed import init_distributed, shutdown
 from golf_fast.eval.adapt_cli import add_adapt_arguments, resolve_adapt_config, run_adapt_cli, wants_adaptation
 from golf_fast.eval.evaluate import evaluate
@@ -29,14 +30,27 @@ from golf_fast.model.from_artifact import load_model_from_artifact
 from golf_fast.model.precision import apply_precision
 
 
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected an int >= {lo}, got {v}")
+        return v
+    parse.__name__ = f"int>={lo}"
+    return parse
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", type=Path)
     p.add_argument("--data", type=Path, required=True, help="folder with *_val_*.bin shards")
     p.add_argument("--tokenizer", type=Path, help="SentencePiece .model (default: DATA/tokenizer.model)")
-    p.add_argument("--seq-len", type=int, default=2048)
-    p.add_argument("--stride", type=int, default=0, help="sliding-window stride (0: plain only)")
-    p.add_argument("--batch-seqs", type=int, default=32)
-    p.add_argument("--max-val-tokens", type=int, default=0, help="only the first N val tokens (0: all)")
+    p.add_argument("--seq-len", type=_int_at_least(1), default=2048)
+    p.add_argument("--stride", type=_int_at_least(0), default=0, help="sliding-window stride (0: plain only)")
+    p.add_argument("--batch-seqs", type=_int_at_least(1), default=32)
+    p.add_argument("--max-val-tokens", type=_int_at_least(0), default=0, help="only the first N val tokens (0: all)")
     p.add_argument("--looping", choices=("on", "off"), default="on",
                    help="depth recurrence during eval (on: as at the end of training)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
@@ -49,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 done; 2 the artifact cannot be loaded or the data is bad (one line on stderr)."""
     if wants_adaptation(args):
         try:
             adapt_cfg = resolve_adapt_config(args)
@@ -60,14 +75,20 @@ def run(args: argparse.Namespace) -> int:
         tok = args.tokenizer or args.data / "tokenizer.model"
         try:
             weights = args.weights if args.weights != "auto" else ("int6" if d.device.type == "cuda" else "dequantized")
-            model = apply_precision(load_model_from_artifact(args.artifact, d.device, weights=weights), args.precision)
-        except (ValueError, OSError, KeyError) as e:  # ArtifactError is a ValueError
+            model = load_model_from_artifact(args.artifact, d.device, weights=weights)
+        except ArtifactError as e:
             print(f"golf-fast eval: cannot load {args.artifact}: {e}", file=sys.stderr)
             return 2
+        model = apply_precision(model, args.precision)
+        try:
+            table = TokenByteTable.from_sentencepiece(str(tok), vocab_size=model.cfg.vocab_size)
+            val_files = list_shards(args.data, "val")
+            val, val_bytes = load_tokens(val_files), load_val_bytes(val_files)
+            check_token_ids(val, model.cfg.vocab_size, f"validation shards in {args.data}")
+        except (DataError, OSError) as e:
+            print(f"golf-fast eval: {_one_line(e)}", file=sys.stderr)
+            return 2
         model.looping_active = args.looping == "on"
-        table = TokenByteTable.from_sentencepiece(str(tok), vocab_size=model.cfg.vocab_size)
-        val_files = list_shards(args.data, "val")
-        val, val_bytes = load_tokens(val_files), load_val_bytes(val_files)
         if args.max_val_tokens:
             val = val[:args.max_val_tokens]
             val_bytes = val_bytes[:args.max_val_tokens] if val_bytes is not None else None
@@ -94,3 +115,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shutdown(d)
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -9,7 +9,8 @@ and return ``(T, H, D)``: position i attends to positions j ≤ i of its own seg
 * ``sdpa``: ``F.scaled_dot_product_attention`` with a block-diagonal causal boolean mask built from
   ``cu_seqlens``. Long buffers are cut into blocks of ``max_seqlen`` and block c attends to blocks
   c−1 and c only (cost T·2·max_seqlen instead of T²), which is exact because no segment is longer
-  than ``max_seqlen`` (the contract of every backend: FlashAttention takes it as a bound too).
+  than ``max_seqlen`` (the contract of every backend: FlashAttention takes it as a bound too);
+  outside ``torch.compile`` a longer segment widens the blocks to it (exact, never truncated).
 
 :func:`resolve_attention_backend` picks the first importable one for a device (``"auto"``) or checks
 a requested one, and the choice is logged once and kept in :func:`resolved_attention_backends`.
@@ -106,11 +107,24 @@ def _sdpa_banded(q, k, v, cu_seqlens, C):
     return y.transpose(1, 2).reshape(P, H, D)[:T]
 
 
+def longest_segment(cu_seqlens: torch.Tensor) -> int:
+    """Length of the longest segment of ``cu_seqlens`` (a host sync)."""
+    return int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) if cu_seqlens.numel() > 1 else 0
+
+
 def _sdpa_varlen(q, k, v, cu_seqlens, max_seqlen):
-    """Full block-diagonal mask for short buffers; banded blocks of ``max_seqlen`` for long ones."""
+    """Full block-diagonal mask for short buffers; banded blocks of ``max_seqlen`` for long ones.
+
+    The banded form is exact only if no segment is longer than its block, so (eagerly) the block
+    grows to the longest segment when a caller breaks the ``max_seqlen`` contract, instead of
+    silently dropping context. Under ``torch.compile`` the contract is trusted (no host sync)."""
     T = q.shape[0]
     if T <= 2 * max_seqlen or T <= SDPA_FULL_MAX:
         return _sdpa_full(q, k, v, cu_seqlens)
+    if not torch.compiler.is_compiling():
+        max_seqlen = max(max_seqlen, longest_segment(cu_seqlens))
+        if T <= 2 * max_seqlen:
+            return _sdpa_full(q, k, v, cu_seqlens)
     return _sdpa_banded(q, k, v, cu_seqlens, max_seqlen)
 
 

@@ -5,30 +5,33 @@ Defaults reproduce R0611 (parameter_golf.md §3.1, §3.3): 35,945,671 parameters
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from golf_fast.model.typed_config import bounds, check_config
 
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 8192
-    num_layers: int = 11
-    model_dim: int = 512
-    num_heads: int = 8
-    num_kv_heads: int = 4
-    mlp_mult: float = 4.0
+    vocab_size: int = field(default=8192, metadata=bounds(2, 1 << 16))
+    """Token ids are stored as uint16 in shards, so at most 65,536."""
+    num_layers: int = field(default=11, metadata=bounds(1, 1024))
+    model_dim: int = field(default=512, metadata=bounds(2, 1 << 16))
+    num_heads: int = field(default=8, metadata=bounds(1, 1024))
+    num_kv_heads: int = field(default=4, metadata=bounds(1, 1024))
+    mlp_mult: float = field(default=4.0, metadata=bounds(0, 64, lo_open=True))
     leaky_slope: float = 0.5
     """MLP activation: leaky_relu(x, leaky_slope)²."""
     rope_dims: int = 16
     """Partial RoPE on the first ``rope_dims`` of each head's dims (0 = the whole head)."""
-    rope_base: float = 10000.0
+    rope_base: float = field(default=10000.0, metadata=bounds(1, lo_open=True))
     qk_gain_init: float = 5.0
-    xsa_last_n: int = 11
+    xsa_last_n: int = field(default=11, metadata=bounds(0))
     """Exclusive self-attention on the last N physical layers (0 = off)."""
     ln_scale: bool = True
     """Scale each block's normed inputs by 1/sqrt(layer + 1)."""
     skip_gates: bool = True
     """U-Net skips combined as lerp(w ⊙ skip, x, σ(g)); False: x + w ⊙ skip."""
-    num_loops: int = 2
+    num_loops: int = field(default=2, metadata=bounds(0, 64))
     """Depth recurrence: layers loop_start..loop_end run 1 + num_loops times once looping is on (0 = off)."""
     loop_start: int = 3
     loop_end: int = 5
@@ -38,16 +41,17 @@ class ModelConfig:
     """Final hidden of the two lanes: ``mean`` (the record), ``attn`` (lane 0) or ``mlp`` (lane 1)."""
     smear_gate: bool = True
     """SmearGate on the embedding with the BOS fix."""
-    gate_window: int = 12
+    gate_window: int = field(default=12, metadata=bounds(1))
     sparse_attn_gate: bool = True
     sparse_attn_gate_scale: float = 0.5
-    logit_softcap: float = 30.0
-    tied_embed_init_std: float = 0.005
-    bos_id: int = 1
-    max_seqlen: int = 2048
+    logit_softcap: float = field(default=30.0, metadata=bounds(0, lo_open=True))
+    tied_embed_init_std: float = field(default=0.005, metadata=bounds(0))
+    bos_id: int = field(default=1, metadata=bounds(0))
+    max_seqlen: int = field(default=2048, metadata=bounds(1, 1 << 24))
     """Longest attention segment (documents are cut into pieces of at most this many tokens)."""
 
     def __post_init__(self) -> None:
+        check_config(self, "model")  # types, finiteness and the ranges declared above
         def need(cond: bool, field: str, expected: str) -> None:
             if not cond:
                 raise ValueError(f"model.{field}: expected {expected}, got {getattr(self, field)!r}")

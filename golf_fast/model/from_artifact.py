@@ -13,6 +13,12 @@ is executed. Two ways to hold the block matrices (``weights``):
 
 Everything else (embedding, control tensors) is dequantized to float32. The non-persistent RoPE
 ``inv_freq`` buffers are recomputed from the config.
+
+A file may come from anyone: the artifact's config is checked like any config (``ModelConfig``'s
+types and ranges) and the model is first built on the meta device, so a config that does not match
+the artifact's tensors is an ``ArtifactError`` before any weight memory is allocated (LQER entries,
+``<matrix>.lqer.*``, are set aside for that comparison); any later failure to place the tensors
+is an ``ArtifactError`` too.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Mapping, Optional, Union
 
 import torch
 
-from golf_fast.artifact import Artifact, dequantize_state, load_artifact
+from golf_fast.artifact import Artifact, ArtifactError, dequantize_state, load_artifact
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.gpt import BANK_NAMES, GPT
 from golf_fast.nn.int6_bank import Int6Bank
@@ -30,6 +36,19 @@ from golf_fast.quant.formats import QuantizedTensor
 from golf_fast.quant.lqer import LowRankFactors, pop_state_entries, to_state_entries
 
 WEIGHTS = ("dequantized", "int6")
+
+
+def _check_state_matches(model: GPT, state: dict) -> None:
+    """The artifact's tensors have exactly the names and shapes of ``model``'s (meta) state."""
+    want = {k: tuple(v.shape) for k, v in model.unbanked_state_dict().items()}
+    got = {k: tuple((v.codes if isinstance(v, QuantizedTensor) else v).shape) for k, v in state.items()}
+    if set(want) != set(got):
+        raise ArtifactError(f"the artifact's tensors do not match its model config: missing "
+                            f"{sorted(set(want) - set(got))[:5]}, unexpected {sorted(set(got) - set(want))[:5]}")
+    bad = [k for k in want if want[k] != got[k]]
+    if bad:
+        raise ArtifactError(f"the artifact's tensor {bad[0]!r} has shape {got[bad[0]]}, its model config needs "
+                            f"{want[bad[0]]}")
 
 
 def bank_matrix_names(cfg: ModelConfig) -> dict[str, list[str]]:
@@ -83,6 +102,27 @@ def int6_banks_from_state(state: Mapping, cfg: ModelConfig, device: Union[str, t
     return banks
 
 
+def _load_weights(model: GPT, art: Artifact, cfg: ModelConfig, weights: str) -> None:
+    """Fill ``model`` (already materialized) from ``art``'s state, dequantized or as int6 banks."""
+    if weights == "dequantized":
+        model.load_unbanked_state_dict(dequantize_state(art.state, torch.float32))
+        return
+    state = dict(art.state)
+    factors = pop_state_entries(state)
+    matrices = {n for names in bank_matrix_names(cfg).values() for n in names}
+    banks = int6_banks_from_state(state, cfg, lqer={n: f for n, f in factors.items() if n in matrices})
+    rest = {k: v for k, v in state.items() if k not in matrices}
+    for name, f in factors.items():  # LQER of a matrix outside the banks (the embedding): folded
+        if name not in matrices:
+            rest.update(to_state_entries(name, f))
+    rest = dequantize_state(rest, torch.float32)
+    missing, unexpected = model.load_state_dict(rest, strict=False)
+    missing = [m for m in missing if m not in BANK_NAMES]
+    if missing or unexpected:
+        raise KeyError(f"state: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.use_int6_banks(banks, drop_float=True)
+
+
 def model_from_artifact(art: Artifact, device: Union[str, torch.device] = "cpu", attention: str = "auto",
                         weights: str = "dequantized") -> GPT:
     """A GPT with ``art``'s config and weights on ``device``, attention backend resolved.
@@ -95,27 +135,25 @@ def model_from_artifact(art: Artifact, device: Union[str, torch.device] = "cpu",
         raise ValueError("art: the artifact carries no model config (it was saved with config=None)")
     if weights not in WEIGHTS:
         raise ValueError(f"weights: expected one of {WEIGHTS}, got {weights!r}")
-    cfg = ModelConfig(**art.config)
+    try:
+        cfg = ModelConfig(**art.config)
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"the artifact's model config is invalid: {exc}") from None
     with torch.device("meta"):
         model = GPT(cfg, attention_backend=attention)
+    plain = dict(art.state)
+    try:
+        pop_state_entries(plain)  # the LQER factors: compared below as part of their matrix
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ArtifactError(f"the artifact's LQER entries are malformed: {exc}") from None
+    _check_state_matches(model, plain)
     model = model.to_empty(device="cpu")
-    if weights == "dequantized":
-        model.load_unbanked_state_dict(dequantize_state(art.state, torch.float32))
-    else:
-        state = dict(art.state)
-        factors = pop_state_entries(state)
-        matrices = {n for names in bank_matrix_names(cfg).values() for n in names}
-        banks = int6_banks_from_state(state, cfg, lqer={n: f for n, f in factors.items() if n in matrices})
-        rest = {k: v for k, v in state.items() if k not in matrices}
-        for name, f in factors.items():  # LQER of a matrix outside the banks (the embedding): folded
-            if name not in matrices:
-                rest.update(to_state_entries(name, f))
-        rest = dequantize_state(rest, torch.float32)
-        missing, unexpected = model.load_state_dict(rest, strict=False)
-        missing = [m for m in missing if m not in BANK_NAMES]
-        if missing or unexpected:
-            raise KeyError(f"state: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        model.use_int6_banks(banks, drop_float=True)
+    try:
+        _load_weights(model, art, cfg, weights)
+    except ArtifactError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:
+        raise ArtifactError(f"the artifact's tensors cannot be loaded: {exc}") from None
     for name, buf in model.named_buffers():  # non-persistent buffers (RoPE inv_freq) are rebuilt
         if name.endswith("inv_freq"):
             rd = cfg.rope_dims or cfg.head_dim

@@ -300,9 +300,11 @@ class GPT(nn.Module):
             raise ValueError(f"input_ids: expected (B, T) token ids, got shape {tuple(input_ids.shape)}")
         cfg, hook = self.cfg, self.activation_hook
         B, T = input_ids.shape
-        if cu_seqlens is None:
+        if cu_seqlens is None:  # each row is one segment of T tokens, whatever cfg.max_seqlen says
             cu_seqlens = self._row_cu_seqlens(B, T, input_ids.device)
-        ms = min(cfg.max_seqlen, B * T) if B == 1 else min(cfg.max_seqlen, T)
+            ms = T
+        else:
+            ms = min(cfg.max_seqlen, B * T) if B == 1 else min(cfg.max_seqlen, T)
         backend = self.resolved_attention or resolve_attention_backend(input_ids.device, self.attention_backend)
         x = self.tok_emb(input_ids)
         if cfg.smear_gate:

@@ -35,6 +35,7 @@ from typing import Optional
 
 import torch
 
+from golf_fast.ops.checks import reject_meta
 from golf_fast.ops.dispatch import KernelOp, ext_loaded, triton_in_interpreter, triton_on_cuda
 from golf_fast.ops.gptq_kernels import GPTQ_BLOCK_CONFIG, block_rows, _gptq_block_kernel
 from golf_fast.ops.triton_support import check_launch_device, triton
@@ -146,6 +147,7 @@ def gptq_block(w: torch.Tensor, u: torch.Tensor, scales: torch.Tensor, qmax: int
             raise TypeError(f"{name}: expected dtype torch.float32, got {t.dtype}")
         if t.device != w.device:
             raise ValueError(f"{name}: expected a tensor on {w.device} like w, got {t.device}")
+    reject_meta(w=w, u=u, scales=scales)
     squeeze = w.dim() == 2
     if squeeze:
         w, u, scales = w.unsqueeze(0), u.unsqueeze(0) if u.dim() == 2 else u, scales.unsqueeze(0) if scales.dim() == 1 else scales

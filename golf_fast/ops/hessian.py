@@ -38,12 +38,12 @@ reference ``hessian_accumulate_ref``.
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 
 from golf_fast._availability import ext_has_cuda, load_extension
+from golf_fast.ops.checks import finite_number, reject_meta, reject_overlap
 from golf_fast.ops.dispatch import KernelOp, precise_reference, relative_error_within
 
 INPUT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -149,8 +149,13 @@ def check_hessian_inputs(H: torch.Tensor, X: torch.Tensor, scale: float) -> None
                          f"got shape {tuple(X.shape)}")
     if X.device != H.device:
         raise ValueError(f"X: expected a tensor on H's device {H.device}, got {X.device}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f"scale: expected a finite float, got {scale!r}")
+    reject_meta(H=H, X=X)
+    try:
+        finite_number(scale, "scale", fp32=True)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    if not torch.compiler.is_compiling():
+        reject_overlap(H, "H", X, "X")
 
 
 def hessian_accumulate_(H: torch.Tensor, X: torch.Tensor, scale: float = 1.0, *, backend: str = "auto",
@@ -158,7 +163,9 @@ def hessian_accumulate_(H: torch.Tensor, X: torch.Tensor, scale: float = 1.0, *,
     """``H += scale · XᵀX`` in place (fp32 accumulation) and return ``H``.
 
     ``H``: (K, K) float32, contiguous, symmetric (only its lower triangle is read; the result is
-    exactly symmetric). ``X``: (T, K) or (..., K) bfloat16, float16 or float32 on H's device.
+    exactly symmetric), sharing no memory with ``X`` (an overlap is refused: the kernels read X
+    while writing H). ``scale``: a finite number representable in float32. ``X``: (T, K) or
+    (..., K) bfloat16, float16 or float32 on H's device.
     ``backend``: ``"auto"`` (the CUDA kernel on CUDA, or the ``"torch"`` GEMM with a warning when the
     extension has no CUDA part; the C++ kernel on CPU), ``"cuda"``, ``"torch"``, ``"cpp"`` or
     ``"reference"``; ``fallback="reference"`` runs the reference when the requested

@@ -39,6 +39,7 @@ from typing import Optional
 
 import torch
 
+from golf_fast.ops.checks import reject_meta
 from golf_fast.ops.dispatch import (KernelOp, KernelSelfCheckError, precise_reference, refuse_selfcheck_in_capture,
                                     triton_in_interpreter, triton_on_cuda)
 from golf_fast.ops.dispatch import config as dispatch_config
@@ -46,7 +47,14 @@ from golf_fast.ops.int6_matmul_kernels import (ACT_DTYPES, DEQUANT_BLOCK, GEMM_L
                                                GEMV_M16_K64, GEMV_M64, SMALL_M_MAX, SPLIT_COUNTERS, Int6Tile,
                                                _int6_dequant_kernel, _int6_gemm_kernel, _int6_gemv_kernel,
                                                dequant_config, matmul_config)
-from golf_fast.ops.int6_pack import INT6_MAX, pack_int6_ref, packed_row_bytes, padded_cols, unpack_int6_ref
+from golf_fast.ops.int6_pack import (
+    INT6_MAX,
+    check_int6_padding,
+    pack_int6_ref,
+    packed_row_bytes,
+    padded_cols,
+    unpack_int6_ref,
+)
 from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled
 
 
@@ -473,6 +481,8 @@ def _check_packed_scales(packed, scales, num_cols: int, device: torch.device, k_
     for name, t in (("packed", packed), ("scales", scales)):
         if t.device != device:
             raise ValueError(f"{name}: expected a tensor on {device} (like the others), got {t.device}")
+    reject_meta(packed=packed, scales=scales)
+    check_int6_padding(packed, num_cols)
 
 
 def int6_linear(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -480,7 +490,8 @@ def int6_linear(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bia
                 fallback: Optional[str] = None) -> torch.Tensor:
     """``F.linear(x, code·s, bias) + x·(A·B)ᵀ`` from packed int6 codes, fp32 accumulation.
 
-    ``x`` (..., K) bf16/fp16; ``packed`` (N, packed_row_bytes(K)) uint8; ``scales`` (N,) float16;
+    ``x`` (..., K) bf16/fp16; ``packed`` (N, packed_row_bytes(K)) uint8 packed with this very K
+    (its padding columns are checked, see ``check_int6_padding``); ``scales`` (N,) float16;
     ``bias`` (N,) in x's dtype; ``lowrank = (A, B)`` with A (N, r), B (r, K) floating. Returns
     (..., N) in x's dtype. Differentiable in ``x``, ``bias``, ``A`` and ``B`` (not the codes).
     ``backend``: ``"auto"`` (Triton on CUDA, the reference on CPU), ``"triton"`` or ``"reference"``.
@@ -491,6 +502,7 @@ def int6_linear(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bia
     if x.dim() < 1 or x.shape[-1] < 1:
         raise ValueError(f"x: expected shape (..., K) with K >= 1, got {tuple(x.shape)}")
     _check_packed_scales(packed, scales, x.shape[-1], x.device, "x.shape[-1]")
+    reject_meta(x=x)
     n = packed.shape[0]
     if bias is not None:
         _check_tensor(bias, "bias")

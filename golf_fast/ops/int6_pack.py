@@ -40,6 +40,7 @@ from typing import Optional
 
 import torch
 
+from golf_fast.ops.checks import reject_meta
 from golf_fast.ops.dispatch import KernelOp, ext_loaded, triton_in_interpreter, triton_on_cuda
 from golf_fast.ops.int6_pack_kernels import PACK_CONFIG, UNPACK_CONFIG, _pack_int6_kernel, _unpack_int6_kernel
 from golf_fast.ops.triton_support import check_launch_device, triton
@@ -160,6 +161,27 @@ UNPACK_OP.add_backend("cpp", "cpu", lambda p, k: torch.ops.golf_fast._unpack_int
 # --------------------------------------------------------------------------- public API
 
 
+def check_int6_padding(packed: torch.Tensor, num_cols: int) -> None:
+    """The packed form carries its true K in its padding: columns ``num_cols .. Kp−1`` must hold
+    code 0 (as ``pack_int6`` writes them). A form packed with a larger K in the same 16-column
+    padding holds real codes there and is refused; if those codes are all zero, reading it with
+    the smaller K gives exactly the same matrix product, so nothing is lost. Skipped while
+    compiling and when ``num_cols`` is a multiple of 16 (no padding: K is exact from the width)."""
+    kp = padded_cols(num_cols)
+    if kp == num_cols or torch.compiler.is_compiling() or packed.numel() == 0:
+        return
+    cols = torch.arange(num_cols, kp, device=packed.device)
+    p = packed.to(torch.int32)
+    low = (p[:, cols // 2] >> (4 * (cols % 2))) & 15
+    high = (p[:, kp // 2 + cols // 4] >> (2 * (cols % 4))) & 3
+    codes = (low | (high << 4)) - _OFFSET
+    nonzero = codes.ne(0).any(dim=0)
+    if bool(nonzero.any()):
+        true_k = num_cols + int(nonzero.nonzero().max()) + 1
+        raise ValueError(f"packed: columns {num_cols}..{kp - 1} are padding for num_cols={num_cols} but hold "
+                         f"nonzero codes: this weight was packed with K >= {true_k}, not {num_cols}")
+
+
 def check_int6_codes(codes: torch.Tensor, name: str = "codes") -> None:
     """Validate (N, K) int8 codes in [-31, 31]; the value check is skipped while compiling."""
     if not isinstance(codes, torch.Tensor):
@@ -171,6 +193,7 @@ def check_int6_codes(codes: torch.Tensor, name: str = "codes") -> None:
                          f"got shape {tuple(codes.shape)}")
     if codes.shape[1] < 1:
         raise ValueError(f"{name}: expected at least one column, got shape {tuple(codes.shape)}")
+    reject_meta(**{name: codes})
     if not torch.compiler.is_compiling() and codes.numel():
         lo, hi = int(codes.min()), int(codes.max())
         if lo < -INT6_MAX or hi > INT6_MAX:
@@ -190,7 +213,10 @@ def pack_int6(codes: torch.Tensor, *, backend: str = "auto", fallback: Optional[
 
 def unpack_int6(packed: torch.Tensor, num_cols: int, *, backend: str = "auto",
                 fallback: Optional[str] = None) -> torch.Tensor:
-    """Unpack the layout above back into (N, num_cols) int8 codes in [-31, 31]."""
+    """Unpack the layout above back into (N, num_cols) int8 codes in [-31, 31].
+
+    ``num_cols`` is checked against the packed form: its width, and its padding columns, which
+    must hold code 0 (``check_int6_padding``)."""
     if not isinstance(packed, torch.Tensor):
         raise TypeError(f"packed: expected a torch.Tensor, got {type(packed).__name__}")
     if packed.dtype != torch.uint8:
@@ -201,4 +227,6 @@ def unpack_int6(packed: torch.Tensor, num_cols: int, *, backend: str = "auto",
     if packed.shape[1] != expected:
         raise ValueError(f"packed: expected {expected} bytes per row for num_cols={num_cols}, "
                          f"got shape {tuple(packed.shape)}")
+    reject_meta(packed=packed)
+    check_int6_padding(packed, num_cols)
     return UNPACK_OP(packed, num_cols, backend=backend, fallback=fallback)

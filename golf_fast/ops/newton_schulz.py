@@ -38,12 +38,14 @@ Naming ladder: ``_ns_*_kernel`` → ``newton_schulz_triton`` → ``golf_fast::ne
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
 
+from golf_fast.ops.checks import FP32_MAX, reject_meta
 from golf_fast.ops.dispatch import (KernelOp, KernelSelfCheckError, precise_reference, refuse_selfcheck_in_capture,
                                     relative_error_within, triton_in_interpreter, triton_on_cuda)
 from golf_fast.ops.dispatch import config as dispatch_config
@@ -82,9 +84,13 @@ def resolve_coefficients(steps: int, coefficients: Coefficients) -> list[tuple[f
         raise ValueError(f"coefficients: expected 'polar_express', 'quintic' or a list of (a, b, c) tuples, "
                          f"got {coefficients!r}")
     try:
+        if any(isinstance(v, bool) for t in coefficients for v in t):
+            raise TypeError("bool")
         tuples = [tuple(float(v) for v in t) for t in coefficients]
     except (TypeError, ValueError):
         raise ValueError(f"coefficients: expected a list of (a, b, c) number tuples, got {coefficients!r}") from None
+    if not all(math.isfinite(v) for t in tuples for v in t):
+        raise ValueError(f"coefficients: expected finite numbers, got {coefficients!r}")
     if any(len(t) != 3 for t in tuples):
         raise ValueError(f"coefficients: every tuple must have 3 numbers (a, b, c), got {coefficients!r}")
     if len(tuples) < steps:
@@ -373,8 +379,9 @@ def newton_schulz(G: torch.Tensor, steps: int = 5, coefficients: Coefficients = 
     """
     _check_input(G)
     coeffs = resolve_coefficients(steps, coefficients)
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
-        raise ValueError(f"eps: expected a number >= 0, got {eps!r}")
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 <= eps <= FP32_MAX:
+        raise ValueError(f"eps: expected a finite number >= 0, got {eps!r}")
+    reject_meta(G=G)
     if dtype not in COMPUTE_DTYPES:
         raise ValueError(f"dtype: expected one of {COMPUTE_DTYPES}, got {dtype!r}")
     if dtype == torch.float64 and backend != "reference" and G.device.type == "cuda":

@@ -47,7 +47,12 @@ def sdclip_scales(w: torch.Tensor, bits: int, clip_sigmas: float) -> torch.Tenso
     if not (isinstance(clip_sigmas, (int, float)) and clip_sigmas > 0):
         raise ValueError(f"clip_sigmas: expected a positive number, got {clip_sigmas!r}")
     std = w.float().std(dim=1, unbiased=True)
-    return (clip_sigmas * std / qmax(bits)).clamp_min(1e-10).to(torch.float16)
+    s16 = (clip_sigmas * std / qmax(bits)).clamp_min(1e-10).to(torch.float16)
+    if not torch.compiler.is_compiling() and not s16.is_meta and not bool(torch.isfinite(s16).all()):
+        row = int((~torch.isfinite(s16)).nonzero()[0, 0])
+        raise ValueError(f"w: row {row}'s SDClip scale clip_sigmas·std/qmax = {float(clip_sigmas * std[row] / qmax(bits)):.4g} "
+                         "overflows float16 (max 65504): the weights are too large for fp16 scales (rescale them)")
+    return s16
 
 
 def quantize_rtn(w: torch.Tensor, bits: int, clip_sigmas: float) -> "QuantizedTensor":

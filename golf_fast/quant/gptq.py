@@ -33,6 +33,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from golf_fast.ops.checks import reject_meta
 from golf_fast.ops.gptq import MAX_BLOCK_COLS, gptq_block, gptq_block_ref
 from golf_fast.quant.formats import QuantizedTensor, qmax, sdclip_scales
 
@@ -187,12 +188,16 @@ def prepare_hessians(h: torch.Tensor, damp: float, act_order: bool, dtype: torch
 # --------------------------------------------------------------------------- checks
 
 
-def check_gptq_inputs(w, h, bits, block_size, damp, clip_sigmas, scales, batched: bool) -> None:
+def check_gptq_inputs(w, h, bits, block_size, damp, clip_sigmas, scales, batched: bool, act_order: bool = True
+                      ) -> None:
     """Check GPTQ's arguments (``gptq_quantize``'s, or with ``batched`` ``gptq_quantize_batched``'s);
     raises ``TypeError`` / ``ValueError`` naming the argument (``W``, ``H``, ``bits``, ...)."""
     dims = 3 if batched else 2
+    if not isinstance(act_order, bool):
+        raise TypeError(f"act_order: expected True or False, got {act_order!r}")
     if not isinstance(w, torch.Tensor):
         raise TypeError(f"W: expected a torch.Tensor, got {type(w).__name__}")
+    reject_meta(W=w, H=h, scales=scales)
     if not w.is_floating_point():
         raise TypeError(f"W: expected a floating-point tensor, got {w.dtype}")
     if w.dim() != dims or w.shape[-2] < 1 or w.shape[-1] < 2:
@@ -241,9 +246,12 @@ def gptq_scales(w: torch.Tensor, bits: int, clip_sigmas: float, scales: Optional
     matrix of a stack (B, N, K) → (B, N), float16."""
     if scales is not None:
         return scales.to(torch.float16)
-    if w.dim() == 2:
-        return sdclip_scales(w, bits, clip_sigmas)
-    return torch.stack([sdclip_scales(m, bits, clip_sigmas) for m in w])
+    try:
+        if w.dim() == 2:
+            return sdclip_scales(w, bits, clip_sigmas)
+        return torch.stack([sdclip_scales(m, bits, clip_sigmas) for m in w])
+    except ValueError as exc:  # fp16 overflow of a scale: name GPTQ's argument
+        raise ValueError(f"W{str(exc)[1:]}" if str(exc).startswith("w:") else str(exc)) from None
 
 
 # --------------------------------------------------------------------------- the blocked driver
@@ -301,7 +309,7 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block_size: i
     Runs on W's device: the Triton kernel on CUDA, the C++ kernel (else the reference) on CPU;
     ``backend`` as in ``golf_fast.ops.gptq.gptq_block``. W and H are not modified.
     """
-    check_gptq_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=False)
+    check_gptq_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=False, act_order=act_order)
     s16 = gptq_scales(W, bits, clip_sigmas, scales)
     factor = prepare_hessians(H[None], damp, act_order)
     return run_gptq(W[None], factor, H[None], s16[None], bits, block_size, backend)[0]
@@ -313,7 +321,7 @@ def gptq_quantize_batched(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block
     """GPTQ on a stack of same-shape matrices ``W`` (B, N, K): one kernel launch and one batched GEMM
     per block for all of them. ``H`` is (B, K, K), or (K, K) shared by all (factorized once);
     ``scales`` None or (B, N). Returns one ``GPTQResult`` per matrix."""
-    check_gptq_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=True)
+    check_gptq_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=True, act_order=act_order)
     s16 = gptq_scales(W, bits, clip_sigmas, scales)
     nb = W.shape[0]
     if H.dim() == 2:
@@ -336,7 +344,7 @@ def gptq_quantize_ref(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block_siz
     """The straightforward implementation: parameter-golf's loop, one Python iteration per column, in
     ``dtype`` (float64 for the tests' ground truth, float32 for the benchmark baseline). Scales are
     the same fp16 SDClip scales; the loss is computed explicitly as tr(ΔW·H·ΔWᵀ) in float64."""
-    check_gptq_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=False)
+    check_gptq_inputs(W, H, bits, block_size, damp, clip_sigmas, scales, batched=False, act_order=act_order)
     s16 = gptq_scales(W, bits, clip_sigmas, scales)
     factor = prepare_hessians(H[None], damp, act_order, dtype=dtype, route="record")
     n, k = W.shape

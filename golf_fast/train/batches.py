@@ -19,7 +19,8 @@ from golf_fast import distributed
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.data.corpus import default_dataset
 from golf_fast.data.loader import DocumentPackingLoader
-from golf_fast.data.shards import list_shards, load_tokens, load_val_bytes
+from golf_fast.data.errors import check_regular_file
+from golf_fast.data.shards import check_token_ids, list_shards, load_tokens, load_val_bytes
 from golf_fast.data.windows import RandomWindowLoader
 from golf_fast.distributed import Dist
 from golf_fast.train.config import TrainConfig
@@ -40,8 +41,7 @@ def resolve_data(cfg: TrainConfig, d: Dist, say: Callable[[str], None]) -> tuple
         if not d.main:
             data_dir = default_dataset(cfg.model.vocab_size, cache_dir=cfg.data.cache_dir or None, caseops=caseops)
     tok = Path(cfg.data.tokenizer) if cfg.data.tokenizer else data_dir / "tokenizer.model"
-    if not tok.is_file():
-        raise FileNotFoundError(f"data.tokenizer: no SentencePiece model at {str(tok)!r}")
+    check_regular_file(tok, "data.tokenizer: SentencePiece model")
     return data_dir, tok
 
 
@@ -76,6 +76,7 @@ class TrainData:
         train_files = list_shards(data_dir, "train")
         val_files = list_shards(data_dir, "val")
         val, val_bytes = load_tokens(val_files), load_val_bytes(val_files)
+        check_token_ids(val, cfg.model.vocab_size, f"validation shards in {data_dir}")
         if cfg.data.caseops and val_bytes is None:
             raise FileNotFoundError(f"data.caseops: the validation shards in {str(data_dir)!r} have no byte sidecars "
                                     "(*_val_bytes_*.bin); build the data with `golf-fast data build --caseops` "
@@ -99,7 +100,8 @@ class TrainData:
                                       rank=d.rank * self.accum + k, world_size=virtual,
                                       max_doc_len=c.model.max_seqlen, bos_id=c.model.bos_id, prefetch=c.data.prefetch,
                                       device=d.device, seed=c.run.seed + seed_offset,
-                                      shuffle_shards=c.data.shuffle_shards) for k in range(self.accum)]
+                                      shuffle_shards=c.data.shuffle_shards, vocab_size=c.model.vocab_size)
+                for k in range(self.accum)]
 
     def calibration_loader(self) -> Union[RandomWindowLoader, DocumentPackingLoader]:
         """The Hessian reader of ``quant.calibration``: ``windows`` = random ``calibration_seq_len``
@@ -111,4 +113,4 @@ class TrainData:
             return self.loaders(seed_offset=3)[0]
         seq = c.quant.calibration_seq_len or c.model.max_seqlen
         return RandomWindowLoader(self.train_files, seq_len=seq, windows=max(1, self.tokens_per_rank // seq),
-                                  rank=d.rank, world_size=d.world, device=d.device)
+                                  rank=d.rank, world_size=d.world, device=d.device, vocab_size=c.model.vocab_size)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, preset
+from golf_fast.artifact import ArtifactError, resolve_codec
+from golf_fast.data.errors import DataError
+from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, metavar, preset
 from golf_fast.train.loop import train
 from golf_fast.train.result import TrainingDiverged
 
@@ -29,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("config overrides (--section.field VALUE)")
     for key, typ in config_fields(TrainConfig()).items():
         extra = dict(nargs="?", const="true") if typ is bool else {}  # a bare boolean flag means true
-        g.add_argument(f"--{key}", dest=f"ov::{key}", default=argparse.SUPPRESS, metavar=typ.__name__.upper(), **extra)
+        g.add_argument(f"--{key}", dest=f"ov::{key}", default=argparse.SUPPRESS, metavar=metavar(typ), **extra)
 
 
 def resolve(args: argparse.Namespace) -> TrainConfig:
@@ -40,6 +42,8 @@ def resolve(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = resolve(args)
+        if cfg.quant.enabled:
+            resolve_codec(cfg.quant.codec)
     except ValueError as e:
         print(f"golf-fast train: {e}", file=sys.stderr)
         return 2
@@ -51,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:
         print(f"golf-fast train: {e}", file=sys.stderr)
         return 3
+    except (DataError, ArtifactError, OSError) as e:  # bad data, a path that is not a file, a full disk
+        text = str(e).strip().splitlines()
+        print(f"golf-fast train: {text[0] if text else type(e).__name__}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,18 +7,24 @@ record model) and ``record`` (8×H100, the R0611 hyperparameters, parameter_golf
 
 Overrides are ``section.field=value`` pairs (``--model.num_layers 4`` on the command line); an
 unknown section or field, or a value that does not parse as the field's type, is an error.
+Validation is generic (``golf_fast.model.typed_config``): every field is checked against its
+annotation (``Literal`` choices, ``bool``/``int``/``float``/``str``; floats must be finite) and
+its ``bounds(...)`` metadata, so a new field is checked by declaring it; ``TrainConfig.validate``
+adds the checks that relate fields (and resolves the codec name).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import typing
+import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
+from golf_fast.artifact import CODEC_NAMES
 from golf_fast.eval.adapt_config import ADAPT_PRESETS, AdaptConfig, adapt_preset
 from golf_fast.model.config import ModelConfig
+from golf_fast.model.typed_config import bounds, check_config, field_types, parse_field, type_name
 
 
 @dataclass
@@ -29,13 +35,13 @@ class DataConfig:
     """SentencePiece ``.model``; "" = ``<data_dir>/tokenizer.model``."""
     cache_dir: str = ""
     """Where the embedded corpus is built; "" = ``~/.cache/golf_fast``."""
-    train_batch_tokens: int = 786_432
+    train_batch_tokens: int = field(default=786_432, metadata=bounds(2))
     """Tokens per optimizer step over all ranks and micro-steps."""
-    grad_accum: int = 0
+    grad_accum: int = field(default=0, metadata=bounds(0, 1 << 16))
     """Micro-steps per step; 0 = ``8 // world_size`` like the records (1 if world_size > 8)."""
-    prefetch: int = 2
+    prefetch: int = field(default=2, metadata=bounds(0, 1024))
     shuffle_shards: bool = False
-    max_val_tokens: int = 0
+    max_val_tokens: int = field(default=0, metadata=bounds(0))
     """Use only the first N validation tokens (0 = all)."""
     caseops: bool = False
     """CaseOps data (the record's): with ``data_dir`` "" the embedded corpus is built in its CaseOps
@@ -45,29 +51,29 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    matrix_optimizer: str = "muon"
+    matrix_optimizer: Literal["muon", "adam"] = "muon"
     """``muon`` (Parallel Muon over the four banks) or ``adam`` (the banks join the scalar Adam group)."""
-    matrix_lr: float = 0.026
-    muon_momentum: float = 0.97
-    muon_momentum_warmup_start: float = 0.92
-    muon_momentum_warmup_steps: int = 1500
-    muon_wd: float = 0.095
-    ns_steps: int = 5
+    matrix_lr: float = field(default=0.026, metadata=bounds(0))
+    muon_momentum: float = field(default=0.97, metadata=bounds(0, 1, hi_open=True))
+    muon_momentum_warmup_start: float = field(default=0.92, metadata=bounds(0, 1, hi_open=True))
+    muon_momentum_warmup_steps: int = field(default=1500, metadata=bounds(0))
+    muon_wd: float = field(default=0.095, metadata=bounds(0))
+    ns_steps: int = field(default=5, metadata=bounds(1, 100))
     muon_row_normalize: bool = True
     """MuonEq-R: normalize the rows of the momentum before Newton-Schulz (the record: on)."""
-    embed_lr: float = 0.03
-    embed_wd: float = 0.085
-    scalar_lr: float = 0.02
-    scalar_wd: float = 0.02
-    beta1: float = 0.9
-    beta2: float = 0.99
-    eps: float = 1e-8
-    grad_clip: float = 0.3
+    embed_lr: float = field(default=0.03, metadata=bounds(0))
+    embed_wd: float = field(default=0.085, metadata=bounds(0))
+    scalar_lr: float = field(default=0.02, metadata=bounds(0))
+    scalar_wd: float = field(default=0.02, metadata=bounds(0))
+    beta1: float = field(default=0.9, metadata=bounds(0, 1, hi_open=True))
+    beta2: float = field(default=0.99, metadata=bounds(0, 1, hi_open=True))
+    eps: float = field(default=1e-8, metadata=bounds(0, lo_open=True))
+    grad_clip: float = field(default=0.3, metadata=bounds(0))
     """Clip each rank's local gradient norm to this before the sync, like R0611 (0 = off)."""
-    graph_step: str = "auto"
+    graph_step: Literal["auto", "on", "off"] = "auto"
     """Muon's step as a CUDA graph (``golf_fast.optim.GraphedOptimizerStep``): ``auto`` = on when the
     parameters are on CUDA, ``on``, ``off``."""
-    graph_warmup_steps: int = 2
+    graph_warmup_steps: int = field(default=2, metadata=bounds(1))
     """Eager Muon steps (buffers, self-checks) before the graph is captured."""
 
     def graph_step_enabled(self, device_type: str) -> bool:
@@ -79,17 +85,17 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    clock: str = "wallclock"
+    clock: Literal["wallclock", "steps"] = "wallclock"
     """``wallclock``: progress = train time / (max_wallclock_s − reserve); ``steps``: step / max_steps."""
-    max_wallclock_s: float = 600.0
-    max_steps: int = 0
+    max_wallclock_s: float = field(default=600.0, metadata=bounds(0, lo_open=True))
+    max_steps: int = field(default=0, metadata=bounds(0))
     """Stop after this many steps (0 = no step limit; required when clock = steps)."""
-    warmdown_frac: float = 0.85
-    min_lr: float = 0.10
-    enable_looping_at: float = 0.35
-    ema_decay: float = 0.9965
+    warmdown_frac: float = field(default=0.85, metadata=bounds(0, 1))
+    min_lr: float = field(default=0.10, metadata=bounds(0, 1))
+    enable_looping_at: float = field(default=0.35, metadata=bounds(0))
+    ema_decay: float = field(default=0.9965, metadata=bounds(0, 1, hi_open=True))
     """EMA of the weights, loaded at the end (0 = off)."""
-    compile_warmup_steps: int = 20
+    compile_warmup_steps: int = field(default=20, metadata=bounds(0))
     """Compile warm-up steps (then again with looping) before the clock starts; weights are restored."""
 
 
@@ -98,15 +104,15 @@ class QuantConfig:
     """Post-training quantization; the defaults are the R0611 record's (parameter_golf.md §5)."""
 
     enabled: bool = True
-    calibration: str = "windows"
+    calibration: Literal["windows", "batches"] = "windows"
     """Hessian data: ``windows`` = random ``calibration_seq_len`` windows across this rank's training
     shards, no document isolation (the record's ShuffledSequenceLoader); ``batches`` = the next
     training batches of the document-packing loader (documents isolated)."""
-    calibration_batches: int = 16
+    calibration_batches: int = field(default=16, metadata=bounds(1))
     """Batches per rank (each ``train_batch_tokens / (world·accum)`` tokens) for the Hessians, inside the window."""
-    calibration_seq_len: int = 0
+    calibration_seq_len: int = field(default=0, metadata=bounds(0))
     """Window length for ``calibration=windows`` (0 = ``model.max_seqlen``, the record's train_seq_len)."""
-    reserve_s: float = 0.5
+    reserve_s: float = field(default=0.5, metadata=bounds(0))
     """Seconds always kept for the Hessian collection; the measured collection time is added to it."""
     matrix_bits: int = 6
     embed_bits: int = 7
@@ -137,13 +143,13 @@ class QuantConfig:
 
 @dataclass
 class EvalConfig:
-    seq_len: int = 2048
-    stride: int = 64
+    seq_len: int = field(default=2048, metadata=bounds(1))
+    stride: int = field(default=64, metadata=bounds(0))
     """Sliding-window stride; 0 = plain evaluation only."""
-    batch_seqs: int = 32
-    val_every: int = 0
+    batch_seqs: int = field(default=32, metadata=bounds(1))
+    val_every: int = field(default=0, metadata=bounds(0))
     """Evaluate (plain) every N steps during training (0 = only at the end); paused time is not counted."""
-    weights: str = "auto"
+    weights: Literal["auto", "int6", "dequantized"] = "auto"
     """How the round-tripped model holds its block matrices: ``int6`` (packed codes, multiplied by
     the fused int6 kernel), ``dequantized`` (float banks), ``auto`` = int6 on CUDA, dequantized on CPU."""
     ttt: str = "none"
@@ -169,22 +175,22 @@ class RunConfig:
     out_dir: str = "runs"
     name: str = ""
     """Run folder name under out_dir ("" = ``<preset>-<timestamp>``)."""
-    seed: int = 1337
+    seed: int = field(default=1337, metadata=bounds(0, 2 ** 63 - 1))
     """The record's three seeds are 42 (its preset), 0 and 1234 (:data:`RECORD_SEEDS`)."""
-    precision: str = "fp32"
+    precision: Literal["fp32", "record"] = "fp32"
     """Parameter precision: ``fp32`` masters, or ``record`` (model in bf16 with the banks and control
     tensors in fp32, so the embedding, its Adam state and the residual stream are bf16; compute
     in bf16 autocast). See ``golf_fast.model.precision``."""
-    device: str = "auto"
+    device: Literal["auto", "cuda", "cpu"] = "auto"
     """``auto`` (CUDA when available), ``cuda`` or ``cpu``."""
-    compile: str = "auto"
+    compile: Literal["auto", "on", "off"] = "auto"
     """torch.compile the model: ``auto`` = on GPU only, ``on``, ``off``."""
-    autocast: str = "auto"
+    autocast: Literal["auto", "bf16", "fp32"] = "auto"
     """Matmul dtype: ``auto`` = bf16 on GPU, fp32 on CPU; ``bf16``; ``fp32``."""
-    attention: str = "auto"
+    attention: Literal["auto", "fa3", "fa2", "sdpa"] = "auto"
     """Attention backend: auto (FA3 → FA2 → SDPA), fa3, fa2, sdpa."""
-    log_every: int = 50
-    cpu_threads: int = 0
+    log_every: int = field(default=50, metadata=bounds(1))
+    cpu_threads: int = field(default=0, metadata=bounds(0, 4096))
     """torch.set_num_threads on CPU (0 = leave torch's default)."""
 
 
@@ -200,31 +206,21 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def validate(self) -> None:
+        """Every field by its annotation and bounds (``typed_config``), then the relations between
+        fields; raises ``ValueError`` naming the key."""
+        check_config(self, "")
+
         def need(cond: bool, what: str) -> None:
             if not cond:
                 raise ValueError(what)
 
-        o, s, d, e, r = self.optim, self.schedule, self.data, self.eval, self.run
-        need(o.matrix_optimizer in ("muon", "adam"), f"optim.matrix_optimizer: expected muon or adam, got {o.matrix_optimizer!r}")
-        need(o.graph_step in ("auto", "on", "off"), f"optim.graph_step: expected auto, on or off, got {o.graph_step!r}")
-        need(o.graph_warmup_steps >= 1, f"optim.graph_warmup_steps: expected >= 1, got {o.graph_warmup_steps}")
-        need(s.clock in ("wallclock", "steps"), f"schedule.clock: expected wallclock or steps, got {s.clock!r}")
+        s, e, r = self.schedule, self.eval, self.run
         need(s.clock != "steps" or s.max_steps > 0, "schedule.max_steps: expected > 0 when schedule.clock is steps")
-        need(s.max_wallclock_s > 0, f"schedule.max_wallclock_s: expected > 0, got {s.max_wallclock_s}")
-        need(0 <= s.warmdown_frac <= 1 and 0 <= s.min_lr <= 1, "schedule.warmdown_frac/min_lr: expected values in [0, 1]")
-        need(0 <= s.ema_decay < 1, f"schedule.ema_decay: expected in [0, 1), got {s.ema_decay}")
-        need(d.train_batch_tokens > 0 and d.grad_accum >= 0, "data.train_batch_tokens/grad_accum: expected > 0 / >= 0")
-        need(e.seq_len > 0 and 0 <= e.stride <= e.seq_len, f"eval.stride: expected in [0, eval.seq_len={e.seq_len}]")
-        need(e.weights in ("auto", "int6", "dequantized"), f"eval.weights: expected auto, int6 or dequantized, "
-                                                           f"got {e.weights!r}")
-        need(r.device in ("auto", "cuda", "cpu"), f"run.device: expected auto, cuda or cpu, got {r.device!r}")
-        need(r.compile in ("auto", "on", "off"), f"run.compile: expected auto, on or off, got {r.compile!r}")
-        need(r.autocast in ("auto", "bf16", "fp32"), f"run.autocast: expected auto, bf16 or fp32, got {r.autocast!r}")
-        need(r.attention in ("auto", "fa3", "fa2", "sdpa"), f"run.attention: expected auto/fa3/fa2/sdpa, got {r.attention!r}")
+        need(e.stride <= e.seq_len, f"eval.stride: expected in [0, eval.seq_len={e.seq_len}], got {e.stride}")
+        need(self.quant.codec == "" or self.quant.codec in CODEC_NAMES,
+             f"quant.codec: expected one of {', '.join(CODEC_NAMES)} (or '' for the default), got {self.quant.codec!r}")
+        check_run_name(r.name)
         q = self.quant
-        need(q.calibration_batches >= 1, "quant.calibration_batches: expected >= 1")
-        need(q.calibration in ("windows", "batches"), f"quant.calibration: expected windows or batches, got {q.calibration!r}")
-        need(q.calibration_seq_len >= 0, "quant.calibration_seq_len: expected >= 0")
         for f in ("matrix_bits", "embed_bits"):
             need(2 <= getattr(q, f) <= 8, f"quant.{f}: expected bits in 2..8, got {getattr(q, f)}")
         for f in ("matrix_clip_sigmas", "mlp_clip_sigmas", "attn_clip_sigmas", "embed_clip_sigmas", "damp"):
@@ -232,7 +228,6 @@ class TrainConfig:
         need(q.block_size >= 1, "quant.block_size: expected >= 1")
         need(q.lqer_rank >= 1 and q.lqer_top_k >= 0 and q.lqer_asym_group >= 1 and 2 <= q.lqer_factor_bits <= 8,
              "quant.lqer_*: expected rank >= 1, top_k >= 0, group >= 1, factor bits in 2..8")
-        need(r.precision in ("fp32", "record"), f"run.precision: expected fp32 or record, got {r.precision!r}")
         try:
             adapt_config_for(self).validate()
         except ValueError as err:
@@ -292,31 +287,30 @@ def preset(name: str) -> TrainConfig:
     return PRESETS[name]()
 
 
-def config_fields(cfg: TrainConfig) -> dict[str, type]:
-    """``{"model.num_layers": int, ...}``: every overridable key with its type."""
-    out: dict[str, type] = {}
+def check_run_name(name: str) -> None:
+    """``run.name`` is one folder name under ``run.out_dir``: no separator, not absolute, not ``.``/``..``."""
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    if name and (any(c in name for c in seps) or name in (".", "..") or os.path.isabs(name) or "\0" in name):
+        raise ValueError(f"run.name: expected one folder name (no path separators, not absolute, not . or ..), "
+                         f"got {name!r}")
+
+
+def config_fields(cfg: TrainConfig) -> dict[str, Any]:
+    """``{"model.num_layers": int, "run.device": Literal[...], ...}``: every overridable key with its type."""
+    out: dict[str, Any] = {}
     for sec in dataclasses.fields(cfg):
         sub = getattr(cfg, sec.name)
         if not dataclasses.is_dataclass(sub):
             continue
-        hints = typing.get_type_hints(type(sub))
+        hints = field_types(type(sub))
         for f in dataclasses.fields(sub):
             out[f"{sec.name}.{f.name}"] = hints[f.name]
     return out
 
 
-def parse_value(key: str, typ: type, text: str) -> Any:
-    if typ is bool:
-        low = str(text).lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{key}: expected a boolean (true/false), got {text!r}")
-    try:
-        return typ(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}: expected {typ.__name__}, got {text!r}") from None
+def parse_value(key: str, typ: Any, text: str) -> Any:
+    """A command-line string parsed as the field's type (see ``typed_config.parse_field``)."""
+    return parse_field(key, typ, text)
 
 
 def apply_overrides(cfg: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
@@ -331,13 +325,17 @@ def apply_overrides(cfg: TrainConfig, overrides: Mapping[str, Any]) -> TrainConf
         typ = known[key]
         if isinstance(value, str) and typ is not str:
             value = parse_value(key, typ, value)
-        elif typ is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise ValueError(f"{key}: expected {typ.__name__}, got {value!r}")
         sec, name = key.split(".", 1)
         sections.setdefault(sec, {})[name] = value
-    new = dataclasses.replace(cfg, **{sec: dataclasses.replace(getattr(cfg, sec), **vals)
-                                      for sec, vals in sections.items()})
+    try:
+        new = dataclasses.replace(cfg, **{sec: dataclasses.replace(getattr(cfg, sec), **vals)
+                                          for sec, vals in sections.items()})
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
     new.validate()
     return new
+
+
+def metavar(typ: Any) -> str:
+    """How a field's type reads in ``--help``: INT, FLOAT, or the Literal choices."""
+    return type_name(typ) if "|" in type_name(typ) else type_name(typ).upper()

@@ -22,6 +22,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from golf_fast import distributed
+from golf_fast.artifact import resolve_codec
 from golf_fast.distributed import Dist, init_distributed
 from golf_fast.model.attention import resolved_attention_backends
 from golf_fast.model.gpt import GPT
@@ -93,6 +94,11 @@ def train(cfg: TrainConfig) -> RunResult:
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
     cfg.validate()
+    if cfg.quant.enabled:  # the artifact's codec is resolved now, not after the whole run
+        try:
+            resolve_codec(cfg.quant.codec)
+        except ValueError as exc:
+            raise ValueError(f"quant.{exc}") from None
     d = init_distributed(cfg.run.device)
     try:
         return run(cfg, d)

@@ -146,7 +146,7 @@ def test_every_flipped_byte_is_detected(good_bytes):
 def _rebuild(data: bytes, manifest_edit=None, version=None) -> bytes:
     """Re-pack an artifact after editing its manifest / version, with a valid checksum."""
     _, ver, mlen, plen = struct.unpack_from("<8sHIQ", data)
-    manifest = json.loads(brotli_decompress(data[22:22 + mlen], "m"))
+    manifest = json.loads(brotli_decompress(data[22:22 + mlen], "m", 1 << 24))
     if manifest_edit:
         manifest_edit(manifest)
     mb = brotli_compress(json.dumps(manifest, sort_keys=True).encode())
@@ -163,7 +163,7 @@ def test_unknown_version(good_bytes):
 def test_not_an_artifact(tmp_path):
     with pytest.raises(ArtifactError, match="magic"):
         decode_artifact(b"\x80\x04" + b"pickle-ish bytes " * 10)
-    with pytest.raises(FileNotFoundError, match="path"):
+    with pytest.raises(ArtifactError, match="path: no artifact file"):
         load_artifact(tmp_path / "absent.gfa")
 
 
@@ -257,8 +257,7 @@ def test_killed_writer_keeps_old_file(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"}, timeout=120)
     assert proc.returncode == -9, proc.stderr
-    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
-    assert leftovers and leftovers[0].stat().st_size > 0  # the crash happened mid-write
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp file left
     assert path.read_bytes() == before
     load_artifact(path)
 

@@ -96,7 +96,7 @@ def test_version1_side_information_still_decodes():
     codec = RansCodec(backend=BACKENDS[-1], candidates=[(False, 4, 3, 2, 2, 3, True, 0)])
     payload, params = codec.encode(items)
     (side_len,) = struct.unpack_from("<I", payload)
-    side = brotli_decompress(payload[4:4 + side_len], "test")
+    side = brotli_decompress(payload[4:4 + side_len], "test", 1 << 26)
     (hlen,) = struct.unpack_from("<I", side)
     header = json.loads(side[4:4 + hlen])
     g = header["groups"][0]

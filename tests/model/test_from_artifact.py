@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from golf_fast.artifact import load_artifact, save_artifact
+from golf_fast.artifact import ArtifactError, load_artifact, save_artifact
 from golf_fast.model import GPT, ModelConfig, load_model_from_artifact, model_from_artifact
 from golf_fast.quant import QuantizedTensor, quantize_rtn
 
@@ -61,5 +61,5 @@ def test_bad_input_is_named(tmp_path):
         model_from_artifact(load_artifact(path))
     path = tmp_path / "other.gfa"
     save_artifact(path, _quantized_state(44), dataclasses.replace(CFG, num_layers=2))
-    with pytest.raises(KeyError, match="unexpected"):
+    with pytest.raises(ArtifactError, match="unexpected"):  # checked on the meta model, before allocation
         load_model_from_artifact(path)
