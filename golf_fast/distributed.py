@@ -165,6 +165,40 @@ def _empty_on(dev: torch.device, shape: Sequence[int], dtype: torch.dtype) -> to
     return torch.empty(tuple(shape), dtype=dtype, device=dev)
 
 
+def _copy_back(work: Any, out: torch.Tensor, staged_out: torch.Tensor, async_op: bool):
+    """Finish a collective that wrote ``staged_out``: copy it into ``out`` when it is a staged copy (at
+    once, or at ``wait()`` when ``async_op``); returns ``out``, or a ``Pending`` handle when ``async_op``."""
+    finish = None if staged_out is out else (lambda: out.copy_(staged_out))
+    if async_op:
+        return Pending(work, finish)
+    if finish is not None:
+        finish()
+    return out
+
+
+def _check_world_rows(big: torch.Tensor, big_name: str, small: torch.Tensor, small_name: str, world: int) -> None:
+    """Raise ``ValueError`` naming ``big_name`` unless ``big`` is (world·s, ...) for ``small`` (s, ...), same dtype."""
+    if big.shape[0] != small.shape[0] * world or big.shape[1:] != small.shape[1:] or big.dtype != small.dtype:
+        rows = small.shape[0] * world
+        raise ValueError(f"{big_name}: expected shape ({rows}, {', '.join(map(str, small.shape[1:]))}) "
+                         f"(= {small_name} rows × world) and dtype {small.dtype}, got {tuple(big.shape)} {big.dtype}")
+
+
+def _staged_pair_collective(collective: str, out: torch.Tensor, inp: torch.Tensor, group: Optional[Any],
+                            async_op: bool, **kwargs: Any):
+    """Run ``torch.distributed.<collective>(out, inp, group=, async_op=, **kwargs)``
+    (``all_gather_into_tensor`` or ``reduce_scatter_tensor``) on copies staged on the group's device;
+    without a process group (world 1) ``out`` is ``inp`` copied. Returns ``out``, or a handle when
+    ``async_op``."""
+    if not is_initialized():
+        out.copy_(inp)
+        return _Done() if async_op else out
+    dev = group_device(group)
+    staged_in, staged_out = _stage(inp, dev), _stage(out, dev)
+    work = getattr(dist, collective)(staged_out, staged_in, group=group, async_op=async_op, **kwargs)
+    return _copy_back(work, out, staged_out, async_op)
+
+
 def backend_name(group: Optional[Any] = None) -> str:
     """The lower-case backend name of ``group`` (``"nccl"``, ``"gloo"``), ``""`` without a process group."""
     return str(dist.get_backend(group)).lower() if is_initialized() else ""
@@ -183,12 +217,7 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum", group: Optional[Any] = Non
     dev = group_device(group)
     staged = _stage(tensor, dev)
     work = dist.all_reduce(staged, op=red, group=group, async_op=async_op)
-    finish = None if staged is tensor else (lambda: tensor.copy_(staged))
-    if async_op:
-        return Pending(work, finish)
-    if finish is not None:
-        finish()
-    return tensor
+    return _copy_back(work, tensor, staged, async_op)
 
 
 def broadcast(tensor: torch.Tensor, src: int = 0, group: Optional[Any] = None) -> torch.Tensor:
@@ -228,22 +257,8 @@ def all_gather_into_tensor(out: torch.Tensor, inp: torch.Tensor, group: Optional
     """
     _check_tensor(out, "out")
     _check_tensor(inp, "inp")
-    w = world_size(group)
-    if out.shape[0] != inp.shape[0] * w or out.shape[1:] != inp.shape[1:] or out.dtype != inp.dtype:
-        raise ValueError(f"out: expected shape ({inp.shape[0] * w}, {', '.join(map(str, inp.shape[1:]))}) "
-                         f"(= inp rows × world) and dtype {inp.dtype}, got {tuple(out.shape)} {out.dtype}")
-    if not is_initialized():
-        out.copy_(inp)
-        return _Done() if async_op else out
-    dev = group_device(group)
-    staged_in, staged_out = _stage(inp, dev), _stage(out, dev)
-    work = dist.all_gather_into_tensor(staged_out, staged_in, group=group, async_op=async_op)
-    finish = None if staged_out is out else (lambda: out.copy_(staged_out))
-    if async_op:
-        return Pending(work, finish)
-    if finish is not None:
-        finish()
-    return out
+    _check_world_rows(out, "out", inp, "inp", world_size(group))
+    return _staged_pair_collective("all_gather_into_tensor", out, inp, group, async_op)
 
 
 def reduce_scatter_tensor(out: torch.Tensor, inp: torch.Tensor, op: str = "sum", group: Optional[Any] = None,
@@ -256,22 +271,8 @@ def reduce_scatter_tensor(out: torch.Tensor, inp: torch.Tensor, op: str = "sum",
     _check_tensor(out, "out")
     _check_tensor(inp, "inp")
     red = _reduce_op(op)
-    w = world_size(group)
-    if inp.shape[0] != out.shape[0] * w or out.shape[1:] != inp.shape[1:] or out.dtype != inp.dtype:
-        raise ValueError(f"inp: expected shape ({out.shape[0] * w}, {', '.join(map(str, out.shape[1:]))}) "
-                         f"(= out rows × world) and dtype {out.dtype}, got {tuple(inp.shape)} {inp.dtype}")
-    if not is_initialized():
-        out.copy_(inp)
-        return _Done() if async_op else out
-    dev = group_device(group)
-    staged_in, staged_out = _stage(inp, dev), _stage(out, dev)
-    work = dist.reduce_scatter_tensor(staged_out, staged_in, op=red, group=group, async_op=async_op)
-    finish = None if staged_out is out else (lambda: out.copy_(staged_out))
-    if async_op:
-        return Pending(work, finish)
-    if finish is not None:
-        finish()
-    return out
+    _check_world_rows(inp, "inp", out, "out", world_size(group))
+    return _staged_pair_collective("reduce_scatter_tensor", out, inp, group, async_op, op=red)
 
 
 def barrier(group: Optional[Any] = None) -> None:

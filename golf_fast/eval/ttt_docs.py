@@ -43,7 +43,7 @@ from golf_fast.eval.scoring import LogitScorer, autocast_ctx, commit_scores, run
 from golf_fast.eval.slot import SlotBuffer, fit_delta
 from golf_fast.eval.ttt_stream import expected_targets
 from golf_fast.eval.void import matrices_of, to_host, void_fractions
-from golf_fast.eval.windows import build_windows, document_spans, sidecar_bytes, split_targets
+from golf_fast.eval.windows import build_windows, scoring_inputs, split_targets
 
 
 def phase_boundaries(n_docs: int, prefix_docs: int, num_phases: int) -> list[int]:
@@ -112,14 +112,7 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
         raise ValueError(f"adapt: expected none, lora or phased, got {adapt!r}")
     cfg.validate()
     t_start = time.perf_counter()
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    tokens = np.asarray(tokens)
-    toks = torch.from_numpy(tokens.astype(np.int64))
-    vb = sidecar_bytes(val_bytes, len(tokens))
-    n, V, bos = len(tokens), model.cfg.vocab_size, model.cfg.bos_id
-    if cfg.seq_len > model.cfg.max_seqlen:
-        raise ValueError(f"seq_len: {cfg.seq_len} exceeds the model's max_seqlen {model.cfg.max_seqlen}")
-    all_docs = document_spans(tokens, bos)
+    device, tokens, toks, vb, n, V, bos, all_docs = scoring_inputs(model, tokens, cfg.seq_len, device, val_bytes)
     docs = all_docs[all_docs[:, 1] - all_docs[:, 0] >= 2]
     order = np.lexsort((docs[:, 0], -(docs[:, 1] - docs[:, 0])))
     docs = docs[order]

@@ -34,7 +34,7 @@ from golf_fast.eval.events import EventLog
 from golf_fast.eval.scoring import LogitScorer, autocast_ctx, commit_scores, run_probes
 from golf_fast.eval.slot import SlotBuffer, fit_delta
 from golf_fast.eval.void import matrices_of, to_host, void_fractions
-from golf_fast.eval.windows import build_windows, document_spans, sidecar_bytes, stream_chunk_pieces
+from golf_fast.eval.windows import build_windows, scoring_inputs, stream_chunk_pieces
 
 
 def expected_targets(tokens: np.ndarray, docs: np.ndarray) -> np.ndarray:
@@ -68,14 +68,7 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
         raise ValueError(f"slot: expected none, causal or window, got {slot!r}")
     cfg.validate()
     t_start = time.perf_counter()
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    tokens = np.asarray(tokens)
-    toks = torch.from_numpy(tokens.astype(np.int64))
-    vb = sidecar_bytes(val_bytes, len(tokens))
-    n, V, bos = len(tokens), model.cfg.vocab_size, model.cfg.bos_id
-    if cfg.seq_len > model.cfg.max_seqlen:
-        raise ValueError(f"seq_len: {cfg.seq_len} exceeds the model's max_seqlen {model.cfg.max_seqlen}")
-    docs = document_spans(tokens, bos)
+    device, tokens, toks, vb, n, V, bos, docs = scoring_inputs(model, tokens, cfg.seq_len, device, val_bytes)
     log = prior_log if prior_log is not None else EventLog(n, rank=rank)
     log.given(docs[tokens[docs[:, 0]] == bos, 0])
     chunk = cfg.adamw.chunk_tokens if adapt == "adamw" else cfg.slot_cfg.chunk_tokens if slot != "none" \

@@ -15,7 +15,7 @@ reads positions ``[w0, t1)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -112,3 +112,33 @@ def sidecar_bytes(val_bytes, n_tokens: int) -> Optional[torch.Tensor]:
         raise ValueError(f"val_bytes: expected integer byte counts parallel to the {n_tokens} tokens, got "
                          f"{vb.dtype} of shape {vb.shape}")
     return torch.from_numpy(vb.astype(np.int64))
+
+
+class ScoringInputs(NamedTuple):
+    """What an adaptive evaluation reads its validation stream as (``scoring_inputs``)."""
+
+    device: torch.device
+    tokens: np.ndarray
+    """(N,) the stream as given (any integer dtype)."""
+    toks: torch.Tensor
+    """(N,) int64 CPU copy of ``tokens``."""
+    val_bytes: Optional[torch.Tensor]
+    """(N,) int64 CaseOps byte sidecar, or None (``sidecar_bytes``)."""
+    n: int
+    vocab_size: int
+    bos: int
+    docs: np.ndarray
+    """(D, 2) int64 ``document_spans`` of the stream."""
+
+
+def scoring_inputs(model, tokens, seq_len: int, device, val_bytes) -> ScoringInputs:
+    """The stream, its int64 copy, sidecar and document spans, and the model's device (when ``device``
+    is None), vocabulary size and BOS id; raises when ``seq_len`` exceeds the model's ``max_seqlen``."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    tokens = np.asarray(tokens)
+    toks = torch.from_numpy(tokens.astype(np.int64))
+    vb = sidecar_bytes(val_bytes, len(tokens))
+    if seq_len > model.cfg.max_seqlen:
+        raise ValueError(f"seq_len: {seq_len} exceeds the model's max_seqlen {model.cfg.max_seqlen}")
+    return ScoringInputs(device, tokens, toks, vb, len(tokens), model.cfg.vocab_size, model.cfg.bos_id,
+                         document_spans(tokens, model.cfg.bos_id))

@@ -36,6 +36,7 @@ import torch
 
 from golf_fast.ops.kernel_config import KernelConfig
 from golf_fast.ops.triton_support import tl, triton_kernel
+from golf_fast.ops.triton_tiles import grouped_tile_ids
 
 
 @triton_kernel
@@ -48,15 +49,7 @@ def _mlp_act_matmul_kernel(a_ptr, b_ptr, c_ptr, aux_ptr, M, N, K, stride_am, str
     pre (read), ``c`` = dpre (written). ``c`` and ``aux`` are (M × N) with row stride ``stride_c``.
     B element (k, n) is at ``b + n·stride_b + k`` (forward, W_up rows) or ``b + k·stride_b + n``.
     """
-    pid = tl.program_id(0)
-    num_m = tl.cdiv(M, BLOCK_M)
-    num_n = tl.cdiv(N, BLOCK_N)
-    per_group = GROUP_M * num_n
-    group = pid // per_group
-    first_m = group * GROUP_M
-    group_size = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_group) % group_size
-    pid_n = (pid % per_group) // group_size
+    pid_m, pid_n = grouped_tile_ids(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)

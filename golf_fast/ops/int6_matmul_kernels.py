@@ -54,6 +54,7 @@ import torch
 
 from golf_fast.ops.kernel_config import KernelConfig
 from golf_fast.ops.triton_support import tl, triton_helper, triton_kernel
+from golf_fast.ops.triton_tiles import grouped_tile_ids
 
 
 @triton_helper
@@ -92,14 +93,14 @@ def _int6_tile_bits(lo_words, hi_words, n_mask, k0, LO_BYTES, MAGIC: tl.constexp
 
 
 @triton_helper
-def _int6_gemv_epilogue(acc, out_ptr, scales_ptr, bias_ptr, t_ptr, a_ptr, rm, rn, m_mask, n_mask, BIAS_N, RANK,
-                        stride_om, stride_tm, stride_an):
+def _int6_linear_epilogue(acc, out_ptr, scales_ptr, bias_ptr, t_ptr, a_ptr, rm, rn, m_mask, n_mask, BIAS_N, RANK,
+                          stride_om, stride_tm, stride_an):
     """``out[m, n] = acc[n, m]·scale[n] + bias[n] + Σ_r T[m, r]·A[n, r]`` in fp32, stored in out's dtype."""
     scale = tl.load(scales_ptr + rn, mask=n_mask, other=0.0).to(tl.float32)
     acc = acc * scale[:, None]
     bias = tl.load(bias_ptr + rn, mask=rn < BIAS_N, other=0.0).to(tl.float32)
     acc = acc + bias[:, None]
-    for r in range(0, RANK):  # rank-1 updates in fp32 FMAs (r is small)
+    for r in range(0, RANK):  # rank-1 updates in fp32 FMAs (r is small; an fp32 dot here spilled registers)
         a = tl.load(a_ptr + rn.to(tl.int64) * stride_an + r, mask=n_mask, other=0.0)
         t = tl.load(t_ptr + rm.to(tl.int64) * stride_tm + r, mask=m_mask, other=0.0)
         acc += a[:, None] * t[None, :]
@@ -175,11 +176,11 @@ def _int6_gemv_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
             for s in range(0, tl.num_programs(1)):
                 total += tl.load(p_ptr + s * stride_ps, mask=tile_mask, other=0.0, cache_modifier=".cg")
             tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
-            _int6_gemv_epilogue(total, out_ptr, scales_ptr, bias_ptr, t_ptr, a_ptr, rm, rn, m_mask, n_mask, BIAS_N,
-                                RANK, stride_om, stride_tm, stride_an)
+            _int6_linear_epilogue(total, out_ptr, scales_ptr, bias_ptr, t_ptr, a_ptr, rm, rn, m_mask, n_mask, BIAS_N,
+                                  RANK, stride_om, stride_tm, stride_an)
     else:
-        _int6_gemv_epilogue(acc, out_ptr, scales_ptr, bias_ptr, t_ptr, a_ptr, rm, rn, m_mask, n_mask, BIAS_N, RANK,
-                            stride_om, stride_tm, stride_an)
+        _int6_linear_epilogue(acc, out_ptr, scales_ptr, bias_ptr, t_ptr, a_ptr, rm, rn, m_mask, n_mask, BIAS_N, RANK,
+                              stride_om, stride_tm, stride_an)
 
 
 @triton_kernel
@@ -197,15 +198,7 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
     programs are ordered in groups of GROUP_M row-blocks so consecutive programs share W tiles
     in L2. ``out`` is (M × N) in x's dtype.
     """
-    pid = tl.program_id(0)
-    num_m = (M + BLOCK_M - 1) // BLOCK_M
-    num_n = (N + BLOCK_N - 1) // BLOCK_N
-    per_group = GROUP_M * num_n
-    group = pid // per_group
-    first_m = group * GROUP_M
-    group_size = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_group) % group_size
-    pid_n = (pid % per_group) // group_size
+    pid_m, pid_n = grouped_tile_ids(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_mask = rm < M
@@ -220,16 +213,8 @@ def _int6_gemm_kernel(x_ptr, packed_ptr, scales_ptr, out_ptr, bias_ptr, t_ptr, a
         xk = k0 + kk
         xt = tl.load(x_row + xk[None, :], mask=m_mask[:, None] & (xk[None, :] < K), other=0.0)
         acc = tl.dot(w, tl.trans(xt), acc)
-    scale = tl.load(scales_ptr + rn, mask=n_mask, other=0.0).to(tl.float32)
-    acc = acc * scale[:, None]
-    bias = tl.load(bias_ptr + rn, mask=rn < BIAS_N, other=0.0).to(tl.float32)
-    acc = acc + bias[:, None]
-    for r in range(0, RANK):  # rank-1 updates in fp32 FMAs (an fp32 dot here spilled registers)
-        a = tl.load(a_ptr + rn.to(tl.int64) * stride_an + r, mask=n_mask, other=0.0)
-        t = tl.load(t_ptr + rm.to(tl.int64) * stride_tm + r, mask=m_mask, other=0.0)
-        acc += a[:, None] * t[None, :]
-    o_ptr = out_ptr + rm[None, :].to(tl.int64) * stride_om + rn[:, None]
-    tl.store(o_ptr, acc.to(out_ptr.dtype.element_ty), mask=n_mask[:, None] & m_mask[None, :])
+    _int6_linear_epilogue(acc, out_ptr, scales_ptr, bias_ptr, t_ptr, a_ptr, rm, rn, m_mask, n_mask, BIAS_N, RANK,
+                          stride_om, stride_tm, stride_an)
 
 
 @triton_kernel
