@@ -15,7 +15,9 @@ SUBCOMMANDS = {
     "inspect": ("golf_fast.tools.inspect", "compile every kernel for sm_90 (no GPU needed) and report resources"),
     "bench": ("golf_fast.bench.cli", "benchmark kernels against eager PyTorch"),
     "quantize": ("golf_fast.artifact.cli", "quantize a state_dict and fit code + artifact under 16,000,000 bytes"),
-    "train": ("golf_fast.train.cli", "train, quantize, write and evaluate an artifact (presets: smoke, h100x1, record)"),
+    "train": ("golf_fast.export.train_cli", "train, quantize, write and evaluate an artifact (presets: smoke, h100x1, "
+              "record); --seeds for several"),
+    "export": ("golf_fast.export.cli", "a records folder (self-contained train_gpt.py, README, submission.json)"),
     "eval": ("golf_fast.eval.cli", "evaluate an artifact file: val_bpb, plain and sliding-window"),
     "data": ("golf_fast.data.cli", "build tokenizer + token shards from text; check shards"),
     "gpu-check": ("golf_fast.tools.gpu_check", "one time-boxed check of a fresh H100/H200 into one report (--dry-run: CPU)"),

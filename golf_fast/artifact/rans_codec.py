@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from typing import Any
 
@@ -31,21 +32,31 @@ from golf_fast.artifact.rans import (
     undo_order,
 )
 from golf_fast.artifact.rans_fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
-from golf_fast.artifact.rans_numpy import decode_slices_numpy
+from golf_fast.artifact.rans_numpy import decode_slices_numpy, encode_group_np
 from golf_fast.artifact.rans_side import SIDE_VERSION, check_permutation, check_tables, read_side, slices_of_group
 from golf_fast.artifact.untrusted import check_params
 from golf_fast.quant.formats import qmax as qmax_of
 
+_log = logging.getLogger("golf_fast.artifact")
+_NOTED: list = []
+
 
 def _resolve_backend(backend: str) -> str:
+    """``auto``: the C++ coder when ``golf_fast._C`` is built, else the numpy coder (the same bytes:
+    tests/artifact/test_rans_numpy.py); ``cpp`` fails without the extension."""
     if backend not in ("auto", "cpp", "reference", "numpy"):
         raise ValueError(f"backend: expected 'auto', 'cpp', 'reference' or 'numpy', got {backend!r}")
     if backend in ("reference", "numpy"):
         return backend
     ok, why = load_extension()
     if not ok:
+        if backend == "auto":
+            if not _NOTED:
+                _NOTED.append(why)
+                _log.info("golf-rans: numpy coder (%s)", why)
+            return "numpy"
         raise RuntimeError(f"golf-rans needs the compiled extension for its C++ coder: {why}. "
-                           "Pass backend='reference' for the (slow) pure-Python coder, or use the "
+                           "Pass backend='numpy' (or 'auto') for the numpy coder, or use the "
                            "'brotli-11' codec.")
     return "cpp"
 
@@ -95,10 +106,10 @@ def _split_rest(rest: bytes, specs: list[TensorSpec]) -> list[bytes]:
 class RansCodec(Codec):
     """Per-(role, bits) context-modelled rANS for codes; brotli/lzma for scales and passthrough.
 
-    ``backend``: ``auto`` (the C++ coder; an error if the extension is not built), ``cpp``,
-    ``reference`` (pure Python, for tests and small states) or ``numpy`` (decoding vectorized over
-    slices, ``rans_numpy``, no extension needed; encoding as ``reference``). ``candidates``: the
-    context settings tried per group, ``(transpose, cs, rs, na, nb, ck, reorder[, rmode])`` (see
+    ``backend``: ``auto`` (the C++ coder, or the numpy coder when the extension is not built),
+    ``cpp``, ``reference`` (pure Python, for tests and small states) or ``numpy`` (encoding and
+    decoding vectorized over slices, ``rans_numpy``, no extension needed); all give the same
+    bytes. ``candidates``: the context settings tried per group, ``(transpose, cs, rs, na, nb, ck, reorder[, rmode])`` (see
     ``rans_fit.DEFAULT_CANDIDATES``). ``prob_bits``: the largest table precision a group may get
     (each group takes the one among prob_bits−4 … prob_bits that minimizes coded + stored bytes).
     ``slice_rows``: rows per independent stream.
@@ -145,7 +156,10 @@ class RansCodec(Codec):
             model, perms, report = fit_group(mats, qm, candidates=self.candidates, prob_bits=self.prob_bits,
                                              slice_rows=self.slice_rows, backend=backend)
             self.last_report["groups"].append({"role": role_of(specs[idx[0]].name), **report})
-            enc = encode_group(model, mats, backend, perms)
+            if backend == "numpy":
+                enc = encode_group_np(model, mats, perms)
+            else:
+                enc = encode_group(model, mats, backend, perms)
             header["groups"].append({"tensors": idx, **model.settings()})
             header["streams"].extend(len(s) for s in enc)
             streams.extend(enc)

@@ -25,6 +25,7 @@ from golf_fast.artifact.rans import (
     features_ref,
     table_bytes,
 )
+from golf_fast.artifact.rans_numpy import counts_np, features_np
 
 REORDER_MAX_ROWS = 16384  # the chain needs a rows × rows distance matrix
 # (transpose, cs, rs, na, nb, ck, reorder[, rmode]) settings the encoder tries per group;
@@ -94,6 +95,8 @@ def _features(mats: list[np.ndarray], slice_rows: int, qmax: int, cs: int, rs: i
         ts = [torch.from_numpy(np.ascontiguousarray(q)) for q in mats]
         feats = torch.ops.golf_fast._rans_features_cpp(ts, slice_rows, qmax, cs, rs, ainit, rinit, rmode)
         return [t.numpy() for t in feats]
+    if backend == "numpy":
+        return [features_np(q, slice_rows, qmax, cs, rs, ainit, rinit, rmode) for q in mats]
     return [features_ref(q, slice_rows, qmax, cs, rs, ainit, rinit, rmode) for q in mats]
 
 
@@ -172,6 +175,8 @@ def _counts(model: GroupModel, mats: list[np.ndarray], backend: str) -> np.ndarr
             [torch.from_numpy(np.ascontiguousarray(q)) for q in mats], model.slice_rows, torch.from_numpy(luta),
             torch.from_numpy(lutb), torch.from_numpy(model.lutc()), model.nb, model.nc, model.nctx, model.qmax,
             model.cs, model.rs, model.ainit, model.rinit, model.rmode).numpy()
+    if backend == "numpy":
+        return counts_np(model, mats)
     ctx = np.concatenate([contexts_ref(model, q).ravel() for q in mats])
     sym = np.concatenate([q.ravel() for q in mats]).astype(np.int64) + model.qmax
     return np.bincount(ctx * nsym + sym, minlength=model.nctx * nsym).reshape(model.nctx, nsym)

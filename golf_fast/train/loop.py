@@ -28,13 +28,14 @@ from golf_fast.model.attention import resolved_attention_backends
 from golf_fast.model.gpt import GPT
 from golf_fast.model.precision import apply_precision, precision_summary
 from golf_fast.ops.dispatch import resolved_backends
+from golf_fast.train import budget as budget_check
 from golf_fast.train.batches import TrainData
 from golf_fast.train.config import TrainConfig, adapt_config_for
 from golf_fast.eval.adapt_result import mark_metadata
 from golf_fast.eval.research import prequant_before_gptq
 from golf_fast.train.evalhooks import EvalHooks
 from golf_fast.train.optimizers import build_optimizers, set_lr_scale
-from golf_fast.train.posttrain import collect_hessians, counted_source_bytes, round_trip, time_calibration_batch
+from golf_fast.train.posttrain import collect_hessians, round_trip, time_calibration_batch
 from golf_fast.train.quant_recipe import recipe_from_config
 from golf_fast.train.result import RunResult, TrainingDiverged, final_table
 from golf_fast.train.runlog import RunLog, environment, fmt_secs, git_hash, versions
@@ -89,11 +90,19 @@ def training_loop(model: GPT, step_fn: Callable[[Sequence], torch.Tensor], loade
     return LoopOutcome(step, clock.train_s, looping_step, list(steplog.losses))
 
 
-def train(cfg: TrainConfig) -> RunResult:
-    """Run the whole pipeline for ``cfg``; returns the numbers of the final table (on every rank)."""
+def train(cfg: TrainConfig, *, code_bytes: Optional[int] = None, notes: Optional[list[str]] = None) -> RunResult:
+    """Run the whole pipeline for ``cfg``; returns the numbers of the final table (on every rank).
+
+    ``code_bytes``: the counted size of the submission script (the exported ``train_gpt.py``),
+    known before the artifact is written; when given, the quantization is fitted so that code +
+    artifact ≤ 16,000,000 (``posttrain.fit_to_budget``) and the result says whether the run fits.
+    None: the run is not a submission (the final table says so). ``notes`` go into the table.
+    """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
     cfg.validate()
+    if code_bytes is not None and (not isinstance(code_bytes, int) or code_bytes < 0):
+        raise ValueError(f"code_bytes: expected a non-negative int or None, got {code_bytes!r}")
     if cfg.quant.enabled:  # the artifact's codec is resolved now, not after the whole run
         try:
             resolve_codec(cfg.quant.codec)
@@ -101,7 +110,7 @@ def train(cfg: TrainConfig) -> RunResult:
             raise ValueError(f"quant.{exc}") from None
     d = init_distributed(cfg.run.device)
     try:
-        return run(cfg, d)
+        return run(cfg, d, code_bytes=code_bytes, notes=notes)
     finally:
         distributed.shutdown(d)
 
@@ -110,9 +119,10 @@ def _backends() -> dict:
     return {**resolved_backends(), **resolved_attention_backends()}
 
 
-def run(cfg: TrainConfig, d: Dist) -> RunResult:
+def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
+        notes: Optional[list[str]] = None) -> RunResult:
     """The pipeline on an already set-up process (see :func:`train`)."""
-    res = RunResult()
+    res = RunResult(code_bytes=code_bytes, notes=list(notes or []), seed=cfg.run.seed)
     t_start = time.perf_counter()
     if d.device.type == "cpu" and cfg.run.cpu_threads > 0:
         torch.set_num_threads(cfg.run.cpu_threads)
@@ -256,12 +266,14 @@ def run(cfg: TrainConfig, d: Dist) -> RunResult:
         rt = round_trip(model, hessians, path=run_dir / "model.gfa", codec=cfg.quant.codec,
                         metadata=metadata, d=d, evals=evals,
                         attention=cfg.run.attention, log=log, recipe=recipe_from_config(cfg.quant, model),
-                        precision=cfg.run.precision, weights=cfg.eval.resolved_weights(d.device.type))
+                        precision=cfg.run.precision, weights=cfg.eval.resolved_weights(d.device.type),
+                        code_bytes=code_bytes)
         res.phases.update(rt.phases)
         res.artifact_path, res.artifact_bytes = str(rt.artifact_path), rt.artifact_bytes
         res.round_trip, res.round_trip_sliding = rt.evals["plain"], rt.evals.get("sliding")
+        res.clip_factor = rt.clip_factor
         res.adaptive = rt.evals.get("adaptive")
-    res.code_bytes = counted_source_bytes()
+    res.submission_ok, res.budget = budget_check.verdict(res.artifact_bytes, code_bytes)
     res.phases["total"] = time.perf_counter() - t_start
 
     log.table("result", final_table(res, _backends()))

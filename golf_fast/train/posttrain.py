@@ -12,9 +12,10 @@
   size) gets the same quantized model.
 * :func:`write_artifact`: :func:`golf_fast.artifact.save_artifact` (checksummed, pickle-free,
   written atomically).
-* :func:`round_trip`: quantize, write (rank 0), rebuild a fresh model from the file
-  (:func:`golf_fast.model.load_model_from_artifact`; on CUDA by default its block matrices stay
-  packed int6 codes, ``eval.weights``) and evaluate it.
+* :func:`fit_to_budget`: re-quantize with scaled clip sigmas until code + artifact ≤ 16,000,000.
+* :func:`round_trip`: quantize, write (rank 0), fit the budget when code bytes are given, rebuild a
+  fresh model from the file (:func:`golf_fast.model.load_model_from_artifact`; on CUDA by default
+  its block matrices stay packed int6 codes, ``eval.weights``) and evaluate it.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 
 from golf_fast import distributed
-from golf_fast.artifact import save_artifact
+from golf_fast.artifact import encode_artifact, save_artifact
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.from_artifact import load_model_from_artifact
 from golf_fast.model.gpt import GPT
 from golf_fast.model.precision import apply_precision
 from golf_fast.quant import HessianCollector, QuantizedTensor, QuantRecipe, quantize_model
+from golf_fast.train import budget
 from golf_fast.train.evalhooks import EvalHooks
 from golf_fast.train.quant_recipe import passthrough_threshold
 from golf_fast.train.runlog import RunLog
@@ -133,17 +135,43 @@ class RoundTrip:
     """On rank 0 (the writer); None elsewhere."""
     evals: dict[str, dict]
     phases: dict[str, float] = field(default_factory=dict)
+    clip_factor: float = 1.0
+    """The clip-sigma factor of the written artifact (> 1 when it was fitted to the budget)."""
+
+
+def _agree(nbytes: Optional[int]) -> Optional[int]:
+    """Rank 0's artifact size on every rank."""
+    text = distributed.broadcast_str("" if nbytes is None else str(nbytes))
+    return int(text) if text else None
+
+
+def fit_to_budget(model: GPT, hessians: dict[str, torch.Tensor], recipe: QuantRecipe, code_bytes: int,
+                  codec: str, metadata: Optional[dict], log: Callable[[str], None]) -> budget.BudgetFit:
+    """Re-quantize with scaled clip sigmas until code + artifact ≤ 16,000,000
+    (:func:`golf_fast.train.budget.fit_to_budget`); sizes are of the exact file (metadata included)."""
+    kwargs = {"codec": codec} if codec else {}
+
+    def encoded(tensors: dict) -> int:
+        return len(encode_artifact(tensors, model.cfg, metadata=metadata or {}, **kwargs))
+
+    return budget.fit_to_budget(lambda f: quantize(model, hessians, budget.scaled_recipe(recipe, f))[0], encoded,
+                                code_bytes, log=log)
 
 
 def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLike, codec: str = "",
                metadata: Optional[dict] = None, d: distributed.Dist, evals: EvalHooks, attention: str = "auto",
                log: RunLog, recipe: Optional[QuantRecipe] = None, precision: str = "fp32",
-               weights: str = "dequantized") -> RoundTrip:
+               weights: str = "dequantized", code_bytes: Optional[int] = None) -> RoundTrip:
     """GPTQ (``recipe``; None = :func:`default_recipe`) → artifact at ``path`` (written by rank 0) →
     fresh model from the file, cast to ``precision`` (``golf_fast.model.precision``) → full eval.
 
     ``weights``: how the fresh model holds its block matrices (``"int6"``: packed codes through
     the fused int6 kernel; ``"dequantized"``: float banks), see :func:`golf_fast.model.model_from_artifact`.
+
+    With ``code_bytes``: when code + artifact exceed 16,000,000, every rank re-quantizes with the
+    clip-sigma fit (:func:`fit_to_budget`; deterministic, so all agree) and rank 0 rewrites the file;
+    if even the coarsest factor does not fit, the over-budget file stays and the caller's verdict
+    says so.
     """
     path = Path(path)
     phases: dict[str, float] = {}
@@ -151,7 +179,19 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
     for ln in qtable.splitlines():
         log.line("  " + ln)
     t0 = time.perf_counter()
-    nbytes = write_artifact(path, tensors, model.cfg, codec, metadata) if d.main else None
+    nbytes = _agree(write_artifact(path, tensors, model.cfg, codec, metadata) if d.main else None)
+    factor = 1.0
+    if code_bytes is not None and budget.verdict(nbytes, code_bytes)[0] is False:
+        log.line(f"budget: {nbytes:,} artifact + {code_bytes:,} code bytes is over 16,000,000; "
+                 "fitting the clip sigmas")
+        try:
+            fitted = fit_to_budget(model, hessians, recipe if recipe is not None else default_recipe(model),
+                                   code_bytes, codec, metadata, log.line)
+        except ValueError as e:
+            log.line(f"budget: cannot fit ({e}); the run is over budget")
+        else:
+            tensors, factor = fitted.tensors, fitted.factor
+            nbytes = _agree(write_artifact(path, tensors, model.cfg, codec, metadata) if d.main else None)
     distributed.barrier()
     phases["artifact_write"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -173,12 +213,5 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
     if adaptive is not None:
         out["adaptive"] = adaptive
         phases["eval_adaptive"] = time.perf_counter() - t0
-    return RoundTrip(tensors, path, nbytes, out, phases)
+    return RoundTrip(tensors, path, nbytes, out, phases, factor)
 
-
-def counted_source_bytes() -> int:
-    """Bytes of the package source needed to load and evaluate an artifact (model, eval, data readers)."""
-    root = Path(__file__).resolve().parent.parent
-    files = list((root / "model").glob("*.py")) + list((root / "eval").glob("*.py")) + \
-        [root / "data" / f for f in ("shards.py", "byte_table.py", "loader.py")]
-    return sum(f.stat().st_size for f in files)

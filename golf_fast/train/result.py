@@ -28,7 +28,13 @@ class RunResult:
     """The evaluation-time adaptation of the round-tripped model (eval.ttt/slot), with its verdict."""
     artifact_path: Optional[str] = None
     artifact_bytes: Optional[int] = None
-    code_bytes: int = 0
+    code_bytes: Optional[int] = None
+    """Counted bytes of the submission script (the exported train_gpt.py); None: not measured."""
+    submission_ok: Optional[bool] = None
+    """True: code + artifact ≤ 16,000,000; False: over budget; None: not measurable (see ``budget``)."""
+    budget: str = ""
+    clip_factor: float = 1.0
+    seed: Optional[int] = None
     phases: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     run_dir: Optional[str] = None
@@ -37,8 +43,10 @@ class RunResult:
         """The ``final`` JSONL record."""
         return dict(steps=self.steps, train_seconds=self.train_seconds, pre_quant=self.pre_quant,
                     round_trip=self.round_trip, pre_quant_sliding=self.pre_quant_sliding,
-                    round_trip_sliding=self.round_trip_sliding, adaptive=self.adaptive, artifact_bytes=self.artifact_bytes,
-                    code_bytes=self.code_bytes, phases=self.phases, notes=self.notes)
+                    round_trip_sliding=self.round_trip_sliding, adaptive=self.adaptive,
+                    artifact_bytes=self.artifact_bytes, code_bytes=self.code_bytes,
+                    submission_ok=self.submission_ok, budget=self.budget, clip_factor=self.clip_factor,
+                    seed=self.seed, phases=self.phases, notes=self.notes)
 
 
 def final_table(res: RunResult, backends: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -60,8 +68,10 @@ def final_table(res: RunResult, backends: dict[str, Any]) -> list[tuple[str, Any
         (f"adaptive val_bpb ({res.adaptive['mode']})" if res.adaptive else "adaptive val_bpb",
          f"{res.adaptive['val_bpb']:.5f} ({res.adaptive['eval_compliance']})" if res.adaptive else "n/a (eval.ttt none)"),
         ("artifact bytes", f"{res.artifact_bytes:,}" if res.artifact_bytes else "n/a"),
-        ("code bytes", f"{res.code_bytes:,} (model+eval+data source, uncompressed)"),
-        ("total bytes", f"{res.artifact_bytes + res.code_bytes:,}" if res.artifact_bytes else "n/a")]
+        ("code bytes", f"{res.code_bytes:,} (the exported train_gpt.py)" if res.code_bytes is not None
+         else "not measured"),
+        ("clip-sigma factor", f"{res.clip_factor:.4f}"),
+        ("budget", ("fits: " if res.submission_ok else "NOT A SUBMISSION: ") + res.budget)]
     rows += [(f"time: {k}", fmt_secs(v)) for k, v in res.phases.items()]
     rows += [("note", n) for n in res.notes]
     rows += [("backends", backends)]

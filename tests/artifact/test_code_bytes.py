@@ -75,3 +75,38 @@ def test_fails_loudly(tmp_path, script, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_minifier)
     with pytest.raises(CodeBytesError, match="python-minifier"):
         code_bytes(script, wrapper="minify-brotli")
+
+
+def test_latin1_literal_round_trips_every_byte(tmp_path):
+    import random
+    import subprocess
+    import sys
+
+    from golf_fast.artifact.code_bytes import _LATIN1_HEAD, latin1_literal
+
+    rng = random.Random(1717)
+    blob = bytes(range(256)) * 3 + bytes(rng.randrange(256) for _ in range(4000)) + b"\\\\\"\r\n\x00" + b"\x001"
+    f = tmp_path / "lit.py"
+    f.write_bytes(_LATIN1_HEAD + b'x = "' + latin1_literal(blob) + b'"\nimport sys\n'
+                  b'sys.stdout.buffer.write(x.encode("latin-1"))\n')
+    out = subprocess.run([sys.executable, str(f)], capture_output=True, timeout=60).stdout
+    assert out == blob
+    assert len(latin1_literal(blob)) < 1.05 * len(blob)  # vs 1.25 for base85
+
+
+@pytest.mark.parametrize("wrapper", ["minify-brotli-latin1", "minify-lzma-latin1"])
+def test_latin1_wrappers_run_and_beat_base85(tmp_path, wrapper):
+    import subprocess
+    import sys
+
+    src = "\n".join(f"def f{i}(x):\n    '''doc {i}'''\n    return x * {i} + {i * 7 % 13}" for i in range(300))
+    src += "\nprint(sum(f(2) for f in [" + ",".join(f"f{i}" for i in range(300)) + "]))\n"
+    p = tmp_path / "s.py"
+    p.write_text(src)
+    cb = code_bytes(p, wrapper=wrapper)
+    b85 = code_bytes(p, wrapper=wrapper[:-len("-latin1")])
+    assert cb.counted < b85.counted
+    w = tmp_path / "w.py"
+    w.write_bytes(cb.counted_source)
+    expect = str(sum(i * 2 + i * 7 % 13 for i in range(300)))
+    assert subprocess.run([sys.executable, str(w)], capture_output=True, text=True, timeout=60).stdout.strip() == expect

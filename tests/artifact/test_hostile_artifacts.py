@@ -229,12 +229,21 @@ def test_a_live_writers_temp_file_is_kept(tmp_path):
     assert live.exists()
 
 
-def test_missing_extension_is_an_artifact_error(artifacts, monkeypatch):
+def test_missing_extension_decodes_in_numpy_and_asking_for_cpp_is_an_artifact_error(artifacts, monkeypatch):
     import golf_fast.artifact.rans_codec as rc
 
+    want = decode_artifact(artifacts["golf-rans"], codec_options=_opts())
     monkeypatch.setattr(rc, "load_extension", lambda: (False, "golf_fast._C is not built (simulated)"))
+    got = decode_artifact(artifacts["golf-rans"])  # backend auto: the numpy coder (an exported submission's path)
+    assert set(got.state) == set(want.state)
+    for name, v in want.state.items():
+        w = got.state[name]
+        if hasattr(v, "codes"):
+            assert torch.equal(v.codes, w.codes) and torch.equal(v.scales, w.scales), name
+        else:
+            assert torch.equal(v, w), name
     with pytest.raises(ArtifactError, match="golf-rans: golf-rans needs the compiled extension.*simulated"):
-        decode_artifact(artifacts["golf-rans"])
+        decode_artifact(artifacts["golf-rans"], codec_options={"backend": "cpp"})
 
 
 def test_codec_parameters_are_checked(artifacts):

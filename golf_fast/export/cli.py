@@ -1,0 +1,79 @@
+"""``golf-fast export RUN_DIR --out DIR``: a records folder from one run or a folder of seed runs.
+
+    golf-fast export runs/record-3seeds --out records/2026-12-01_MyRecord --name "My record" \\
+        --author "Me" --github-id me --baseline 2.3194,2.3224,2.3242
+
+Writes train_gpt.py (self-contained, minified, wrapped), README.md, submission.json,
+requirements.txt and train_seed<N>.log. A run that is not a record (non-compliant evaluation,
+over budget, over time, not 8×H100, < 3 seeds) is exported as a non-record submission with the
+reasons in its README; ``--require-record`` makes that an error (exit status 5) instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from golf_fast.export.baseline import bytes_per_token, parse_baseline
+from golf_fast.export.records import load_runs, review, write_folder
+from golf_fast.export.stats import CHALLENGE_DELTA_NATS, welch_one_sided
+from golf_fast.export.stub import build_script
+from golf_fast.export.entry import config_from_dict
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run folder (metrics.jsonl, train.log) or a folder of seed runs")
+    p.add_argument("--out", required=True, help="the records folder to write")
+    p.add_argument("--name", default="", help="submission name (default: the run folder's name)")
+    p.add_argument("--author", default="")
+    p.add_argument("--github-id", default="")
+    p.add_argument("--blurb", default="")
+    p.add_argument("--baseline", default="", help="baseline scores: comma-separated numbers or a folder of logs")
+    p.add_argument("--baseline-metric", default="val_loss", choices=("val_loss", "val_bpb"),
+                   help="unit of --baseline numbers (logs give both)")
+    p.add_argument("--delta", type=float, default=CHALLENGE_DELTA_NATS, help="required improvement in nats")
+    p.add_argument("--require-record", action="store_true", help="fail instead of exporting a non-record")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        runs = load_runs(args.run_dir)
+        cfg = config_from_dict(runs[0].config)
+        script = build_script(cfg)
+        rv = review(runs, script)
+        test = None
+        if args.baseline and len(runs) < 2:
+            rv.reasons.append("the significance test needs at least 2 seeds; not tested")
+            rv.record = False
+        elif args.baseline:
+            scores = [r.score() for r in runs if r.score()]
+            base = parse_baseline(args.baseline, args.baseline_metric, bytes_per_token(scores))
+            test = welch_one_sided([s["val_loss"] for s in scores], base, args.delta)
+            if not test.passes():
+                rv.reasons.append(f"the improvement over the baseline is not significant: p = {test.p:.3g} "
+                                  f"(needs > {args.delta} nats at p < 0.01)")
+                rv.record = False
+    except (FileNotFoundError, ValueError) as e:
+        print(f"golf-fast export: {e}", file=sys.stderr)
+        return 2
+    if args.require_record and not rv.record:
+        print("golf-fast export: not a record:\n  " + "\n  ".join(rv.reasons), file=sys.stderr)
+        return 5
+    files = write_folder(args.out, runs, script, rv, name=args.name or Path(args.run_dir).resolve().name,
+                         author=args.author, github_id=args.github_id, blurb=args.blurb, test=test)
+    print(f"wrote {args.out}: {', '.join(files)}")
+    print(f"train_gpt.py: raw sources {script.raw_bytes:,} B, minified bundle {script.minified_bytes:,} B, "
+          f"counted {script.counted:,} B ({script.wrapper})")
+    print("record" if rv.record else "NON-RECORD:\n  " + "\n  ".join(rv.reasons))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="golf-fast export", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""One self-contained ``train_gpt.py`` from the gathered modules: bundle, minify, wrap, verify.
+
+Layout of the bundle (before the outer wrapper)::
+
+    _M = {"golf_fast": (1, "<minified source>"), "golf_fast.ops.dispatch": (0, "..."), ...}
+    class _B(MetaPathFinder, Loader): ...   # serves _M: each module is its source string executed
+    sys.meta_path.insert(0, _B())           # into its own module object under its own name
+    if __name__ == "__main__":
+        from golf_fast.export.entry import main; raise SystemExit(main(<baked config JSON>))
+
+so ``from golf_fast.x import y`` and relative imports keep their normal semantics (one module
+object per name in ``sys.modules``, packages with ``__path__``); the bundled copy takes priority
+over any installed ``golf_fast``, and a ``golf_fast`` module that is not bundled (the compiled
+``golf_fast._C``) is not importable even where the package is installed. Each module's source is registered in ``linecache`` under a
+``.py`` file name, so ``inspect.getsource`` works (Triton's ``@jit`` and tracebacks need it).
+Modules are listed in dependency order.
+
+Minification (python-minifier, per module): docstrings and comments removed, annotations kept
+(``torch.library.custom_op`` reads signatures, Triton reads ``tl.constexpr``, dataclasses read
+fields), no renaming, no literal hoisting, asserts kept: what runs is what was tested. The
+bundle is then wrapped by ``golf_fast.artifact.code_bytes.wrap_source`` in its brotli and lzma
+forms, with the payload as a latin-1 str literal or base85 (each verified to compile and to
+decompress to its source), and the smallest is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from golf_fast.artifact.code_bytes import CodeBytesError, wrap_source
+from golf_fast.export.gather import Gathered, gather
+from golf_fast.train.config import TrainConfig
+
+ENTRY = "golf_fast.export.entry"
+WRAPPERS = ("minify-brotli-latin1", "minify-lzma-latin1", "minify-brotli", "minify-lzma")
+
+_BOOT = '''import sys as _s,importlib.abc as _a,importlib.util as _u,linecache as _l,os as _o
+_D=_o.path.dirname(_o.path.abspath(_s.argv[0] if _s.argv and _s.argv[0] else "."))
+def _f(n):return _o.path.join(_D,"_bundled",*n.split("."))+".py"
+class _B(_a.MetaPathFinder,_a.Loader):
+ def find_spec(self,n,p=None,t=None):
+  if n in _M:return _u.spec_from_loader(n,self,origin=_f(n),is_package=bool(_M[n][0]))
+  if n.split(".")[0]=="golf_fast":raise ModuleNotFoundError(f"{n} is not part of this script",name=n)
+ def create_module(self,s):return None
+ def get_source(self,n):return _M[n][1]
+ def exec_module(self,m):
+  n=m.__name__;f=_f(n);c=_M[n][1];m.__file__=f
+  _l.cache[f]=(len(c),None,c.splitlines(True),f)
+  exec(compile(c,f,"exec",dont_inherit=True),m.__dict__)
+_s.meta_path.insert(0,_B())
+if __name__=="__main__":
+ from golf_fast.export.entry import main
+ raise SystemExit(main(_C))
+'''
+
+
+class ExportError(RuntimeError):
+    """The script could not be built or did not verify."""
+
+
+@dataclass(frozen=True)
+class ExportedScript:
+    """The file to write (``text``) and its sizes: raw sources, minified bundle, counted file."""
+
+    text: bytes
+    wrapper: str
+    modules: list[str]
+    raw_bytes: int
+    bundle_bytes: int
+    minified_bytes: int
+    counted: int
+    compiled_left_out: list[str]
+
+
+def bake_config(cfg: TrainConfig) -> TrainConfig:
+    """The configuration as baked into a script: seed, run name and data paths come from the
+    challenge's environment at run time, so they are normalized (the script's bytes then do not
+    depend on which seed or machine produced them)."""
+    data = cfg.data
+    dd = f"./data/datasets/{os.path.basename(data.data_dir.rstrip('/'))}" if data.data_dir else ""
+    tok = f"./data/tokenizers/{os.path.basename(data.tokenizer)}" if data.tokenizer else ""
+    return dataclasses.replace(
+        cfg, data=dataclasses.replace(data, data_dir=dd, tokenizer=tok, cache_dir=""),
+        run=dataclasses.replace(cfg.run, name="", seed=1337, out_dir="runs"))
+
+
+def minify_module(source: str, name: str) -> str:
+    """One module's source minified without changing behaviour (see the module docstring)."""
+    if not isinstance(source, str) or not isinstance(name, str):
+        raise TypeError(f"source, name: expected str, got {type(source).__name__}, {type(name).__name__}")
+    try:
+        import python_minifier
+    except ImportError as exc:
+        raise ExportError("export needs python-minifier (pip install python-minifier)") from exc
+    keep = python_minifier.RemoveAnnotationsOptions(remove_variable_annotations=False, remove_return_annotations=False,
+                                                    remove_argument_annotations=False,
+                                                    remove_class_attribute_annotations=False)
+    try:
+        return python_minifier.minify(source, filename=name, remove_annotations=keep, remove_pass=True,
+                                      remove_literal_statements=True, combine_imports=True, hoist_literals=False,
+                                      rename_locals=False, rename_globals=False, remove_object_base=True,
+                                      convert_posargs_to_args=False, remove_asserts=False, remove_debug=False,
+                                      remove_explicit_return_none=True, remove_builtin_exception_brackets=False,
+                                      constant_folding=False, prefer_single_line=True, remove_dead_branches=False)
+    except Exception as exc:  # python-minifier raises many types
+        raise ExportError(f"python-minifier failed on {name}: {exc!r}") from exc
+
+
+def bundle(g: Gathered, config_json: str, header: str = "") -> str:
+    """The bundle's Python source (before the outer wrapper)."""
+    if not isinstance(config_json, str):
+        raise TypeError(f"config_json: expected a JSON str, got {type(config_json).__name__}")
+    if g.entry != ENTRY:
+        raise ValueError(f"g: expected modules gathered from {ENTRY}, got {g.entry!r}")
+    lines = [f"# {ln}" for ln in header.splitlines()]
+    lines.append("_M={")
+    for m in g.modules:
+        src = minify_module(m.source, m.name) if m.source.strip() else ""
+        lines.append(f"{m.name!r}:({int(m.is_package)},{src!r}),")
+    lines.append("}")
+    lines.append(f"_C={config_json!r}")
+    return "\n".join(lines) + "\n" + _BOOT
+
+
+def build_script(cfg: TrainConfig, header: str = "", wrappers: tuple = WRAPPERS) -> ExportedScript:
+    """Gather, bundle and wrap ``cfg``'s script; the smallest verified wrapper wins."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
+    g = gather(ENTRY)
+    baked = bake_config(cfg)
+    text = bundle(g, json.dumps(baked.to_dict(), separators=(",", ":"), sort_keys=True), header)
+    src = text.encode("utf-8")
+    best: Optional[tuple[bytes, str, int]] = None
+    errors = []
+    for w in wrappers:
+        try:
+            wrapped, minified = wrap_source(src, w, "train_gpt.py")
+        except CodeBytesError as exc:
+            errors.append(f"{w}: {exc}")
+            continue
+        if best is None or len(wrapped) < len(best[0]):
+            best = (wrapped, w, int(minified or len(src)))
+    if best is None:
+        raise ExportError("no wrapper could be built: " + "; ".join(errors))
+    return ExportedScript(best[0], best[1], g.names, g.raw_bytes(), len(src), best[2], len(best[0]),
+                          sorted(g.compiled))
+
+
+def code_bytes_for(cfg: TrainConfig) -> int:
+    """Counted bytes of ``cfg``'s exported ``train_gpt.py`` (what the trainer budgets with)."""
+    return build_script(cfg).counted
