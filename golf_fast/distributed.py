@@ -74,11 +74,21 @@ def init_distributed(device_pref: str = "auto") -> Dist:
     return Dist(rank, world, local, device, here)
 
 
-def shutdown(d: Dist) -> None:
-    """Destroy the process group if :func:`init_distributed` created it."""
+def shutdown(d: Dist, synchronize: bool = False) -> None:
+    """Destroy the process group if :func:`init_distributed` created it.
+
+    ``synchronize=True`` (the normal end of a job) first waits at a barrier, so no rank tears its
+    group down while another still has collectives in flight with it (gloo's worker threads then
+    abort the process at exit: "terminate called without an active exception"). On an error path
+    pass False: a barrier there could wait for a rank that has already failed.
+    """
     if not isinstance(d, Dist):
         raise TypeError(f"d: expected a Dist, got {type(d).__name__}")
+    if not isinstance(synchronize, bool):
+        raise TypeError(f"synchronize: expected a bool, got {type(synchronize).__name__}")
     if d.initialized_here and is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 

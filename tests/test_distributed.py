@@ -61,6 +61,24 @@ def test_bad_arguments_are_named(monkeypatch):
         init_distributed("cpu")
     with pytest.raises(TypeError, match="Dist"):
         distributed.shutdown("not a Dist")
+    with pytest.raises(TypeError, match="synchronize"):
+        distributed.shutdown(distributed.Dist(), synchronize="yes")
+
+
+def test_synchronized_shutdown_waits_at_a_barrier_then_destroys(monkeypatch):
+    calls = []
+    monkeypatch.setattr(distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda *a, **k: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda *a, **k: calls.append("destroy"))
+    mine = distributed.Dist(initialized_here=True)
+    distributed.shutdown(mine, synchronize=True)
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    distributed.shutdown(mine)  # the error path: no barrier that could wait for a failed rank
+    assert calls == ["destroy"]
+    calls.clear()
+    distributed.shutdown(distributed.Dist(initialized_here=False), synchronize=True)  # not ours: untouched
+    assert calls == []
 
 
 def _worker(rank: int, world: int, store_path: str, q) -> None:

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"golf-fast eval: {e}", file=sys.stderr)
             return 2
     d = init_distributed(args.device)
+    finished = False
     try:
         tok = args.tokenizer or args.data / "tokenizer.model"
         try:
@@ -112,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
                                      val_bytes))
         if d.main:
             print(json.dumps(out, indent=1))
+        finished = True
     finally:
-        shutdown(d)
+        shutdown(d, synchronize=finished)
     return 0
 
 

@@ -109,10 +109,13 @@ def train(cfg: TrainConfig, *, code_bytes: Optional[int] = None, notes: Optional
         except ValueError as exc:
             raise ValueError(f"quant.{exc}") from None
     d = init_distributed(cfg.run.device)
+    finished = False
     try:
-        return run(cfg, d, code_bytes=code_bytes, notes=notes)
+        result = run(cfg, d, code_bytes=code_bytes, notes=notes)
+        finished = True
+        return result
     finally:
-        distributed.shutdown(d)
+        distributed.shutdown(d, synchronize=finished)
 
 
 def _backends() -> dict:

@@ -40,6 +40,7 @@ def main(path: str) -> None:
         out = run_modes(rank, world)
         if rank == 0:
             Path(path).write_text(json.dumps({"world": world, "modes": out}))
+        dist.barrier()  # no rank tears the group down while another still talks to it
     finally:
         dist.destroy_process_group()
 

@@ -68,6 +68,7 @@ def main() -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out_path)
+    dist.barrier()  # no rank tears the group down while another still talks to it
     dist.destroy_process_group()
 
 
