@@ -69,9 +69,8 @@ def test_dry_run_on_cpu_writes_the_report(tmp_path, capsys):
     assert rc == 0, text[-3000:]
 
 
+@conftest.requires_triton
 def test_interpreter_tests_skip_with_the_reason_on_another_triton(monkeypatch):
-    if not conftest.golf_fast.HAS_TRITON:
-        pytest.skip("needs Triton")
     import triton
 
     monkeypatch.setattr(triton, "__version__", "3.6.0")

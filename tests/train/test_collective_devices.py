@@ -13,6 +13,7 @@ from golf_fast.data.build import build_dataset
 from golf_fast.distributed import Dist
 from golf_fast.train.config import apply_overrides, preset
 from golf_fast.train.loop import run
+from tiny_run import WALLCLOCK_TINY
 
 WORDS = "the cat sat on a mat and a dog ran to the log while fox jumps over lazy hens".split()
 
@@ -38,16 +39,7 @@ def data_dir(tmp_path_factory):
                          progress=lambda s: None)
 
 
-TINY = {
-    "model.vocab_size": 320, "model.num_layers": 2, "model.model_dim": 32, "model.num_heads": 2,
-    "model.num_kv_heads": 1, "model.loop_start": 0, "model.loop_end": 1, "model.parallel_start_layer": 1,
-    "model.max_seqlen": 64, "model.rope_dims": 8, "model.xsa_last_n": 2,
-    "data.train_batch_tokens": 512, "data.grad_accum": 1, "data.prefetch": 1,
-    "schedule.clock": "wallclock", "schedule.max_wallclock_s": 120.0, "schedule.max_steps": 3,
-    "schedule.enable_looping_at": 0.5, "quant.calibration_batches": 2, "eval.seq_len": 64, "eval.stride": 32,
-    "eval.batch_seqs": 8, "run.log_every": 1, "run.compile": "off", "run.device": "cpu",
-    "optim.grad_clip": 0.0,  # Parallel Muon on the banks
-}
+TINY = WALLCLOCK_TINY
 
 
 def test_every_collective_of_a_run_is_on_the_group_device(data_dir, tmp_path, monkeypatch, capsys):

@@ -4,9 +4,6 @@ round-trip gap is bounded); NaN stop; 2-process gloo == 1 process."""
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,9 +20,8 @@ from golf_fast.quant import QuantizedTensor
 from golf_fast.train.config import apply_overrides, preset
 from golf_fast.train.loop import train
 from golf_fast.train.result import TrainingDiverged
-from tiny_run import TEXT, TINY
+from tiny_run import TEXT, TINY, torchrun_train
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -114,20 +110,6 @@ def test_nan_loss_stops_with_step_loss_and_lrs(data_dir, tmp_path):
         train(cfg)
 
 
-def _torchrun(args, nproc, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "golf_fast.train"] + args
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)  # the launcher and the workers it started
-        out, _ = p.communicate()
-        pytest.fail("torchrun timed out:\n" + out[-3000:])
-    assert p.returncode == 0, out[-4000:]
-    return out
 
 
 @pytest.mark.slow
@@ -140,8 +122,8 @@ def test_two_process_gloo_equals_one_process(data_dir, tmp_path):
     ov = {**TINY, "data.data_dir": str(data_dir), "run.out_dir": str(tmp_path), "quant.enabled": False,
           "eval.stride": 0, "optim.grad_clip": 0}  # Parallel Muon on the banks
     common = sum(([f"--{k}", str(v)] for k, v in ov.items() if k != "data.grad_accum"), [])
-    _torchrun(common + ["--run.name", "w2", "--data.grad_accum", "1"], 2, tmp_path)
-    _torchrun(common + ["--run.name", "w1", "--data.grad_accum", "2"], 1, tmp_path)
+    torchrun_train(common + ["--run.name", "w2", "--data.grad_accum", "1"], 2, tmp_path)
+    torchrun_train(common + ["--run.name", "w1", "--data.grad_accum", "2"], 1, tmp_path)
     l2 = [e["loss"] for e in _events(tmp_path / "w2", "step")]
     l1 = [e["loss"] for e in _events(tmp_path / "w1", "step")]
     assert len(l1) == len(l2) == 4
