@@ -46,10 +46,8 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from golf_fast.train.loop import TrainingDiverged, train
-
     try:
-        cfg = train_cli.resolve(args)
+        cfg = train_cli.resolve_checked(args)
         seeds = parse_seeds(args.seeds) if args.seeds else []
     except ValueError as e:
         print(f"golf-fast train: {e}", file=sys.stderr)
@@ -67,22 +65,18 @@ def run(args: argparse.Namespace) -> int:
         except ExportError as e:
             print(f"golf-fast train: cannot export the script, so code bytes are unknown: {e}", file=sys.stderr)
     if not seeds:
-        try:
-            res = train(cfg, code_bytes=code)
-        except TrainingDiverged as e:
-            print(f"golf-fast train: {e}", file=sys.stderr)
-            return 3
+        res, rc = train_cli.train_reporting_errors(cfg, code_bytes=code)
+        if res is None:
+            return rc
         return 0 if res.submission_ok is not False else 4
     base = cfg.run.name or f"{cfg.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     rows, scores = [], []
     for seed in seeds:
         c = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, name=f"seed{seed}",
                                                              out_dir=os.path.join(cfg.run.out_dir, base)))
-        try:
-            res = train(c, code_bytes=code)
-        except TrainingDiverged as e:
-            print(f"golf-fast train: seed {seed}: {e}", file=sys.stderr)
-            return 3
+        res, rc = train_cli.train_reporting_errors(c, code_bytes=code, what=f"seed {seed}: ")
+        if res is None:
+            return rc
         s = res.adaptive or res.round_trip_sliding or res.round_trip or res.pre_quant_sliding or res.pre_quant
         rows.append((seed, s["val_loss"], s["val_bpb"]))
         scores.append(s)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Optional
 
 from golf_fast.artifact import ArtifactError, resolve_codec
 from golf_fast.data.errors import DataError
 from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, metavar, preset
 from golf_fast.train.loop import train
-from golf_fast.train.result import TrainingDiverged
+from golf_fast.train.result import RunResult, TrainingDiverged
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,27 +40,41 @@ def resolve(args: argparse.Namespace) -> TrainConfig:
     return apply_overrides(preset(args.preset), overrides)
 
 
+def resolve_checked(args: argparse.Namespace) -> TrainConfig:
+    """:func:`resolve`, with the artifact's codec resolved now rather than after the whole run.
+    Raises ValueError on any bad override."""
+    cfg = resolve(args)
+    if cfg.quant.enabled:
+        resolve_codec(cfg.quant.codec)
+    return cfg
+
+
+def train_reporting_errors(cfg: TrainConfig, code_bytes: Optional[int] = None,
+                           what: str = "") -> tuple[Optional[RunResult], int]:
+    """``train(cfg, code_bytes)`` for a command line: ``(result, 0)``, or ``(None, exit code)`` after
+    one line on stderr for what a user can fix (3: the loss diverged; 2: bad data, a path that is not
+    a file, a full disk, a bad artifact). ``what`` prefixes the line (e.g. ``"seed 42: "``)."""
+    try:
+        return train(cfg, code_bytes=code_bytes), 0
+    except TrainingDiverged as e:
+        print(f"golf-fast train: {what}{e}", file=sys.stderr)
+        return None, 3
+    except (DataError, ArtifactError, OSError) as e:
+        text = str(e).strip().splitlines()
+        print(f"golf-fast train: {what}{text[0] if text else type(e).__name__}", file=sys.stderr)
+        return None, 2
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        cfg = resolve(args)
-        if cfg.quant.enabled:
-            resolve_codec(cfg.quant.codec)
+        cfg = resolve_checked(args)
     except ValueError as e:
         print(f"golf-fast train: {e}", file=sys.stderr)
         return 2
     if args.print_config:
         print(cfg.to_json())
         return 0
-    try:
-        train(cfg)
-    except TrainingDiverged as e:
-        print(f"golf-fast train: {e}", file=sys.stderr)
-        return 3
-    except (DataError, ArtifactError, OSError) as e:  # bad data, a path that is not a file, a full disk
-        text = str(e).strip().splitlines()
-        print(f"golf-fast train: {text[0] if text else type(e).__name__}", file=sys.stderr)
-        return 2
-    return 0
+    return train_reporting_errors(cfg)[1]
 
 
 def main(argv=None) -> int:

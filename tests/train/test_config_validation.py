@@ -87,3 +87,13 @@ def test_cli_prints_one_line_and_exits_2(capsys):
         assert cli_main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("golf-fast train:") and "\n" not in err, err
+
+
+@pytest.mark.parametrize("extra", [[], ["--seeds", "1,2"]])
+def test_cli_data_errors_are_one_line_and_exit_2(capsys, tmp_path, extra):
+    # `golf-fast train` (with and without --seeds) reports what the user can fix in one line
+    argv = ["train", "--preset", "smoke", "--data.data_dir", str(tmp_path / "missing"), "--no-code-bytes",
+            "--run.out_dir", str(tmp_path / "runs")] + extra
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("golf-fast train:") and "\n" not in err and "does not exist" in err, err
