@@ -176,7 +176,8 @@ def read_table_bytes(buf: bytes, n: int, planes: bool = True) -> np.ndarray:
 # --------------------------------------------------------------------------- pure-Python reference
 
 
-def _slices(rows: int, slice_rows: int) -> list[tuple[int, int]]:
+def slice_spans(rows: int, slice_rows: int) -> list[tuple[int, int]]:
+    """The (first row, row count) of each slice of ``rows`` rows, ``slice_rows`` per slice."""
     return [(r0, min(slice_rows, rows - r0)) for r0 in range(0, rows, slice_rows)]
 
 
@@ -185,7 +186,7 @@ def features_ref(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ai
     """(3, R, C) int32: column accumulator, row accumulator and symbol above, per symbol."""
     r, c = q.shape
     out = np.zeros((3, r, c), dtype=np.int32)
-    for r0, nr in _slices(r, slice_rows):
+    for r0, nr in slice_spans(r, slice_rows):
         col = [ainit] * c
         for i in range(r0, r0 + nr):
             row = rinit
@@ -211,7 +212,7 @@ def encode_ref(model: GroupModel, q: np.ndarray) -> list[bytes]:
     ctx_all = contexts_ref(model, q)
     freq, cum, p = model.freq, model.cum(), model.prob_bits
     streams = []
-    for r0, nr in _slices(q.shape[0], model.slice_rows):
+    for r0, nr in slice_spans(q.shape[0], model.slice_rows):
         ctx = ctx_all[r0:r0 + nr].ravel().tolist()
         syms = (q[r0:r0 + nr].ravel().astype(np.int64) + model.qmax).tolist()
         x, words = RANS_LOW, []
@@ -229,7 +230,7 @@ def encode_ref(model: GroupModel, q: np.ndarray) -> list[bytes]:
 
 def decode_ref(model: GroupModel, streams: list[bytes], rows: int, cols: int) -> np.ndarray:
     """Reference rANS decoder: one stream per slice → (rows, cols) int8 in the coded orientation."""
-    sl = _slices(rows, model.slice_rows)
+    sl = slice_spans(rows, model.slice_rows)
     if len(streams) != len(sl):
         raise ArtifactError(f"expected {len(sl)} slice streams, got {len(streams)}")
     luta, lutb, lutc = model.luts() + (model.lutc(),)
@@ -288,7 +289,7 @@ def _cpp_args(model: GroupModel) -> tuple:
 
 def slice_counts(model: GroupModel, shapes: list[tuple]) -> list[int]:
     """Streams per matrix (slices of its oriented rows)."""
-    return [len(_slices(c if model.transpose else r, model.slice_rows)) for r, c in shapes]
+    return [len(slice_spans(c if model.transpose else r, model.slice_rows)) for r, c in shapes]
 
 
 def encode_group(model: GroupModel, mats: list[np.ndarray], backend: str,

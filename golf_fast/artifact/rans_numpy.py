@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans import RANS_LOW, GroupModel
+from golf_fast.artifact.rans import RANS_LOW, GroupModel, slice_spans
 
 
 def slot_table(model: GroupModel) -> np.ndarray:
@@ -112,10 +112,6 @@ def decode_slices_numpy(model: GroupModel, streams: list[bytes], dims: list[tupl
     return outs
 
 
-def _slices(rows: int, slice_rows: int) -> list[tuple[int, int]]:
-    return [(r0, min(slice_rows, rows - r0)) for r0 in range(0, rows, slice_rows)]
-
-
 def _check_matrix(q: Any, what: str) -> np.ndarray:
     if not isinstance(q, np.ndarray) or q.ndim != 2 or q.dtype != np.int8:
         raise ValueError(f"{what}: expected a 2-D int8 numpy array, got "
@@ -189,7 +185,7 @@ def counts_np(model: Any, mats: list[np.ndarray]) -> np.ndarray:
 
 def _lanes(dims: list[tuple[int, int]], slice_rows: int) -> list[tuple[int, int, int, int]]:
     """(matrix, first row, rows, cols) of every slice, matrix-major then slice order."""
-    return [(m, r0, nr, c) for m, (r, c) in enumerate(dims) for r0, nr in _slices(r, slice_rows)]
+    return [(m, r0, nr, c) for m, (r, c) in enumerate(dims) for r0, nr in slice_spans(r, slice_rows)]
 
 
 def _by_shape(lanes: list[tuple[int, int, int, int]]) -> dict[tuple[int, int], list[int]]:

@@ -27,7 +27,7 @@ import numpy as np
 from golf_fast.artifact.codec_base import TensorSpec
 from golf_fast.artifact.compressors import brotli_decompress
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.untrusted import MAX_JSON_BYTES, parse_json
+from golf_fast.artifact.untrusted import MAX_JSON_BYTES, need_int, parse_json
 from golf_fast.quant.formats import qmax as qmax_of
 
 SIDE_VERSION = 2
@@ -50,10 +50,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _int_in(g: dict, key: str, lo: int, hi: int) -> int:
-    v = g[key]
-    if not _is_int(v) or not lo <= v <= hi:
-        _fail(f"group field {key!r} must be an int in [{lo}, {hi}], got {v!r}")
-    return v
+    return need_int(g[key], f"golf-rans: side information: group field {key!r}", lo, hi)
 
 
 def _thresholds(g: dict, key: str) -> list:

@@ -51,6 +51,7 @@ class RandomWindowLoader:
         self.num_tokens = [read_header(f) for f in self.files]
         if max(self.num_tokens) < seq_len + 1:
             raise ValueError(f"files: no shard holds one window of seq_len + 1 = {seq_len + 1} tokens")
+        self._maps: dict[int, np.ndarray] = {}  # shard index -> its token memmap, opened on first use
         self.starts: list[list[int]] = [[] for _ in self.files]
         for si in range(len(self.files)):
             self._reset_shard(si)
@@ -79,7 +80,9 @@ class RandomWindowLoader:
             si = int(self.rng.choice(len(self.files), p=remaining / total))
             start = self.starts[si].pop()
             remaining[si] -= 1
-            raw = read_shard(self.files[si])[start:start + T + 1]
+            if si not in self._maps:
+                self._maps[si] = read_shard(self.files[si])
+            raw = self._maps[si][start:start + T + 1]
             if self.vocab_size is not None:  # ids past the vocabulary: a clear error, not an IndexError later
                 check_token_ids(raw, self.vocab_size, f"train shard {self.files[si]}")
             w = torch.from_numpy(np.array(raw, dtype=np.int64))
@@ -88,4 +91,5 @@ class RandomWindowLoader:
         return Batch(x, y, cu, T).to(self.device)
 
     def close(self) -> None:
-        """Nothing to release (the interface of :class:`golf_fast.data.loader.DocumentPackingLoader`)."""
+        """Drop the open shard maps (the interface of :class:`golf_fast.data.loader.DocumentPackingLoader`)."""
+        self._maps.clear()

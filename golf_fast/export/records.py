@@ -25,12 +25,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Optional
 
+from golf_fast.artifact.atomic import atomic_write_bytes
 from golf_fast.artifact.fit import CHALLENGE_LIMIT
 from golf_fast.export.stats import WelchResult, format_table, mean_std
 from golf_fast.export.stub import ExportedScript
@@ -318,18 +318,14 @@ def write_folder(out: os.PathLike, runs: list[Run], script: ExportedScript, rv: 
     sub = submission_json(runs, rv, script, name=name, author=author, github_id=github_id, blurb=blurb, test=test)
     files = {"train_gpt.py": script.text, "submission.json": (json.dumps(sub, indent=2) + "\n").encode(),
              "README.md": readme(runs, rv, script, sub, test).encode(), "requirements.txt": requirements(runs).encode()}
+    if not math.isfinite(float(sub.get("val_bpb", 0.0))):
+        raise ValueError("runs: the mean val_bpb is not finite")
     for fname, data in files.items():
-        tmp = d / (fname + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, d / fname)
+        atomic_write_bytes(d / fname, data)
     written = list(files)
     for r in runs:
         log = r.path / "train.log"
         if log.is_file():
-            tmp = d / f"train_seed{r.seed}.log.tmp"
-            shutil.copyfile(log, tmp)
-            os.replace(tmp, d / f"train_seed{r.seed}.log")
+            atomic_write_bytes(d / f"train_seed{r.seed}.log", log.read_bytes())
             written.append(f"train_seed{r.seed}.log")
-    if not math.isfinite(float(sub.get("val_bpb", 0.0))):
-        raise ValueError("runs: the mean val_bpb is not finite")
     return sorted(written)

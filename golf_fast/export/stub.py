@@ -148,8 +148,3 @@ def build_script(cfg: TrainConfig, header: str = "", wrappers: tuple = WRAPPERS)
         raise ExportError("no wrapper could be built: " + "; ".join(errors))
     return ExportedScript(best[0], best[1], g.names, g.raw_bytes(), len(src), best[2], len(best[0]),
                           sorted(g.compiled))
-
-
-def code_bytes_for(cfg: TrainConfig) -> int:
-    """Counted bytes of ``cfg``'s exported ``train_gpt.py`` (what the trainer budgets with)."""
-    return build_script(cfg).counted

@@ -79,7 +79,7 @@ class Attention(nn.Module):
         H, Hkv, D = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         if hook is not None:
             for m in ("c_q", "c_k", "c_v"):
-                hook(f"blocks.{self.layer}.attn.{m}.weight", n)
+                hook(self.names[m], n)
         q = _linear(self.linear_hook, self.names["c_q"], n, q_w).view(B, T, H, D)
         k = _linear(self.linear_hook, self.names["c_k"], n, k_w).view(B, T, Hkv, D)
         v = _linear(self.linear_hook, self.names["c_v"], n, v_w).view(B, T, Hkv, D)
@@ -104,7 +104,7 @@ class Attention(nn.Module):
             y = y * g[..., None]
         y = y.reshape(B, T, H * D)
         if hook is not None:
-            hook(f"blocks.{self.layer}.attn.proj.weight", y)
+            hook(self.names["proj"], y)
         return _linear(self.linear_hook, self.names["proj"], y, o_w)
 
 
@@ -136,11 +136,11 @@ class Block(nn.Module):
             dt = compute_dtype(n)
             return leaky_relu_square_mlp(n.to(dt), up_w.to(dt), down_w.to(dt), self.cfg.leaky_slope)
         if hook is not None:
-            hook(f"blocks.{self.layer}.mlp.fc.weight", n)
+            hook(self.names["fc"], n)
         h = F.leaky_relu(_linear(self.linear_hook, self.names["fc"], n, up_w),
                          negative_slope=self.cfg.leaky_slope).square()
         if hook is not None:
-            hook(f"blocks.{self.layer}.mlp.proj.weight", h)
+            hook(self.names["proj"], h)
         return _linear(self.linear_hook, self.names["proj"], h, down_w)
 
     def attn_branch(self, x, x0, w, cu, ms, backend, hook):
