@@ -8,6 +8,7 @@ inflated size. Every failure is an ``ArtifactError`` naming the stream.
 
 from __future__ import annotations
 
+import functools
 import lzma
 
 import brotli
@@ -58,7 +59,10 @@ def _too_big(what: str, limit: int) -> ArtifactError:
                          "(corrupt, or a decompression bomb)")
 
 
+@functools.lru_cache(maxsize=None)
 def _has_output_limit() -> bool:
+    """Whether the installed brotli's Decompressor.process takes ``output_buffer_limit`` (probed on
+    first use, not at import)."""
     try:
         brotli.Decompressor().process(b"", output_buffer_limit=1)
     except TypeError:
@@ -67,8 +71,6 @@ def _has_output_limit() -> bool:
         return True
     return True
 
-
-_BROTLI_OUTPUT_LIMIT = _has_output_limit()
 
 
 def brotli_decompress(data: bytes, what: str, limit: int) -> bytes:
@@ -83,7 +85,7 @@ def brotli_decompress(data: bytes, what: str, limit: int) -> bytes:
     out, total = [], 0
     view = memoryview(bytes(data))
     try:
-        if _BROTLI_OUTPUT_LIMIT:
+        if _has_output_limit():
             step = min(STEP_BYTES, limit + 1)
             chunk = d.process(view, output_buffer_limit=step)
             while True:
