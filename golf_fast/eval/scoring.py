@@ -55,6 +55,7 @@ class LogitScorer:
 
 
 def autocast_ctx(device: torch.device, dtype: Optional[torch.dtype]):
+    """Autocast to ``dtype`` on ``device``'s type; a no-op context for None or float32."""
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
