@@ -100,7 +100,6 @@ def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, ac
 
 def masked_loss_sum(logits: torch.Tensor, wb: WindowBatch, row_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Σ CE over the scored targets (rows with ``row_mask`` False excluded), fp32, differentiable."""
-    z = logits.float()
-    ce = F.cross_entropy(z.reshape(-1, z.shape[-1]), wb.y.reshape(-1), reduction="none").view(wb.y.shape)
+    ce = LogitScorer().nats(logits, wb.y)
     m = wb.mask if row_mask is None else wb.mask & row_mask[:, None]
     return (ce * m).sum()
