@@ -173,8 +173,9 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                               for r in active]
                     wb = build_windows(toks, pieces, cfg.seq_len, vb).to(device)
                     rows = torch.from_numpy(active).to(device)
-                    train = torch.from_numpy(nch[active] > ci + 1).to(device)
-                    learn = opt is not None and bool(train.any())
+                    train_host = nch[active] > ci + 1  # rows whose document has a later chunk to adapt for
+                    train = torch.from_numpy(train_host).to(device)
+                    learn = opt is not None and bool(train_host.any())
                     with torch.set_grad_enabled(learn), autocast_ctx(device, dtype):
                         logits = forward(wb.x, rows)
                     nats = commit_scores(wb, logits, scorer, acc, log)
@@ -192,7 +193,7 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                         opt.zero_grad()
                         per_doc.sum().backward()
                         opt.step()
-                        log.update(wb.windows[train.cpu().numpy()], "lora")
+                        log.update(wb.windows[train_host], "lora")
                     if slot:
                         fit_document_deltas(logits, wb, active, nch > ci + 1, deltas, buffers, cfg, log)
             if j in phase_after:
