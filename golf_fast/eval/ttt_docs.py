@@ -186,9 +186,7 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                     batches_scored += 1
                     if learn:
                         m = wb.mask & train[:, None]
-                        z = logits.float()
-                        ce = torch.nn.functional.cross_entropy(z.reshape(-1, V), wb.y.reshape(-1),
-                                                               reduction="none").view(wb.y.shape)
+                        ce = LogitScorer().nats(logits, wb.y)  # differentiable, without δ
                         per_doc = (ce * m).sum(1) / m.sum(1).clamp(min=1)
                         opt.zero_grad()
                         per_doc.sum().backward()
