@@ -88,12 +88,11 @@ def sgd_phase(model, toks: torch.Tensor, docs: np.ndarray, cfg: AdaptConfig, log
 def fit_document_deltas(logits: torch.Tensor, wb, active: np.ndarray, has_next: np.ndarray, deltas: torch.Tensor,
                         buffers: list, cfg: AdaptConfig, log: EventLog) -> None:
     """Per-document causal SLOT step: buffer the just-scored targets, re-fit δ of documents with a next chunk."""
-    z = logits.detach().float()
+    z = logits.detach()
     for k, r in enumerate(active):
-        c = wb.mask[k].nonzero().squeeze(1)
-        w0 = int(wb.windows[k, 0])
-        pos = w0 + 1 + c.cpu().numpy()
-        buffers[r].add(z[k, c], wb.y[k, c], pos, np.repeat(wb.windows[k:k + 1], len(pos), axis=0))
+        pos = np.arange(wb.pieces[k, 0], wb.pieces[k, 1])  # the row's scored targets, known on the host
+        c = torch.from_numpy(pos - wb.windows[k, 0] - 1).to(z.device)
+        buffers[r].add(z[k, c].float(), wb.y[k, c], pos, np.repeat(wb.windows[k:k + 1], len(pos), axis=0))
         if has_next[r]:
             log.update(buffers[r].read, "slot")
             deltas[r] = fit_delta(buffers[r].z, buffers[r].y, deltas[r], cfg.slot_cfg)
