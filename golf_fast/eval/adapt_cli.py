@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import typing
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from golf_fast.eval.adapt_run import run_adaptive
 from golf_fast.eval.predict import predict_seconds, record_efficiency
 from golf_fast.eval.ttt_docs import run_documents
 from golf_fast.eval.windows import document_spans
+from golf_fast.model.typed_config import field_types, parse_field
 
 
 def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,27 +44,16 @@ def wants_adaptation(args: argparse.Namespace) -> bool:
 
 
 def _field_types(cfg) -> dict:
+    """``{"lora.rank": int, "seq_len": int, ...}``: every overridable key of ``cfg`` with its annotation."""
     out = {}
+    hints = field_types(type(cfg))
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
         if dataclasses.is_dataclass(v):
             out.update({f"{f.name}.{k}": t for k, t in _field_types(v).items()})
         else:
-            out[f.name] = typing.get_type_hints(type(cfg))[f.name]
+            out[f.name] = hints[f.name]
     return out
-
-
-def _parse(key: str, typ: type, text: str):
-    if typ is bool:
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"--set {key}: expected a boolean, got {text!r}")
-    try:
-        return typ(text)
-    except ValueError:
-        raise ValueError(f"--set {key}: expected {typ.__name__}, got {text!r}") from None
 
 
 def resolve_adapt_config(args: argparse.Namespace) -> AdaptConfig:
@@ -82,7 +71,7 @@ def resolve_adapt_config(args: argparse.Namespace) -> AdaptConfig:
         *path, name = key.split(".")
         for part in path:
             obj = getattr(obj, part)
-        setattr(obj, name, _parse(key, types[key], text))
+        setattr(obj, name, parse_field(f"--set {key}", types[key], text))
     cfg.validate()
     return cfg
 

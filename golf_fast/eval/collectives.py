@@ -52,8 +52,3 @@ def all_gather_strings(items: list, world_size: int) -> list:
     """Every rank's list of strings, as a list (per rank) of lists; UTF-8 bytes, no pickle."""
     raw = torch.tensor(list("\n".join(items).encode("utf-8")), dtype=torch.uint8)
     return [bytes(p.tolist()).decode("utf-8").split("\n") if p.numel() else [] for p in all_gather_list(raw, world_size)]
-
-
-def barrier(world_size: int) -> None:
-    if world_active(world_size):
-        gd.barrier()

@@ -20,7 +20,6 @@ each BOS inside a row (documents never see each other); documents longer than th
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Optional, Sequence, Union
 
@@ -30,6 +29,7 @@ import torch
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.data.loader import cu_seqlens_from_bos
 from golf_fast.eval.bpb import BpbAccumulator, EvalResult
+from golf_fast.eval.scoring import autocast_ctx
 
 
 def truncate_val(tokens: Union[np.ndarray, torch.Tensor], seq_len: int) -> np.ndarray:
@@ -60,12 +60,6 @@ def _rank_range(n: int, rank: int, world: int) -> range:
     return range(n * rank // world, n * (rank + 1) // world)
 
 
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 @torch.no_grad()
 def _score_rows(model, acc: BpbAccumulator, tokens: torch.Tensor, rows: Sequence[tuple[int, int, int]],
                 seq_len: int, bos_id: int, max_doc_len: int, device: torch.device, dtype,
@@ -88,7 +82,7 @@ def _score_rows(model, acc: BpbAccumulator, tokens: torch.Tensor, rows: Sequence
     flat = x.view(-1).numpy()
     cu = cu_seqlens_from_bos(flat, bos_id, max_doc_len, bucket=64, starts=np.arange(0, B * seq_len, seq_len))
     x, y, mask = x.to(device), y.to(device), mask.to(device)
-    with _autocast(device, dtype):
+    with autocast_ctx(device, dtype):
         nats = model(x, y, torch.from_numpy(cu).to(device), reduction="none")
     acc.add(nats, x, y, mask, target_bytes=yb)
 

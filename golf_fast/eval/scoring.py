@@ -55,6 +55,7 @@ class LogitScorer:
 
 
 def autocast_ctx(device: torch.device, dtype: Optional[torch.dtype]):
+    """Autocast to ``dtype`` on ``device``'s type; a no-op context for None or float32."""
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
@@ -99,7 +100,6 @@ def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, ac
 
 def masked_loss_sum(logits: torch.Tensor, wb: WindowBatch, row_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Σ CE over the scored targets (rows with ``row_mask`` False excluded), fp32, differentiable."""
-    z = logits.float()
-    ce = F.cross_entropy(z.reshape(-1, z.shape[-1]), wb.y.reshape(-1), reduction="none").view(wb.y.shape)
+    ce = LogitScorer().nats(logits, wb.y)
     m = wb.mask if row_mask is None else wb.mask & row_mask[:, None]
     return (ce * m).sum()

@@ -88,12 +88,11 @@ def sgd_phase(model, toks: torch.Tensor, docs: np.ndarray, cfg: AdaptConfig, log
 def fit_document_deltas(logits: torch.Tensor, wb, active: np.ndarray, has_next: np.ndarray, deltas: torch.Tensor,
                         buffers: list, cfg: AdaptConfig, log: EventLog) -> None:
     """Per-document causal SLOT step: buffer the just-scored targets, re-fit δ of documents with a next chunk."""
-    z = logits.detach().float()
+    z = logits.detach()
     for k, r in enumerate(active):
-        c = wb.mask[k].nonzero().squeeze(1)
-        w0 = int(wb.windows[k, 0])
-        pos = w0 + 1 + c.cpu().numpy()
-        buffers[r].add(z[k, c], wb.y[k, c], pos, np.repeat(wb.windows[k:k + 1], len(pos), axis=0))
+        pos = np.arange(wb.pieces[k, 0], wb.pieces[k, 1])  # the row's scored targets, known on the host
+        c = torch.from_numpy(pos - wb.windows[k, 0] - 1).to(z.device)
+        buffers[r].add(z[k, c].float(), wb.y[k, c], pos, np.repeat(wb.windows[k:k + 1], len(pos), axis=0))
         if has_next[r]:
             log.update(buffers[r].read, "slot")
             deltas[r] = fit_delta(buffers[r].z, buffers[r].y, deltas[r], cfg.slot_cfg)
@@ -173,8 +172,9 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                               for r in active]
                     wb = build_windows(toks, pieces, cfg.seq_len, vb).to(device)
                     rows = torch.from_numpy(active).to(device)
-                    train = torch.from_numpy(nch[active] > ci + 1).to(device)
-                    learn = opt is not None and bool(train.any())
+                    train_host = nch[active] > ci + 1  # rows whose document has a later chunk to adapt for
+                    train = torch.from_numpy(train_host).to(device)
+                    learn = opt is not None and bool(train_host.any())
                     with torch.set_grad_enabled(learn), autocast_ctx(device, dtype):
                         logits = forward(wb.x, rows)
                     nats = commit_scores(wb, logits, scorer, acc, log)
@@ -185,14 +185,12 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                     batches_scored += 1
                     if learn:
                         m = wb.mask & train[:, None]
-                        z = logits.float()
-                        ce = torch.nn.functional.cross_entropy(z.reshape(-1, V), wb.y.reshape(-1),
-                                                               reduction="none").view(wb.y.shape)
+                        ce = LogitScorer().nats(logits, wb.y)  # differentiable, without δ
                         per_doc = (ce * m).sum(1) / m.sum(1).clamp(min=1)
                         opt.zero_grad()
                         per_doc.sum().backward()
                         opt.step()
-                        log.update(wb.windows[train.cpu().numpy()], "lora")
+                        log.update(wb.windows[train_host], "lora")
                     if slot:
                         fit_document_deltas(logits, wb, active, nch > ci + 1, deltas, buffers, cfg, log)
             if j in phase_after:

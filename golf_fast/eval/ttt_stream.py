@@ -138,7 +138,8 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
                     fit(torch.zeros(0, V, device=device), torch.zeros(0, dtype=torch.long, device=device),
                         np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
             for i in range(0, len(mine), cfg.batch_seqs):
-                wb = build_windows(toks, mine[i:i + cfg.batch_seqs], cfg.seq_len, vb).to(device)
+                wb_host = build_windows(toks, mine[i:i + cfg.batch_seqs], cfg.seq_len, vb)
+                wb = wb_host.to(device)
                 with torch.no_grad(), autocast_ctx(device, dtype):
                     logits = forward(wb.x, None)
                 nats = commit_scores(wb, logits, scorer, acc, log)
@@ -146,10 +147,10 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
                     run_probes(forward, wb, logits, nats, scorer, log, None, gen, device, dtype)
                 batches += 1
                 if slot == "causal":
-                    r_, c_ = wb.mask.nonzero(as_tuple=True)
-                    rn = r_.cpu().numpy()
-                    buffer.add(logits.float()[r_, c_], wb.y[r_, c_], wb.windows[rn, 0] + c_.cpu().numpy() + 1,
-                               wb.windows[rn])
+                    r_, c_ = wb_host.mask.nonzero(as_tuple=True)  # the host mask: no device sync
+                    rn, cn = r_.numpy(), c_.numpy()
+                    r_, c_ = r_.to(device), c_.to(device)
+                    buffer.add(logits[r_, c_].float(), wb.y[r_, c_], wb.windows[rn, 0] + cn + 1, wb.windows[rn])
             if last:
                 continue
             if adapt == "adamw" and not update_before_score:

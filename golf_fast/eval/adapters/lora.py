@@ -178,12 +178,12 @@ class LoRAHook:
         if m == "attn.c_q":  # a block visit starts with its c_q; layer 0 starts every forward
             if layer == 0:
                 self._visits.clear()
+                if self.int6 is not None:  # once per forward: the base weights cannot change within one
+                    self.int6.check_unchanged()
             self._visits[layer] = self._visits.get(layer, -1) + 1
         slot = self.lora.slot(layer, self._visits.get(layer, 0))
         if m in ("attn.c_q", "mlp.fc"):
             self._inputs[(layer, m[:3])] = x  # the branch's normed input, for o and mlp
-        if self.int6 is not None:
-            self.int6.check_unchanged()
         if target is None or target not in self.lora.targets:
             return self.base_linear(name, x, w)
         if target in ("q", "k", "v") and self.int6 is not None and x.shape[0] == 1 and name not in self.int6.lqer:
