@@ -230,6 +230,25 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum", group: Optional[Any] = Non
     return _copy_back(work, tensor, staged, async_op)
 
 
+def all_reduce_packed(tensors: Sequence[torch.Tensor], op: str = "sum", group: Optional[Any] = None) -> None:
+    """Reduce every tensor of ``tensors`` (all on one device) in place with one flat all-reduce:
+    ``cat`` of their flattened values (in the promoted dtype of the list), :func:`all_reduce`, copied
+    back into each tensor's own dtype. Many small tensors (gradients of scalars and gates) then cost
+    one collective instead of one each."""
+    tensors = list(tensors)
+    for i, t in enumerate(tensors):
+        _check_tensor(t, f"tensors[{i}]")
+    if not tensors:
+        return
+    if len({t.device for t in tensors}) != 1:
+        raise ValueError(f"tensors: expected one device for all, got {sorted({str(t.device) for t in tensors})}")
+    flat = all_reduce(torch.cat([t.reshape(-1) for t in tensors]), op, group)
+    off = 0
+    for t in tensors:
+        t.copy_(flat[off:off + t.numel()].view_as(t))
+        off += t.numel()
+
+
 def broadcast(tensor: torch.Tensor, src: int = 0, group: Optional[Any] = None) -> torch.Tensor:
     """Overwrite ``tensor`` on every rank with rank ``src``'s; returns it."""
     _check_tensor(tensor)

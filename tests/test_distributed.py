@@ -178,3 +178,24 @@ def test_nccl_collectives_take_cpu_tensors_through_the_gpu(tmp_path):
         assert distributed.broadcast_str("run") == "run"
     finally:
         dist.destroy_process_group()
+
+
+def test_all_reduce_packed_in_one_process_and_bad_input(monkeypatch):
+    g = torch.Generator().manual_seed(21)
+    ts = [torch.randn(3, generator=g), torch.randn(2, 2, generator=g).bfloat16()]
+    want = [t.clone() for t in ts]
+    calls = []
+    real = distributed.all_reduce
+
+    def counting(t, op="sum", group=None, async_op=False):
+        calls.append(t.numel())
+        return real(t, op, group, async_op)
+
+    monkeypatch.setattr(distributed, "all_reduce", counting)
+    distributed.all_reduce_packed(ts)  # no process group: values unchanged, dtypes kept, one collective
+    assert calls == [7] and all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(ts, want))
+    distributed.all_reduce_packed([])
+    with pytest.raises(TypeError, match=r"tensors\[1\]"):
+        distributed.all_reduce_packed([torch.ones(1), [1.0]])
+    with pytest.raises(ValueError, match="one device"):
+        distributed.all_reduce_packed([torch.ones(1), torch.ones(1, device="meta")])

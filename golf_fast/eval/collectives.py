@@ -23,13 +23,7 @@ def all_reduce_grads(params: Iterable[torch.nn.Parameter], world_size: int) -> N
             p.grad = torch.zeros_like(p)
     if not world_active(world_size) or not params:
         return
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
-    gd.all_reduce(flat, "sum")
-    off = 0
-    for p in params:
-        n = p.numel()
-        p.grad.copy_(flat[off:off + n].view_as(p.grad))
-        off += n
+    gd.all_reduce_packed([p.grad for p in params], "sum")
 
 
 def all_gather_list(t: torch.Tensor, world_size: int) -> list:

@@ -120,17 +120,10 @@ def sync_replicated_grads(params: list[torch.nn.Parameter], world_size: int) -> 
     small = [g for g in grads if g.numel() <= SMALL_NUMEL]
     large = [g for g in grads if g.numel() > SMALL_NUMEL]
     works = [distributed.all_reduce(g, op="sum", async_op=True) for g in large]
-    if small:
-        flat = torch.cat([g.reshape(-1) for g in small])
-        distributed.all_reduce(flat, op="sum")
-        flat.div_(world_size)
-        off = 0
-        for g in small:
-            g.copy_(flat[off:off + g.numel()].view_as(g))
-            off += g.numel()
+    distributed.all_reduce_packed(small, op="sum")
     for w in works:
         w.wait()
-    for g in large:
+    for g in grads:
         g.div_(world_size)
     for p, g in zip(params, grads):
         if p.grad is None:
