@@ -40,6 +40,7 @@ from typing import Optional
 import torch
 
 from golf_fast.ops.checks import reject_meta
+from golf_fast.ops.compare import rounded_close
 from golf_fast.ops.dispatch import (KernelOp, KernelSelfCheckError, precise_reference, refuse_selfcheck_in_capture,
                                     triton_in_interpreter, triton_on_cuda)
 from golf_fast.ops.dispatch import config as dispatch_config
@@ -390,21 +391,10 @@ def within_output_rounding(out: torch.Tensor, ref: torch.Tensor) -> Optional[str
     """Float comparison for outputs that are the same fp32 value rounded to out's dtype.
 
     Two fp32 results that differ only in summation order round to the same or to adjacent
-    values: allow ``2·eps(dtype)·|ref|`` plus a floor of ``eps(dtype)·max|ref|·2⁻⁶``.
+    values: allow ``2·eps(dtype)·|ref|`` plus a floor of ``eps(dtype)·max|ref|·2⁻⁶``
+    (:func:`golf_fast.ops.compare.rounded_close` with its defaults).
     """
-    if out.shape != ref.shape or out.dtype != ref.dtype:
-        return f"output {tuple(out.shape)} {out.dtype} vs reference {tuple(ref.shape)} {ref.dtype}"
-    o, r = out.double(), ref.double()
-    if not torch.isfinite(o).all():
-        return "kernel output has NaN/inf"
-    eps = torch.finfo(out.dtype).eps
-    tol = 2 * eps * r.abs() + eps * float(r.abs().max()) / 64
-    bad = (o - r).abs() > tol
-    if bool(bad.any()):
-        i = int(bad.flatten().nonzero()[0])
-        return (f"{int(bad.sum())} of {r.numel()} elements differ by more than the output rounding "
-                f"(first: {float(o.flatten()[i])} vs {float(r.flatten()[i])})")
-    return None
+    return rounded_close(out, ref, ulps=2.0, floor=2.0 ** -6, name="kernel output")
 
 
 # --------------------------------------------------------------------------- ops and autograd
