@@ -44,7 +44,7 @@ from golf_fast.ops.compare import all_rounded_close, rounded_close
 from golf_fast.ops.dispatch import KernelOp, triton_in_interpreter, triton_on_cuda
 from golf_fast.ops.fused_mlp_kernels import ACT_DTYPES, BLOCK_K, BLOCK_M, BLOCK_N, GROUP_M, NUM_STAGES, NUM_WARPS
 from golf_fast.ops.fused_mlp_kernels import _mlp_act_matmul_kernel
-from golf_fast.ops.triton_support import check_launch_device
+from golf_fast.ops.triton_support import cdiv, check_launch_device
 
 # --------------------------------------------------------------------------- references
 
@@ -91,7 +91,7 @@ def _dpre_fake(grad_out, w_down, pre, slope):
 
 
 def _grid(m: int, n: int) -> tuple[int]:
-    return (-(-m // BLOCK_M) * -(-n // BLOCK_N),)
+    return (cdiv(m, BLOCK_M) * cdiv(n, BLOCK_N),)
 
 
 def mlp_up_triton(x: torch.Tensor, w_up: torch.Tensor, need_pre: bool, slope: float) -> tuple[torch.Tensor, torch.Tensor]:

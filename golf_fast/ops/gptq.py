@@ -38,7 +38,7 @@ import torch
 from golf_fast.ops.checks import reject_meta
 from golf_fast.ops.dispatch import KernelOp, ext_loaded, triton_in_interpreter, triton_on_cuda
 from golf_fast.ops.gptq_kernels import GPTQ_BLOCK_CONFIG, block_rows, _gptq_block_kernel
-from golf_fast.ops.triton_support import check_launch_device, triton
+from golf_fast.ops.triton_support import cdiv, check_launch_device, triton
 
 MAX_BLOCK_COLS = 1024
 
@@ -82,7 +82,7 @@ def gptq_block_triton(w: torch.Tensor, u: torch.Tensor, scales: torch.Tensor, qm
     block_c = max(16, triton.next_power_of_2(bs))
     block_n = block_rows(block_c)
     num_warps = GPTQ_BLOCK_CONFIG.num_warps if block_c == 128 else 4
-    grid = (triton.cdiv(n, block_n), nb)
+    grid = (cdiv(n, block_n), nb)
     _gptq_block_kernel[grid](w, u, scales, codes, err, n, bs, int(qmax),
                              w.stride(0), w.stride(1), w.stride(2), u.stride(0), u.stride(1), scales.stride(0),
                              BLOCK_N=block_n, BLOCK_C=block_c, num_warps=num_warps, num_stages=1)

@@ -40,6 +40,7 @@ from typing import Optional
 import torch
 
 from golf_fast.ops.checks import reject_meta
+from golf_fast.ops.compare import rounded_close
 from golf_fast.ops.dispatch import (KernelOp, KernelSelfCheckError, precise_reference, refuse_selfcheck_in_capture,
                                     triton_in_interpreter, triton_on_cuda)
 from golf_fast.ops.dispatch import config as dispatch_config
@@ -55,12 +56,7 @@ from golf_fast.ops.int6_pack import (
     padded_cols,
     unpack_int6_ref,
 )
-from golf_fast.ops.triton_support import check_launch_device, interpreter_enabled
-
-
-def _cdiv(a: int, b: int) -> int:
-    """Ceiling division for host code (``triton.cdiv`` is a jit function: ~10 µs per host call)."""
-    return -(-a // b)
+from golf_fast.ops.triton_support import cdiv, check_launch_device, interpreter_enabled
 
 
 # --------------------------------------------------------------------------- references
@@ -109,17 +105,17 @@ def _split_for(tile: Int6Tile, tiles: int, k: int, num_sms: int) -> int:
     (fewer when K has fewer blocks): ``blocks_per_split = max(1, k_blocks // wanted)``."""
     if tiles >= num_sms:
         return 1
-    wanted = _cdiv(num_sms, tiles)
-    k_blocks = _cdiv(k, tile.block_k)
+    wanted = cdiv(num_sms, tiles)
+    k_blocks = cdiv(k, tile.block_k)
     per_split = max(1, k_blocks // wanted)
-    return _cdiv(k_blocks, per_split)
+    return cdiv(k_blocks, per_split)
 
 
 def gemv_grid(m: int, n: int, k: int, tile: Int6Tile, split: int) -> tuple[tuple[int, int, int], int]:
     """The GEMV launch for ``split`` requested splits: grid ``(N tiles, splits, M tiles)`` and the
     columns per split (whole K blocks; the last split may be shorter, so splits ≤ ``split``)."""
-    k_per_split = _cdiv(_cdiv(k, tile.block_k), split) * tile.block_k
-    return (_cdiv(n, tile.block_n), _cdiv(k, k_per_split), _cdiv(m, tile.block_m)), k_per_split
+    k_per_split = cdiv(cdiv(k, tile.block_k), split) * tile.block_k
+    return (cdiv(n, tile.block_n), cdiv(k, k_per_split), cdiv(m, tile.block_m)), k_per_split
 
 
 def select_config(m: int, n: int, k: int, num_sms: int = 132) -> tuple[Int6Tile, int]:
@@ -141,14 +137,14 @@ def select_config(m: int, n: int, k: int, num_sms: int = 132) -> tuple[Int6Tile,
     not split.
     """
     if m > SMALL_M_MAX:
-        big = _cdiv(m, GEMM_LARGE.block_m) * _cdiv(n, GEMM_LARGE.block_n)
+        big = cdiv(m, GEMM_LARGE.block_m) * cdiv(n, GEMM_LARGE.block_n)
         return (GEMM_LARGE if big >= num_sms else GEMM_MID), 1
     tile = GEMV_M16 if m <= 16 else GEMV_M64
-    tiles = _cdiv(n, tile.block_n) * _cdiv(m, tile.block_m)
-    one_round = _cdiv(k, tile.block_k) <= tile.num_stages
+    tiles = cdiv(n, tile.block_n) * cdiv(m, tile.block_m)
+    one_round = cdiv(k, tile.block_k) <= tile.num_stages
     if tiles >= num_sms or tiles > SPLIT_COUNTERS or one_round:
         return tile, 1
-    if tile is GEMV_M16 and _cdiv(k, tile.block_k) < _cdiv(num_sms, tiles):
+    if tile is GEMV_M16 and cdiv(k, tile.block_k) < cdiv(num_sms, tiles):
         tile = GEMV_M16_K64
     return tile, _split_for(tile, tiles, k, num_sms)
 
@@ -277,7 +273,7 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
     bias_n = n if bias is not None else 0
     if tile.kernel == "gemm":
         cfg = matmul_config(tile, x2.dtype)
-        grid = (_cdiv(m, tile.block_m) * _cdiv(n, tile.block_n),)
+        grid = (cdiv(m, tile.block_m) * cdiv(n, tile.block_n),)
         _int6_gemm_kernel[grid](x2, packed, scales, out, bias_t, t, a, m, n, k, lo_bytes, bias_n, rank,
                                 x2.stride(0), packed.stride(0), out.stride(0), t.stride(0), a.stride(0),
                                 num_warps=cfg.num_warps, num_stages=cfg.num_stages, **cfg.constexprs)
@@ -358,7 +354,7 @@ def dequantize_int6_triton(packed: torch.Tensor, scales: torch.Tensor, num_cols:
     if n == 0:
         return out
     cfg = dequant_config(dtype)
-    grid = (_cdiv(n, DEQUANT_BLOCK[0]), _cdiv(num_cols, DEQUANT_BLOCK[1]))
+    grid = (cdiv(n, DEQUANT_BLOCK[0]), cdiv(num_cols, DEQUANT_BLOCK[1]))
     _int6_dequant_kernel[grid](packed, scales.contiguous(), out, n, num_cols, padded_cols(num_cols) // 2,
                                packed.stride(0), out.stride(0), num_warps=cfg.num_warps, **cfg.constexprs)
     return out
@@ -390,21 +386,10 @@ def within_output_rounding(out: torch.Tensor, ref: torch.Tensor) -> Optional[str
     """Float comparison for outputs that are the same fp32 value rounded to out's dtype.
 
     Two fp32 results that differ only in summation order round to the same or to adjacent
-    values: allow ``2·eps(dtype)·|ref|`` plus a floor of ``eps(dtype)·max|ref|·2⁻⁶``.
+    values: allow ``2·eps(dtype)·|ref|`` plus a floor of ``eps(dtype)·max|ref|·2⁻⁶``
+    (:func:`golf_fast.ops.compare.rounded_close` with its defaults).
     """
-    if out.shape != ref.shape or out.dtype != ref.dtype:
-        return f"output {tuple(out.shape)} {out.dtype} vs reference {tuple(ref.shape)} {ref.dtype}"
-    o, r = out.double(), ref.double()
-    if not torch.isfinite(o).all():
-        return "kernel output has NaN/inf"
-    eps = torch.finfo(out.dtype).eps
-    tol = 2 * eps * r.abs() + eps * float(r.abs().max()) / 64
-    bad = (o - r).abs() > tol
-    if bool(bad.any()):
-        i = int(bad.flatten().nonzero()[0])
-        return (f"{int(bad.sum())} of {r.numel()} elements differ by more than the output rounding "
-                f"(first: {float(o.flatten()[i])} vs {float(r.flatten()[i])})")
-    return None
+    return rounded_close(out, ref, ulps=2.0, floor=2.0 ** -6, name="kernel output")
 
 
 # --------------------------------------------------------------------------- ops and autograd

@@ -43,7 +43,7 @@ import torch
 from golf_fast.ops.checks import reject_meta
 from golf_fast.ops.dispatch import KernelOp, ext_loaded, triton_in_interpreter, triton_on_cuda
 from golf_fast.ops.int6_pack_kernels import PACK_CONFIG, UNPACK_CONFIG, _pack_int6_kernel, _unpack_int6_kernel
-from golf_fast.ops.triton_support import check_launch_device, triton
+from golf_fast.ops.triton_support import cdiv, check_launch_device
 
 INT6_MAX = 31
 PAD_COLS = 16
@@ -114,7 +114,7 @@ def pack_int6_triton(codes: torch.Tensor) -> torch.Tensor:
         return out
     c = PACK_CONFIG.constexprs
     lo_bytes = padded_cols(k) // 2
-    grid = (triton.cdiv(n, c["BLOCK_N"]), triton.cdiv(lo_bytes // 2, c["BLOCK_G"]))
+    grid = (cdiv(n, c["BLOCK_N"]), cdiv(lo_bytes // 2, c["BLOCK_G"]))
     _pack_int6_kernel[grid](codes, out, n, k, codes.stride(0), out.stride(0), lo_bytes,
                             num_warps=PACK_CONFIG.num_warps, **c)
     return out
@@ -129,7 +129,7 @@ def unpack_int6_triton(packed: torch.Tensor, num_cols: int) -> torch.Tensor:
     if n == 0:
         return out
     c = UNPACK_CONFIG.constexprs
-    grid = (triton.cdiv(n, c["BLOCK_N"]), triton.cdiv(num_cols, c["BLOCK_K"]))
+    grid = (cdiv(n, c["BLOCK_N"]), cdiv(num_cols, c["BLOCK_K"]))
     _unpack_int6_kernel[grid](packed, out, n, num_cols, packed.stride(0), out.stride(0),
                               padded_cols(num_cols) // 2, num_warps=UNPACK_CONFIG.num_warps, **c)
     return out

@@ -51,7 +51,7 @@ from golf_fast.ops.dispatch import (KernelOp, KernelSelfCheckError, precise_refe
 from golf_fast.ops.dispatch import config as dispatch_config
 from golf_fast.ops.newton_schulz_kernels import (TRITON_PTR_TYPES, NSTiles, _ns_scale_kernel, _ns_sumsq_kernel, _ns_syrk_kernel,
                                                  _ns_update_kernel, pick_tiles)
-from golf_fast.ops.triton_support import check_launch_device, triton
+from golf_fast.ops.triton_support import cdiv, check_launch_device
 
 POLAR_EXPRESS: tuple[tuple[float, float, float], ...] = (
     (8.156554524902461, -22.48329292557795, 15.878769915207462),
@@ -200,7 +200,7 @@ def prepare(g: torch.Tensor, ws: NSWorkspace, eps: float, tiles: NSTiles) -> Non
     """Launch the normalization: ws.x[0] = wide-orientation G / (‖G‖_F + eps) per matrix."""
     batch, r, c = g.shape
     br, bc = tiles.elementwise_r, tiles.elementwise_c
-    grid = (triton.cdiv(r, br), triton.cdiv(c, bc), batch)
+    grid = (cdiv(r, br), cdiv(c, bc), batch)
     parts = grid[0] * grid[1]
     x = ws.x[0]
     tall = r > c
@@ -221,9 +221,9 @@ def iterate(ws: NSWorkspace, coefficients: Sequence[tuple[float, float, float]],
     orientation), so a tall result lands transposed and in the output dtype directly.
     """
     batch, m, n = ws.x[0].shape
-    t = triton.cdiv(m, tiles.syrk)
+    t = cdiv(m, tiles.syrk)
     syrk_grid = (t * (t + 1) // 2, batch)
-    upd_grid = (triton.cdiv(m, tiles.update_m) * triton.cdiv(n, tiles.update_n), batch)
+    upd_grid = (cdiv(m, tiles.update_m) * cdiv(n, tiles.update_n), batch)
     a_buf, b_buf = ws.a, ws.b
     sw = dict(num_warps=tiles.syrk_warps, num_stages=tiles.stages)
     uw = dict(num_warps=tiles.update_warps, num_stages=tiles.stages)
@@ -264,7 +264,7 @@ def newton_schulz_triton(G: torch.Tensor, coefficients: list[float], eps: float,
     tiles = tiles or pick_tiles(m)
     if G.device.type == "cuda" and dispatch_config.selfcheck:
         ensure_tiles_checked(tiles, dtype, G.device)
-    parts = triton.cdiv(r, tiles.elementwise_r) * triton.cdiv(c, tiles.elementwise_c)
+    parts = cdiv(r, tiles.elementwise_r) * cdiv(c, tiles.elementwise_c)
     ws = workspace(G.device, dtype, batch, m, n, parts)
     out3 = out.view(batch, r, c)
     out_strides = (out3.stride(0), out3.stride(2), out3.stride(1)) if tall else tuple(out3.stride())

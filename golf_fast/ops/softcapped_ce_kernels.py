@@ -34,7 +34,6 @@ import torch
 from golf_fast.ops.kernel_config import KernelConfig
 from golf_fast.ops.triton_support import tl, triton_helper, triton_kernel
 
-LOG2E = 1.4426950408889634
 MAX_SOFTCAP = 40.0
 """Largest softcap the kernels accept: e^(−2c) must stay a normal fp32 number (c ≤ 43.6)."""
 

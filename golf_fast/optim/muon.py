@@ -146,10 +146,6 @@ class Muon(torch.optim.Optimizer):
                           "mu": torch.zeros((), dtype=torch.float32, device=dev)})
         self._device_hyper = hyper
 
-    @property
-    def device_hyperparameters(self) -> bool:
-        return self._device_hyper is not None
-
     def load_hyperparameters(self) -> None:
         """Device mode: write this step's lr and μ of every group into their device tensors."""
         if self._device_hyper is None:

@@ -26,14 +26,14 @@ of the tests and the baseline of the benchmark.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 
 from golf_fast.ops.checks import reject_meta
+from golf_fast.ops.dispatch import precise_reference
 from golf_fast.ops.gptq import MAX_BLOCK_COLS, gptq_block, gptq_block_ref
 from golf_fast.quant.formats import QuantizedTensor, qmax, sdclip_scales
 
@@ -80,17 +80,6 @@ class HessianFactor:
     lam: torch.Tensor        # (B,) float64 absolute damping added to the diagonal
     damp_used: list[float]
     damp_raised: list[bool]
-
-
-@contextlib.contextmanager
-def full_fp32_matmul() -> Iterator[None]:
-    """fp32 matmuls in full precision (no TF32) inside the block; restored afterwards."""
-    old = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(old)
 
 
 # --------------------------------------------------------------------------- Hessian preparation
@@ -269,7 +258,7 @@ def run_gptq(w: torch.Tensor, factor: HessianFactor, h: torch.Tensor, scales16: 
     u = factor.u
     codes_p = torch.empty((nb, n, k), dtype=torch.int8, device=w.device)
     sum_e2 = torch.zeros(nb, dtype=torch.float64, device=w.device)
-    with full_fp32_matmul():
+    with precise_reference():  # fp32 matmuls in full precision (no TF32); restored afterwards
         for i1 in range(0, k, block_size):
             i2 = min(i1 + block_size, k)
             c, e = gptq_block(wp[:, :, i1:i2], u[:, i1:i2, i1:i2], s32, m, backend=backend)

@@ -34,9 +34,7 @@ from golf_fast.model.config import ModelConfig
 from golf_fast.model.gpt import GPT
 from golf_fast.nn.int6_bank import Int6Bank
 from golf_fast.quant.formats import quantize_rtn
-
-SMOKE = ModelConfig(vocab_size=1024, num_layers=6, model_dim=128, num_heads=4, num_kv_heads=2, loop_start=2,
-                    loop_end=3, parallel_start_layer=4, max_seqlen=256, xsa_last_n=6)
+from golf_fast.train.config import preset
 
 
 def _models(cfg: ModelConfig, dev: torch.device) -> tuple[GPT, GPT]:
@@ -103,7 +101,7 @@ def _cases(device: torch.device) -> list[BenchCase]:
     if device.type == "cuda":
         cfg, shapes = ModelConfig(), ((1, 2048), (8, 2048))
     else:
-        cfg, shapes = SMOKE, ((1, 256),)
+        cfg, shapes = preset("smoke").model, ((1, 256),)
     return [_case(cfg, r, t, b) for r, t in shapes for b in ("eager", "torch.compile")]
 
 
