@@ -131,6 +131,8 @@ def lora_linear(x: torch.Tensor, w, lora_a: torch.Tensor, lora_b: torch.Tensor, 
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"x: expected (nb, T, K) activations, got {tuple(getattr(x, 'shape', ()))}")
     nb, _, k = x.shape
+    if not isinstance(w, (torch.Tensor, Int6Matrix)):
+        raise TypeError(f"w: expected a dense (N, K) tensor or an Int6Matrix, got {type(w).__name__}")
     n = w.shape[0]
     for name, t, want in (("lora_a", lora_a, (nb, None, k)), ("lora_b", lora_b, (nb, n, None))):
         if not isinstance(t, torch.Tensor) or t.dim() != 3 or t.shape[0] != want[0] or \

@@ -134,6 +134,8 @@ def test_bad_inputs_name_the_argument():
         lora_linear(x, bank[0], torch.randn(1, 2, K), torch.randn(1, N, 3), 1.0)
     with pytest.raises(TypeError, match="scale"):
         lora_linear(x, bank[0], torch.randn(1, 2, K), torch.randn(1, N, 2), "1")
+    with pytest.raises(TypeError, match="w: expected"):
+        lora_linear(x, "weights", torch.randn(1, 2, K), torch.randn(1, N, 2), 1.0)
     with pytest.raises(ValueError, match=r"codes\[1\]"):
         Int6Bank.from_quantized([torch.zeros(N, K, dtype=torch.int8), torch.zeros(N, K + 1, dtype=torch.int8)],
                                 [torch.ones(N), torch.ones(N)])
