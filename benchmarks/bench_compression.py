@@ -54,8 +54,8 @@ from golf_fast.artifact.compressors import (
     lzma_compress,
     lzma_decompress,
 )
-from golf_fast.artifact.rans import role_of
-from golf_fast.artifact.rans_codec import RansCodec
+from golf_fast.artifact.rans.coder import role_of
+from golf_fast.artifact.rans.codec import RansCodec
 from golf_fast.artifact.synthetic import heavy_tailed_weights, record_matrix_shapes
 from golf_fast.quant.formats import QuantizedTensor, quantize_rtn
 from golf_fast.quant.recipe import RECORD_RECIPE

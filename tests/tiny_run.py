@@ -1,7 +1,7 @@
 """The smallest trainer configuration that still runs every stage (looping, parallel lanes, XSA, EMA,
 Hessians, GPTQ, golf-rans artifact, reload, plain + sliding eval) and the text it trains on; shared by
 the end-to-end tests of the trainer and of the export (tests/ is on sys.path); :func:`torchrun_train`
-runs ``golf_fast.train`` under torchrun in a subprocess."""
+runs ``golf_fast.cli train`` under torchrun in a subprocess."""
 
 import os
 import signal
@@ -36,11 +36,11 @@ WALLCLOCK_TINY = {
 
 
 def torchrun_train(args: list, nproc: int, cwd, timeout: float = 240) -> str:
-    """``python -m torch.distributed.run --nproc_per_node=nproc -m golf_fast.train *args`` in ``cwd``
+    """``python -m torch.distributed.run --nproc_per_node=nproc -m golf_fast.cli train *args`` in ``cwd``
     (one CPU thread per rank); its output. Fails the test on a timeout (killing the launcher and its
     workers) or a non-zero exit."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "golf_fast.train"] + list(args)
+           "-m", "golf_fast.cli", "train"] + list(args)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          start_new_session=True)

@@ -3,7 +3,7 @@
 Codecs (``CODEC_NAMES``; the interface is ``golf_fast.artifact.codec_base.Codec``):
 
 * ``golf-rans`` (``DEFAULT_CODEC``) — the package's own: int codes as symbols, per-role
-  context-modelled static rANS (``golf_fast.artifact.rans_codec``, ``golf_fast.artifact.rans``);
+  context-modelled static rANS (``golf_fast.artifact.rans.codec``, ``golf_fast.artifact.rans.coder``);
 * ``brotli-11`` — the records' baseline: byte-shuffled records' layout, brotli quality 11;
 * ``lzma-9`` — the same bytes, ``lzma`` preset 9 (both in ``golf_fast.artifact.baseline_codecs``).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from golf_fast.artifact.baseline_codecs import BrotliCodec, LzmaCodec
 from golf_fast.artifact.codec_base import Codec
-from golf_fast.artifact.rans_codec import RansCodec
+from golf_fast.artifact.rans.codec import RansCodec
 
 CODECS: dict[str, type[Codec]] = {"golf-rans": RansCodec, "brotli-11": BrotliCodec, "lzma-9": LzmaCodec}
 CODEC_NAMES = tuple(CODECS)

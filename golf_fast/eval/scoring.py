@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from golf_fast.eval.bpb import BpbAccumulator
-from golf_fast.eval.events import EventLog
+from golf_fast.eval.compliance.events import EventLog
 from golf_fast.eval.windows import WindowBatch
 
 Forward = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]

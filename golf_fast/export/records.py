@@ -278,7 +278,7 @@ def readme(runs: list[Run], rv: Review, script: ExportedScript, sub: dict[str, A
               "`train_gpt.py` is the package code this configuration uses, gathered by following imports "
               f"({len(script.modules)} modules), each module's source executed into its own module object; "
               f"minified and wrapped ({script.wrapper}). The artifact decoder runs in numpy/Python (golf-rans: "
-              "`golf_fast.artifact.rans_numpy`): no compiled extension or external binary is needed. Environment: `DATA_PATH`, `TOKENIZER_PATH`, `SEED`, "
+              "`golf_fast.artifact.rans.numpy_coder`): no compiled extension or external binary is needed. Environment: `DATA_PATH`, `TOKENIZER_PATH`, `SEED`, "
               "`RUN_ID`; `torchrun --standalone --nproc_per_node=8 train_gpt.py`.", "",
               "## Code bytes", "",
               f"raw sources {script.raw_bytes:,} B → minified bundle {script.minified_bytes:,} B → counted "

@@ -2,7 +2,7 @@
 
 ``@triton_kernel`` replaces ``@triton.jit`` for the package's kernels. It keeps the plain
 Python function and builds, on first use, either a compiled ``JITFunction`` (GPU launches and
-the ahead-of-time sm_90 compile checks of ``golf_fast.tools.inspect``) or an
+the ahead-of-time sm_90 compile checks of ``golf_fast.cli.inspect``) or an
 ``InterpretedFunction``. Which one runs is decided at launch time, from ``TRITON_INTERPRET``
 (``interpreter_enabled()``), not when the module is imported, so one test process can both
 compile a kernel for sm_90 and run it in the interpreter.

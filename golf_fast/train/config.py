@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from golf_fast.artifact import CODEC_NAMES
-from golf_fast.eval.adapt_config import ADAPT_PRESETS, AdaptConfig, adapt_preset
+from golf_fast.eval.adapt.config import ADAPT_PRESETS, AdaptConfig, adapt_preset
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.typed_config import bounds, check_config, field_types, parse_field, type_name
 
@@ -160,7 +160,7 @@ class EvalConfig:
     """Non-compliant research mode: none, prequant (AdamW on the val tokens before GPTQ; the artifact
     is flagged) or slot_window (SLOT on the scored window). Reported with the checker's verdict."""
     adapt_preset: str = ""
-    """Adaptation settings (golf_fast.eval.adapt_config presets); "" = this run's preset name when
+    """Adaptation settings (golf_fast.eval.adapt.config presets); "" = this run's preset name when
     it has one (smoke, record), else record."""
 
     def resolved_weights(self, device_type: str) -> str:

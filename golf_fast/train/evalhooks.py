@@ -16,12 +16,12 @@ import torch
 
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.distributed import Dist
-from golf_fast.eval.adapt_config import AdaptConfig
-from golf_fast.eval.adapt_result import NONCOMPLIANT_KEY
-from golf_fast.eval.adapt_run import run_adaptive
+from golf_fast.eval.adapt.config import AdaptConfig
+from golf_fast.eval.adapt.result import NONCOMPLIANT_KEY
+from golf_fast.eval.adapt.run import run_adaptive
 from golf_fast.eval.bpb import EvalResult
 from golf_fast.eval.evaluate import evaluate
-from golf_fast.eval.void import matrices_of, to_host, void_fractions
+from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
 from golf_fast.model.gpt import GPT
 from golf_fast.train.config import EvalConfig
 from golf_fast.train.runlog import RunLog

@@ -31,8 +31,8 @@ from golf_fast.ops.dispatch import resolved_backends
 from golf_fast.train import budget as budget_check
 from golf_fast.train.batches import TrainData
 from golf_fast.train.config import TrainConfig, adapt_config_for
-from golf_fast.eval.adapt_result import mark_metadata
-from golf_fast.eval.research import prequant_before_gptq
+from golf_fast.eval.adapt.result import mark_metadata
+from golf_fast.eval.adapt.research_modes import prequant_before_gptq
 from golf_fast.train.evalhooks import EvalHooks
 from golf_fast.train.optimizers import build_optimizers, set_lr_scale
 from golf_fast.train.posttrain import collect_hessians, round_trip, time_calibration_batch

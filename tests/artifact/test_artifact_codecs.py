@@ -12,7 +12,7 @@ from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.codecs import get_codec
 from golf_fast.artifact.compressors import byte_shuffle, byte_unshuffle
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans import (
+from golf_fast.artifact.rans.coder import (
     decode_group,
     decode_ref,
     encode_group,
@@ -20,8 +20,8 @@ from golf_fast.artifact.rans import (
     features_ref,
     role_of,
 )
-from golf_fast.artifact.rans_codec import RansCodec
-from golf_fast.artifact.rans_fit import fit_group, quantize_freqs, similarity_chain
+from golf_fast.artifact.rans.codec import RansCodec
+from golf_fast.artifact.rans.fit import fit_group, quantize_freqs, similarity_chain
 
 
 def test_role_of():

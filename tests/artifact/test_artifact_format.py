@@ -24,7 +24,7 @@ from golf_fast.artifact import (
 )
 from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
 from golf_fast.artifact.format import MAGIC, read_manifest
-from golf_fast.artifact.rans_codec import RansCodec
+from golf_fast.artifact.rans.codec import RansCodec
 from golf_fast.quant.formats import QuantizedTensor, quantize_rtn
 
 import golf_fast

@@ -22,7 +22,7 @@ import golf_fast
 from golf_fast.artifact import ArtifactError, decode_artifact, encode_artifact
 from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
 from golf_fast.artifact.format import MAGIC
-from golf_fast.artifact.rans_codec import RansCodec
+from golf_fast.artifact.rans.codec import RansCodec
 from golf_fast.quant.formats import quantize_rtn
 
 from fuzz_harness import run_cases, summary
@@ -232,7 +232,7 @@ def test_harness_detects_crash_hang_and_foreign_errors():
 
 def _python_backends() -> list[str]:
     """The decoders that need no extension: ``reference``, and ``numpy`` where the codec has it."""
-    from golf_fast.artifact.rans_codec import _resolve_backend
+    from golf_fast.artifact.rans.codec import _resolve_backend
 
     out = []
     for b in ("reference", "numpy"):

@@ -28,7 +28,7 @@ requires_ext = pytest.mark.skipif(not golf_fast.HAS_EXT, reason="needs golf_fast
 
 
 def _rans_codec():
-    from golf_fast.artifact.rans_codec import RansCodec
+    from golf_fast.artifact.rans.codec import RansCodec
 
     return RansCodec() if golf_fast.HAS_EXT else RansCodec(backend="reference")
 
@@ -230,7 +230,7 @@ def test_a_live_writers_temp_file_is_kept(tmp_path):
 
 
 def test_missing_extension_decodes_in_numpy_and_asking_for_cpp_is_an_artifact_error(artifacts, monkeypatch):
-    import golf_fast.artifact.rans_codec as rc
+    import golf_fast.artifact.rans.codec as rc
 
     want = decode_artifact(artifacts["golf-rans"], codec_options=_opts())
     monkeypatch.setattr(rc, "load_extension", lambda: (False, "golf_fast._C is not built (simulated)"))

@@ -13,9 +13,9 @@ import golf_fast
 from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans import decode_group, encode_group, features_ref, read_table_bytes, table_bytes
-from golf_fast.artifact.rans_codec import RansCodec
-from golf_fast.artifact.rans_fit import choose_precision, fit_group
+from golf_fast.artifact.rans.coder import decode_group, encode_group, features_ref, read_table_bytes, table_bytes
+from golf_fast.artifact.rans.codec import RansCodec
+from golf_fast.artifact.rans.fit import choose_precision, fit_group
 
 BACKENDS = ["reference"] + (["cpp"] if golf_fast.HAS_EXT else [])
 

@@ -9,10 +9,10 @@ import torch
 from conftest import requires_ext
 from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans import decode_group, encode_group, features_ref, undo_order
-from golf_fast.artifact.rans_codec import RansCodec
-from golf_fast.artifact.rans_fit import fit_group, quantize_freqs
-from golf_fast.artifact.rans_numpy import contexts_np, counts_np, decode_slices_numpy, encode_np, features_np
+from golf_fast.artifact.rans.coder import decode_group, encode_group, features_ref, undo_order
+from golf_fast.artifact.rans.codec import RansCodec
+from golf_fast.artifact.rans.fit import fit_group, quantize_freqs
+from golf_fast.artifact.rans.numpy_coder import contexts_np, counts_np, decode_slices_numpy, encode_np, features_np
 
 
 def decode_np(model, streams, dims):

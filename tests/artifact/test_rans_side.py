@@ -13,8 +13,8 @@ import golf_fast
 from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans_codec import RansCodec
-from golf_fast.artifact.rans_side import MAX_SIDE_BYTES
+from golf_fast.artifact.rans.codec import RansCodec
+from golf_fast.artifact.rans.side import MAX_SIDE_BYTES
 
 BACKEND = "cpp" if golf_fast.HAS_EXT else "reference"
 

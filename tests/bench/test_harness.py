@@ -7,7 +7,7 @@ import csv
 import pytest
 import torch
 
-from golf_fast.bench import cli
+import golf_fast.cli as golf_fast_cli
 from golf_fast.bench.harness import BenchRow, append_csv, floor_ms, format_table, run_benchmark
 from golf_fast.bench.registry import benchmarks
 from golf_fast.bench.timing import DevicePeaks, measure_peaks, time_fn
@@ -54,7 +54,7 @@ def test_measure_peaks_quick_on_cpu():
 
 
 def test_cli_list_and_unknown(capsys):
-    assert cli.main(["--list", "--device", "cpu"]) == 0
+    assert golf_fast_cli.main(["bench", "--list", "--device", "cpu"]) == 0
     assert "int6_pack" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown benchmark"):
-        cli.main(["--kernel", "nope", "--device", "cpu", "--no-csv"])
+        golf_fast_cli.main(["bench", "--kernel", "nope", "--device", "cpu", "--no-csv"])

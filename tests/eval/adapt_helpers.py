@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from golf_fast.data.byte_table import TokenByteTable
-from golf_fast.eval.adapt_config import AdaptConfig, AdamWConfig, LoRAConfig, PhasedConfig, PrequantConfig, SlotConfig
+from golf_fast.eval.adapt.config import AdaptConfig, AdamWConfig, LoRAConfig, PhasedConfig, PrequantConfig, SlotConfig
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.gpt import GPT
 

@@ -16,7 +16,7 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adapt_helpers import byte_table, tiny_config, tiny_model, tiny_stream  # noqa: E402
 
-from golf_fast.eval.adapt_run import run_adaptive  # noqa: E402
+from golf_fast.eval.adapt.run import run_adaptive  # noqa: E402
 
 MODES = {"lora": dict(ttt="lora"), "phased": dict(ttt="phased"), "adamw": dict(ttt="adamw"),
          "slot": dict(slot="causal"), "lora_slot": dict(ttt="lora", slot="causal"), "none": dict()}

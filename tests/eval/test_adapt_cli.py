@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from golf_fast.eval.adapt_cli import add_adapt_arguments, resolve_adapt_config, run_adapt_cli, wants_adaptation
+from golf_fast.cli.eval_adapt import add_adapt_arguments, resolve_adapt_config, run_adapt_cli, wants_adaptation
 
 from .adapt_helpers import byte_table, tiny_model, tiny_stream
 

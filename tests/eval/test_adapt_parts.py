@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from golf_fast.eval.adapt_config import AdaptConfig, SlotConfig, adapt_preset
-from golf_fast.eval.adapt_result import assert_record_exportable, mark_metadata
-from golf_fast.eval.slot import fit_delta, focal_loss
-from golf_fast.eval.ttt_docs import phase_boundaries, run_documents
-from golf_fast.eval.void import to_host, void_fractions
+from golf_fast.eval.adapt.config import AdaptConfig, SlotConfig, adapt_preset
+from golf_fast.eval.adapt.result import assert_record_exportable, mark_metadata
+from golf_fast.eval.adapt.slot import fit_delta, focal_loss
+from golf_fast.eval.adapt.documents import phase_boundaries, run_documents
+from golf_fast.eval.ternary_void import to_host, void_fractions
 from golf_fast.eval.windows import build_windows, document_spans, stream_chunk_pieces
 
 from .adapt_helpers import byte_table, tiny_config, tiny_model, tiny_stream

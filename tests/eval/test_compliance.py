@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from golf_fast.eval.adapt_run import run_adaptive
-from golf_fast.eval.compliance import check_events
-from golf_fast.eval.events import EventLog
-from golf_fast.eval.research import prequant_before_gptq
+from golf_fast.eval.adapt.run import run_adaptive
+from golf_fast.eval.compliance.checker import check_events
+from golf_fast.eval.compliance.events import EventLog
+from golf_fast.eval.adapt.research_modes import prequant_before_gptq
 from golf_fast.eval.scoring import LogitScorer, run_probes
-from golf_fast.eval.ttt_stream import run_stream
+from golf_fast.eval.adapt.stream import run_stream
 from golf_fast.eval.windows import build_windows
 
 from .adapt_helpers import byte_table, tiny_config, tiny_model, tiny_stream

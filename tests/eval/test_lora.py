@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from golf_fast.artifact import dequantize_state
-from golf_fast.eval.adapters.lora import BatchedLoRA, Int6Base, LoRAHook, parse_targets
-from golf_fast.eval.ttt_docs import run_documents
+from golf_fast.eval.adapt.lora import BatchedLoRA, Int6Base, LoRAHook, parse_targets
+from golf_fast.eval.adapt.documents import run_documents
 from golf_fast.quant.formats import quantize_rtn
 from golf_fast.quant.lqer import add_lqer
 

@@ -42,7 +42,7 @@ SEED = 7
 PACKAGE_RUN = """
 import json, sys
 sys.modules["golf_fast._C"] = None  # no compiled extension: the exported script's kernels
-from golf_fast.export.train_cli import main
+from golf_fast.cli.train import main
 raise SystemExit(main(sys.argv[1:]))
 """
 

@@ -50,10 +50,10 @@ def test_walk_follows_every_import_form(tmp_path):
 def test_real_entry_gathers_the_training_program_and_not_the_clis():
     g = gather(ENTRY)
     names = set(g.names)
-    for need in ("golf_fast.train.loop", "golf_fast.quant.hessian", "golf_fast.artifact.rans_numpy",
+    for need in ("golf_fast.train.loop", "golf_fast.quant.hessian", "golf_fast.artifact.rans.numpy_coder",
                  "golf_fast.model.gpt", "golf_fast.eval.evaluate", "golf_fast.ops.newton_schulz"):
         assert need in names, need
-    assert not {"golf_fast.cli", "golf_fast.train.cli", "golf_fast.export.cli", "golf_fast.bench.cli"} & names
+    assert not {"golf_fast.cli", "golf_fast.cli.train_program", "golf_fast.cli.export", "golf_fast.cli.bench"} & names
     assert g.compiled == {"golf_fast._C"}
 
 
@@ -67,9 +67,9 @@ def test_bundle_serves_modules_with_normal_import_semantics(tmp_path):
     g = gather(ENTRY)
     text = bundle(g, '{"x": 1}')
     probe = text.replace('if __name__=="__main__":', 'if False:') + (
-        "import golf_fast, golf_fast.artifact.rans_numpy as rn, inspect, sys\n"
-        "from golf_fast.artifact.rans_numpy import features_np\n"
-        "assert rn.features_np is features_np and sys.modules['golf_fast.artifact.rans_numpy'] is rn\n"
+        "import golf_fast, golf_fast.artifact.rans.numpy_coder as rn, inspect, sys\n"
+        "from golf_fast.artifact.rans.numpy_coder import features_np\n"
+        "assert rn.features_np is features_np and sys.modules['golf_fast.artifact.rans.numpy_coder'] is rn\n"
         "assert golf_fast.__path__ == [] and '_bundled' in rn.__file__\n"
         "assert 'def features_np' in inspect.getsource(features_np)\n"
         "print('ok', golf_fast.HAS_EXT)\n")

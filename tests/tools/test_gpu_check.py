@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import conftest
-from golf_fast.tools import gpu_check
-from golf_fast.tools.gpu_check import REPORT_NAME, Step, run_steps
+import golf_fast.cli as golf_fast_cli
+from golf_fast.tools.gpu_check import driver as gpu_check
+from golf_fast.tools.gpu_check.driver import REPORT_NAME, Step, run_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -50,13 +51,13 @@ def test_the_real_plan_fits_eight_minutes_and_runs_what_the_issue_lists(tmp_path
     for i, s in enumerate(steps):
         assert s.reserve_s <= 470 - s.limit_s or s.reserve_s < 470, s
     assert any("bench.csv" in a for a in steps[-1].argv)
-    assert "--smoke" not in steps[4].argv and "--dry-run" not in steps[1].argv
+    assert "--dry-run" not in steps[4].argv and "--dry-run" not in steps[1].argv
 
 
 @pytest.mark.slow
 def test_dry_run_on_cpu_writes_the_report(tmp_path, capsys):
     out = tmp_path / "out"
-    rc = gpu_check.main(["--dry-run", "--out", str(out), "--budget", "400"])
+    rc = golf_fast_cli.main(["gpu-check", "--dry-run", "--out", str(out), "--budget", "400"])
     text = (out / REPORT_NAME).read_text()
     with capsys.disabled():
         print("\n" + "\n".join(ln for ln in text.splitlines() if ln.startswith("|")))

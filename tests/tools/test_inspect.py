@@ -7,7 +7,8 @@ import textwrap
 import pytest
 
 from golf_fast.ops.triton_support import tl, triton_kernel
-from golf_fast.tools import inspect as inspect_tool
+import golf_fast.cli as golf_fast_cli
+from golf_fast.cli import inspect as inspect_tool
 from golf_fast.tools.kernels import triton_configs
 from golf_fast.ops.kernel_config import KernelConfig
 from golf_fast.tools.sm90 import compile_cu_sm90
@@ -100,7 +101,7 @@ def test_cu_compile_error_is_reported(tmp_path):
 
 @requires_triton
 def test_inspect_cli_prints_the_table(capsys):
-    assert inspect_tool.main(["--only", "pack_int6"]) == 0  # pack_int6 and unpack_int6 only: quick
+    assert golf_fast_cli.main(["inspect", "--only", "pack_int6"]) == 0  # pack_int6 and unpack_int6 only: quick
     out = capsys.readouterr().out
     assert "pack_int6" in out and "unpack_int6" in out and "local B" in out
     assert "all compiled, zero spills" in out

@@ -9,7 +9,7 @@ from typing import Literal
 
 import pytest
 
-from golf_fast.artifact.rans_codec import RansCodec
+from golf_fast.artifact.rans.codec import RansCodec
 from golf_fast.cli import main as cli_main
 from golf_fast.model.typed_config import bounds, check_config, parse_field
 from golf_fast.train.config import apply_overrides, config_fields, preset

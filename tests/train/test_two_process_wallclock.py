@@ -33,3 +33,7 @@ def test_two_ranks_wallclock_clock_with_gptq_and_artifact(tmp_path):
     art = load_artifact(tmp_path / "wc2" / "model.gfa")
     assert art.config["num_layers"] == 2
     assert "hessian reserve" in out and "round-trip val_bpb" in out
+    # the README's torchrun line is the one program: it counts the exported script's code bytes
+    # and budgets code + artifact with them
+    assert "code bytes:" in out
+    assert isinstance(final.get("code_bytes"), int) and final["code_bytes"] > 0, final

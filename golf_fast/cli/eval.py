@@ -24,7 +24,7 @@ from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.data.errors import DataError
 from golf_fast.data.shards import check_token_ids, list_shards, load_tokens, load_val_bytes
 from golf_fast.distributed import init_distributed, shutdown
-from golf_fast.eval.adapt_cli import add_adapt_arguments, resolve_adapt_config, run_adapt_cli, wants_adaptation
+from golf_fast.cli.eval_adapt import add_adapt_arguments, resolve_adapt_config, run_adapt_cli, wants_adaptation
 from golf_fast.eval.evaluate import evaluate
 from golf_fast.model.from_artifact import load_model_from_artifact
 from golf_fast.model.precision import apply_precision

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golf_fast.eval.adapt_config import AdaptConfig
+from golf_fast.eval.adapt.config import AdaptConfig
 from golf_fast.model.config import ModelConfig
 
 H100_BF16_PEAK = 798e12

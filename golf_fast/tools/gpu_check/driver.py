@@ -7,11 +7,11 @@ Steps, in order of value, each a subprocess under its own time limit (its proces
 at the limit) that never stops the next: environment (GPU, driver, Python, torch, Triton, nvcc);
 missing Python packages (brotli, python-minifier) from an offline wheelhouse; ``pip install -e .``
 (the CUDA extension, or the C++ part with the reason: setup.py decides); ``golf_fast.status()``;
-the kernel check (``golf_fast.tools.gpu_check_kernels``: every kernel against float64 at real and
+the kernel check (``golf_fast.tools.gpu_check.kernels``: every kernel against float64 at real and
 odd shapes, all tiles, splits and dtypes, offsets past 2^31, self-checks under TF32, CUDA-graph
 capture); the ``gpu``-marked tests; the record model's training step (ms/step, our kernels against
 the same model without them: ``benchmarks/bench_train_step.py``); Hessians + GPTQ + artifact at
-the record's shapes (``golf_fast.tools.gpu_check_pipeline``); every kernel's benchmark against eager
+the record's shapes (``golf_fast.tools.gpu_check.pipeline``); every kernel's benchmark against eager
 PyTorch into ``DIR/bench.csv``. A step gets ``min(its limit, time left − what later steps
 reserve)``; a step with less than ``MIN_STEP_S`` left is skipped and says so. The whole run stays
 inside ``--budget`` seconds (470 by default: 8 minutes with margin for the launch).
@@ -27,7 +27,6 @@ model, the benchmarks' listing; the install step only prints its command.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import platform
@@ -152,28 +151,28 @@ def missing_offline_packages() -> list[str]:
 def plan(out_dir: Path, repo: Path, wheels: Optional[Path], dry_run: bool) -> list[Step]:
     """The steps of a check (see the module docstring); ``dry_run``: their small CPU form."""
     py = sys.executable
-    me = "golf_fast.tools.gpu_check"
+    me = ("golf_fast.cli", "gpu-check")
     steps = [
-        Step("environment", (py, "-m", me, "--env-report"), 60, 420, "GPU, driver, Python, torch, Triton, nvcc"),
-        Step("offline packages", (py, "-m", me, "--install-wheels", str(wheels or ""))
+        Step("environment", (py, "-m", *me, "--step", "env"), 60, 420, "GPU, driver, Python, torch, Triton, nvcc"),
+        Step("offline packages", (py, "-m", *me, "--step", "wheels", "--wheels", str(wheels or ""))
              + (("--dry-run",) if dry_run else ()), 60, 400, "brotli, python-minifier from the wheelhouse"),
         Step("install", (py, "-c", "print('dry run: would run: pip install --no-build-isolation --no-deps -e .')")
              if dry_run else (py, "-m", "pip", "install", "--no-build-isolation", "--no-deps", "-e", str(repo)),
              240, 300, "the package and golf_fast._C (CUDA part, or C++ with the reason)",
              env=(("MAX_JOBS", str(os.cpu_count() or 4)),)),
         Step("status", (py, "-c", "import golf_fast; print(golf_fast.status())"), 60, 280),
-        Step("kernels", (py, "-m", "golf_fast.tools.gpu_check_kernels", "--out", str(out_dir), "--budget",
-                         "60" if dry_run else "160") + (("--smoke",) if dry_run else ()), 120 if dry_run else 190, 160,
+        Step("kernels", (py, "-m", *me, "--step", "kernels", "--out", str(out_dir), "--budget",
+                         "60" if dry_run else "160") + (("--dry-run",) if dry_run else ()), 120 if dry_run else 190, 160,
              "every kernel vs float64: tiles, splits, dtypes, > 2^31 offsets, TF32, capture"),
         Step("gpu tests", (py, "-m", "pytest", "-m", "gpu", "-q", "-rfEs", "-p", "no:cacheprovider",
                            "tests/test_distributed.py" if dry_run else "tests"), 120, 120, "the gpu-marked tests"),
         Step("train step", (py, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "benchmarks/bench_train_step.py",
                             "--benchmark-json", str(out_dir / "train_step.json")),
              120, 90, "record model ms/step: our kernels vs without"),
-        Step("pipeline", (py, "-m", "golf_fast.tools.gpu_check_pipeline") + (("--smoke",) if dry_run else ()),
+        Step("pipeline", (py, "-m", *me, "--step", "pipeline") + (("--dry-run",) if dry_run else ()),
              90, 60, "Hessians + GPTQ + artifact at record shapes"),
-        Step("benchmarks", (py, "-m", "golf_fast.bench", "--list") if dry_run else
-             (py, "-m", "golf_fast.bench", "--all", "--reps", "10", "--max-seconds", "0.4", "--csv",
+        Step("benchmarks", (py, "-m", "golf_fast.cli", "bench", "--list") if dry_run else
+             (py, "-m", "golf_fast.cli", "bench", "--all", "--reps", "10", "--max-seconds", "0.4", "--csv",
               str(out_dir / "bench.csv")), 200, 0, "every kernel vs eager PyTorch (+ torch.compile) into bench.csv"),
     ]
     return steps
@@ -223,40 +222,18 @@ def install_wheels(wheels: str, dry_run: bool) -> int:
     return subprocess.run(cmd).returncode
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="gpu_check_out", help="folder for the report, bench.csv, kernel_check.jsonl")
-    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, help="seconds for the whole check (default 470)")
-    p.add_argument("--wheels", default=None, help="offline wheelhouse for brotli and python-minifier")
-    p.add_argument("--dry-run", action="store_true", help="the small CPU form of every step (CI)")
-    p.add_argument("--env-report", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--install-wheels", default=None, help=argparse.SUPPRESS)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.env_report:
-        return env_report()
-    if args.install_wheels is not None:
-        return install_wheels(args.install_wheels, args.dry_run)
-    if not args.budget > 0:
-        raise SystemExit(f"--budget: expected seconds > 0, got {args.budget}")
-    repo = Path(__file__).resolve().parents[2]
-    out = Path(args.out).resolve()
-    wheels = Path(args.wheels).resolve() if args.wheels else None
+def run_check(out: str, budget_s: float, wheels: Optional[str], dry_run: bool) -> int:
+    """Run every step of :func:`plan` into ``out``; 0 when all passed, 1 otherwise."""
+    if not budget_s > 0:
+        raise ValueError(f"budget_s: expected seconds > 0, got {budget_s}")
+    repo = Path(__file__).resolve().parents[3]
+    out_dir = Path(out).resolve()
+    wheel_dir = Path(wheels).resolve() if wheels else None
     env = dict(os.environ)
     env["PYTHONPATH"] = str(repo) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
     header = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repo": str(repo),
-              "mode": "dry run (CPU)" if args.dry_run else "GPU", "host": platform.node()}
-    report = run_steps(plan(out, repo, wheels, args.dry_run), out, args.budget, header, repo, env)
+              "mode": "dry run (CPU)" if dry_run else "GPU", "host": platform.node()}
+    report = run_steps(plan(out_dir, repo, wheel_dir, dry_run), out_dir, budget_s, header, repo, env)
     print(f"report: {report.path}")
     return 0 if all(r.status == "ok" for r in report.results) else 1
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m golf_fast.tools.gpu_check", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

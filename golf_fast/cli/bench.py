@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Sequence
 
 import torch
 
@@ -48,9 +47,3 @@ def run(args: argparse.Namespace) -> int:
         append_csv(rows, peaks, args.csv)
         print(f"appended {len(rows)} rows to {args.csv}")
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m golf_fast.bench", description="golf_fast kernel benchmarks")
-    add_arguments(p)
-    return run(p.parse_args(argv))

@@ -12,8 +12,8 @@ from typing import Optional
 import numpy as np
 
 from golf_fast.eval.bpb import EvalResult
-from golf_fast.eval.compliance import ComplianceReport, check_events
-from golf_fast.eval.events import EventLog, gather_logs
+from golf_fast.eval.compliance.checker import ComplianceReport, check_events
+from golf_fast.eval.compliance.events import EventLog, gather_logs
 
 NONCOMPLIANT_KEY = "eval_compliance"
 """Artifact-metadata / metrics key holding the verdict of the evaluation that produced them."""

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from golf_fast.artifact.compressors import brotli_compress
-from golf_fast.artifact.rans import (
+from golf_fast.artifact.rans.coder import (
     DEFAULT_PROB_BITS,
     DEFAULT_SLICE_ROWS,
     GroupModel,
@@ -25,7 +25,7 @@ from golf_fast.artifact.rans import (
     features_ref,
     table_bytes,
 )
-from golf_fast.artifact.rans_numpy import counts_np, features_np
+from golf_fast.artifact.rans.numpy_coder import counts_np, features_np
 
 REORDER_MAX_ROWS = 16384  # the chain needs a rows × rows distance matrix
 # (transpose, cs, rs, na, nb, ck, reorder[, rmode]) settings the encoder tries per group;

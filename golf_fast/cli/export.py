@@ -67,13 +67,3 @@ def run(args: argparse.Namespace) -> int:
           f"counted {script.counted:,} B ({script.wrapper})")
     print("record" if rv.record else "NON-RECORD:\n  " + "\n  ".join(rv.reasons))
     return 0
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="golf-fast export", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

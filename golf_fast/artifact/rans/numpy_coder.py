@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans import RANS_LOW, GroupModel, slice_spans
+from golf_fast.artifact.rans.coder import RANS_LOW, GroupModel, slice_spans
 
 
 def slot_table(model: GroupModel) -> np.ndarray:

@@ -33,16 +33,16 @@ import numpy as np
 import torch
 
 from golf_fast.data.byte_table import TokenByteTable
-from golf_fast.eval.adapt_config import AdaptConfig
-from golf_fast.eval.adapt_result import AdaptResult, finish
-from golf_fast.eval.adapters.full import cosine_lr, train_on_pieces
-from golf_fast.eval.adapters.lora import BatchedLoRA, Int6Base, LoRAHook
+from golf_fast.eval.adapt.config import AdaptConfig
+from golf_fast.eval.adapt.result import AdaptResult, finish
+from golf_fast.eval.adapt.full_model import cosine_lr, train_on_pieces
+from golf_fast.eval.adapt.lora import BatchedLoRA, Int6Base, LoRAHook
 from golf_fast.eval.bpb import BpbAccumulator
-from golf_fast.eval.events import EventLog
+from golf_fast.eval.compliance.events import EventLog
 from golf_fast.eval.scoring import LogitScorer, autocast_ctx, commit_scores, run_probes
-from golf_fast.eval.slot import SlotBuffer, fit_delta
-from golf_fast.eval.ttt_stream import expected_targets
-from golf_fast.eval.void import matrices_of, to_host, void_fractions
+from golf_fast.eval.adapt.slot import SlotBuffer, fit_delta
+from golf_fast.eval.adapt.stream import expected_targets
+from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
 from golf_fast.eval.windows import build_windows, scoring_inputs, split_targets
 
 

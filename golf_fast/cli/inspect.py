@@ -1,4 +1,4 @@
-"""``golf-fast inspect`` / ``python -m golf_fast.tools.inspect``: compile every shipped kernel for
+"""``golf-fast inspect`` / ``python -m golf_fast.cli.inspect``: compile every shipped kernel for
 the H100 with no GPU present and print what it uses.
 
 Triton configurations are compiled for sm_90 (``GPUTarget("cuda", 90, 32)``), every ``.cu`` file
@@ -11,7 +11,7 @@ or is a matrix kernel without HGMMA.
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Sequence
+from typing import Optional
 
 from golf_fast.tools.kernels import csrc_dir, cuda_sources, triton_configs
 from golf_fast.tools.sm90 import CompileReport, compile_cu_sm90, compile_triton_sm90
@@ -78,13 +78,3 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"{len(reports)} kernels: all compiled, zero spills, HGMMA wherever a matrix kernel needs it")
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="golf-fast inspect", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Optional, Sequence
 
 import torch
 
@@ -44,9 +43,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"round trip bit-exact: {exact}; relative error of the int6 weight (SDClip k=12.85): {err:.4f}")
     print("backends used:", ", ".join(f"{k}={v}" for k, v in resolved_backends().items()))
     return 0 if exact else 1
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="golf-fast demo", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))

@@ -1,7 +1,7 @@
 """Compliance with the challenge's evaluation rules, decided from recorded events (not from names).
 
 The four conditions (parameter_golf.md §6.1, the challenge's issue #1017), and how each is checked
-from an :class:`~golf_fast.eval.events.EventLog` ("before"/"after" is the log's causal order:
+from an :class:`~golf_fast.eval.compliance.events.EventLog` ("before"/"after" is the log's causal order:
 same rank by seq, different epochs by epoch; see events.py):
 
 1. **Causal dependence** — the score of ``j`` depends only on the artifact and tokens scored
@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from golf_fast.eval.events import EventLog
+from golf_fast.eval.compliance.events import EventLog
 
 _INF = np.iinfo(np.int64).max // 4
 

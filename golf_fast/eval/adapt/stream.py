@@ -25,15 +25,15 @@ import numpy as np
 import torch
 
 from golf_fast.data.byte_table import TokenByteTable
-from golf_fast.eval.adapt_config import AdaptConfig
-from golf_fast.eval.adapt_result import AdaptResult, finish
-from golf_fast.eval.adapters.full import last_blocks_parameters, train_on_pieces
+from golf_fast.eval.adapt.config import AdaptConfig
+from golf_fast.eval.adapt.result import AdaptResult, finish
+from golf_fast.eval.adapt.full_model import last_blocks_parameters, train_on_pieces
 from golf_fast.eval.bpb import BpbAccumulator
 from golf_fast.eval.collectives import all_gather_cat
-from golf_fast.eval.events import EventLog
+from golf_fast.eval.compliance.events import EventLog
 from golf_fast.eval.scoring import LogitScorer, autocast_ctx, commit_scores, run_probes
-from golf_fast.eval.slot import SlotBuffer, fit_delta
-from golf_fast.eval.void import matrices_of, to_host, void_fractions
+from golf_fast.eval.adapt.slot import SlotBuffer, fit_delta
+from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
 from golf_fast.eval.windows import build_windows, scoring_inputs, stream_chunk_pieces
 
 

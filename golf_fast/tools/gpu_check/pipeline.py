@@ -1,6 +1,6 @@
 """The post-training part of ``golf-fast gpu-check``: Hessians → GPTQ → artifact at the record's shapes.
 
-``python -m golf_fast.tools.gpu_check_pipeline [--batches 16] [--smoke]``
+``python -m golf_fast.tools.gpu_check.pipeline [--batches 16] [--smoke]``
 
 On one GPU: the record model (``preset("record")``, random weights), ``--batches`` calibration
 batches of one rank's training shape (the record's 98,304 tokens on each of 8 GPUs) through the
@@ -12,13 +12,11 @@ seconds of each phase and the artifact's size. ``--smoke``: the smoke model on t
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 
@@ -40,18 +38,17 @@ def calibration_batches(cfg, n: int, tokens: int, device: torch.device, seed: in
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m golf_fast.tools.gpu_check_pipeline", description=__doc__.splitlines()[0])
-    p.add_argument("--batches", type=int, default=16, help="calibration batches (the record: 16 per rank)")
-    p.add_argument("--smoke", action="store_true", help="the smoke model on the CPU")
-    a = p.parse_args(argv)
-    if a.batches < 1:
-        raise SystemExit(f"--batches: expected >= 1, got {a.batches}")
-    smoke = a.smoke or not torch.cuda.is_available()
+def run_pipeline(batches: int = 16, smoke: bool = False) -> int:
+    """Hessians → GPTQ → artifact at the record's shapes on the GPU (``smoke``, or no GPU: the smoke
+    model on the CPU), timings printed as one JSON line. ``batches``: calibration batches (record: 16)."""
+    if not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"batches: expected an int >= 1, got {batches!r}")
+    a_batches = batches
+    smoke = smoke or not torch.cuda.is_available()
     device = torch.device("cpu" if smoke else "cuda")
     cfg = preset("smoke" if smoke else "record")
     tokens = 1024 if smoke else 98_304
-    n = min(a.batches, 2) if smoke else a.batches
+    n = min(a_batches, 2) if smoke else a_batches
     torch.manual_seed(0)
     model = GPT(cfg.model).to(device)
     model.resolve_attention(device)
@@ -76,6 +73,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       **{k: round(v, 3) for k, v in phases.items()}}))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

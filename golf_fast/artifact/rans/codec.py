@@ -20,7 +20,7 @@ from golf_fast.artifact.compressors import (
     lzma_decompress,
 )
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans import (
+from golf_fast.artifact.rans.coder import (
     DEFAULT_PROB_BITS,
     DEFAULT_SLICE_ROWS,
     GroupModel,
@@ -31,9 +31,9 @@ from golf_fast.artifact.rans import (
     table_bytes,
     undo_order,
 )
-from golf_fast.artifact.rans_fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
-from golf_fast.artifact.rans_numpy import decode_slices_numpy, encode_group_np
-from golf_fast.artifact.rans_side import SIDE_VERSION, check_permutation, check_tables, read_side, slices_of_group
+from golf_fast.artifact.rans.fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
+from golf_fast.artifact.rans.numpy_coder import decode_slices_numpy, encode_group_np
+from golf_fast.artifact.rans.side import SIDE_VERSION, check_permutation, check_tables, read_side, slices_of_group
 from golf_fast.artifact.untrusted import check_params
 from golf_fast.quant.formats import qmax as qmax_of
 

@@ -19,7 +19,7 @@ What it exploits (measured in benchmarks/bench_compression.py):
   row at 1,024 rows), and ``rmode`` 1 makes the row accumulator follow ``|q − above|``, i.e.
   how closely this row tracks the one above so far.
 
-The encoder (``rans_fit``) tries a few settings per group (``rans_fit.DEFAULT_CANDIDATES``) on a
+The encoder (``fit``) tries a few settings per group (``fit.DEFAULT_CANDIDATES``) on a
 sample and keeps the cheapest, tables and row orders included.
 
 Decoding, exactly (what a port, e.g. to numpy, must do; all integer arithmetic)

@@ -1,6 +1,6 @@
 """The kernel part of ``golf-fast gpu-check``: every kernel against float64 on the GPU.
 
-``python -m golf_fast.tools.gpu_check_kernels --out DIR [--budget S] [--smoke]``
+``python -m golf_fast.tools.gpu_check.kernels --out DIR [--budget S] [--smoke]``
 
 Each case is independent (a failure is recorded and the run goes on; a case past the budget is
 skipped); one JSON line per case goes to ``DIR/kernel_check.jsonl`` and a line to stdout. Cases:
@@ -18,7 +18,6 @@ any case failed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -26,7 +25,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 
@@ -352,35 +351,32 @@ def check_capture(c: Checker) -> None:
     c.case("cuda graph", "first call inside capture is refused clearly; capture after a precheck works", run)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m golf_fast.tools.gpu_check_kernels", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=".", help="folder for kernel_check.jsonl")
-    p.add_argument("--budget", type=float, default=170.0, help="seconds; cases past it are skipped")
-    p.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under TRITON_INTERPRET=1")
-    a = p.parse_args(argv)
-    if a.smoke:
+def run_kernel_check(out: str, budget_s: float = 170.0, smoke: bool = False) -> int:
+    """Every kernel against float64 into ``out/kernel_check.jsonl`` (``smoke``: tiny shapes on the CPU
+    under TRITON_INTERPRET=1). 0 when no case failed, 1 otherwise, 2 without a device."""
+    if smoke:
         os.environ["TRITON_INTERPRET"] = "1"
     elif not torch.cuda.is_available():
         print("no CUDA device: run with --smoke for the CPU dry run", file=sys.stderr)
         return 2
     import golf_fast
 
-    out = Path(a.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    c = Checker(out, a.budget, torch.device("cpu" if a.smoke else "cuda"))
+    c = Checker(out, budget_s, torch.device("cpu" if smoke else "cuda"))
     print(golf_fast.status(), flush=True)
     if c.dev.type == "cuda":
         props = torch.cuda.get_device_properties(0)
         print(f"device: {props.name}, {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB", flush=True)
     # the cases no other step covers first: a budget cut falls on the sweeps, not on them
-    check_costs(c, a.smoke)
-    if not a.smoke:
+    check_costs(c, smoke)
+    if not smoke:
         check_selfchecks_under_tf32(c)
         check_large_offsets(c)
         check_capture(c)
-    check_int6(c, a.smoke)
-    check_newton_schulz(c, a.smoke)
-    check_hessian_and_gptq(c, a.smoke)
+    check_int6(c, smoke)
+    check_newton_schulz(c, smoke)
+    check_hessian_and_gptq(c, smoke)
     n_fail = sum(r["ok"] is False for r in c.results)
     n_pass = sum(r["ok"] is True for r in c.results)
     print(f"\nkernel check: {n_pass} passed, {n_fail} failed, {len(c.results) - n_pass - n_fail} info/skipped")
@@ -389,6 +385,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print("FAILED:", r["group"], r["case"], r.get("error") or r.get("problem") or r.get("failures") or "")
     return 1 if n_fail else 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -19,10 +19,10 @@ import dataclasses
 
 import numpy as np
 
-from golf_fast.eval.adapt_config import ADAPT_PRESETS, RESEARCH_MODES, SLOT_MODES, TTT_MODES, AdaptConfig, adapt_preset
-from golf_fast.eval.adapt_run import run_adaptive
-from golf_fast.eval.predict import predict_seconds, record_efficiency
-from golf_fast.eval.ttt_docs import run_documents
+from golf_fast.eval.adapt.config import ADAPT_PRESETS, RESEARCH_MODES, SLOT_MODES, TTT_MODES, AdaptConfig, adapt_preset
+from golf_fast.eval.adapt.run import run_adaptive
+from golf_fast.eval.adapt.predict_time import predict_seconds, record_efficiency
+from golf_fast.eval.adapt.documents import run_documents
 from golf_fast.eval.windows import document_spans
 from golf_fast.model.typed_config import field_types, parse_field
 

@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from golf_fast.eval.adapt_config import SlotConfig
+from golf_fast.eval.adapt.config import SlotConfig
 
 
 def focal_loss(z: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from golf_fast.data.byte_table import TokenByteTable
-from golf_fast.eval.adapt_config import AdaptConfig
-from golf_fast.eval.adapt_result import AdaptResult
-from golf_fast.eval.research import run_prequant
-from golf_fast.eval.ttt_docs import run_documents
-from golf_fast.eval.ttt_stream import run_stream
+from golf_fast.eval.adapt.config import AdaptConfig
+from golf_fast.eval.adapt.result import AdaptResult
+from golf_fast.eval.adapt.research_modes import run_prequant
+from golf_fast.eval.adapt.documents import run_documents
+from golf_fast.eval.adapt.stream import run_stream
 
 
 def run_adaptive(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfig, *, rank: int = 0,

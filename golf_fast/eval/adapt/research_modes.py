@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from golf_fast.data.byte_table import TokenByteTable
-from golf_fast.eval.adapt_config import AdaptConfig
-from golf_fast.eval.adapt_result import AdaptResult
-from golf_fast.eval.adapters.full import cosine_lr, train_on_pieces
-from golf_fast.eval.compliance import check_events
-from golf_fast.eval.events import EventLog, gather_logs
-from golf_fast.eval.ttt_stream import run_stream
-from golf_fast.eval.void import matrices_of, to_host, void_fractions
+from golf_fast.eval.adapt.config import AdaptConfig
+from golf_fast.eval.adapt.result import AdaptResult
+from golf_fast.eval.adapt.full_model import cosine_lr, train_on_pieces
+from golf_fast.eval.compliance.checker import check_events
+from golf_fast.eval.compliance.events import EventLog, gather_logs
+from golf_fast.eval.adapt.stream import run_stream
+from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
 from golf_fast.eval.windows import build_windows, document_spans, split_targets
 
 

@@ -1,0 +1,7 @@
+"""``golf-rans``, the package's own artifact codec: context-modelled static rANS over int codes.
+
+``coder`` (the model, the format and the exact decoding procedure; the pure-Python coder),
+``fit`` (the encoder's choice of context model per group), ``codec`` (groups, side information,
+payload layout: the :class:`~golf_fast.artifact.codec_base.Codec`), ``side`` (the side information,
+validated before anything is allocated), ``numpy_coder`` (the vectorized decoder for machines
+without the compiled extension)."""
