@@ -59,7 +59,7 @@ class Run:
 
     def score(self) -> Optional[dict[str, Any]]:
         """The submission's score: the adaptive evaluation of the round-tripped artifact if the run
-        had one (``eval.ttt``), else round-trip sliding, else round-trip plain."""
+        had one (``eval.adapt``), else round-trip sliding, else round-trip plain."""
         a = self.final.get("adaptive")
         if isinstance(a, dict) and "val_loss" in a and "val_bpb" in a:
             return a

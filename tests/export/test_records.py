@@ -30,8 +30,8 @@ def _run(root, seed, *, art=15_900_000, code=30_000, eval_s=300.0, train_s=590.0
              "phases": {"hessians": 4.0, "eval_round_trip": eval_s, "artifact_load": 10.0}}
     if compliance is not None:
         final["compliance"] = compliance
-    if config["eval"].get("ttt", "none") != "none" and compliance is None:  # what the trainer records
-        final["adaptive"] = {"mode": config["eval"]["ttt"], "val_loss": 2.31 + seed * 1e-4,
+    if config["eval"]["adapt"].get("ttt", "none") != "none" and compliance is None:  # what the trainer records
+        final["adaptive"] = {"mode": config["eval"]["adapt"]["ttt"], "val_loss": 2.31 + seed * 1e-4,
                              "val_bpb": 1.055 + seed * 1e-5, "tokens": 100, "bytes": 240,
                              "eval_compliance": adaptive_verdict}
     header = {"event": "header", "config": config, "device": device, "world_size": world, "git": "abc",
@@ -88,8 +88,8 @@ def test_refusals(tmp_path, kind, kwargs, needle):
 
 def test_adaptation_without_a_verdict_is_refused_and_few_seeds_too(tmp_path):
     cfg = preset("record").to_dict()
-    cfg["eval"]["research"] = "prequant"  # issue 14's research mode
-    cfg["eval"]["ttt"] = "none"
+    cfg["eval"]["adapt"]["research"] = "prequant"  # issue 14's research mode
+    cfg["eval"]["adapt"]["ttt"] = "none"
     _run(tmp_path / "runs", 42, cfg=cfg)
     rv = review(load_runs(tmp_path / "runs" / "seed42"), SCRIPT)
     assert not rv.record
@@ -99,7 +99,7 @@ def test_adaptation_without_a_verdict_is_refused_and_few_seeds_too(tmp_path):
 
 def test_a_compliant_verdict_is_reported(tmp_path):
     cfg = preset("record").to_dict()
-    cfg["eval"]["ttt"] = "lora"
+    cfg["eval"]["adapt"]["ttt"] = "lora"
     for s in (42, 0, 1234):
         _run(tmp_path / "runs", s, cfg=cfg, compliance={"ttt": {"eval_compliance": "compliant"}})
     rv = review(load_runs(tmp_path / "runs"), SCRIPT)
