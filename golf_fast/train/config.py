@@ -26,6 +26,10 @@ from golf_fast.artifact import CODEC_NAMES
 from golf_fast.eval.adapt.config import AdaptConfig, smoke_adapt
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.typed_config import bounds, check_config, field_types, parse_field, type_name
+from golf_fast.quant.recipe import RECORD_RECIPE as _R
+
+_BITS = bounds(2, 8)
+_POS = bounds(0, lo_open=True)
 
 
 @dataclass
@@ -102,7 +106,8 @@ class ScheduleConfig:
 
 @dataclass
 class QuantConfig:
-    """Post-training quantization; the defaults are the R0611 record's (parameter_golf.md §5)."""
+    """Post-training quantization; the defaults are the R0611 record's, read from
+    ``golf_fast.quant.recipe.RECORD_RECIPE`` (parameter_golf.md §5)."""
 
     enabled: bool = True
     calibration: Literal["windows", "batches"] = "windows"
@@ -115,28 +120,29 @@ class QuantConfig:
     """Window length for ``calibration=windows`` (0 = ``model.max_seqlen``, the record's train_seq_len)."""
     reserve_s: float = field(default=0.5, metadata=bounds(0))
     """Seconds always kept for the Hessian collection; the measured collection time is added to it."""
-    matrix_bits: int = 6
-    embed_bits: int = 7
-    """The tied embedding's bits (int7 in the record)."""
-    matrix_clip_sigmas: float = 12.85
+    matrix_bits: int = field(default=_R.default_bits, metadata=_BITS)
+    """Bits of every block matrix (the ``mlp``, ``attention`` and default roles)."""
+    embed_bits: int = field(default=_R.role("embedding").bits, metadata=_BITS)
+    """The tied embedding's bits."""
+    matrix_clip_sigmas: float = field(default=_R.default_clip_sigmas, metadata=_POS)
     """SDClip k of matrices no role matches."""
-    mlp_clip_sigmas: float = 11.5
-    attn_clip_sigmas: float = 13.0
-    embed_clip_sigmas: float = 14.0
-    damp: float = 0.01
-    """GPTQ damping × mean(diag H): 0.01 the record, 0.005 the TTT-AdamW/SLOT submission."""
-    block_size: int = 128
-    act_order: bool = True
-    gate_int8: bool = True
+    mlp_clip_sigmas: float = field(default=_R.role("mlp").clip_sigmas, metadata=_POS)
+    attn_clip_sigmas: float = field(default=_R.role("attention").clip_sigmas, metadata=_POS)
+    embed_clip_sigmas: float = field(default=_R.role("embedding").clip_sigmas, metadata=_POS)
+    damp: float = field(default=_R.damp, metadata=_POS)
+    """GPTQ damping × mean(diag H): the record's, or 0.005 for the TTT-AdamW/SLOT submission."""
+    block_size: int = field(default=_R.block_size, metadata=bounds(1))
+    act_order: bool = _R.act_order
+    gate_int8: bool = _R.gate_int8
     """int8 per-row codes for ``attn_gate_w`` (the record's GATED_ATTN_QUANT_GATE=1); False: fp16."""
-    lqer: bool = True
+    lqer: bool = _R.lqer
     """Rank-``lqer_rank`` correction of the GPTQ residual on the ``lqer_top_k`` worst matrices."""
-    lqer_rank: int = 4
-    lqer_top_k: int = 3
-    lqer_factor_bits: int = 4
+    lqer_rank: int = field(default=_R.lqer_rank, metadata=bounds(1))
+    lqer_top_k: int = field(default=_R.lqer_top_k, metadata=bounds(0))
+    lqer_factor_bits: int = field(default=_R.lqer_factor_bits, metadata=_BITS)
     """Bits of the symmetric fallback factors (when the asym group does not divide B)."""
-    lqer_asym: bool = True
-    lqer_asym_group: int = 64
+    lqer_asym: bool = _R.lqer_asym
+    lqer_asym_group: int = field(default=_R.lqer_group, metadata=bounds(1))
     codec: str = ""
     """Artifact codec name ("" = the artifact module's default). The record's ``pergroup`` (lrzip
     per role + brotli) is not one of golf_fast's codecs."""
@@ -216,14 +222,6 @@ class TrainConfig:
         need(self.quant.codec == "" or self.quant.codec in CODEC_NAMES,
              f"quant.codec: expected one of {', '.join(CODEC_NAMES)} (or '' for the default), got {self.quant.codec!r}")
         check_run_name(r.name)
-        q = self.quant
-        for f in ("matrix_bits", "embed_bits"):
-            need(2 <= getattr(q, f) <= 8, f"quant.{f}: expected bits in 2..8, got {getattr(q, f)}")
-        for f in ("matrix_clip_sigmas", "mlp_clip_sigmas", "attn_clip_sigmas", "embed_clip_sigmas", "damp"):
-            need(getattr(q, f) > 0, f"quant.{f}: expected > 0, got {getattr(q, f)}")
-        need(q.block_size >= 1, "quant.block_size: expected >= 1")
-        need(q.lqer_rank >= 1 and q.lqer_top_k >= 0 and q.lqer_asym_group >= 1 and 2 <= q.lqer_factor_bits <= 8,
-             "quant.lqer_*: expected rank >= 1, top_k >= 0, group >= 1, factor bits in 2..8")
         e.adapt.validate("eval.adapt")
 
     def to_dict(self) -> dict[str, Any]:

@@ -199,6 +199,7 @@ def check_newton_schulz(c: Checker, smoke: bool) -> None:
 def check_hessian_and_gptq(c: Checker, smoke: bool) -> None:
     from golf_fast.ops.gptq import gptq_block, gptq_block_compare, gptq_block_ref
     from golf_fast.ops.hessian import hessian_accumulate_
+    from golf_fast.quant.recipe import RECORD_RECIPE
 
     sizes = [(37, 101)] if smoke else [(1, 1), (37, 101), (136, 2101), (512, 4096), (130, 3000), (2048, 70000)]
     for dtype in (torch.bfloat16, torch.float16):
@@ -220,7 +221,7 @@ def check_hessian_and_gptq(c: Checker, smoke: bool) -> None:
             h = x.T @ x / x.shape[0] + 0.01 * torch.eye(bs)
             u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h.double())), upper=True).float()
             w = torch.randn(nb, n, bs, generator=c.gen)
-            s = (12.85 * w.std(dim=-1) / 31).half().float()
+            s = (RECORD_RECIPE.default_clip_sigmas * w.std(dim=-1) / 31).half().float()
             args = (w.to(c.dev), u.expand(nb, bs, bs).contiguous().to(c.dev), s.to(c.dev), 31)
             problem = gptq_block_compare(gptq_block(*args), gptq_block_ref(*args))
             return problem is None, {"problem": problem}
