@@ -28,7 +28,6 @@ windows are split across ranks, the sums all-reduced).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -44,9 +43,8 @@ from golf_fast.data.errors import DataError
 from golf_fast.data.shards import check_token_ids, list_shards, load_tokens, load_val_bytes
 from golf_fast.distributed import init_distributed, shutdown
 from golf_fast.eval.adapt.config import AdaptConfig
-from golf_fast.eval.adapt.documents import run_documents
 from golf_fast.eval.adapt.predict_time import predict_seconds, record_efficiency
-from golf_fast.eval.adapt.run import run_adaptive
+from golf_fast.eval.adapt.run import run_adaptive, run_baseline
 from golf_fast.eval.evaluate import evaluate
 from golf_fast.eval.windows import document_spans
 from golf_fast.model.from_artifact import load_model_from_artifact
@@ -136,11 +134,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def baseline_of(cfg: AdaptConfig) -> AdaptConfig:
-    """The same settings without adaptation (modes none); :func:`run_adapt` runs it with ``cfg``'s driver."""
-    return dataclasses.replace(cfg, ttt="none", slot="none", research="none")
-
-
 def run_adapt(cfg: AdaptConfig, model_factory, val: np.ndarray, table, rank: int, world: int, device, dtype,
               int6_state=None, val_bytes=None, *, compare: bool = False, predict_h100: bool = False) -> dict:
     """The adaptive evaluation ``cfg`` asks for on a fresh model from ``model_factory()``; with ``compare``
@@ -151,12 +144,7 @@ def run_adapt(cfg: AdaptConfig, model_factory, val: np.ndarray, table, rank: int
     out = {"adapt_config": cfg.to_dict()}
     kw = dict(rank=rank, world_size=world, device=device, dtype=dtype, val_bytes=val_bytes)
     if compare:
-        base = baseline_of(cfg)
-        if cfg.ttt in ("lora", "phased"):
-            r = run_documents(model_factory(), val, table, base, adapt="none", **kw)
-        else:
-            r = run_adaptive(model_factory(), val, table, base, **kw)
-        out["baseline"] = _entry(r)
+        out["baseline"] = _entry(run_baseline(model_factory(), val, table, cfg, **kw))
     r = run_adaptive(model_factory(), val, table, cfg, int6_state=int6_state, **kw)
     out["adaptive"] = _entry(r)
     if predict_h100:

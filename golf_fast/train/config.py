@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from golf_fast.artifact import CODEC_NAMES
-from golf_fast.eval.adapt.config import AdaptConfig, smoke_adapt
+from golf_fast.eval.adapt.config import AdaptConfig, record_adapt, smoke_adapt
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.typed_config import bounds, check_config, field_types, parse_field, type_name
 from golf_fast.quant.recipe import RECORD_RECIPE as _R
@@ -257,7 +257,7 @@ RECORD_SEEDS = (42, 0, 1234)
 
 def _record() -> TrainConfig:
     return TrainConfig(preset="record", data=DataConfig(caseops=True), run=RunConfig(seed=42, precision="record"),
-                       eval=EvalConfig(adapt=AdaptConfig(ttt="phased")))  # R0611: phased LoRA TTT
+                       eval=EvalConfig(adapt=record_adapt()))  # R0611: phased LoRA TTT
 
 
 PRESETS = {"smoke": _smoke, "h100x1": _h100x1, "record": _record}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from golf_fast.eval.adapt.config import AdaptConfig, SlotConfig, smoke_adapt
+from golf_fast.eval.adapt.config import AdaptConfig, SlotConfig, record_adapt, smoke_adapt
 from golf_fast.eval.adapt.result import assert_record_exportable, mark_metadata
 from golf_fast.eval.adapt.slot import fit_delta, focal_loss
 from golf_fast.eval.adapt.documents import phase_boundaries, run_documents
@@ -74,7 +74,7 @@ def test_slot_fit_lowers_the_focal_loss_and_is_clamped():
 
 
 def test_config_presets_validation_and_export_guard():
-    rec = AdaptConfig(ttt="phased")  # the record preset's eval.adapt
+    rec = record_adapt()  # the record preset's eval.adapt
     rec.validate()
     assert (rec.ttt, rec.lora.rank, rec.lora.alpha, rec.lora.lr, rec.lora.beta1, rec.lora.beta2, rec.lora.weight_decay,
             rec.lora.chunk, rec.lora.batch_docs) == ("phased", 80, 144.0, 1e-4, 0.0, 0.99, 0.5, 48, 64)

@@ -14,7 +14,7 @@ phased: 3 phases over 2,500 documents, SGD lr 1e-3 cosine over 32,768-token chun
 clip 1.0; AdamW: 1 epoch, lr 1e-3, the first 10 of 11 blocks frozen; SLOT: L-BFGS 25 iterations,
 history 20, strong Wolfe, δ clamped to ±5, focal loss on the last 128 scored positions; pre-quant
 TTT: 21 AdamW epochs, cosine lr 5e-4 → 5e-5. Windows of 2,048 tokens. The train presets choose the
-mode (``record``: phased); :func:`smoke_adapt` holds the same methods scaled to the CPU smoke model
+mode (:func:`record_adapt`: phased); :func:`smoke_adapt` holds the same methods scaled to the CPU smoke model
 (seq 256, 6 layers, 8,192 val tokens): larger learning rates, smaller rank and chunks, fewer
 phases' documents.
 """
@@ -151,6 +151,11 @@ class AdaptConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def record_adapt() -> AdaptConfig:
+    """The record's evaluation (R0611): phased LoRA TTT with the defaults; the ``record`` train preset's."""
+    return AdaptConfig(ttt="phased")
 
 
 def smoke_adapt(**modes: str) -> AdaptConfig:

@@ -10,6 +10,7 @@ always carries the checker's verdict.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional
 
 import numpy as np
@@ -59,3 +60,16 @@ def run_adaptive(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCon
     cfg.validate("cfg")
     return DRIVERS[cfg.mode](model, tokens, table, cfg, rank=rank, world_size=world_size, device=device, dtype=dtype,
                              int6_state=int6_state, val_bytes=val_bytes)
+
+
+def run_baseline(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfig, **kw) -> AdaptResult:
+    """The baseline ``cfg``'s mode is measured against: its driver with no adaptation (the
+    per-document scoring for lora/phased, the stream otherwise). ``kw``: as :func:`run_adaptive`."""
+    if not isinstance(cfg, AdaptConfig):
+        raise TypeError(f"cfg: expected an AdaptConfig, got {type(cfg).__name__}")
+    base = dataclasses.replace(cfg, ttt="none", slot="none", research="none")
+    if DRIVERS[cfg.mode] is _documents:
+        base.validate("cfg")
+        kw.pop("int6_state", None)
+        return run_documents(model, tokens, table, base, adapt="none", **kw)
+    return run_adaptive(model, tokens, table, base, **kw)
