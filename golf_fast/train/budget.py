@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from golf_fast.artifact.fit import CHALLENGE_LIMIT, smallest_fitting_factor
 from golf_fast.quant.recipe import QuantRecipe

@@ -23,7 +23,6 @@ from golf_fast.eval.windows import build_windows
 from golf_fast.model.gpt import BANK_NAMES, MATRICES_PER_LAYER
 
 
-
 def last_blocks_parameters(model, freeze_blocks: int) -> tuple[list, Callable[[], None]]:
     """(parameters to train, ``mask_grads()`` zeroing the frozen layers' bank rows)."""
     L = model.cfg.num_layers
