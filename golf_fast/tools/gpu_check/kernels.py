@@ -75,7 +75,7 @@ class Checker:
         self.log.flush()
         flag = {True: "PASS", False: "FAIL", None: "INFO"}[ok]
         extra = " ".join(f"{k}={v}" for k, v in info.items() if k != "trace")
-        print(f"[{flag}] {group}: {name} {extra}"[:600], flush=True)
+        print(f"[{flag}] {group}: {name} {extra}"[:2000], flush=True)
 
     def case(self, group: str, name: str, fn: Callable[[], object]) -> None:
         if time.time() > self.deadline:
@@ -310,14 +310,14 @@ def check_selfchecks_under_tf32(c: Checker) -> None:
                             try:
                                 im.selfcheck_tile(tile, split, dt, c.dev, cls=cls)
                             except dispatch.KernelSelfCheckError as e:
-                                bad.append(str(e)[:200])
+                                bad.append(str(e)[:1200])
                 HESSIAN_OP.selfcheck(HESSIAN_OP.resolve(c.dev.type), c.dev, dt)
             for tiles in (SMALL_TILES, LARGE_TILES):
                 for dt in (torch.bfloat16, torch.float16, torch.float32):
                     try:
                         ns.selfcheck_tiles(tiles, dt, c.dev)
                     except dispatch.KernelSelfCheckError as e:
-                        bad.append(str(e)[:200])
+                        bad.append(str(e)[:1200])
         finally:
             torch.set_float32_matmul_precision(old[0])
             torch.backends.cuda.matmul.allow_tf32 = old[1]
