@@ -9,16 +9,18 @@ missing Python packages (brotli, python-minifier) from an offline wheelhouse; ``
 (the CUDA extension, or the C++ part with the reason: setup.py decides); ``golf_fast.status()``;
 the kernel check (``golf_fast.tools.gpu_check.kernels``: every kernel against float64 at real and
 odd shapes, all tiles, splits and dtypes, offsets past 2^31, self-checks under TF32, CUDA-graph
-capture); the ``gpu``-marked tests; the record model's training step (ms/step, our kernels against
-the same model without them: ``benchmarks/bench_train_step.py``); Hessians + GPTQ + artifact at
-the record's shapes (``golf_fast.tools.gpu_check.pipeline``); every kernel's benchmark against eager
-PyTorch into ``DIR/bench.csv``. A step gets ``min(its limit, time left − what later steps
-reserve)``; a step with less than ``MIN_STEP_S`` left is skipped and says so. The whole run stays
-inside ``--budget`` seconds (470 by default: 8 minutes with margin for the launch).
+capture); the record-shape benchmarks against eager PyTorch into ``DIR/bench.csv``
+(:data:`BENCH_ORDER`, :data:`BENCH_SHAPES`); the ``gpu``-marked tests; the record model's training
+step (ms/step, our kernels against the same model without them: ``benchmarks/bench_train_step.py``);
+Hessians + GPTQ + artifact at the record's shapes (``golf_fast.tools.gpu_check.pipeline``). A step
+gets ``min(its limit, time left − what later steps reserve)``; a step with less than ``MIN_STEP_S``
+left is skipped and says so. The whole run stays inside ``--budget`` seconds (470 by default: 8
+minutes with margin for the launch).
 
 Everything goes into one report, ``DIR/gpu_check_report.md`` (rewritten atomically after every
-step, so a killed run still leaves one): the summary table, then each step's command, status,
-time and output (long outputs keep their head and tail).
+step, so a killed run still leaves one; each step's whole output also in ``DIR/logs/``): the
+summary table, then each step's command, status, time and output (long outputs keep their head
+and tail).
 
 ``--dry-run`` (CPU, tested in CI): the same steps in a small form: the kernel check with
 ``--smoke`` (tiny shapes under ``TRITON_INTERPRET=1``), the training step and pipeline on the smoke
