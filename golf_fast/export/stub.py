@@ -28,6 +28,7 @@ decompress to its source), and the smallest is kept.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -59,9 +60,17 @@ class _B(_a.MetaPathFinder,_a.Loader):
   _l.cache[f]=(len(c),None,c.splitlines(True),f)
   exec(compile(c,f,"exec",dont_inherit=True),m.__dict__)
 _s.meta_path.insert(0,_B())
-if __name__=="__main__":
+'''
+_MAIN = '''if __name__=="__main__":
  from golf_fast.export.entry import main
  raise SystemExit(main(_C))
+'''
+PREPARE_MAIN = '''if __name__=="__main__":
+ import argparse
+ from golf_fast.cli.data import add_arguments,run
+ p=argparse.ArgumentParser(prog="prepare_caseops_data.py",description="golf-fast data: CaseOps text, tokenizer shards, byte sidecars")
+ add_arguments(p)
+ raise SystemExit(run(p.parse_args()))
 '''
 
 
@@ -144,21 +153,34 @@ def module_bytes(g: Gathered) -> list[ModuleBytes]:
     return sorted(rows, key=lambda r: (-r.compressed_alone, r.name))
 
 
-def bundle(g: Gathered, config_json: str, header: str = "") -> str:
-    """The bundle's Python source (before the outer wrapper)."""
+def bundle(g: Gathered, config_json: str, header: str = "", main: str = _MAIN, minify: bool = True) -> str:
+    """The bundle's Python source (before the outer wrapper). ``main``: the ``__main__`` block
+    (default: the training program of :data:`ENTRY` with the baked ``config_json``); ``minify``:
+    minify each module (False: the sources as they are, docstrings included)."""
     if not isinstance(config_json, str):
         raise TypeError(f"config_json: expected a JSON str, got {type(config_json).__name__}")
-    if g.entry != ENTRY:
+    if main == _MAIN and g.entry != ENTRY:
         raise ValueError(f"g: expected modules gathered from {ENTRY}, got {g.entry!r}")
     lines = [f"# {ln}" for ln in header.splitlines()]
     lines.append("_M={")
     for m in g.modules:
-        src = minify_module(m.source, m.name) if m.source.strip() else ""
+        src = minify_module(m.source, m.name) if minify and m.source.strip() else m.source
         lines.append(f"{m.name!r}:({int(m.is_package)},{src!r}),")
     lines.append("}")
     lines.append("_F={" + "".join(f"{k!r}:{v!r}," for k, v in sorted(g.data.items())) + "}")
     lines.append(f"_C={config_json!r}")
-    return "\n".join(lines) + "\n" + _BOOT
+    return "\n".join(lines) + "\n" + _BOOT + main
+
+
+@functools.lru_cache(maxsize=2)
+def prepare_script(header: str = "") -> bytes:
+    """``prepare_caseops_data.py`` of a records folder: the package's ``golf-fast data`` command
+    (``build --caseops``: CaseOps text, SentencePiece shards, validation byte sidecars) bundled
+    the same way as ``train_gpt.py`` (sources not minified: its bytes are not counted) and wrapped
+    in LZMA. Cached per process (the package's sources do not change while it runs)."""
+    g = gather("golf_fast.cli.data")
+    return wrap_source(bundle(g, "null", header, main=PREPARE_MAIN, minify=False).encode("utf-8"), "lzma",
+                       "prepare_caseops_data.py")[0]
 
 
 def build_script(cfg: TrainConfig, header: str = "", wrappers: tuple = WRAPPERS,

@@ -80,8 +80,9 @@ def test_exported_script_reproduces_the_package_run(corpus, tmp_path):
                         str(out)], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                        timeout=300)
     assert e.returncode == 0, e.stderr[-3000:]
-    assert sorted(os.listdir(out)) == ["README.md", "requirements.txt", "submission.json", "train_gpt.py",
-                                       f"train_seed{SEED}.log"]
+    assert sorted(os.listdir(out)) == ["README.md", "requirements.txt", "submission.json", "tokenizers",
+                                       "train_gpt.py", f"train_seed{SEED}.log"]  # smoke: no CaseOps script
+    assert (out / "tokenizers" / "tokenizer.model").read_bytes() == (corpus / "tokenizer.model").read_bytes()
     script = out / "train_gpt.py"
     assert script.stat().st_size == pkg["code_bytes"]  # the counted bytes are the file's bytes
     sub = json.loads((out / "submission.json").read_text())

@@ -89,3 +89,14 @@ def test_bundle_serves_modules_with_normal_import_semantics(tmp_path):
     r = subprocess.run([sys.executable, "-I", str(f)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "ok False"  # the bundled package has no compiled extension
+
+
+def test_prepare_script_is_the_data_command_bundled(tmp_path):
+    from golf_fast.export.stub import prepare_script
+
+    f = tmp_path / "prepare_caseops_data.py"
+    f.write_bytes(prepare_script())
+    r = subprocess.run([sys.executable, "-I", str(f), "build", "--help"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("usage: prepare_caseops_data.py build") and "--caseops" in r.stdout
