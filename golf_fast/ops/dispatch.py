@@ -25,8 +25,10 @@ What the op does:
   kernel is an error naming why it is missing, unless ``fallback="reference"`` was asked for;
   an explicitly requested backend that is unavailable is always an error unless
   ``fallback="reference"``. The resolved backend is logged once per (op, device type, backend)
-  on the ``golf_fast.ops`` logger and kept in :func:`resolved_backends`.
-* GPU self-check: the first call of a GPU backend per (device, dtype) runs the kernel and the
+  on the ``golf_fast.ops`` logger; :func:`resolved_backends` gives, per (op, device type), the
+  backend of the latest call (updated on every call, so it reports what ran).
+* GPU self-check: the first call of a GPU backend per (device, dtype) (and of a Triton kernel run
+  by the interpreter on CPU tensors) runs the kernel and the
   reference on a small random input (``selfcheck_inputs``) and raises
   :class:`KernelSelfCheckError` with both numbers if ``compare`` reports a mismatch. Opt out with
   ``config.selfcheck = False`` or ``with selfcheck_disabled():`` (benchmarks). The inputs are
@@ -168,7 +170,9 @@ _registry = _Registry()
 
 
 def resolved_backends() -> dict[str, str]:
-    """``{"pack_int6@cuda": "triton", ...}`` for every op resolved so far in this process."""
+    """``{"pack_int6@cuda": "triton", ...}``: for every op called so far in this process, the backend its
+    latest call on each device type ran (a call with ``backend="reference"`` shows as ``reference``
+    until the next ``auto`` call shows what that one ran)."""
     return {f"{op}@{dev}": b for (op, dev), b in sorted(_registry.resolved.items())}
 
 
@@ -269,15 +273,18 @@ class KernelOp:
                     available: Availability = always_available, selfcheck: Optional[bool] = None) -> None:
         """Add a kernel for ``device_type`` (``"cuda"`` or ``"cpu"``), tried in the order added.
 
-        ``selfcheck`` defaults to True for CUDA backends. The first CUDA backend also becomes the
+        ``selfcheck`` defaults to True for CUDA backends and for Triton backends of CPU tensors
+        (``available=triton_in_interpreter``: the GPU kernel's code run by Triton's interpreter, so
+        it gets the GPU kernel's first-use check). The first CUDA backend also becomes the
         CUDA kernel of the torch.library op (used under torch.compile); the op's CPU kernel resolves
         the CPU backends the same way.
         """
         if name == REFERENCE or any(b.name == name and b.device_type == device_type for b in self._backends):
             raise ValueError(f"name: backend {name!r} for {device_type} is already registered for {self.name}")
         first_cuda = device_type == "cuda" and not any(b.device_type == "cuda" for b in self._backends)
-        self._backends.append(Backend(name, device_type, fn, available,
-                                      device_type == "cuda" if selfcheck is None else selfcheck))
+        if selfcheck is None:
+            selfcheck = device_type == "cuda" or available is triton_in_interpreter
+        self._backends.append(Backend(name, device_type, fn, available, selfcheck))
         self._resolved.clear()
         if first_cuda:
             self.torch_op.register_kernel("cuda")(self._dispatched_cuda_kernel)
@@ -304,6 +311,7 @@ class KernelOp:
         key = (device_type, backend, fallback, interpreter_enabled())
         hit = self._resolved.get(key)
         if hit is not None:
+            _registry.resolved[(self.name, device_type)] = hit.name  # what runs now, not what ran first
             return hit
         chosen = self._resolve(device_type, backend, fallback)
         self._resolved[key] = chosen
@@ -390,7 +398,7 @@ class KernelOp:
             return self.torch_op(*args)
         device = tensors[0].device
         chosen = self.resolve(device.type, backend, fallback)
-        if device.type == "cuda":
+        if chosen.selfcheck:  # GPU kernels, and the same kernels under Triton's interpreter
             self.selfcheck(chosen, device, self._selfcheck_dtype(args, tensors))
         if self.has_autograd and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             return _EagerAutograd.apply(self, chosen, (backend, fallback), *args)
@@ -427,8 +435,13 @@ class KernelOp:
         return (floats or tensors)[0].dtype
 
     def _dispatched_cpu_kernel(self, *args: Any) -> Any:
-        """The CPU kernel of the torch.library op: the ``auto`` CPU backend (never an error on CPU)."""
-        return self._requested("cpu").fn(*args)
+        """The CPU kernel of the torch.library op: the ``auto`` CPU backend (never an error on CPU),
+        self-checked on first use when it is a Triton kernel under the interpreter."""
+        chosen = self._requested("cpu")
+        if chosen.selfcheck:
+            tensors = _tensors(args)
+            self.selfcheck(chosen, tensors[0].device, self._selfcheck_dtype(args, tensors))
+        return chosen.fn(*args)
 
     def _dispatched_cuda_kernel(self, *args: Any) -> Any:
         """The CUDA kernel of the torch.library op: strict auto resolution plus the self-check."""

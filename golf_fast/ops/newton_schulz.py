@@ -262,7 +262,7 @@ def newton_schulz_triton(G: torch.Tensor, coefficients: list[float], eps: float,
     tall = r > c
     m, n = (c, r) if tall else (r, c)
     tiles = tiles or pick_tiles(m)
-    if G.device.type == "cuda" and dispatch_config.selfcheck:
+    if dispatch_config.selfcheck:  # on a GPU, and on CPU tensors under Triton's interpreter
         ensure_tiles_checked(tiles, dtype, G.device)
     parts = cdiv(r, tiles.elementwise_r) * cdiv(c, tiles.elementwise_c)
     ws = workspace(G.device, dtype, batch, m, n, parts)
