@@ -46,7 +46,9 @@ What the op does:
   the reference, forward and backward, ``fallback="reference"`` works with gradients, and
   ``backend="triton"`` on CPU without the interpreter raises whether or not autograd is on.
   The registered op (``torch.ops.golf_fast.<name>``, with ``backend="auto"``) is the path of
-  compiled graphs.
+  compiled graphs. A backend added with ``native_autograd=True`` (a ``"composite"`` of PyTorch ops,
+  the CPU choice of ``auto`` where it beats the precise reference) is called directly and
+  differentiated by PyTorch's autograd.
 """
 
 from __future__ import annotations
@@ -150,6 +152,12 @@ def selfcheck_disabled() -> Iterator[None]:
         config.selfcheck = old
 
 
+COMPOSITE = "composite"
+"""The conventional name of a CPU backend that is a plain composition of PyTorch ops (the code a
+record script writes inline), differentiated by PyTorch's own autograd: what ``auto`` picks on CPU
+when it is faster than the op's precise reference."""
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -157,6 +165,9 @@ class Backend:
     fn: Callable[..., Any]
     available: Availability
     selfcheck: bool
+    native_autograd: bool = False
+    """``fn`` is made of differentiable PyTorch ops: eager calls that need a gradient call it directly
+    (PyTorch's autograd records it) instead of going through the op's registered backward."""
 
 
 @dataclass
@@ -270,21 +281,23 @@ class KernelOp:
     # ---- registration
 
     def add_backend(self, name: str, device_type: str, fn: Callable[..., Any], *,
-                    available: Availability = always_available, selfcheck: Optional[bool] = None) -> None:
+                    available: Availability = always_available, selfcheck: Optional[bool] = None,
+                    native_autograd: bool = False) -> None:
         """Add a kernel for ``device_type`` (``"cuda"`` or ``"cpu"``), tried in the order added.
 
         ``selfcheck`` defaults to True for CUDA backends and for Triton backends of CPU tensors
         (``available=triton_in_interpreter``: the GPU kernel's code run by Triton's interpreter, so
         it gets the GPU kernel's first-use check). The first CUDA backend also becomes the
         CUDA kernel of the torch.library op (used under torch.compile); the op's CPU kernel resolves
-        the CPU backends the same way.
+        the CPU backends the same way. ``native_autograd``: see :class:`Backend` (a composite of
+        PyTorch ops whose own autograd is faster than the op's registered backward).
         """
         if name == REFERENCE or any(b.name == name and b.device_type == device_type for b in self._backends):
             raise ValueError(f"name: backend {name!r} for {device_type} is already registered for {self.name}")
         first_cuda = device_type == "cuda" and not any(b.device_type == "cuda" for b in self._backends)
         if selfcheck is None:
             selfcheck = device_type == "cuda" or available is triton_in_interpreter
-        self._backends.append(Backend(name, device_type, fn, available, selfcheck))
+        self._backends.append(Backend(name, device_type, fn, available, selfcheck, native_autograd))
         self._resolved.clear()
         if first_cuda:
             self.torch_op.register_kernel("cuda")(self._dispatched_cuda_kernel)
@@ -400,7 +413,8 @@ class KernelOp:
         chosen = self.resolve(device.type, backend, fallback)
         if chosen.selfcheck:  # GPU kernels, and the same kernels under Triton's interpreter
             self.selfcheck(chosen, device, self._selfcheck_dtype(args, tensors))
-        if self.has_autograd and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        if (self.has_autograd and not chosen.native_autograd and torch.is_grad_enabled()
+                and any(t.requires_grad for t in tensors)):
             return _EagerAutograd.apply(self, chosen, (backend, fallback), *args)
         return chosen.fn(*args)
 
