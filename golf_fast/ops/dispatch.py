@@ -311,7 +311,10 @@ class KernelOp:
         self.has_autograd = True
 
     def backends(self, device_type: Optional[str] = None) -> list[str]:
-        return [b.name for b in self._backends if device_type in (None, b.device_type)] + [REFERENCE]
+        """The backend names this op accepts (for ``device_type``, or for any), each once, in the order
+        added, then ``"reference"``."""
+        names = [b.name for b in self._backends if device_type in (None, b.device_type)]
+        return list(dict.fromkeys(names)) + [REFERENCE]
 
     # ---- resolution
 
@@ -342,8 +345,10 @@ class KernelOp:
             candidates = known
         else:
             if backend not in {b.name for b in self._backends}:
-                raise ValueError(f"backend: expected one of {['auto'] + self.backends()} for {self.name}, "
-                                 f"got {backend!r}")
+                per_device = "; ".join(f"{d}: {self.backends(d)[:-1]}" for d in
+                                       dict.fromkeys(b.device_type for b in self._backends))
+                raise ValueError(f"backend: expected one of {['auto'] + self.backends()} for {self.name} "
+                                 f"({per_device}), got {backend!r}")
             candidates = [b for b in known if b.name == backend]
             if not candidates:
                 reasons.append(f"{backend} has no {device_type} implementation")
