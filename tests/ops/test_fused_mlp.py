@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import golf_fast
+from golf_fast.ops import dispatch
 from golf_fast.ops import fused_mlp as fm
 from golf_fast.ops import fused_mlp_kernels as fmk
 from golf_fast.ops.dispatch import KernelSelfCheckError
@@ -233,6 +234,7 @@ def test_selfcheck_passes_and_catches_a_wrong_kernel(triton_interpret, monkeypat
     args = fm.DPRE_OP.selfcheck_inputs(dev, torch.bfloat16)
     wrong = fm.mlp_dpre_ref(args[0], args[1], args[2], 0.0)  # relu² derivative: slope dropped
     assert fm.DPRE_OP.compare(wrong, fm.DPRE_OP.reference(*args)) is not None
+    monkeypatch.setattr(dispatch._registry, "checked", set())  # earlier calls may have checked "triton"
     monkeypatch.setattr(fm.DPRE_OP, "_backends", [])
     fm.DPRE_OP._resolved.clear()
     fm.DPRE_OP.add_backend("triton", "cpu", lambda g, w, p, s: fm.mlp_dpre_triton(g, w, p, 0.0), selfcheck=True)
