@@ -47,8 +47,8 @@ What the op does:
   ``backend="triton"`` on CPU without the interpreter raises whether or not autograd is on.
   The registered op (``torch.ops.golf_fast.<name>``, with ``backend="auto"``) is the path of
   compiled graphs. A backend added with ``native_autograd=True`` (a ``"composite"`` of PyTorch ops,
-  the CPU choice of ``auto`` where it beats the precise reference) is called directly and
-  differentiated by PyTorch's autograd.
+  the CPU choice of ``auto`` where it beats the precise reference) is called directly with its own
+  gradient.
 """
 
 from __future__ import annotations
@@ -153,9 +153,10 @@ def selfcheck_disabled() -> Iterator[None]:
 
 
 COMPOSITE = "composite"
-"""The conventional name of a CPU backend that is a plain composition of PyTorch ops (the code a
-record script writes inline), differentiated by PyTorch's own autograd: what ``auto`` picks on CPU
-when it is faster than the op's precise reference."""
+"""The conventional name of a CPU backend made of plain PyTorch ops (the code a record script writes
+inline, or the same math with fewer passes), with its own gradient (PyTorch's autograd of those ops,
+or an ``autograd.Function`` of its own): what ``auto`` picks on CPU where it is faster than the op's
+precise reference."""
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,8 @@ class Backend:
     available: Availability
     selfcheck: bool
     native_autograd: bool = False
-    """``fn`` is made of differentiable PyTorch ops: eager calls that need a gradient call it directly
-    (PyTorch's autograd records it) instead of going through the op's registered backward."""
+    """``fn`` carries its own gradient (differentiable PyTorch ops, or an ``autograd.Function``): eager
+    calls that need a gradient call it directly instead of going through the op's registered backward."""
 
 
 @dataclass
