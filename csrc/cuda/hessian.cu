@@ -13,6 +13,13 @@
 // (two stages; a diagonal tile loads one slab and uses it as both operands), loads fragments with
 // ldmatrix.trans and runs mma.sync.m16n8k16 (bf16/fp16 in, fp32 accumulate). 8 warps as 2 x 4,
 // each 64 x 32 of the tile. Warps of a diagonal tile lying wholly above the diagonal skip the MMAs.
+// Promotion (bounded-length tensor-core accumulation): mma.sync's fp32 accumulation on sm_90 does
+// not round to nearest (the relative error of one long accumulator grows linearly with its length:
+// 3.4e-4 after 73k tokens on an H200). So every kPromoteTokens tokens each thread adds its 64 MMA
+// accumulators into a second fp32 set with plain FADD (round to nearest) and zeroes them. The second
+// set lives in dynamic shared memory (64 KB per block, element i of thread t at s_promo[i * 256 + t]:
+// conflict-free, private to the thread, so no barrier), not in registers: the MMA loop already uses
+// 125 of the 128 registers that 2 blocks/SM allow, and a register copy would spill.
 //   * one split: the block adds scale * acc into H's lower triangle and writes the mirror;
 //   * several splits: the block writes its raw fp32 partial tile to a workspace
 //     W[split][tile][128][128], and kernel 2 (reduce_splits) sums the splits in a fixed order
@@ -29,6 +36,11 @@ constexpr int kBT = 32;               // tokens per pipeline stage
 constexpr int kLds = kTile + 8;       // padded smem row (elements): ldmatrix rows hit distinct banks
 constexpr int kThreads = 256;
 constexpr int kStages = 2;
+constexpr int kPromoteTokens = 512;                    // tokens per MMA accumulation run (multiple of kBT)
+constexpr int kPromoteIters = kPromoteTokens / kBT;    // pipeline iterations per run
+constexpr int kAccPerThread = 4 * 4 * 4;               // acc[4][4][4]
+constexpr int kPromoteSmemBytes = kAccPerThread * kThreads * 4;  // 64 KB of dynamic shared memory
+static_assert(kPromoteTokens % kBT == 0, "promotion period must be whole pipeline stages");
 
 struct Tile {
   int bi, bj;
@@ -120,6 +132,7 @@ __global__ void __launch_bounds__(kThreads, 2)
                float* __restrict__ h, float* __restrict__ work, float scale) {
   __shared__ __align__(16) uint16_t s_a[kStages][kBT * kLds];
   __shared__ __align__(16) uint16_t s_b[kStages][kBT * kLds];
+  extern __shared__ float s_promo[];  // kAccPerThread * kThreads promoted sums (see the header)
 
   const Tile tile = tile_of(blockIdx.x);
   const bool diag = tile.bi == tile.bj;
@@ -138,7 +151,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
     for (int j = 0; j < 4; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+      for (int e = 0; e < 4; ++e) {
+        acc[i][j][e] = 0.f;
+        s_promo[((i * 4 + j) * 4 + e) * kThreads + threadIdx.x] = 0.f;
+      }
 
   if (n_iters > 0) {
     load_slab<kVec>(s_a[0], x, ldx, t_begin, t_end, m0, k);
@@ -183,9 +199,30 @@ __global__ void __launch_bounds__(kThreads, 2)
           for (int nj = 0; nj < 4; ++nj)
             Mma<T>::run(acc[mi][nj], a[mi], b[nj >> 1][(nj & 1) * 2], b[nj >> 1][(nj & 1) * 2 + 1]);
       }
+      if ((it + 1) % kPromoteIters == 0) {  // promote: s_promo += acc (FADD, round to nearest); acc = 0
+#pragma unroll
+        for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+          for (int nj = 0; nj < 4; ++nj)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              float* p = s_promo + ((mi * 4 + nj) * 4 + e) * kThreads + threadIdx.x;
+              *p = __fadd_rn(*p, acc[mi][nj][e]);
+              acc[mi][nj][e] = 0.f;
+            }
+      }
     }
     __syncthreads();  // everyone is done reading `buf` before it is refilled
   }
+
+  // Final promotion of the last (partial) run: acc = s_promo + acc.
+#pragma unroll
+  for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+    for (int nj = 0; nj < 4; ++nj)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        acc[mi][nj][e] = __fadd_rn(s_promo[((mi * 4 + nj) * 4 + e) * kThreads + threadIdx.x], acc[mi][nj][e]);
 
   // Epilogue. Fragment element e of acc[mi][nj]: row g (+8 for e >= 2), col 2 * tig + (e & 1).
   const int g = lane >> 2, tig = lane & 3;
@@ -266,12 +303,20 @@ cudaError_t launch(float* h, const void* x, int64_t t_total, int64_t k, int64_t 
   const uint16_t* xt = static_cast<const uint16_t*>(x);
   const bool vec = (k % 8 == 0) && (ldx % 8 == 0) && (reinterpret_cast<uintptr_t>(x) % 16 == 0);
   float* w = splits > 1 ? work : nullptr;
+  // Over 48 KB of shared memory per block (static + dynamic) needs the opt-in attribute.
+  cudaError_t err;
   if (vec) {
-    syrk_tiles<T, true><<<grid, kThreads, 0, stream>>>(xt, t_total, static_cast<int>(k), ldx, per_split, h, w, scale);
+    err = cudaFuncSetAttribute(syrk_tiles<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, kPromoteSmemBytes);
+    if (err != cudaSuccess) return err;
+    syrk_tiles<T, true><<<grid, kThreads, kPromoteSmemBytes, stream>>>(xt, t_total, static_cast<int>(k), ldx, per_split,
+                                                                       h, w, scale);
   } else {
-    syrk_tiles<T, false><<<grid, kThreads, 0, stream>>>(xt, t_total, static_cast<int>(k), ldx, per_split, h, w, scale);
+    err = cudaFuncSetAttribute(syrk_tiles<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, kPromoteSmemBytes);
+    if (err != cudaSuccess) return err;
+    syrk_tiles<T, false><<<grid, kThreads, kPromoteSmemBytes, stream>>>(xt, t_total, static_cast<int>(k), ldx,
+                                                                        per_split, h, w, scale);
   }
-  cudaError_t err = cudaGetLastError();
+  err = cudaGetLastError();
   if (err != cudaSuccess || splits == 1) return err;
   reduce_splits<<<ntri * 16, kThreads, 0, stream>>>(work, splits, ntri, static_cast<int>(k), h, scale);
   return cudaGetLastError();

@@ -86,19 +86,29 @@ class SelfCheckDuringCaptureError(RuntimeError):
 @contextlib.contextmanager
 def precise_reference() -> Iterator[None]:
     """fp32 matmuls at full precision for the duration (TF32 off for matmul and cuDNN, float32 matmul
-    precision "highest"); the user's settings are restored afterwards. Self-check references run here:
-    with TF32 on (as parameter-golf scripts set it) a reference's fp32 matmul rounds its inputs to
-    10 mantissa bits and would disagree with a correct kernel."""
+    precision "highest") and autocast off (CUDA and CPU); the user's settings are restored afterwards.
+    Self-check references run here: with TF32 on (as parameter-golf scripts set it) a reference's fp32
+    matmul rounds its inputs to 10 mantissa bits and would disagree with a correct kernel, and under
+    autocast a reference's ops change dtype (CUDA autocast runs ``pow``/``square`` in fp32, matmuls
+    in bf16) while a kernel's do not."""
     old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
            torch.get_float32_matmul_precision())
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     try:
-        yield
+        with autocast_disabled():
+            yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old[0], old[1]
         torch.set_float32_matmul_precision(old[2])
+
+
+@contextlib.contextmanager
+def autocast_disabled() -> Iterator[None]:
+    """Autocast off for CUDA and CPU for the duration (the enclosing settings come back afterwards)."""
+    with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+        yield
 
 
 def capturing(device: torch.device) -> bool:
@@ -390,7 +400,8 @@ class KernelOp:
         refuse_selfcheck_in_capture(f"golf_fast::{self.name} ({chosen.name}, {dtype})", device)
         args = seeded_cpu_inputs(self.selfcheck_inputs, device, dtype)
         ref_args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
-        out = chosen.fn(*args)
+        with autocast_disabled():  # the kernel and its reference see the same dtypes whatever the caller's autocast
+            out = chosen.fn(*args)
         with precise_reference():
             ref = self.reference(*ref_args)
         if self.mutated_index is not None:  # in-place op: compare the mutated argument

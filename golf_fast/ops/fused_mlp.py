@@ -195,9 +195,14 @@ def _setup_context(ctx, inputs, output) -> None:
     _, pre, post = output
     ctx.slope = float(slope)
     ctx.save_for_backward(x, w_up, w_down, pre, post)
+    # Unused outputs (pre and post, under the public function) get None, not materialized (M, H) zeros
+    # that _backward would then fold into dpre with several full passes over M × H.
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_out, grad_pre, grad_post):
+    """Gradients of (x, w_up, w_down); any of grad_out / grad_pre / grad_post may be None (unused
+    output: no work is done for it)."""
     x, w_up, w_down, pre, post = ctx.saved_tensors
     if pre.shape[0] != x.shape[0]:
         raise RuntimeError("golf_fast::leaky_relu_square_mlp: a gradient needs the op called with need_pre=True")

@@ -263,7 +263,8 @@ def _launch(x2: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: 
     has_lr = lowrank_a is not None and lowrank_b is not None
     bias_t = bias.contiguous() if bias is not None else x2
     if has_lr:
-        t = x2.to(torch.float32) @ lowrank_b.to(torch.float32).T  # (M, r) fp32, the "x·Bᵀ" half
+        with precise_reference():  # full fp32 whatever the caller's TF32/autocast: the reference's precision
+            t = x2.to(torch.float32) @ lowrank_b.to(torch.float32).T  # (M, r) fp32, the "x·Bᵀ" half
         a = lowrank_a.to(torch.float32).contiguous()
         rank = a.shape[1]
     else:

@@ -98,6 +98,7 @@ def cubin_resources(cubin: bytes) -> dict[str, dict[str, int]]:
             out[fname]["hgmma"] = len(re.findall(r"\bHGMMA\b", block))
             out[fname]["ldl_stl"] = len(re.findall(r"\b(?:LDL|STL)(?:\.\w+)*\b", block))
             out[fname]["hmma"] = len(re.findall(r"\bHMMA\b", block))  # mma.sync tensor-core instructions
+            out[fname]["fadd"] = len(re.findall(r"\bFADD\b", block))  # fp32 adds (round to nearest)
     return out
 
 
@@ -150,5 +151,5 @@ def compile_cu_sm90(path: str | os.PathLike, include_dirs: tuple[str, ...] = ())
     return [CompileReport(kernel=f"{path.name}:{name}", config="sm_90a", registers=r["registers"],
                           shared_bytes=r["shared"], local_bytes=r["local"] + r["stack"], stack_bytes=r["stack"],
                           hgmma=r.get("hgmma", 0), extra={"ptxas": proc.stderr.strip(), "ldl_stl": r.get("ldl_stl", 0),
-                                                          "hmma": r.get("hmma", 0)})
+                                                          "hmma": r.get("hmma", 0), "fadd": r.get("fadd", 0)})
             for name, r in res.items()]

@@ -200,6 +200,9 @@ def test_cu_compiles_for_sm90a_without_spills_with_tensor_cores():
     for r in tiles:
         assert r.registers <= 128, r  # __launch_bounds__(256, 2): two blocks per SM
         assert r.extra["hmma"] > 0 or r.hgmma > 0, r.kernel
+        # promotion (GPU check 2026-12-04, finding 1): the 64 MMA accumulators of a thread are added
+        # into fp32 sums with FADD every 512 tokens and once at the end: >= 128 FADDs (3 without it)
+        assert r.extra["fadd"] >= 128, (r.kernel, r.extra["fadd"])
 
 
 @pytest.mark.gpu
