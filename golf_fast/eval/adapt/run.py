@@ -26,10 +26,16 @@ def run_adaptive(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCon
     """Run the evaluation ``cfg`` describes on ``model`` (adapted in place) and return its result.
 
     ``val_bytes``: the CaseOps byte sidecar parallel to ``tokens`` (then ``table`` may be None).
+    A model running from int6 banks (``weights="int6"``) is first given float banks of the same
+    dequantized matrices (:meth:`golf_fast.model.GPT.restore_float_banks`).
     """
     if not isinstance(cfg, AdaptConfig):
         raise TypeError(f"cfg: expected an AdaptConfig, got {type(cfg).__name__}")
     cfg.validate()
+    if getattr(model, "runs_from_int6", False):
+        # every mode trains or reads float weights (AdamW/phased SGD on the banks, SLOT's hidden states,
+        # LoRA's dense base): the model leaves its int6 banks for their dequantized matrices, in place
+        model.restore_float_banks()
     kw = dict(rank=rank, world_size=world_size, device=device, dtype=dtype, val_bytes=val_bytes)
     if cfg.research == "prequant":
         return run_prequant(model, tokens, table, cfg, **kw)
