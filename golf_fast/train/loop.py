@@ -37,7 +37,7 @@ from golf_fast.train.evalhooks import EvalHooks
 from golf_fast.train.optimizers import build_optimizers, set_lr_scale
 from golf_fast.train.posttrain import collect_hessians, round_trip, time_calibration_batch
 from golf_fast.train.quant_recipe import recipe_from_config
-from golf_fast.train.result import RunResult, TrainingDiverged, final_table
+from golf_fast.train.result import RunResult, RunSetupError, TrainingDiverged, final_table
 from golf_fast.train.runlog import RunLog, environment, fmt_secs, git_hash, versions
 from golf_fast.train.schedule import Schedule, TrainClock
 from golf_fast.train.step import TrainStep, WeightEma, autocast_factory
@@ -206,8 +206,9 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
                  f"× {cfg.quant.calibration_batches} × 1.25 + {cfg.quant.reserve_s} s)")
     budget = cfg.schedule.max_wallclock_s - reserve
     if budget <= 0:
-        raise ValueError(f"schedule.max_wallclock_s: {cfg.schedule.max_wallclock_s} s leaves no training time after "
-                         f"the {reserve:.1f} s Hessian reserve")
+        raise RunSetupError(f"schedule.max_wallclock_s: {cfg.schedule.max_wallclock_s} s leaves no training time "
+                            f"after the {reserve:.1f} s Hessian reserve (raise it above {reserve:.1f} s, or lower "
+                            f"quant.calibration_batches)")
 
     # ---- the training loop
     schedule = Schedule(cfg.schedule, budget, looping=cfg.model.num_loops > 0)
