@@ -45,6 +45,9 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     for key, typ in config_fields(TrainConfig()).items():
         extra = dict(nargs="?", const="true") if typ is bool else {}  # a bare boolean flag means true
         g.add_argument(f"--{key}", dest=f"ov::{key}", default=argparse.SUPPRESS, metavar=metavar(typ), **extra)
+    g.add_argument("--device-profile", dest="ov::run.device_profile", default=argparse.SUPPRESS,
+                   choices=("auto", "cpu", "h100"), help="same as --run.device_profile: resolve every auto as on "
+                   "this device, a CPU or an H100 (then run here through CPU stand-ins the log names)")
 
 
 def resolve(args: argparse.Namespace) -> TrainConfig:
