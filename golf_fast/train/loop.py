@@ -292,6 +292,6 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
     res.phases["total"] = time.perf_counter() - t_start
 
     log.table("result", final_table(res, _backends()))
-    log.metric("final", **res.final_metrics())
+    log.metric("final", backends=_backends(), **res.final_metrics())
     log.close()
     return res
