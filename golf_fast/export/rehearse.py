@@ -221,7 +221,7 @@ def rehearse(spec: RehearsalSpec, log: Callable[[str], None] = print) -> Rehears
 
         # 3. the package's run
         runs = out / "runs"
-        args = [sys.executable, "-m", "golf_fast.cli", "train", "--preset", spec.preset, "--device-profile", "h100",
+        args = [sys.executable, "-u", "-m", "golf_fast.cli", "train", "--preset", spec.preset, "--device-profile", "h100",
                 "--data.data_dir", str(data_dir), "--data.train_batch_tokens", str(batch), "--data.grad_accum", "1",
                 "--data.max_val_tokens", str(spec.val_tokens), "--schedule.clock", "steps",
                 "--schedule.max_steps", str(spec.steps), "--schedule.compile_warmup_steps", "0",
@@ -276,7 +276,7 @@ def rehearse(spec: RehearsalSpec, log: Callable[[str], None] = print) -> Rehears
 
         # 4. export
         records = out / "records"
-        secs = run([sys.executable, "-m", "golf_fast.cli", "export", str(run_dir), "--out", str(records)], out,
+        secs = run([sys.executable, "-u", "-m", "golf_fast.cli", "export", str(run_dir), "--out", str(records)], out,
                    "golf-fast export", pkg_env, out / "export.out")
         script = records / "train_gpt.py"
         size = script.stat().st_size if script.is_file() else 0
@@ -295,7 +295,7 @@ def rehearse(spec: RehearsalSpec, log: Callable[[str], None] = print) -> Rehears
             work = out / "exported"
             work.mkdir(exist_ok=True)
             tok = Path(data_dir) / "tokenizer.model"
-            secs = run([str(py), str(script)], work, "exported train_gpt.py",
+            secs = run([str(py), "-u", str(script)], work, "exported train_gpt.py",
                        {**env, "DATA_PATH": str(data_dir), "TOKENIZER_PATH": str(tok), "RUN_ID": "exported",
                         "SEED": str(cfg.run.seed)}, out / "exported.out")
             efinal, _ = _final(work / "runs" / "exported")
