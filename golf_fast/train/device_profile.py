@@ -107,7 +107,9 @@ def resolve_profile(cfg, device_type: str) -> DeviceProfile:
     graph = opt.graph_step if opt.graph_step != "auto" else ("on" if gpu else "off")
     if opt.matrix_optimizer != "muon":
         graph = "off"
-    add("optim.graph_step", graph, graph if on_gpu or graph == "off" else "off (eager Muon step)")
+    # an explicit ``on`` is kept (and is an error on a CPU, from the optimizer builder)
+    add("optim.graph_step", graph, graph if on_gpu or graph == "off" or opt.graph_step == "on"
+        else "off (eager Muon step)")
     weights = ev.weights if ev.weights != "auto" else ("int6" if gpu else "dequantized")
     add("eval.weights", weights, weights if on_gpu or weights == "dequantized" else "int6 (int6_linear CPU backend)")
     fused = "golf_fast op" if gpu else "eager"

@@ -13,6 +13,8 @@ data, finishes inside ``max_wallclock_s``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -157,7 +159,9 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
     if d.world > 1:
         for p in model.parameters():
             distributed.broadcast(p.data, src=0)
-    opt = build_optimizers(model, cfg.optim, distributed=d.world > 1)
+    # the Muon step is graph-captured when the profile's choice runs here (never on a CPU)
+    graph = "on" if profile.here("optim.graph_step") == "on" else "off"
+    opt = build_optimizers(model, dataclasses.replace(cfg.optim, graph_step=graph), distributed=d.world > 1)
     if on_gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
