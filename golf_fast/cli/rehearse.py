@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "too slow for a CPU at seq 2048)")
     p.add_argument("--calibration-batches", type=int, default=2)
     p.add_argument("--no-exported", action="store_true", help="skip running the exported train_gpt.py")
+    p.add_argument("--no-ttt", action="store_true", help="skip the TTT at the end of the package run")
+    p.add_argument("--no-budget", action="store_true", help="no code bytes and no budget fit (the fit re-runs "
+                   "GPTQ several times when the artifact is over 16,000,000 bytes)")
     p.add_argument("--time-limit", type=float, default=25 * 60, help="seconds for the whole rehearsal")
     p.add_argument("--cpu-threads", type=int, default=0, help="torch threads of the runs (0: torch's default)")
 
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     spec = RehearsalSpec(out_dir=out, preset=args.preset, steps=args.steps, batch_tokens=args.batch_tokens,
                          val_tokens=args.val_tokens, eval_stride=args.eval_stride,
                          calibration_batches=args.calibration_batches, exported=not args.no_exported,
+                         ttt=not args.no_ttt, budget=not args.no_budget,
                          time_limit_s=args.time_limit, cpu_threads=args.cpu_threads)
     try:
         spec.validate()

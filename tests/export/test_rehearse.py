@@ -40,12 +40,13 @@ def test_a_phase_that_cannot_run_fails_the_rehearsal_and_later_phases_are_not_ru
 
 @pytest.mark.slow
 def test_reduced_record_rehearsal_passes(tmp_path):
-    """Record shapes end to end (35,945,671 parameters, 67 GPTQ'd matrices, the real budget)."""
-    reh = rehearse(RehearsalSpec(Path(tmp_path), preset="record", steps=1, val_tokens=2048, eval_stride=0,
-                                 calibration_batches=1, exported=False), log=print)
+    """Record shapes end to end (35,945,671 parameters, 67 GPTQ'd matrices, int8 gates, LQER, reload
+    from int6 codes, export) without the budget fit, the TTT and the exported run, which cost many
+    minutes on two cores (the full rehearsal is ``golf-fast rehearse --preset record``)."""
+    reh = rehearse(RehearsalSpec(Path(tmp_path), preset="record", steps=1, val_tokens=2049, eval_stride=0,
+                                 calibration_batches=1, exported=False, ttt=False, budget=False), log=print)
     print(reh.table())
     assert reh.ok, reh.table()
     verdicts = " | ".join(r.verdict for r in reh.rows)
     assert "35,945,671 parameters" in verdicts and "67/67 matrices GPTQ'd" in verdicts
-    assert "compliance: compliant" in verdicts
     assert [r.phase for r in reh.rows][-1] == "golf-fast export"
