@@ -295,8 +295,9 @@ def rehearse(spec: RehearsalSpec, log: Callable[[str], None] = print) -> Rehears
         script = records / "train_gpt.py"
         size = script.stat().st_size if script.is_file() else 0
         same = size == final.get("code_bytes") or not spec.budget
-        add(PhaseRow("golf-fast export", secs, size, verdict=f"{sorted(os.listdir(records))}; train_gpt.py = the "
-                     f"run's code bytes" if same else
+        add(PhaseRow("golf-fast export", secs, size, verdict=f"{sorted(os.listdir(records))}; " + (
+                     "train_gpt.py = the run's code bytes" if spec.budget else "the run counted no code bytes")
+                     if same else
                      f"train_gpt.py is {size:,} B, the run counted {final.get('code_bytes')} (the package changed "
                      f"since the run)", ok=size > 0 and same))
         if not reh.rows[-1].ok:
