@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "quantize": ("golf_fast.cli.quantize", "quantize a state_dict and fit code + artifact under 16,000,000 bytes"),
     "export": ("golf_fast.cli.export", "a records folder (self-contained train_gpt.py, README, submission.json)"),
     "data": ("golf_fast.cli.data", "build tokenizer + token shards from text; check shards"),
+    "rehearse": ("golf_fast.cli.rehearse", "the whole record pipeline at record shapes on this CPU (H100 profile), "
+                 "then the exported train_gpt.py without golf_fast: one table, non-zero exit on any failure"),
     "bench": ("golf_fast.cli.bench", "benchmark kernels against eager PyTorch"),
     "inspect": ("golf_fast.cli.inspect", "compile every kernel for sm_90 (no GPU needed) and report resources"),
     "gpu-check": ("golf_fast.cli.gpu_check", "one time-boxed check of a fresh H100/H200 into one report (--dry-run: CPU)"),

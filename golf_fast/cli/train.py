@@ -34,7 +34,7 @@ from golf_fast.export.stats import CHALLENGE_DELTA_NATS, format_table, welch_one
 from golf_fast.export.stub import ExportError, build_script
 from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, metavar, preset
 from golf_fast.train.loop import train
-from golf_fast.train.result import RunResult, TrainingDiverged
+from golf_fast.train.result import RunResult, RunSetupError, TrainingDiverged
 
 
 def add_config_arguments(p: argparse.ArgumentParser, default_preset: str = "smoke") -> None:
@@ -47,6 +47,9 @@ def add_config_arguments(p: argparse.ArgumentParser, default_preset: str = "smok
     for key, typ in config_fields(TrainConfig()).items():
         extra = dict(nargs="?", const="true") if typ is bool else {}  # a bare boolean flag means true
         g.add_argument(f"--{key}", dest=f"ov::{key}", default=argparse.SUPPRESS, metavar=metavar(typ), **extra)
+    g.add_argument("--device-profile", dest="ov::run.device_profile", default=argparse.SUPPRESS,
+                   choices=("auto", "cpu", "h100"), help="same as --run.device_profile: resolve every auto as on "
+                   "this device, a CPU or an H100 (then run here through CPU stand-ins the log names)")
 
 
 def resolve(args: argparse.Namespace) -> TrainConfig:
@@ -67,13 +70,13 @@ def train_reporting_errors(cfg: TrainConfig, code_bytes: Optional[int] = None,
                            what: str = "") -> tuple[Optional[RunResult], int]:
     """``train(cfg, code_bytes)`` for a command line: ``(result, 0)``, or ``(None, exit code)`` after
     one line on stderr for what a user can fix (3: the loss diverged; 2: bad data, a path that is not
-    a file, a full disk, a bad artifact). ``what`` prefixes the line (e.g. ``"seed 42: "``)."""
+    a file, a full disk, a bad artifact, a wall-clock window shorter than the Hessian reserve). ``what`` prefixes the line (e.g. ``"seed 42: "``)."""
     try:
         return train(cfg, code_bytes=code_bytes), 0
     except TrainingDiverged as e:
         print(f"golf-fast train: {what}{e}", file=sys.stderr)
         return None, 3
-    except (DataError, ArtifactError, OSError) as e:
+    except (DataError, ArtifactError, OSError, RunSetupError) as e:
         text = str(e).strip().splitlines()
         print(f"golf-fast train: {what}{text[0] if text else type(e).__name__}", file=sys.stderr)
         return None, 2

@@ -270,7 +270,8 @@ class GPT(nn.Module):
 
         The forward then multiplies straight from the packed codes (``golf_fast.int6_linear``).
         ``drop_float``: replace the float banks by empty tensors to free their memory
-        (:meth:`unbanked_state_dict` then raises). The embedding stays dense (it is the LM head too).
+        (:meth:`unbanked_state_dict` then dequantizes the int6 matrices; :meth:`restore_float_banks`
+        brings float banks back). The embedding stays dense (it is the LM head too).
         """
         if not isinstance(banks, dict) or set(banks) != set(BANK_NAMES):
             raise ValueError(f"banks: expected a dict with exactly the keys {BANK_NAMES}, got "
@@ -288,6 +289,20 @@ class GPT(nn.Module):
             for name in BANK_NAMES:
                 getattr(self, name).data = torch.empty(0, dtype=getattr(self, name).dtype,
                                                        device=getattr(self, name).device)
+
+    @torch.no_grad()
+    def restore_float_banks(self) -> None:
+        """Leave the int6 banks: the float banks become their dequantized matrices, ``code · s (+ A·B)``
+        computed in fp32 and stored in the banks' dtype (for the features that train or read float
+        weights: TTT, SLOT, phased SGD). A no-op on a model already running from float banks."""
+        if not self.runs_from_int6:
+            return
+        banks = self.int6_banks
+        for name in BANK_NAMES:
+            old = getattr(self, name)
+            dense = banks[name].dequantize(torch.float32)
+            old.data = dense.to(device=old.device, dtype=old.dtype)
+        self.int6_banks = None
 
     def _row_cu_seqlens(self, B: int, T: int, device) -> torch.Tensor:
         return torch.arange(0, (B + 1) * T, T, device=device, dtype=torch.int32)
@@ -395,19 +410,27 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------ banks ↔ per-layer matrices
 
+    @property
+    def runs_from_int6(self) -> bool:
+        """True when the block matrices run from int6 banks (:meth:`use_int6_banks`)."""
+        return self.int6_banks is not None
+
     def unbanked_state_dict(self) -> dict[str, torch.Tensor]:
-        """The state with banks split into per-layer matrices named like the record's un-banked model."""
-        if self.qo_bank.numel() == 0:
-            raise RuntimeError("unbanked_state_dict: this model runs from int6 banks and has dropped its float "
-                               "matrices (use_int6_banks(drop_float=True)); rebuild it with weights='dequantized'")
+        """The state with banks split into per-layer matrices named like the record's un-banked model.
+
+        A model running from int6 banks gives its block matrices dequantized, ``code · s (+ A·B)``
+        in fp32 (:meth:`golf_fast.nn.Int6Matrix.dequantize`): the weights its forward multiplies by,
+        made dense one matrix at a time (the float banks it may have dropped are never read).
+        """
         L = self.cfg.num_layers
         out: dict[str, torch.Tensor] = {}
         for name, t in self.state_dict().items():
-            if name in BANK_NAMES:
+            if name in BANK_NAMES or name.startswith("int6_banks."):
                 continue
             out[name] = t
         for i in range(L):
             for (m, _, _), w in zip(LAYER_MATRICES, self.bank_weights(i)):
+                w = w.dequantize(torch.float32) if self.runs_from_int6 else w
                 out[f"blocks.{i}.{m}.weight"] = w.detach()
         return out
 

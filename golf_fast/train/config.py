@@ -191,6 +191,10 @@ class RunConfig:
     """Matmul dtype: ``auto`` = bf16 on GPU, fp32 on CPU; ``bf16``; ``fp32``."""
     attention: Literal["auto", "fa3", "fa2", "sdpa"] = "auto"
     """Attention backend: auto (FA3 → FA2 → SDPA), fa3, fa2, sdpa."""
+    device_profile: Literal["auto", "cpu", "h100"] = "auto"
+    """How every ``auto`` above (and ``optim.graph_step``, ``eval.weights``, the fused kernels, the
+    kernel backends) resolves: ``auto`` = as on this run's device, ``cpu``, or ``h100`` = as on an
+    H100, run here through CPU stand-ins that the log names (``golf_fast.train.device_profile``)."""
     log_every: int = field(default=50, metadata=bounds(1))
     cpu_threads: int = field(default=0, metadata=bounds(0, 4096))
     """torch.set_num_threads on CPU (0 = leave torch's default)."""

@@ -13,6 +13,8 @@ data, finishes inside ``max_wallclock_s``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +39,8 @@ from golf_fast.train.evalhooks import EvalHooks
 from golf_fast.train.optimizers import build_optimizers, set_lr_scale
 from golf_fast.train.posttrain import collect_hessians, round_trip, time_calibration_batch
 from golf_fast.train.quant_recipe import recipe_from_config
-from golf_fast.train.result import RunResult, TrainingDiverged, final_table
+from golf_fast.train.device_profile import fused_modes, resolve_profile
+from golf_fast.train.result import RunResult, RunSetupError, TrainingDiverged, final_table
 from golf_fast.train.runlog import RunLog, environment, fmt_secs, git_hash, versions
 from golf_fast.train.schedule import Schedule, TrainClock
 from golf_fast.train.step import TrainStep, WeightEma, autocast_factory
@@ -134,10 +137,12 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
     res.run_dir = str(run_dir)
     log = RunLog(run_dir, enabled=d.main)
     on_gpu = d.device.type == "cuda"
+    profile = resolve_profile(cfg, d.device.type)  # every ``auto``, and what stands in for it here
     # the record's precision recipe computes in bf16 on any device (its model is bf16)
-    amp_dtype = torch.bfloat16 if (cfg.run.autocast == "bf16" or cfg.run.precision == "record"
-                                   or (cfg.run.autocast == "auto" and on_gpu)) else None
-    use_compile = cfg.run.compile == "on" or (cfg.run.compile == "auto" and on_gpu)
+    amp_dtype = torch.bfloat16 if (profile.value("run.autocast") == "bf16" or cfg.run.precision == "record") else None
+    use_compile = profile.here("run.compile") == "on"
+    fused = fused_modes(profile)
+    weights = profile.value("eval.weights")
     autocast = autocast_factory(d.device, amp_dtype)
     synchronize = torch.cuda.synchronize if on_gpu else (lambda: None)
 
@@ -150,10 +155,13 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
     torch.manual_seed(cfg.run.seed)
     model = apply_precision(GPT(cfg.model, attention_backend=cfg.run.attention), cfg.run.precision).to(d.device)
     model.resolve_attention(d.device)
+    model.fused_kernels.cross_entropy, model.fused_kernels.mlp = fused
     if d.world > 1:
         for p in model.parameters():
             distributed.broadcast(p.data, src=0)
-    opt = build_optimizers(model, cfg.optim, distributed=d.world > 1)
+    # the Muon step is graph-captured when the profile's choice runs here (never on a CPU)
+    graph = "on" if profile.here("optim.graph_step") == "on" else "off"
+    opt = build_optimizers(model, dataclasses.replace(cfg.optim, graph_step=graph), distributed=d.world > 1)
     if on_gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -174,13 +182,21 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
         "data": f"{data.data_dir} ({len(data.train_files)} train shards, {len(data.val):,} val tokens)",
         "tokenizer": data.tokenizer, "compile": use_compile, "autocast": str(amp_dtype) if amp_dtype else "fp32",
         "muon step": "CUDA graph" if opt.graphed is not None else "eager",
-        "round-trip weights": cfg.eval.resolved_weights(d.device.type),
+        "round-trip weights": weights,
+        "device profile": f"{profile.name}" + (f" (choices of {profile.target}, run on {d.device.type})"
+                                              if profile.target != d.device.type else ""),
         "precision": f"{cfg.run.precision} {precision_summary(model)}",
         "val bytes": "CaseOps sidecars (original UTF-8)" if data.val_bytes is not None else "tokenizer tables",
         "calibration": f"{cfg.quant.calibration} × {cfg.quant.calibration_batches}",
         "torchrun": environment(), "backends": _backends() or "none resolved yet",
     })
     log.line("(kernel backends resolve at first use; the final table lists every one that ran)")
+    if profile.target != d.device.type:
+        log.line(f"device profile {profile.name} on {d.device.type}: every auto as on an H100, with stand-ins:")
+        for ln in profile.lines():
+            log.line("  " + ln)
+    log.metric("device_profile", name=profile.name, device=d.device.type,
+               choices={c.key: {"value": c.value, "here": c.here} for c in profile.choices.values()})
 
     # ---- compile warm-up (weights and optimizer state restored afterwards)
     t0 = time.perf_counter()
@@ -206,8 +222,9 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
                  f"× {cfg.quant.calibration_batches} × 1.25 + {cfg.quant.reserve_s} s)")
     budget = cfg.schedule.max_wallclock_s - reserve
     if budget <= 0:
-        raise ValueError(f"schedule.max_wallclock_s: {cfg.schedule.max_wallclock_s} s leaves no training time after "
-                         f"the {reserve:.1f} s Hessian reserve")
+        raise RunSetupError(f"schedule.max_wallclock_s: {cfg.schedule.max_wallclock_s} s leaves no training time "
+                            f"after the {reserve:.1f} s Hessian reserve (raise it above {reserve:.1f} s, or lower "
+                            f"quant.calibration_batches)")
 
     # ---- the training loop
     schedule = Schedule(cfg.schedule, budget, looping=cfg.model.num_loops > 0)
@@ -269,8 +286,7 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
         rt = round_trip(model, hessians, path=run_dir / "model.gfa", codec=cfg.quant.codec,
                         metadata=metadata, d=d, evals=evals,
                         attention=cfg.run.attention, log=log, recipe=recipe_from_config(cfg.quant, model),
-                        precision=cfg.run.precision, weights=cfg.eval.resolved_weights(d.device.type),
-                        code_bytes=code_bytes)
+                        precision=cfg.run.precision, weights=weights, code_bytes=code_bytes, fused=fused)
         res.phases.update(rt.phases)
         res.artifact_path, res.artifact_bytes = str(rt.artifact_path), rt.artifact_bytes
         res.round_trip, res.round_trip_sliding = rt.evals["plain"], rt.evals.get("sliding")
@@ -280,6 +296,6 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
     res.phases["total"] = time.perf_counter() - t_start
 
     log.table("result", final_table(res, _backends()))
-    log.metric("final", **res.final_metrics())
+    log.metric("final", backends=_backends(), **res.final_metrics())
     log.close()
     return res

@@ -161,9 +161,13 @@ def fit_to_budget(model: GPT, hessians: dict[str, torch.Tensor], recipe: QuantRe
 def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLike, codec: str = "",
                metadata: Optional[dict] = None, d: distributed.Dist, evals: EvalHooks, attention: str = "auto",
                log: RunLog, recipe: Optional[QuantRecipe] = None, precision: str = "fp32",
-               weights: str = "dequantized", code_bytes: Optional[int] = None) -> RoundTrip:
+               weights: str = "dequantized", code_bytes: Optional[int] = None,
+               fused: tuple[str, str] = ("cuda", "cuda")) -> RoundTrip:
     """GPTQ (``recipe``; None = :func:`default_recipe`) → artifact at ``path`` (written by rank 0) →
     fresh model from the file, cast to ``precision`` (``golf_fast.model.precision``) → full eval.
+
+    ``fused``: the fresh models' ``FusedKernels`` switches (cross_entropy, mlp), as the trained
+    model's (``golf_fast.train.device_profile.fused_modes``).
 
     ``weights``: how the fresh model holds its block matrices (``"int6"``: packed codes through
     the fused int6 kernel; ``"dequantized"``: float banks), see :func:`golf_fast.model.model_from_artifact`.
@@ -196,6 +200,7 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
     phases["artifact_write"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     fresh = apply_precision(load_model_from_artifact(path, d.device, attention, weights), precision)
+    fresh.fused_kernels.cross_entropy, fresh.fused_kernels.mlp = fused
     log.line(f"round-trip model: block matrices {'packed int6 codes' if weights == 'int6' else 'dequantized'}")
     fresh.looping_active = model.looping_active
     phases["artifact_load"] = time.perf_counter() - t0
@@ -207,6 +212,7 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
         # adaptation trains float weights (AdamW/phased) or hooks dense slices (LoRA; its int6 branch
         # reads the codes from ``tensors``): give it a dequantized copy of the same artifact
         fresh = apply_precision(load_model_from_artifact(path, d.device, attention, "dequantized"), precision)
+        fresh.fused_kernels.cross_entropy, fresh.fused_kernels.mlp = fused
         fresh.looping_active = model.looping_active
         log.line("adaptive evaluation: block matrices dequantized (adapters train float weights)")
     adaptive = evals.adaptive(fresh, "round-trip", int6_state=tensors)  # adapts the fresh copy in place

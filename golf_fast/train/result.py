@@ -12,6 +12,11 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf."""
 
 
+class RunSetupError(ValueError):
+    """A setting that can only be judged once the run has started (e.g. a wall-clock window shorter
+    than the measured Hessian reserve): the user's to fix, reported as one line."""
+
+
 @dataclass
 class RunResult:
     """The numbers of the final table (the same on every rank). Eval dicts are ``EvalResult.as_dict()``."""

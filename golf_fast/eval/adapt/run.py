@@ -54,12 +54,22 @@ def run_adaptive(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCon
 
     ``val_bytes``: the CaseOps byte sidecar parallel to ``tokens`` (then ``table`` may be None).
     ``int6_state``: the artifact's quantized state, read by the per-document driver's int6 LoRA backend.
+    A model running from int6 banks (``weights="int6"``) is first given float banks of the same
+    dequantized matrices (:meth:`golf_fast.model.GPT.restore_float_banks`).
     """
     if not isinstance(cfg, AdaptConfig):
         raise TypeError(f"cfg: expected an AdaptConfig, got {type(cfg).__name__}")
     cfg.validate("cfg")
+    _leave_int6_banks(model)
     return DRIVERS[cfg.mode](model, tokens, table, cfg, rank=rank, world_size=world_size, device=device, dtype=dtype,
                              int6_state=int6_state, val_bytes=val_bytes)
+
+
+def _leave_int6_banks(model) -> None:
+    """Every mode trains or reads float weights (AdamW/phased SGD on the banks, SLOT's hidden states,
+    LoRA's dense base): a model running from int6 banks leaves them for their dequantized matrices, in place."""
+    if getattr(model, "runs_from_int6", False):
+        model.restore_float_banks()
 
 
 def run_baseline(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfig, **kw) -> AdaptResult:
@@ -71,5 +81,6 @@ def run_baseline(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCon
     if DRIVERS[cfg.mode] is _documents:
         base.validate("cfg")
         kw.pop("int6_state", None)
+        _leave_int6_banks(model)
         return run_documents(model, tokens, table, base, adapt="none", **kw)
     return run_adaptive(model, tokens, table, base, **kw)
