@@ -62,7 +62,10 @@ def build(cache_dir: Optional[os.PathLike] = None, compiler: Optional[str] = Non
         src = pathlib.Path(tmp) / "grans.c"
         src.write_text(C_SOURCE)
         out = pathlib.Path(tmp) / "grans.so"
-        res = subprocess.run([cc, *CFLAGS, "-o", str(out), str(src)], capture_output=True, text=True)
+        try:
+            res = subprocess.run([cc, *CFLAGS, "-o", str(out), str(src)], capture_output=True, text=True)
+        except OSError as exc:
+            raise RuntimeError(f"cannot run the C compiler {cc}: {exc}") from None
         if res.returncode != 0 or not out.is_file():
             raise RuntimeError(f"{cc} failed to compile the portable decoder: {res.stderr.strip()[-500:]}")
         os.replace(out, lib)  # atomic: a reader sees the whole library or none
