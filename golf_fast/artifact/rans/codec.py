@@ -175,6 +175,7 @@ class RansCodec(Codec):
                 enc = encode_group_np(model, mats, perms)
             else:
                 enc = encode_group(model, mats, backend, perms)
+            self.last_report["groups"][-1]["stream_bytes"] = sum(len(s) for s in enc)
             header["groups"].append({"tensors": idx, **model.settings()})
             header["streams"].extend(len(s) for s in enc)
             streams.extend(enc)
