@@ -198,14 +198,45 @@ def pergroup_bytes(state: dict, use_lrzip: bool, per_role: Optional[dict] = None
     return "pergroup-lrzip codes-only", total, tc, td
 
 
+def cm_bytes(state: dict) -> tuple[int, float, float, dict]:
+    """The experimental context-mixing coder (``golf_fast.artifact.rans.cm``) on each role's
+    matrices, rows sorted as R0611 sorts them (not transposed), row orders brotli-11'd as in the
+    per-group path: (bytes, compress s, decompress s, role → stream bytes); round trip checked."""
+    from golf_fast.artifact.rans import cm
+    from golf_fast.quant.formats import qmax as qmax_of
+
+    groups: dict = {}
+    perms, tc, td, per_role = [], 0.0, 0.0, {}
+    t0 = time.perf_counter()
+    for n, v in state.items():
+        if isinstance(v, QuantizedTensor):
+            q = v.codes.numpy()
+            if any(k in n for k in PERGROUP_SORTED):
+                p = l1_chain(q)
+                q = np.ascontiguousarray(q[p])
+                perms.append(p.astype("<u2").tobytes())
+            groups.setdefault((role_of(n), v.bits), []).append(q)
+    total = len(brotli_compress(b"".join(perms), quality=11)) if perms else 0
+    tc += time.perf_counter() - t0
+    for (role, bits), mats in groups.items():
+        t0 = time.perf_counter()
+        z = cm.encode(mats, qmax_of(bits))
+        tc += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        back = cm.decode(z, [q.shape for q in mats], qmax_of(bits))
+        td += time.perf_counter() - t0
+        assert all(np.array_equal(a, b) for a, b in zip(mats, back)), role
+        per_role[role] = per_role.get(role, 0) + len(z)
+        total += len(z)
+    return total, tc, td, per_role
+
+
 def artifact_state(path: str) -> tuple[dict, str]:
     """A trained artifact's state, exactly as stored (GPTQ codes, scales, passthrough), and what
-    its run config says of it (layers × width, steps, tokens per step)."""
+    its run says of it (layers × width from its model config, training steps from its metadata)."""
     art = load_artifact(path)
-    cfg = art.config or {}
-    m, sch, d = cfg.get("model", {}), cfg.get("schedule", {}), cfg.get("data", {})
-    what = (f"{m.get('num_layers', '?')}L×{m.get('model_dim', '?')}, {sch.get('max_steps', '?')} steps × "
-            f"{d.get('train_batch_tokens', '?')} tok") if m else "config not recorded"
+    m, meta = art.config or {}, art.metadata or {}
+    what = f"{m.get('num_layers', '?')}L×{m.get('model_dim', '?')}, {meta.get('steps', '?')} steps"
     return dict(art.state), what
 
 
@@ -229,7 +260,7 @@ def _row(label, codec, nbytes, n_codes, enc, dec, cenc=float("nan"), cdec=float(
             "cenc": cenc, "cdec": cdec, "dec36": dec * 36e6 / n_codes}
 
 
-def bench_state(label: str, state: dict, codecs: list[str], use_lrzip: bool = True) -> list[dict]:
+def bench_state(label: str, state: dict, codecs: list[str], use_lrzip: bool = True, use_cm: bool = True) -> list[dict]:
     h_bits, n_codes = entropy_bits(state)
     print(f"\n== {label}: {sum(isinstance(v, QuantizedTensor) for v in state.values())} matrices, "
           f"{n_codes:,} codes, order-0 entropy {h_bits / n_codes:.4f} bits/code ({h_bits / 8:,.0f} B)", flush=True)
@@ -270,14 +301,22 @@ def bench_state(label: str, state: dict, codecs: list[str], use_lrzip: bool = Tr
     if use_lrzip and shutil.which("lrzip") is None:
         print("   lrzip: not installed (apt-get install lrzip); pergroup-lzma9 stands in")
     per_role: dict = {}
+    cm_role: dict = {}
+    if use_cm:
+        cb, ctc, ctd, cm_role = cm_bytes(state)
+        rows.append(_row(label, "golf-cm (experimental) codes-only", cb, n_codes, ctc, ctd))
     plabel, pbytes, ptc, ptd = pergroup_bytes(state, use_lrzip, per_role)
     rows.append(_row(label, plabel, pbytes, n_codes, ptc, ptd))
     if rans_report:
-        print(f"   per role: golf-rans streams vs {plabel.split(' ')[0]} (row orders and tables not included)")
+        print(f"   per role, bytes of the code streams (row orders and tables not included): golf-rans, "
+              f"{plabel.split(' ')[0]}" + (", golf-cm" if cm_role else ""))
         for g in rans_report["groups"]:
             other = per_role.get(g["role"])
             if other:
-                print(f"     {g['role']:32s} {g['stream_bytes']:>11,} {other:>11,}  {100 * (g['stream_bytes'] / other - 1):+.2f}%")
+                extra = f"  golf-cm {cm_role[g['role']]:>11,} {100 * (cm_role[g['role']] / other - 1):+.2f}%" \
+                    if g["role"] in cm_role else ""
+                print(f"     {g['role']:32s} {g['stream_bytes']:>11,} {other:>11,}  "
+                      f"{100 * (g['stream_bytes'] / other - 1):+.2f}%{extra}")
     for r in rows:
         r["vs_H0"] = 100 * (r["bits"] / (h_bits / n_codes) - 1)
         r["H0"] = h_bits / n_codes
@@ -294,6 +333,7 @@ def main() -> None:
     ap.add_argument("--states", default="", metavar="DIR",
                     help="every DIR/<run>/model.gfa (the states benchmarks/train_states.py trains; runs/ is git-ignored)")
     ap.add_argument("--codecs", default="golf-rans,brotli-11,lzma-9")
+    ap.add_argument("--no-cm", action="store_true", help="skip the experimental context-mixing coder (golf-cm)")
     ap.add_argument("--no-lrzip", action="store_true", help="skip lrzip (slow: minutes per MB); lzma-9 stands in")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument("--min-numel", type=int, default=RECORD_RECIPE.passthrough_max_numel,
@@ -308,7 +348,7 @@ def main() -> None:
     use_lrzip = not args.no_lrzip
     rows = []
     if args.layers > 0:
-        rows += bench_state("record-synthetic", synthetic_state(args.layers), codecs, use_lrzip)
+        rows += bench_state("record-synthetic", synthetic_state(args.layers), codecs, use_lrzip, not args.no_cm)
     paths = list(args.artifact) + ([make_smoke(args.make_smoke)] if args.make_smoke else [])
     if args.states:
         found = located_states(args.states)
@@ -317,9 +357,9 @@ def main() -> None:
         paths += found
     for p in paths:
         st, what = artifact_state(p)
-        rows += bench_state(f"{p.split('/')[-2]} ({what})", st, codecs, use_lrzip)
+        rows += bench_state(f"{p.split('/')[-2]} ({what})", st, codecs, use_lrzip, not args.no_cm)
     for p in args.trained:
-        rows += bench_state(f"trained:{p.rsplit('/', 1)[-1]}", trained_state(p, args.min_numel), codecs, use_lrzip)
+        rows += bench_state(f"trained:{p.rsplit('/', 1)[-1]}", trained_state(p, args.min_numel), codecs, use_lrzip, not args.no_cm)
     print(f"\n(CPU timings, {torch.get_num_threads()} torch threads)")
     print("| state | codec | bytes | bits/code | H0 bits/code | vs H0 | compress s (cpu s) | decompress s (cpu s) "
           "| dec @36M codes s |")

@@ -42,25 +42,27 @@ def find_compiler() -> Optional[str]:
     return None
 
 
-def build(cache_dir: Optional[os.PathLike] = None, compiler: Optional[str] = None) -> pathlib.Path:
-    """Compile ``C_SOURCE`` into ``cache_dir`` (unless already there); the library's path.
-    Raises RuntimeError naming the problem (no compiler, compile error)."""
+def build(cache_dir: Optional[os.PathLike] = None, compiler: Optional[str] = None, source: str = C_SOURCE,
+          prefix: str = "grans") -> pathlib.Path:
+    """Compile ``source`` (default: the portable decoder) into ``cache_dir`` (unless already
+    there) as ``<prefix>_<hash>.so``; the library's path. Raises RuntimeError naming the problem
+    (no compiler, compile error)."""
     cc = compiler or find_compiler()
     if cc is None:
         raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
-    key = hashlib.sha256("\0".join((C_SOURCE, os.path.basename(cc)) + CFLAGS).encode()).hexdigest()[:20]
+    key = hashlib.sha256("\0".join((source, os.path.basename(cc)) + CFLAGS).encode()).hexdigest()[:20]
     folder = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         folder = pathlib.Path(tempfile.gettempdir()) / f"golf_fast_portable_{os.getuid()}"
         folder.mkdir(parents=True, exist_ok=True)
-    lib = folder / f"grans_{key}.so"
+    lib = folder / f"{prefix}_{key}.so"
     if lib.is_file():
         return lib
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         src = pathlib.Path(tmp) / "grans.c"
-        src.write_text(C_SOURCE)
+        src.write_text(source)
         out = pathlib.Path(tmp) / "grans.so"
         try:
             res = subprocess.run([cc, *CFLAGS, "-o", str(out), str(src)], capture_output=True, text=True)
