@@ -9,7 +9,7 @@ import ctypes
 import numpy as np
 
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans.cm_src import C_SOURCE
+from golf_fast.artifact.rans import cm_src
 from golf_fast.artifact.rans.portable import build
 
 _FN: dict = {}
@@ -17,7 +17,7 @@ _FN: dict = {}
 
 def _fn():
     if "f" not in _FN:
-        lib = ctypes.CDLL(str(build(source=C_SOURCE, prefix="gcm")))
+        lib = ctypes.CDLL(str(build(source=cm_src.C_SOURCE, prefix="gcm")))
         f = lib.gcm_code
         f.restype = ctypes.c_longlong
         f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong,

@@ -7,12 +7,13 @@ Per matrix (rows × cols, row-major in its coded orientation; every matrix of a 
 adaptive model, which starts from the same state in encoder and decoder), each code q is
 binarized: ``q == 0`` (node 0); sign (node 1); then |q| − 1 in unary, node 2+k asking
 ``|q| > k+1`` for k < U = 20; past that, the remaining |q| − 1 − U in 7 plain bits (nodes
-2+U+b). Each bit's probability mixes six adaptive counters (22-bit probability + hit count,
+2+U+b). Each bit's probability mixes eight adaptive counters (22-bit probability + hit count,
 rate 1/(n+1.5)) chosen by direct-indexed contexts of:
 
 * ``ca``: the column's running mean |q| (``colacc += |q| − colacc>>4``), bucketed;
 * ``ra``: the row's running mean |q| (``rowacc += |q| − rowacc>>3``, reset per row), bucketed;
 * the codes above (A), left (L), two left (L2), above-left and above-right, clamped;
+* and an order-0 counter per node;
 
 through a logistic mixer (stretch domain, integer weights selected by node × ca bucket), then
 an adaptive probability map (APM, node × ca) averaged with the mixer output, coded with a 32-bit
@@ -33,7 +34,7 @@ typedef long long I;
 #define U 20
 #define NODES (2 + U + 7)
 #define NCA 24
-#define NM 6
+#define NM 8
 static int st_t[4096], sq_t[4096];
 static int squash0(int d) {  /* 4096/(1+e^-d/256), lpaq1's interpolation */
   static const int t[33] = {1,2,3,6,10,16,27,45,73,120,194,310,488,747,1101,1546,2047,2549,2994,3348,3607,
@@ -81,7 +82,7 @@ typedef struct {
   SM m[NM]; int *w; int *apm; AC ac; int cx[NM]; I base[NM];
 } CM;
 static const I msz[NM] = {NODES * NCA * NCA, NODES * 15 * NCA, NODES * 15 * 8 * NCA, NODES * 15 * 15 * 7 * 7,
-                          NODES * NCA * 15 * 15, NODES * 8 * 8 * 8};
+                          NODES * NCA * 15 * 15, NODES * 8 * 8 * 8, NODES * NCA, NODES};
 static int code_bit(CM *c, int node, int cab, int y) {
   int st[NM + 1], k, dot = 0, p, pm, e, pa, lo, wgt, s2;
   I wi = (I)(node * NCA + cab) * (NM + 1);
@@ -95,8 +96,8 @@ static int code_bit(CM *c, int node, int cab, int y) {
     p = cl((pm + 3 * pa) >> 2, 1, 4095);
     y = ac_bit(&c->ac, p, y);
     e = (y << 16) + (y << 5) - y - y;
-    c->apm[ai + (wgt >> 6)] += (e - c->apm[ai + (wgt >> 6)]) >> 6; }
-  e = ((y << 12) - pm) * 6;
+    c->apm[ai + (wgt >> 6)] += (e - c->apm[ai + (wgt >> 6)]) >> 7; }
+  e = ((y << 12) - pm) * 1;
   for (k = 0; k <= NM; k++) c->w[wi + k] += (st[k] * e) >> 10;
   for (k = 0; k < NM; k++) sm_up(&c->m[k], c->base[k] + (I)c->cx[k] * NODES + node, y, 255);
   return y;
@@ -118,7 +119,7 @@ long long gcm_code(int enc, int8_t *codes, const I *rows, const I *cols, I nmat,
   }
   if (enc < 0 || !c.w || !c.apm || !colacc) { ret = -2; goto done; }
   for (k = 0; k < NODES * NCA; k++) {
-    int a; for (a = 0; a <= NM; a++) c.w[k * (NM + 1) + a] = a < NM ? (1 << 16) / 4 : 0;
+    int a; for (a = 0; a <= NM; a++) c.w[k * (NM + 1) + a] = a < NM ? (1 << 16) / 6 : 0;
     for (a = 0; a < 33; a++) c.apm[k * 33 + a] = sq((a - 16) * 128) * 16;
   }
   c.ac.x1 = 0; c.ac.x2 = 0xffffffffu; c.ac.enc = enc; c.ac.b = buf; c.ac.cap = cap;
@@ -141,6 +142,7 @@ long long gcm_code(int enc, int8_t *codes, const I *rows, const I *cols, I nmat,
         c.cx[3] = ((Ac * 15 + Lc) * 7 + cl(AL, -3, 3) + 3) * 7 + cl(AR, -3, 3) + 3;
         c.cx[4] = (cab * 15 + Ac) * 15 + Lc;
         c.cx[5] = (cl(A < 0 ? -A : A, 0, 7) * 8 + cl(L < 0 ? -L : L, 0, 7)) * 8 + cl(colacc[j] >> 4, 0, 7);
+        c.cx[6] = rab; c.cx[7] = 0;
         for (k = 0; k < NM; k++) c.base[k] = 0;
         y = code_bit(&c, 0, cab, m == 0);
         if (y) { mag = 0; }
