@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 import numpy as np
 import torch
@@ -151,20 +152,28 @@ def pergroup_streams(state: dict) -> tuple[list[bytes], bytes]:
     return [b"".join(parts) for parts in groups.values()], b"".join(perms)
 
 
-def pergroup_bytes(state: dict, use_lrzip: bool) -> tuple[str, int, float, float]:
+LRZIP_VERIFY = [True]  # --lrzip-no-verify: skip lrzip's decompression (its time then reads nan)
+
+
+def pergroup_bytes(state: dict, use_lrzip: bool, per_role: Optional[dict] = None) -> tuple[str, int, float, float]:
     """(label, bytes, compress s, decompress s) of the per-group path, the row sort included in
-    the compress time; lrzip when installed and wanted, else lzma-9 on the same streams."""
+    the compress time; lrzip when installed and wanted, else lzma-9 on the same streams.
+    ``per_role`` (when given) receives role → compressed bytes of that role's stream."""
     t0 = time.perf_counter()
+    roles = list(dict.fromkeys(role_of(n) for n, v in state.items() if isinstance(v, QuantizedTensor)))
     streams, perms = pergroup_streams(state)
     perm_blob = brotli_compress(perms, quality=11) if perms else b""
     t_sort = time.perf_counter() - t0
     exe = shutil.which("lrzip") if use_lrzip else None
+    lrzip_verify = LRZIP_VERIFY[0]
     total, tc, td = len(perm_blob), t_sort, 0.0
     if exe is None:
-        for data in streams:
+        for k, data in enumerate(streams):
             t0 = time.perf_counter()
             z = lzma_compress(data, preset=9)
             tc += time.perf_counter() - t0
+            if per_role is not None:
+                per_role[roles[k]] = len(z)
             t0 = time.perf_counter()
             assert lzma_decompress(z, "bench", len(data)) == data
             td += time.perf_counter() - t0
@@ -180,7 +189,13 @@ def pergroup_bytes(state: dict, use_lrzip: bool) -> tuple[str, int, float, float
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             tc += time.perf_counter() - t0
             with open(src + ".lrz", "rb") as f:
-                total += len(f.read())
+                nz = len(f.read())
+            total += nz
+            if per_role is not None:
+                per_role[roles[k]] = nz
+            if not lrzip_verify:
+                td = float("nan")
+                continue
             t0 = time.perf_counter()
             subprocess.run([exe, "-q", "-d", "-o", src + ".out", src + ".lrz"], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -190,9 +205,52 @@ def pergroup_bytes(state: dict, use_lrzip: bool) -> tuple[str, int, float, float
     return "pergroup-lrzip codes-only", total, tc, td
 
 
-def artifact_state(path: str) -> dict:
-    """A trained artifact's state, exactly as stored (GPTQ codes, scales, passthrough)."""
-    return dict(load_artifact(path).state)
+def cm_bytes(state: dict) -> tuple[int, float, float, dict]:
+    """The experimental context-mixing coder (``golf_fast.artifact.rans.cm``) on each role's
+    matrices, rows sorted as R0611 sorts them (not transposed), row orders brotli-11'd as in the
+    per-group path: (bytes, compress s, decompress s, role → stream bytes); round trip checked."""
+    from golf_fast.artifact.rans import cm
+    from golf_fast.quant.formats import qmax as qmax_of
+
+    groups: dict = {}
+    perms, tc, td, per_role = [], 0.0, 0.0, {}
+    t0 = time.perf_counter()
+    for n, v in state.items():
+        if isinstance(v, QuantizedTensor):
+            q = v.codes.numpy()
+            if any(k in n for k in PERGROUP_SORTED):
+                p = l1_chain(q)
+                q = np.ascontiguousarray(q[p])
+                perms.append(p.astype("<u2").tobytes())
+            groups.setdefault((role_of(n), v.bits), []).append(q)
+    total = len(brotli_compress(b"".join(perms), quality=11)) if perms else 0
+    tc += time.perf_counter() - t0
+    for (role, bits), mats in groups.items():
+        t0 = time.perf_counter()
+        z = cm.encode(mats, qmax_of(bits))
+        tc += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        back = cm.decode(z, [q.shape for q in mats], qmax_of(bits))
+        td += time.perf_counter() - t0
+        assert all(np.array_equal(a, b) for a, b in zip(mats, back)), role
+        per_role[role] = per_role.get(role, 0) + len(z)
+        total += len(z)
+    return total, tc, td, per_role
+
+
+def artifact_state(path: str) -> tuple[dict, str]:
+    """A trained artifact's state, exactly as stored (GPTQ codes, scales, passthrough), and what
+    its run says of it (layers × width from its model config, training steps from its metadata)."""
+    art = load_artifact(path)
+    m, meta = art.config or {}, art.metadata or {}
+    what = f"{m.get('num_layers', '?')}L×{m.get('model_dim', '?')}, {meta.get('steps', '?')} steps"
+    return dict(art.state), what
+
+
+def located_states(folder: str) -> list[str]:
+    """Every ``<folder>/<run>/model.gfa`` (the trained states of ``benchmarks/train_states.py``),
+    sorted by name."""
+    return [str(p) for p in sorted(pathlib.Path(folder).glob("*/model.gfa"))]
 
 
 def make_smoke(out_dir: str) -> str:
@@ -209,23 +267,26 @@ def _row(label, codec, nbytes, n_codes, enc, dec, cenc=float("nan"), cdec=float(
             "cenc": cenc, "cdec": cdec, "dec36": dec * 36e6 / n_codes}
 
 
-def bench_state(label: str, state: dict, codecs: list[str], use_lrzip: bool = True) -> list[dict]:
+def bench_state(label: str, state: dict, codecs: list[str], use_lrzip: bool = True, use_cm: bool = True) -> list[dict]:
     h_bits, n_codes = entropy_bits(state)
     print(f"\n== {label}: {sum(isinstance(v, QuantizedTensor) for v in state.values())} matrices, "
           f"{n_codes:,} codes, order-0 entropy {h_bits / n_codes:.4f} bits/code ({h_bits / 8:,.0f} B)", flush=True)
-    rows = []
+    rows = [_row(label, "order-0 entropy codes-only", int(round(h_bits / 8)), n_codes, float("nan"), float("nan"))]
     rans_report = {}
     for name in codecs:
         codec = RansCodec() if name == "golf-rans" else name
         data, t_enc = timed(encode_artifact, state, {"bench": label}, codec=codec)
         c_enc = CPU_TIMES["last"]
-        art, t_dec = timed(decode_artifact, data)
-        c_dec = CPU_TIMES["last"]
-        for k, v in state.items():  # the round trip is exact, or the numbers mean nothing
-            w = art.state[k]
-            same = torch.equal(v.codes, w.codes) if isinstance(v, QuantizedTensor) else torch.equal(v, w)
-            assert same, (name, k)
-        rows.append(_row(label, name, len(data), n_codes, t_enc, t_dec, c_enc, c_dec))
+        decoders = ("auto", "portable") if name == "golf-rans" else ("auto",)
+        for dec in decoders:
+            art, t_dec = timed(decode_artifact, data, decoder=dec)
+            c_dec = CPU_TIMES["last"]
+            for k, v in state.items():  # the round trip is exact, or the numbers mean nothing
+                w = art.state[k]
+                same = torch.equal(v.codes, w.codes) if isinstance(v, QuantizedTensor) else torch.equal(v, w)
+                assert same, (name, dec, k)
+            rows.append(_row(label, name if dec == "auto" else f"{name} (decoder={dec})", len(data), n_codes,
+                             t_enc, t_dec, c_enc, c_dec))
         if name == "golf-rans":
             rans_report = codec.last_report
     codes = b"".join(v.codes.numpy().tobytes() for v in state.values() if isinstance(v, QuantizedTensor))
@@ -246,8 +307,23 @@ def bench_state(label: str, state: dict, codecs: list[str], use_lrzip: bool = Tr
                   f"coded ~{g['entropy_bytes']:,} B")
     if use_lrzip and shutil.which("lrzip") is None:
         print("   lrzip: not installed (apt-get install lrzip); pergroup-lzma9 stands in")
-    plabel, pbytes, ptc, ptd = pergroup_bytes(state, use_lrzip)
+    per_role: dict = {}
+    cm_role: dict = {}
+    if use_cm:
+        cb, ctc, ctd, cm_role = cm_bytes(state)
+        rows.append(_row(label, "golf-cm (experimental) codes-only", cb, n_codes, ctc, ctd))
+    plabel, pbytes, ptc, ptd = pergroup_bytes(state, use_lrzip, per_role)
     rows.append(_row(label, plabel, pbytes, n_codes, ptc, ptd))
+    if rans_report:
+        print(f"   per role, bytes of the code streams (row orders and tables not included): golf-rans, "
+              f"{plabel.split(' ')[0]}" + (", golf-cm" if cm_role else ""))
+        for g in rans_report["groups"]:
+            other = per_role.get(g["role"])
+            if other:
+                extra = f"  golf-cm {cm_role[g['role']]:>11,} {100 * (cm_role[g['role']] / other - 1):+.2f}%" \
+                    if g["role"] in cm_role else ""
+                print(f"     {g['role']:32s} {g['stream_bytes']:>11,} {other:>11,}  "
+                      f"{100 * (g['stream_bytes'] / other - 1):+.2f}%{extra}")
     for r in rows:
         r["vs_H0"] = 100 * (r["bits"] / (h_bits / n_codes) - 1)
         r["H0"] = h_bits / n_codes
@@ -261,7 +337,12 @@ def main() -> None:
     ap.add_argument("--make-smoke", default="", metavar="DIR",
                     help="train the smoke preset into DIR/smoke (unless there) and benchmark its artifact")
     ap.add_argument("--trained", action="append", default=[], help="a torch.save'd state_dict (repeatable)")
+    ap.add_argument("--states", default="", metavar="DIR",
+                    help="every DIR/<run>/model.gfa (the states benchmarks/train_states.py trains; runs/ is git-ignored)")
     ap.add_argument("--codecs", default="golf-rans,brotli-11,lzma-9")
+    ap.add_argument("--lrzip-no-verify", action="store_true",
+                    help="skip lrzip's decompression (minutes per MB on a loaded machine); its time reads nan")
+    ap.add_argument("--no-cm", action="store_true", help="skip the experimental context-mixing coder (golf-cm)")
     ap.add_argument("--no-lrzip", action="store_true", help="skip lrzip (slow: minutes per MB); lzma-9 stands in")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument("--min-numel", type=int, default=RECORD_RECIPE.passthrough_max_numel,
@@ -270,25 +351,36 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     codecs = args.codecs.split(",")
+    from golf_fast.artifact.rans import portable
+    if portable.library() is None:  # compile once before any timing
+        print(f"portable decoder: unavailable ({portable.why()}); its rows use the numpy fallback")
     use_lrzip = not args.no_lrzip
+    LRZIP_VERIFY[0] = not args.lrzip_no_verify
     rows = []
     if args.layers > 0:
-        rows += bench_state("record-synthetic", synthetic_state(args.layers), codecs, use_lrzip)
+        rows += bench_state("record-synthetic", synthetic_state(args.layers), codecs, use_lrzip, not args.no_cm)
     paths = list(args.artifact) + ([make_smoke(args.make_smoke)] if args.make_smoke else [])
+    if args.states:
+        found = located_states(args.states)
+        if not found:
+            ap.error(f"--states: no <run>/model.gfa under {args.states!r} (train them: benchmarks/train_states.py)")
+        paths += found
     for p in paths:
-        rows += bench_state(f"artifact:{'/'.join(p.split('/')[-2:])}", artifact_state(p), codecs, use_lrzip)
+        st, what = artifact_state(p)
+        rows += bench_state(f"{p.split('/')[-2]} ({what})", st, codecs, use_lrzip, not args.no_cm)
     for p in args.trained:
-        rows += bench_state(f"trained:{p.rsplit('/', 1)[-1]}", trained_state(p, args.min_numel), codecs, use_lrzip)
+        rows += bench_state(f"trained:{p.rsplit('/', 1)[-1]}", trained_state(p, args.min_numel), codecs, use_lrzip, not args.no_cm)
     print(f"\n(CPU timings, {torch.get_num_threads()} torch threads)")
     print("| state | codec | bytes | bits/code | H0 bits/code | vs H0 | compress s (cpu s) | decompress s (cpu s) "
           "| dec @36M codes s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        d36 = f"{r['dec36']:.2f}" if r["codec"] == "golf-rans" else ""
+        d36 = f"{r['dec36']:.2f}" if r["codec"].startswith("golf-rans") and "codes-only" not in r["codec"] else ""
         print(f"| {r['state']} | {r['codec']} | {r['bytes']:,} | {r['bits']:.4f} | {r['H0']:.4f} | "
               f"{r['vs_H0']:+.2f}% | {r['enc']:.2f} ({r['cenc']:.2f}) | {r['dec']:.3f} ({r['cdec']:.3f}) | {d36} |")
     for st in dict.fromkeys(r["state"] for r in rows):
-        codes_only = sorted((r for r in rows if r["state"] == st and "codes-only" in r["codec"]),
+        codes_only = sorted((r for r in rows if r["state"] == st and "codes-only" in r["codec"]
+                             and not r["codec"].startswith("order-0")),
                             key=lambda r: r["bytes"])
         if codes_only:
             best, rest = codes_only[0], codes_only[1:]

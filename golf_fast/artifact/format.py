@@ -282,11 +282,19 @@ def _check_limit_arg(max_decoded_bytes: Optional[int], file_bytes: int) -> int:
     return max_decoded_bytes
 
 
+DECODERS = ("auto", "portable", "cpp", "numpy", "reference")
+"""``decoder`` choices of ``load_artifact`` (golf-rans code streams; other codecs ignore it)."""
+
+
 def decode_artifact(data: bytes, *, expected_names: Optional[list] = None, codec_options: Optional[dict] = None,
-                    max_decoded_bytes: Optional[int] = None) -> Artifact:
+                    max_decoded_bytes: Optional[int] = None, decoder: str = "auto") -> Artifact:
     """Parse artifact bytes (see ``load_artifact``)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data: expected bytes, got {type(data).__name__}")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder: expected one of {DECODERS}, got {decoder!r}")
+    if decoder != "auto":
+        codec_options = {**(codec_options or {}), "backend": decoder}
     data = bytes(data)
     limit = _check_limit_arg(max_decoded_bytes, len(data))
     try:
@@ -310,6 +318,8 @@ def _decode(data: bytes, expected_names: Optional[list], codec_options: Optional
             raise ArtifactError(f"missing tensor(s) the caller expects: {missing[:8]}"
                                 + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
     codec = get_codec(codec_name)
+    if codec_options and "backend" in codec_options and codec.name != "golf-rans":
+        codec_options = {k: v for k, v in codec_options.items() if k != "backend"}  # a decoder choice: golf-rans only
     if codec_options:
         codec = type(codec)(**codec_options)
     items = codec.decode(payload, specs, params)
@@ -336,8 +346,14 @@ def _decode(data: bytes, expected_names: Optional[list], codec_options: Optional
 
 
 def load_artifact(path: Union[str, os.PathLike], *, expected_names: Optional[list] = None,
-                  codec_options: Optional[dict] = None, max_decoded_bytes: Optional[int] = None) -> Artifact:
+                  codec_options: Optional[dict] = None, max_decoded_bytes: Optional[int] = None,
+                  decoder: str = "auto") -> Artifact:
     """Read and verify an artifact; never executes code from the file.
+
+    ``decoder`` (golf-rans code streams; other codecs ignore it): ``auto`` (the C++ extension,
+    else numpy), ``portable`` (the plain-C decoder compiled at load with the system C compiler,
+    ``golf_fast.artifact.rans.portable``, else numpy: the exported script's path), ``cpp``,
+    ``numpy`` or ``reference``.
 
     ``expected_names``: tensor names the caller needs (e.g. a model's quantized weights); any
     missing one is an ``ArtifactError`` naming it. ``codec_options``: passed to the codec (for
@@ -367,7 +383,7 @@ def load_artifact(path: Union[str, os.PathLike], *, expected_names: Optional[lis
     except OSError as exc:
         raise ArtifactError(f"cannot read {where!r}: {exc.strerror or exc}") from None
     return decode_artifact(data, expected_names=expected_names, codec_options=codec_options,
-                           max_decoded_bytes=max_decoded_bytes)
+                           max_decoded_bytes=max_decoded_bytes, decoder=decoder)
 
 
 def dequantize_state(state: Mapping[str, StateValue], dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:

@@ -4,4 +4,6 @@
 ``fit`` (the encoder's choice of context model per group), ``codec`` (groups, side information,
 payload layout: the :class:`~golf_fast.artifact.codec_base.Codec`), ``side`` (the side information,
 validated before anything is allocated), ``numpy_coder`` (the vectorized decoder for machines
-without the compiled extension)."""
+without the compiled extension), ``portable`` / ``portable_src`` (the plain-C decoder compiled at
+load with the system C compiler, ctypes), ``cm`` / ``cm_src`` (an experimental context-mixing
+coder, measured by the compression benchmark; not an artifact codec)."""

@@ -33,6 +33,7 @@ from golf_fast.artifact.rans.coder import (
 )
 from golf_fast.artifact.rans.fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
 from golf_fast.artifact.rans.numpy_coder import decode_slices_numpy, encode_group_np
+from golf_fast.artifact.rans.portable import decode_slices_portable
 from golf_fast.artifact.rans.side import SIDE_VERSION, check_permutation, check_tables, read_side, slices_of_group
 from golf_fast.artifact.untrusted import check_params
 from golf_fast.quant.formats import qmax as qmax_of
@@ -41,13 +42,26 @@ _log = logging.getLogger("golf_fast.artifact")
 _NOTED: list = []
 
 
-def _resolve_backend(backend: str) -> str:
+def _resolve_backend(backend: str, decoding: bool = False) -> str:
     """``auto``: the C++ coder when ``golf_fast._C`` is built, else the numpy coder (the same bytes:
-    tests/artifact/test_rans_numpy.py); ``cpp`` fails without the extension."""
-    if backend not in ("auto", "cpp", "reference", "numpy"):
-        raise ValueError(f"backend: expected 'auto', 'cpp', 'reference' or 'numpy', got {backend!r}")
+    tests/artifact/test_rans_numpy.py); ``cpp`` fails without the extension. ``portable``: when
+    ``decoding``, the C decoder compiled at load (``rans.portable``), or the numpy decoder when no C
+    compiler works; when encoding, as ``auto``."""
+    if backend not in ("auto", "cpp", "reference", "numpy", "portable"):
+        raise ValueError(f"backend: expected 'auto', 'cpp', 'reference', 'numpy' or 'portable', got {backend!r}")
     if backend in ("reference", "numpy"):
         return backend
+    if backend == "portable":
+        if not decoding:
+            return _resolve_backend("auto")
+        from golf_fast.artifact.rans import portable
+
+        if portable.library() is not None:
+            return "portable"
+        if not _NOTED:
+            _NOTED.append(portable.why())
+            _log.info("golf-rans: numpy decoder (%s)", portable.why())
+        return "numpy"
     ok, why = load_extension()
     if not ok:
         if backend == "auto":
@@ -107,7 +121,8 @@ class RansCodec(Codec):
     """Per-(role, bits) context-modelled rANS for codes; brotli/lzma for scales and passthrough.
 
     ``backend``: ``auto`` (the C++ coder, or the numpy coder when the extension is not built),
-    ``cpp``, ``reference`` (pure Python, for tests and small states) or ``numpy`` (encoding and
+    ``cpp``, ``portable`` (decoding: the C decoder compiled at load, ``rans.portable``, numpy when
+    no compiler works; encoding: as ``auto``), ``reference`` (pure Python, for tests and small states) or ``numpy`` (encoding and
     decoding vectorized over slices, ``rans_numpy``, no extension needed); all give the same
     bytes. ``candidates``: the context settings tried per group, ``(transpose, cs, rs, na, nb, ck, reorder[, rmode])`` (see
     ``rans_fit.DEFAULT_CANDIDATES``). ``prob_bits``: the largest table precision a group may get
@@ -160,6 +175,7 @@ class RansCodec(Codec):
                 enc = encode_group_np(model, mats, perms)
             else:
                 enc = encode_group(model, mats, backend, perms)
+            self.last_report["groups"][-1]["stream_bytes"] = sum(len(s) for s in enc)
             header["groups"].append({"tensors": idx, **model.settings()})
             header["streams"].extend(len(s) for s in enc)
             streams.extend(enc)
@@ -181,7 +197,7 @@ class RansCodec(Codec):
 
     def decode(self, payload: bytes, specs: list[TensorSpec], params: dict[str, Any]) -> list[TensorData]:
         try:
-            backend = _resolve_backend(self.backend)
+            backend = _resolve_backend(self.backend, decoding=True)
         except RuntimeError as exc:  # the file is fine, this machine cannot decode it: still one error type
             raise ArtifactError(f"golf-rans: {exc}") from None
         check_params(params, {"prob_bits": (8, 15)}, self.name)
@@ -217,10 +233,10 @@ class RansCodec(Codec):
                     perms.append(p)
                     tpos += n * width
             names = [specs[i].name for i in idx]
-            if backend == "numpy":
+            if backend in ("numpy", "portable"):
+                dec = decode_slices_portable if backend == "portable" else decode_slices_numpy
                 try:
-                    oriented = decode_slices_numpy(model, streams, [(c, r) if model.transpose else (r, c)
-                                                                    for r, c in shapes])
+                    oriented = dec(model, streams, [(c, r) if model.transpose else (r, c) for r, c in shapes])
                 except ArtifactError as exc:
                     raise ArtifactError(f"golf-rans: corrupt code stream in the group of {names[0]!r}: {exc}") from exc
                 mats = undo_order(model, oriented, names, perms)

@@ -57,8 +57,9 @@ transposed group is transposed back. The encoder runs the same contexts backward
 for symbols in reverse order, ``if x ≥ freq << (32 − P): emit x & 0xFFFF; x >>= 16``, then
 ``x = (x // f << P) + x % f + cum``, starting from x = 2^16; the words are stored in reverse.
 The C++ op ``golf_fast::_rans_{encode,decode}_cpp`` runs it (slices in parallel, 4 interleaved
-per thread); ``encode_ref`` / ``decode_ref`` here are the pure-Python reference it must match
-byte for byte.
+per thread), and so does the portable decoder (``portable_src``: plain C compiled at load, one
+core, 4 interleaved slices); ``encode_ref`` / ``decode_ref`` here are the pure-Python reference
+both must match byte for byte (tests/artifact/test_rans_portable.py, test_rans_roundtrip_props.py).
 
 Payload: ``u32 len(side) | side | streams… | rest``, where ``side`` = brotli(u32 len(json) | json
 | tables) holds each group's settings, stream lengths, frequency tables (uint16 LE) and row orders

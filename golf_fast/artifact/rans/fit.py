@@ -26,6 +26,7 @@ from golf_fast.artifact.rans.coder import (
     table_bytes,
 )
 from golf_fast.artifact.rans.numpy_coder import counts_np, features_np
+from golf_fast.artifact.rans.side import MAX_ACC
 
 REORDER_MAX_ROWS = 16384  # the chain needs a rows × rows distance matrix
 # (transpose, cs, rs, na, nb, ck, reorder[, rmode]) settings the encoder tries per group;
@@ -146,7 +147,9 @@ def _quantile_thresholds(values: np.ndarray, n: int) -> list:
         return []
     sample = values[:: max(1, values.size // 50_000)]
     qs = np.quantile(sample, [k / n for k in range(1, n)], method="lower")
-    return [int(v) + 1 for v in qs]  # bucket k holds values ≥ thr[k-1]
+    # bucket k holds values ≥ thr[k-1]; equal quantiles (a near-constant accumulator, e.g. a few
+    # rows per slice) merge into one threshold: the loader needs them strictly increasing in [1, MAX_ACC]
+    return sorted({min(int(v) + 1, MAX_ACC) for v in qs})
 
 
 SELECT_SAMPLE = 1 << 20  # symbols per group on which the candidates are compared
