@@ -131,3 +131,16 @@ def test_portable_matches_cpp_on_a_record_shaped_group():
     b = RansCodec(backend="portable").decode(payload, specs, params)
     for x, y, q in zip(a, b, mats):
         assert np.array_equal(x.codes, y.codes) and np.array_equal(y.codes, q)
+
+
+@needs_cc
+def test_auto_decodes_with_the_portable_decoder_when_the_extension_is_missing(monkeypatch):
+    """What an exported train_gpt.py runs (no golf_fast._C): ``auto`` decoding takes the portable C
+    decoder, not the ~100x slower numpy one; encoding without the extension stays numpy."""
+    from golf_fast.artifact.rans import codec as rans_codec
+
+    monkeypatch.setattr(rans_codec, "load_extension", lambda: (False, "test: no extension"))
+    assert rans_codec._resolve_backend("auto", decoding=True) == "portable"
+    assert rans_codec._resolve_backend("auto", decoding=False) == "numpy"
+    monkeypatch.setattr(portable, "_STATE", {"lib": None, "why": "test: no compiler"})
+    assert rans_codec._resolve_backend("auto", decoding=True) == "numpy"
