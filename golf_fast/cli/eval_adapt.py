@@ -111,5 +111,6 @@ def run_adapt_cli(args, model_factory, val: np.ndarray, table, rank: int, world:
 
 def _entry(r) -> dict:
     d = r.as_dict()
-    return {k: d[k] for k in ("mode", "val_loss", "val_bpb", "tokens", "bytes", "seconds", "eval_compliance",
+    return {k: d[k] for k in ("mode", "val_loss", "val_bpb", "tokens", "bytes", "seconds", "stream_targets",
+                              "scored_positions", "eval_compliance",
                               "compliance", "notes", "void")}

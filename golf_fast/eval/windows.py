@@ -2,8 +2,13 @@
 
 Positions are token indices of the flat validation stream ``tokens`` (length N). A document is a
 span ``[s, e)`` that starts at a BOS token (or at 0 when the stream does not start with one); its
-*targets* are ``s+1 .. e−1`` (the BOS itself is a given, never scored: every document-isolated
-adaptive mode scores each target once with context from its own document only).
+*targets* are ``s+1 .. e`` — the last one is the next document's BOS at ``e`` (when ``e < N``),
+predicted from this document's tokens, exactly as the plain evaluation scores it (its segment
+ends at ``e``) and as the record's TTT does (its document span ends one past the next BOS). So the
+documents' targets tile ``1 .. N−1``: every position but 0 is scored once, with context from its
+own document only. A document's start BOS is a *given* input of its own windows (its token value
+is known: it is a document start), which may be read before its score (as the previous
+document's last target) is committed.
 
 A *piece* ``(s, t0, t1)`` is a run of targets ``[t0, t1)`` of the document starting at ``s``, with
 ``t1 − t0 ≤ seq_len``. Its *window* is the row the model reads: inputs ``tokens[w0 : t1−1]`` and
@@ -31,17 +36,35 @@ def document_spans(tokens: np.ndarray, bos_id: int) -> np.ndarray:
     return np.stack([starts, ends], axis=1)
 
 
+def target_ends(docs: np.ndarray, n_tokens: int) -> np.ndarray:
+    """(D,) int64 end (exclusive) of each document's targets: ``e + 1`` (the next BOS included) for
+    every document but the last, ``N`` for the last."""
+    d = np.asarray(docs, dtype=np.int64).reshape(-1, 2)
+    return np.where(d[:, 1] < n_tokens, d[:, 1] + 1, d[:, 1])
+
+
+def document_targets(tokens: np.ndarray, bos_id: int) -> np.ndarray:
+    """(D, 3) int64 ``[start, end, target_end)`` of each document (``document_spans`` + ``target_ends``)."""
+    d = document_spans(tokens, bos_id)
+    return np.concatenate([d, target_ends(d, len(tokens))[:, None]], axis=1)
+
+
 def split_targets(doc_start: int, t0: int, t1: int, seq_len: int) -> list[tuple[int, int, int]]:
     """Pieces ``(doc_start, a, b)`` covering targets ``[t0, t1)`` with ``b − a ≤ seq_len``."""
     return [(doc_start, a, min(a + seq_len, t1)) for a in range(t0, t1, seq_len)]
 
 
-def stream_chunk_pieces(docs: np.ndarray, c0: int, c1: int, seq_len: int) -> list[tuple[int, int, int]]:
-    """The pieces of the targets in the stream range ``[c0, c1)`` (document starts excluded)."""
+def stream_chunk_pieces(docs: np.ndarray, c0: int, c1: int, seq_len: int,
+                        n_tokens: Optional[int] = None) -> list[tuple[int, int, int]]:
+    """The pieces of the targets in the stream range ``[c0, c1)``: every position of the range but 0,
+    each in the document whose targets hold it (a BOS at ``e`` is the last target of the document
+    ending there). ``n_tokens``: the stream length (default: the last document's end)."""
     out: list = []
-    i = int(np.searchsorted(docs[:, 1], c0, side="right"))
+    n = int(docs[-1, 1]) if n_tokens is None else int(n_tokens)
+    te = target_ends(docs, n)
+    i = int(np.searchsorted(te, c0, side="right"))
     while i < len(docs) and docs[i, 0] < c1:
-        s, e = int(docs[i, 0]), int(docs[i, 1])
+        s, e = int(docs[i, 0]), int(te[i])
         a, b = max(c0, s + 1), min(c1, e)
         if a < b:
             out += split_targets(s, a, b, seq_len)

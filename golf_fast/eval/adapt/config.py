@@ -7,9 +7,9 @@ ttt none/adamw one δ over the stream; with lora/phased one δ per document, fit
 Presets (:func:`adapt_preset`):
 
 * ``record`` — the submissions' values: LoRA rank 80, α 144, Adam lr 1e-4, β (0, 0.99), eps 1e-10,
-  weight decay 0.5, chunk 48, 64 documents per batch, A warm-started (R0611 log and §6.4); phased:
-  3 phases over 2,500 documents, SGD lr 1e-3 cosine over 32,768-token chunks, momentum 0.9, clip
-  1.0; AdamW: 1 epoch, lr 1e-3, the first 10 of 11 blocks frozen; SLOT: L-BFGS 25 iterations,
+  weight decay 0.5, chunk 48, 64 documents per batch, A warm-started, on q, k, v, o, mlp and
+  lm_head (R0611 log and §6.4); phased: 3 phases over 2,500 documents, SGD lr 1e-3 cosine over
+  32,768-token chunks, momentum 0.9, clip 1.0, 32 rows of 2,048 per step; AdamW: 1 epoch, lr 1e-3, the first 10 of 11 blocks frozen; SLOT: L-BFGS 25 iterations,
   history 20, strong Wolfe, δ clamped to ±5, focal loss on the last 128 scored positions;
   pre-quant TTT: 21 AdamW epochs, cosine lr 5e-4 → 5e-5. Windows of 2,048 tokens.
 * ``smoke`` — the same methods scaled to the CPU smoke model (seq 256, 6 layers, 8,192 val
@@ -30,7 +30,8 @@ RESEARCH_MODES = ("none", "prequant", "slot_window")
 class LoRAConfig:
     rank: int = 80
     alpha: float = 144.0
-    targets: str = "q,k,v,o,mlp"
+    targets: str = "q,k,v,o,mlp,lm_head"
+    """Adapted matrices: q, k, v, o, mlp of every virtual layer, and lm_head (d → V, before the softcap)."""
     lr: float = 1e-4
     beta1: float = 0.0
     beta2: float = 0.99
@@ -38,6 +39,10 @@ class LoRAConfig:
     weight_decay: float = 0.5
     chunk: int = 48
     """Targets per scoring/update step of a document."""
+    grad_steps: int = 1
+    """Optimizer steps per chunk (R0611 ttt_grad_steps); steps after the first re-run the forward."""
+    optimizer: str = "adam"
+    """``adam`` (AdamW with beta1/beta2/eps/weight_decay) or ``sgd`` (momentum beta1, weight_decay), as R0611's ttt_optimizer."""
     batch_docs: int = 64
     warm_start_a: bool = True
     """Keep A across document batches (only B is zeroed). Makes a rank's results depend on which
@@ -69,6 +74,16 @@ class PhasedConfig:
     chunk_tokens: int = 32_768
     grad_clip: float = 1.0
     epochs: int = 1
+    batch_seqs: int = 32
+    """Rows of ``seq_len`` per SGD step and row group (R0611 global_ttt_batch_seqs)."""
+    row_groups: int = 8
+    """How a chunk's rows are split, as the record's ranks split them (8: its 8×H100 run); each group
+    is its own attention buffer and the step averages the groups' mean losses (global_sgd.py)."""
+    warmup_chunks: int = 0
+    """Chunks of linear lr warm-up from ``warmup_start_lr`` before the cosine (R0611: 0)."""
+    warmup_start_lr: float = 0.0
+    respect_doc_boundaries: bool = True
+    """Attention segments at every BOS (and every seq_len tokens) of the phase text; False: plain rows."""
 
 
 @dataclass
@@ -129,10 +144,15 @@ class AdaptConfig:
              "lora.rank/alpha/lr/chunk/batch_docs: expected positive values")
         need(lo.chunk <= self.seq_len, f"lora.chunk: expected <= seq_len ({self.seq_len}), got {lo.chunk}")
         need(lo.backend in ("reference", "int6"), f"lora.backend: expected reference or int6, got {lo.backend!r}")
+        need(lo.grad_steps >= 1, f"lora.grad_steps: expected >= 1, got {lo.grad_steps}")
+        need(lo.optimizer in ("adam", "sgd"), f"lora.optimizer: expected adam or sgd, got {lo.optimizer!r}")
         need(aw.lr > 0 and aw.epochs >= 1 and aw.freeze_blocks >= 0 and aw.chunk_tokens >= 1,
              "adamw.lr/epochs/freeze_blocks/chunk_tokens: expected > 0 / >= 1 / >= 0 / >= 1")
-        need(ph.num_phases >= 1 and ph.prefix_docs >= 1 and ph.lr > 0 and ph.chunk_tokens >= 1 and ph.epochs >= 1,
-             "phased.num_phases/prefix_docs/lr/chunk_tokens/epochs: expected positive values")
+        need(ph.num_phases >= 1 and ph.prefix_docs >= 1 and ph.lr > 0 and ph.chunk_tokens >= 1 and ph.epochs >= 1
+             and ph.batch_seqs >= 1 and ph.row_groups >= 1,
+             "phased.num_phases/prefix_docs/lr/chunk_tokens/epochs/batch_seqs/row_groups: expected positive values")
+        need(ph.warmup_chunks >= 0 and ph.warmup_start_lr >= 0,
+             "phased.warmup_chunks/warmup_start_lr: expected >= 0")
         need(sl.chunk_tokens >= 1 and sl.max_iter >= 1 and sl.history >= 1 and sl.clamp > 0 and sl.focal_positions >= 1,
              "slot_cfg.chunk_tokens/max_iter/history/clamp/focal_positions: expected positive values")
         need(self.prequant.epochs >= 1 and self.prequant.lr > 0, "prequant.epochs/lr: expected positive values")

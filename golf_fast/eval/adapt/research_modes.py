@@ -26,7 +26,7 @@ from golf_fast.eval.compliance.checker import check_events
 from golf_fast.eval.compliance.events import EventLog, gather_logs
 from golf_fast.eval.adapt.stream import run_stream
 from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
-from golf_fast.eval.windows import build_windows, document_spans, split_targets
+from golf_fast.eval.windows import build_windows, document_targets, split_targets
 
 
 def prequant_adapt(model, tokens: np.ndarray, cfg: AdaptConfig, *, rank: int = 0, world_size: int = 1,
@@ -40,8 +40,8 @@ def prequant_adapt(model, tokens: np.ndarray, cfg: AdaptConfig, *, rank: int = 0
     device = torch.device(device) if device is not None else next(model.parameters()).device
     tokens = np.asarray(tokens)
     toks = torch.from_numpy(tokens.astype(np.int64))
-    docs = document_spans(tokens, model.cfg.bos_id)
-    pieces = [p for s, e in docs for p in split_targets(int(s), int(s) + 1, int(e), cfg.seq_len) if e - s > 1]
+    docs = document_targets(tokens, model.cfg.bos_id)
+    pieces = [p for s, _, te in docs for p in split_targets(int(s), int(s) + 1, int(te), cfg.seq_len) if te - s > 1]
     step_pieces = cfg.batch_seqs * world_size
     batches = [pieces[i:i + step_pieces] for i in range(0, len(pieces), step_pieces)]
     params = list(model.parameters())

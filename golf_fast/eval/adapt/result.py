@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from golf_fast.eval.bpb import EvalResult
-from golf_fast.eval.compliance.checker import ComplianceReport, check_events
+from golf_fast.eval.compliance.checker import ComplianceReport, ConditionResult, check_events
 from golf_fast.eval.compliance.events import EventLog, gather_logs
 
 NONCOMPLIANT_KEY = "eval_compliance"
@@ -33,8 +33,19 @@ class AdaptResult:
     def flag(self) -> str:
         return self.compliance.verdict
 
+    @property
+    def stream_targets(self) -> int:
+        """Targets in the evaluated stream: what the plain evaluation of the same prefix scores (N − 1)."""
+        return int(self.compliance.stats.get("stream_targets", -1))
+
+    @property
+    def scored_positions(self) -> int:
+        """Positions the mode committed scores for (its score events); must equal :attr:`stream_targets`."""
+        return int(self.compliance.stats.get("scored_positions", -1))
+
     def as_dict(self) -> dict:
-        return {"mode": self.label, **self.result.as_dict(), "compliance": self.compliance.as_dict(),
+        return {"mode": self.label, **self.result.as_dict(), "stream_targets": self.stream_targets,
+                "scored_positions": self.scored_positions, "compliance": self.compliance.as_dict(),
                 NONCOMPLIANT_KEY: self.flag, "notes": list(self.notes), "void": self.void}
 
 
@@ -43,6 +54,12 @@ def finish(label: str, result: EvalResult, log: EventLog, expected: np.ndarray, 
     """Merge the ranks' logs, run the checker, bundle the result."""
     merged = gather_logs(log, world_size)
     report = check_events(merged, vocab_size=vocab_size, expected=expected)
+    scored = report.stats["scored_positions"]
+    if result.tokens != scored or scored != report.stats["stream_targets"]:
+        c4 = report.conditions[4]
+        why = (f"the loss sums count {result.tokens} targets, the score events {scored}, the stream has "
+               f"{report.stats['stream_targets']} (every target of the plain evaluation must be scored once)")
+        report.conditions[4] = ConditionResult(4, False, why if c4.ok else f"{c4.detail}; {why}")
     return AdaptResult(label, result, report, merged, notes, void)
 
 

@@ -1,7 +1,7 @@
 """Stream-order adaptive evaluation: score-first full-model TTT (AdamW), SLOT, and the baseline.
 
 The validation stream is cut into chunks of ``chunk_tokens`` positions; every chunk's targets
-(document starts excluded) are split into pieces (windows.py), the pieces dealt round-robin to the
+(every position but 0: a document's closing BOS is its last target, windows.py) are split into pieces (windows.py), the pieces dealt round-robin to the
 ranks. For each chunk, in order:
 
 1. **score** this rank's pieces under no-grad with the current state (weights, δ), committing the
@@ -37,10 +37,13 @@ from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
 from golf_fast.eval.windows import build_windows, scoring_inputs, stream_chunk_pieces
 
 
-def expected_targets(tokens: np.ndarray, docs: np.ndarray) -> np.ndarray:
-    """Bool mask of the positions every mode must score: all but document starts."""
-    m = np.ones(len(tokens), dtype=bool)
-    m[docs[:, 0]] = False
+def expected_targets(n_tokens: int) -> np.ndarray:
+    """Bool mask of the positions every mode must score: the targets of the plain evaluation of the
+    same stream, ``1 .. N−1`` (every position but 0; a document's closing BOS included)."""
+    if not isinstance(n_tokens, (int, np.integer)) or n_tokens < 2:
+        raise ValueError(f"n_tokens: expected an int >= 2, got {n_tokens!r}")
+    m = np.ones(int(n_tokens), dtype=bool)
+    m[0] = False
     return m
 
 
@@ -111,7 +114,7 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
 
     try:
         for k, (c0, c1) in enumerate(chunks):
-            pieces = stream_chunk_pieces(docs, c0, c1, cfg.seq_len)
+            pieces = stream_chunk_pieces(docs, c0, c1, cfg.seq_len, n)
             if not pieces:
                 continue
             mine = pieces[rank::world_size]
@@ -166,5 +169,5 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
     result = acc.result(seconds=time.perf_counter() - t_start)
     name = label or ("+".join([f"ttt:{adapt}"] + ([f"slot:{slot}"] if slot != "none" else []))
                      + (" (update before score)" if update_before_score else ""))
-    return finish(name, result, log, expected_targets(tokens, docs), V, world_size, notes, void or None)
+    return finish(name, result, log, expected_targets(n), V, world_size, notes, void or None)
 

@@ -108,11 +108,10 @@ def check_events(log: EventLog, *, vocab_size: Optional[int] = None, expected: O
     s_seq = np.full(n, -1, dtype=np.int64)
     s_epoch[pos], s_rank[pos], s_seq[pos] = sc[rid, 2], sc[rid, 3], sc[rid, 4]
     scored = count > 0
-    given = np.zeros(n, dtype=bool)
-    given[log.given_positions()] = True
-    given &= ~scored
+    given = np.zeros(n, dtype=bool)  # known-valued inputs (document-start BOS): readable at any time,
+    given[log.given_positions()] = True  # scored or not (a BOS is also the previous document's last target)
     if expected is None:
-        expected = ~given
+        expected = ~given | scored
     elif expected.shape != (n,) or expected.dtype != np.bool_:
         raise ValueError(f"expected: a bool mask of shape ({n},), got {expected.dtype} {expected.shape}")
 
@@ -190,5 +189,5 @@ def check_events(log: EventLog, *, vocab_size: Optional[int] = None, expected: O
                 f"over {int(norm[i, 2])} entries, score {norm[i, 3]:.5g} vs -log p {norm[i, 4]:.5g})"))
         else:
             rep.conditions[2] = ConditionResult(2, True, f"{len(norm)} probes, max |Σp − 1| = {dev.max():.2g}")
-    rep.stats = {**log.summary(), "given_positions": int(given.sum())}
+    rep.stats = {**log.summary(), "given_positions": int(given.sum()), "stream_targets": int(expected.sum())}
     return rep
