@@ -94,7 +94,9 @@ def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, ac
     with torch.no_grad():
         nats = scorer.nats(logits.detach(), wb.y)
         acc.add(nats, wb.x, wb.y, wb.mask, target_bytes=wb.tbytes)
-    log.score(wb.pieces)
+        idx = torch.from_numpy(wb.flat_targets()).to(nats.device, non_blocking=True)
+        committed = nats.reshape(-1).index_select(0, idx)  # each row's targets t0 .. t1−1, as the ranges
+    log.score(wb.pieces, committed)
     return nats
 
 

@@ -91,6 +91,16 @@ class WindowBatch:
         """Row offset of each row's first scored target."""
         return self.pieces[:, 0] - self.windows[:, 0] - 1
 
+    def flat_targets(self) -> np.ndarray:
+        """Flat indices into the (B, W) row-major batch of every scored target, row by row, each row's
+        targets ``t0 .. t1−1`` in order (host arithmetic: selecting them needs no device sync)."""
+        W = self.x.shape[1]
+        first = self.first_target
+        lens = self.pieces[:, 1] - self.pieces[:, 0]
+        rid = np.repeat(np.arange(len(lens)), lens)
+        off = np.arange(rid.size) - np.repeat(np.cumsum(lens) - lens, lens)
+        return rid * W + first[rid] + off
+
     def to(self, device: torch.device) -> "WindowBatch":
         return WindowBatch(self.x.to(device), self.y.to(device), self.mask.to(device), self.pieces, self.windows,
                            self.tbytes.to(device) if self.tbytes is not None else None)

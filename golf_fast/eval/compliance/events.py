@@ -10,7 +10,9 @@ Positions are token indices ``j`` of the flat validation stream: "scoring j" mea
 
 Event kinds (all ranges are half-open ``[start, end)`` token-index ranges, int64 arrays (n, 2)):
 
-* score: the positions whose scores were committed by one forward;
+* score: the positions whose scores were committed by one forward, with the per-position losses
+  (nats, fp32 as computed) in the order of the ranges' positions — the checker recomputes the
+  bpb sums from them;
 * update: the positions an adaptation step *read* (its loss's targets and their input context).
   A ``collective`` update (gradients all-reduced over ranks) happens at the start of the current
   epoch on every rank, before any score of that epoch;
@@ -36,6 +38,11 @@ import torch
 from golf_fast.eval.collectives import all_gather_list, all_gather_strings
 
 _SCORE, _UPDATE = 0, 1
+
+
+def _expand_ranges(r: np.ndarray) -> np.ndarray:
+    """Every position of the [a, b) rows of ``r``, in order."""
+    return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in r]) if len(r) else np.zeros(0, np.int64)
 
 
 def as_ranges(ranges) -> np.ndarray:
@@ -68,6 +75,9 @@ class EventLog:
     tags: list = field(default_factory=lambda: ["score"])
     """Update kinds by tag index (0 is the score kind's name)."""
     _local_in_epoch: bool = False
+    _loss_pos: list = field(default_factory=list)
+    _loss_nats: list = field(default_factory=list)
+    """Per-position losses of score events: host position arrays and (device or host) nats, fetched once."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_tokens, int) or self.num_tokens < 1:
@@ -91,11 +101,32 @@ class EventLog:
             self._rows.append(np.concatenate([r, np.broadcast_to(meta, (r.shape[0], 6))], axis=1))
         return self.seq
 
-    def score(self, ranges) -> int:
-        """Record that the scores of the positions in ``ranges`` were committed now; returns the seq."""
+    def score(self, ranges, nats=None) -> int:
+        """Record that the scores of the positions in ``ranges`` were committed now; returns the seq.
+
+        ``nats``: the committed per-position losses, 1-D, one per position of ``ranges`` in order
+        (a device tensor is kept as is and fetched once, by :meth:`losses`: no device sync here).
+        """
         r = as_ranges(ranges)
         self._check_in_range(r, "score ranges")
+        if nats is not None:
+            count = int((r[:, 1] - r[:, 0]).sum())
+            if nats.dim() != 1 if isinstance(nats, torch.Tensor) else np.ndim(nats) != 1:
+                raise ValueError("nats: expected a 1-D array of per-position losses")
+            if len(nats) != count:
+                raise ValueError(f"nats: {len(nats)} losses for the {count} positions of the ranges")
+            self._loss_pos.append(_expand_ranges(r))
+            self._loss_nats.append(nats.detach() if isinstance(nats, torch.Tensor) else np.asarray(nats))
         return self._append(r, _SCORE, False, 0)
+
+    def losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions int64, nats float64) of every score event that carried losses, in event order."""
+        if not self._loss_pos:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        nats = [t.double().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
+                for t in self._loss_nats]
+        self._loss_pos, self._loss_nats = [np.concatenate(self._loss_pos)], [np.concatenate(nats)]
+        return self._loss_pos[0], self._loss_nats[0]
 
     def update(self, ranges, kind: str, collective: bool = False) -> int:
         """Record an adaptation step that read the positions in ``ranges`` (``kind``: a label for reports)."""
@@ -138,7 +169,9 @@ class EventLog:
 
     def to_state(self) -> dict:
         """Plain-data form (numpy arrays, lists) for gathering across ranks or saving as JSON-like data."""
+        pos, nats = self.losses()
         return {"num_tokens": self.num_tokens, "rows": self.rows(), "given": self.given_positions(),
+                "loss_pos": pos, "loss_nats": nats,
                 "norm_probes": list(self.norm_probes), "causal_probes": list(self.causal_probes),
                 "tags": list(self.tags)}
 
@@ -162,6 +195,9 @@ class EventLog:
             out._given.append(np.asarray(s["given"], dtype=np.int64))
             out.norm_probes += [tuple(p) for p in s["norm_probes"]]
             out.causal_probes += [tuple(p) for p in s["causal_probes"]]
+            if len(s.get("loss_pos", ())):
+                out._loss_pos.append(np.asarray(s["loss_pos"], dtype=np.int64))
+                out._loss_nats.append(np.asarray(s["loss_nats"], dtype=np.float64))
         return out
 
     def summary(self) -> dict:
@@ -183,6 +219,10 @@ def gather_logs(log: EventLog, world_size: int) -> EventLog:
     norm = all_gather_list(torch.tensor(log.norm_probes, dtype=torch.float64).reshape(-1, 5), world_size)
     causal = all_gather_list(torch.tensor(log.causal_probes, dtype=torch.float64).reshape(-1, 2), world_size)
     tags = all_gather_strings(log.tags, world_size)
+    lp, ln = log.losses()
+    loss_pos = all_gather_list(torch.from_numpy(lp), world_size)
+    loss_nats = all_gather_list(torch.from_numpy(ln), world_size)
     return EventLog.merge([{"num_tokens": log.num_tokens, "rows": rows[r].numpy(), "given": given[r].numpy(),
-                            "norm_probes": norm[r].tolist(), "causal_probes": causal[r].tolist(), "tags": tags[r]}
+                            "norm_probes": norm[r].tolist(), "causal_probes": causal[r].tolist(), "tags": tags[r],
+                            "loss_pos": loss_pos[r].numpy(), "loss_nats": loss_nats[r].numpy()}
                            for r in range(world_size)])
