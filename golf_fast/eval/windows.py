@@ -85,6 +85,10 @@ class WindowBatch:
     """[w0, t1) read by each row."""
     tbytes: Optional[torch.Tensor] = None
     """(B, W) int64 bytes of each target from the CaseOps sidecar (None: the tokenizer's tables)."""
+    read_seq: Optional[int] = None
+    """The event-log seq of the guarded read that produced this batch (None: not read through the guard)."""
+    purpose: str = ""
+    """Why it was read: ``score`` or ``update`` (compliance/guarded.py)."""
 
     @property
     def first_target(self) -> np.ndarray:
@@ -103,7 +107,7 @@ class WindowBatch:
 
     def to(self, device: torch.device) -> "WindowBatch":
         return WindowBatch(self.x.to(device), self.y.to(device), self.mask.to(device), self.pieces, self.windows,
-                           self.tbytes.to(device) if self.tbytes is not None else None)
+                           self.tbytes.to(device) if self.tbytes is not None else None, self.read_seq, self.purpose)
 
 
 def build_windows(tokens: torch.Tensor, pieces, seq_len: int, val_bytes: Optional[torch.Tensor] = None) -> WindowBatch:
@@ -145,6 +149,23 @@ def sidecar_bytes(val_bytes, n_tokens: int) -> Optional[torch.Tensor]:
         raise ValueError(f"val_bytes: expected integer byte counts parallel to the {n_tokens} tokens, got "
                          f"{vb.dtype} of shape {vb.shape}")
     return torch.from_numpy(vb.astype(np.int64))
+
+
+def target_bytes(tokens: torch.Tensor, table, val_bytes: Optional[torch.Tensor] = None) -> np.ndarray:
+    """(N,) int64 bytes of the target at each position ``j >= 1`` (0 at position 0): the sidecar's
+    ``val_bytes[j]`` when given, else ``base[t_j] + (has_space[t_j] & ~is_boundary[t_{j−1}])`` from the
+    tokenizer ``table`` — the checker's own count, computed apart from the accumulator."""
+    n = int(tokens.numel())
+    out = np.zeros(n, dtype=np.int64)
+    if val_bytes is not None:
+        out[1:] = np.asarray(val_bytes, dtype=np.int64)[1:n]
+        return out
+    if table is None:
+        raise ValueError("table: required when val_bytes is not given")
+    t, p = tokens[1:].long(), tokens[:-1].long()
+    b = table.base_bytes.cpu().long()[t] + (table.has_space.cpu()[t] & ~table.is_boundary.cpu()[p]).long()
+    out[1:] = b.numpy()
+    return out
 
 
 class ScoringInputs(NamedTuple):

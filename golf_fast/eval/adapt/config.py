@@ -116,7 +116,10 @@ class AdaptConfig:
     batch_seqs: int = 32
     """Windows per forward in the stream modes (adamw, SLOT, baseline)."""
     probe_every: int = 16
-    """A normalization and a causality probe every N scored batches (and on the first)."""
+    """A normalization and a causality probe every N scored batches (and on the first, and on the first
+    after the first update), at a random scored position."""
+    probe_seed: int = -1
+    """Seed of the probe positions (−1: a fresh random seed each run, reported in the notes)."""
     void_ratio: float = 0.7
     """Ternary threshold Δ = void_ratio · mean|w| per matrix for the void fraction."""
     seed: int = 0

@@ -47,11 +47,12 @@ from golf_fast.eval.adapt.lora import BatchedLoRA, Int6Base, LoRAHook
 from golf_fast.eval.adapt.schedule import phase_documents, phase_plan, record_batches
 from golf_fast.eval.bpb import BpbAccumulator
 from golf_fast.eval.compliance.events import EventLog
-from golf_fast.eval.scoring import LogitScorer, autocast_ctx, commit_scores, run_probes
+from golf_fast.eval.compliance.guarded import GuardedStream
+from golf_fast.eval.scoring import LogitScorer, ProbeSchedule, autocast_ctx, commit_scores, run_probes
 from golf_fast.eval.adapt.slot import SlotBuffer, fit_delta
 from golf_fast.eval.adapt.stream import expected_targets
 from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
-from golf_fast.eval.windows import build_windows, scoring_inputs, target_ends
+from golf_fast.eval.windows import target_bytes, scoring_inputs, target_ends
 
 
 def fit_document_deltas(logits: torch.Tensor, wb, active: np.ndarray, has_next: np.ndarray, deltas: torch.Tensor,
@@ -96,13 +97,14 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
     bd, C = lo.batch_docs, lo.chunk
     queue = record_batches(lengths, bd)
     plan = phase_plan(queue, len(starts), cfg.phased.prefix_docs, cfg.phased.num_phases) if adapt == "phased" else {}
-    log = EventLog(n, rank=rank)
+    log = EventLog(n, rank=rank, vocab_size=V)
     log.given(all_docs[tokens[all_docs[:, 0]] == bos, 0])
+    stream = GuardedStream(toks, log, cfg.seq_len, vb)  # every read of the tokens below is recorded
     acc = BpbAccumulator(table, device)
     slot = cfg.slot == "causal"
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)  # probes
+    probes = ProbeSchedule(cfg.probe_every, cfg.probe_seed * 7919 + rank if cfg.probe_seed >= 0 else -1)
     draws = torch.Generator().manual_seed(cfg.seed)  # the adapters' A, the same sequence on every rank
-    notes, void = [], []
+    notes, void = [f"probe seed {probes.seed}"], []
     full = hook = None
     int6 = None
     if adapt != "none":
@@ -125,7 +127,6 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
         model.set_linear_hook(hook)
     was_training = model.training
     model.eval()
-    batches_scored = 0
     for p in model.parameters():
         p.requires_grad_(False)
 
@@ -147,16 +148,16 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                     lora = new_adapter(len(idx))
                 hook.lora = lora
             if own:
-                batches_scored = _score_batch(forward, lora, toks, vb, starts[idx], lengths[idx], cfg, acc, log,
-                                              gen, device, dtype, batches_scored, V, slot)
+                _score_batch(forward, lora, stream, starts[idx], lengths[idx], cfg, acc, log, probes, device, dtype,
+                             V, slot)
             if j in plan:
                 k = plan[j]
                 log.new_epoch()
                 spans = np.stack([starts, lengths], 1)[phase_documents(queue, j, k)]
                 log.update(np.stack([spans[:, 0], spans[:, 0] + spans[:, 1]], 1), "phased_sgd", collective=True)
                 model.set_linear_hook(None)  # the phase trains the base model alone
-                steps = global_sgd_phase(model, phase_text(toks, spans), cfg, rank=rank, world_size=world_size,
-                                         device=device, dtype=dtype)
+                text = phase_text(stream, spans)  # read through the guard: an update read of these spans
+                steps = global_sgd_phase(model, text, cfg, rank=rank, world_size=world_size, device=device, dtype=dtype)
                 for p in model.parameters():
                     p.requires_grad_(False)
                 model.eval()
@@ -177,12 +178,12 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
         model.train(was_training)
     result = acc.result(seconds=time.perf_counter() - t_start)
     name = label or (f"ttt:{adapt}" if adapt != "none" else "ttt:none (per-document)")
-    return finish(name, result, log, expected_targets(n), V, world_size, notes, void or None)
+    return finish(name, result, log, expected_targets(n), V, world_size, notes, void or None,
+                  position_bytes=target_bytes(toks, table, vb))
 
 
-def _score_batch(forward, lora, toks, vb, starts, lengths, cfg, acc, log, gen, device, dtype, batches_scored, V,
-                 slot) -> int:
-    """Score one batch of documents chunk by chunk, adapting between chunks; returns the batches-scored count."""
+def _score_batch(forward, lora, stream, starts, lengths, cfg, acc, log, probes, device, dtype, V, slot) -> None:
+    """Score one batch of documents chunk by chunk, adapting between chunks."""
     C = cfg.lora.chunk
     nch = -(-(lengths - 1) // C)  # chunks of the length − 1 targets
     opt = _optimizer(lora, cfg) if lora is not None else None
@@ -194,7 +195,7 @@ def _score_batch(forward, lora, toks, vb, starts, lengths, cfg, acc, log, gen, d
         pieces = [(int(starts[r]), int(starts[r]) + 1 + ci * C, min(int(starts[r]) + 1 + (ci + 1) * C,
                                                                     int(starts[r] + lengths[r])))
                   for r in active]
-        wb = build_windows(toks, pieces, cfg.seq_len, vb).to(device)
+        wb = stream.windows(pieces, "score").to(device)
         rows = torch.from_numpy(active).to(device)
         train_host = nch[active] > ci + 1  # rows whose document has a later chunk to adapt for
         train = torch.from_numpy(train_host).to(device)
@@ -202,11 +203,10 @@ def _score_batch(forward, lora, toks, vb, starts, lengths, cfg, acc, log, gen, d
         with torch.set_grad_enabled(learn), autocast_ctx(device, dtype):
             logits = forward(wb.x, rows)
         nats = commit_scores(wb, logits, scorer, acc, log)
-        if batches_scored % cfg.probe_every == 0:
-            run_probes(forward, wb, logits, nats, scorer, log, rows, gen, device, dtype)
+        if probes.due(log):
+            run_probes(forward, wb, logits, nats, scorer, log, rows, probes.generator, device, dtype)
             if lora is not None:
                 lora.rows = rows
-        batches_scored += 1
         if learn:
             m = wb.mask & train[:, None]
             for gi in range(cfg.lora.grad_steps):
@@ -221,4 +221,3 @@ def _score_batch(forward, lora, toks, vb, starts, lengths, cfg, acc, log, gen, d
             log.update(wb.windows[train_host], "lora")
         if slot:
             fit_document_deltas(logits, wb, active, nch > ci + 1, deltas, buffers, cfg, log)
-    return batches_scored

@@ -96,8 +96,11 @@ def global_sgd_phase(model, text: torch.Tensor, cfg, *, rank: int, world_size: i
     return steps
 
 
-def phase_text(tokens: torch.Tensor, spans: np.ndarray) -> torch.Tensor:
-    """The concatenation of ``tokens[s : s + length]`` for the ``(start, length)`` rows of ``spans``."""
+def phase_text(stream, spans: np.ndarray) -> torch.Tensor:
+    """The concatenation of ``tokens[s : s + length]`` for the ``(start, length)`` rows of ``spans``, read
+    from the guarded ``stream`` as an update read (tag ``phased_sgd``)."""
+    spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
     if len(spans) == 0:
-        return tokens[:0]
-    return torch.cat([tokens[int(s):int(s) + int(n)] for s, n in spans])
+        return torch.zeros(0, dtype=torch.int64)
+    parts = stream.read(np.stack([spans[:, 0], spans[:, 0] + spans[:, 1]], 1), "update", "phased_sgd")
+    return torch.cat(parts)

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from golf_fast.eval.bpb import EvalResult
-from golf_fast.eval.compliance.checker import ComplianceReport, ConditionResult, check_events
+from golf_fast.eval.compliance.checker import ComplianceReport, ConditionResult, check_events, check_losses
 from golf_fast.eval.compliance.events import EventLog, gather_logs
 
 NONCOMPLIANT_KEY = "eval_compliance"
@@ -50,15 +50,30 @@ class AdaptResult:
 
 
 def finish(label: str, result: EvalResult, log: EventLog, expected: np.ndarray, vocab_size: int, world_size: int,
-           notes: list, void: Optional[list] = None) -> AdaptResult:
-    """Merge the ranks' logs, run the checker, bundle the result."""
+           notes: list, void: Optional[list] = None, position_bytes: Optional[np.ndarray] = None) -> AdaptResult:
+    """Merge the ranks' logs, run the checker, recompute the sums from the logged losses, bundle the result.
+
+    ``position_bytes`` (N,): the bytes of each target (windows.target_bytes); None leaves the sums
+    unverified (condition 4 not compliant)."""
     merged = gather_logs(log, world_size)
     report = check_events(merged, vocab_size=vocab_size, expected=expected)
     scored = report.stats["scored_positions"]
+    c4 = report.conditions[4]
+    why = ""
     if result.tokens != scored or scored != report.stats["stream_targets"]:
-        c4 = report.conditions[4]
         why = (f"the loss sums count {result.tokens} targets, the score events {scored}, the stream has "
                f"{report.stats['stream_targets']} (every target of the plain evaluation must be scored once)")
+    elif position_bytes is None:
+        report.conditions[4] = ConditionResult(4, None, "the sums were not recomputed (no per-position bytes)")
+    else:
+        sums = check_losses(merged, val_loss=result.val_loss, val_bpb=result.val_bpb, tokens=result.tokens,
+                            nbytes=result.bytes, position_bytes=position_bytes)
+        report.stats["recomputed_val_bpb"] = sums.detail
+        if not sums.ok:
+            why = sums.detail
+        elif c4.ok:
+            report.conditions[4] = ConditionResult(4, True, f"{c4.detail}; {sums.detail}")
+    if why:
         report.conditions[4] = ConditionResult(4, False, why if c4.ok else f"{c4.detail}; {why}")
     return AdaptResult(label, result, report, merged, notes, void)
 
