@@ -9,7 +9,9 @@
 ``seq_len=256``); unknown keys are errors. ``--compare`` also runs the same driver without
 adaptation first (the baseline each mode is measured against). ``--predict-h100`` adds the
 predicted 8×H100 time of the mode on these documents (predict.py; the efficiency is R0611's,
-calibrated from its measured 508.8 s).
+calibrated from its measured 508.8 s). ``--audit N`` replays the evaluation N times with the tokens
+from a sampled position on randomized (compliance/audit.py); a moved score makes the verdict
+non-compliant.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from golf_fast.eval.adapt.config import ADAPT_PRESETS, RESEARCH_MODES, SLOT_MODE
 from golf_fast.eval.adapt.run import run_adaptive
 from golf_fast.eval.adapt.predict_time import predict_seconds, record_efficiency
 from golf_fast.eval.adapt.documents import run_documents
+from golf_fast.eval.compliance.audit import replay_audit
 from golf_fast.eval.windows import document_spans
 from golf_fast.model.typed_config import field_types, parse_field
 
@@ -37,6 +40,8 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an AdaptConfig field")
     g.add_argument("--compare", action="store_true", help="also run the same driver without adaptation")
     g.add_argument("--predict-h100", action="store_true", help="add the predicted 8×H100 time")
+    g.add_argument("--audit", type=int, default=0, metavar="N",
+                   help="replay audit of condition 1 at N sampled positions (one full rerun each)")
 
 
 def wants_adaptation(args: argparse.Namespace) -> bool:
@@ -86,6 +91,9 @@ def baseline_of(cfg: AdaptConfig) -> AdaptConfig:
 def run_adapt_cli(args, model_factory, val: np.ndarray, table, rank: int, world: int, device, dtype,
                   int6_state=None, val_bytes=None) -> dict:
     """Run the adaptive evaluation(s); returns the JSON-ready report (every entry carries its verdict)."""
+    n_audit = getattr(args, "audit", 0) or 0
+    if n_audit < 0:
+        raise ValueError(f"--audit: expected N >= 0 positions, got {n_audit}")
     cfg = resolve_adapt_config(args)
     out = {"adapt_config": cfg.to_dict()}
     kw = dict(rank=rank, world_size=world, device=device, dtype=dtype, val_bytes=val_bytes)
@@ -98,6 +106,14 @@ def run_adapt_cli(args, model_factory, val: np.ndarray, table, rank: int, world:
         out["baseline"] = _entry(r)
     r = run_adaptive(model_factory(), val, table, cfg, int6_state=int6_state, **kw)
     out["adaptive"] = _entry(r)
+    if n_audit:
+        model = model_factory()
+        rep = replay_audit(lambda t: run_adaptive(model_factory(), t, table, cfg, int6_state=int6_state, **kw),
+                           val, r, n_audit, bos_id=model.cfg.bos_id, vocab_size=model.cfg.vocab_size,
+                           seed=cfg.seed, world_size=world)
+        out["adaptive"]["audit"] = rep.as_dict()
+        if rep.ok is False:  # the trust-nothing check overrides the event log's verdict
+            out["adaptive"]["eval_compliance"] = "non-compliant: condition 1 (replay audit)"
     if args.predict_h100:
         model = model_factory()
         docs = document_spans(val, model.cfg.bos_id)

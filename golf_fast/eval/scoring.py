@@ -142,7 +142,20 @@ def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, ac
         acc.add(nats, wb.x, wb.y, wb.mask, target_bytes=wb.tbytes)
     seq = log.score(wb.pieces, committed)
     log.score_check(seq, dev)
+    if log.watch is not None:
+        _record_watched(wb, zf, log.watch)
     return nats
+
+
+def _record_watched(wb: WindowBatch, z: torch.Tensor, watch: dict) -> None:
+    """The replay audit: ``log p[token]`` at each watched position this batch scores (the same fp32
+    cross-entropy the score uses, so a legal mode reproduces its committed score)."""
+    for j, tok in watch["want"].items():
+        rows = np.flatnonzero((wb.pieces[:, 0] <= j) & (j < wb.pieces[:, 1]))
+        for r in rows:
+            col = int(j - wb.windows[r, 0] - 1)
+            t = torch.tensor([tok], device=z.device)
+            watch["got"][j] = -float(F.cross_entropy(z[r, col:col + 1].float(), t))
 
 
 def masked_loss_sum(logits: torch.Tensor, wb: WindowBatch, row_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

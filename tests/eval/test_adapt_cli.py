@@ -40,3 +40,16 @@ def test_report_has_baseline_adaptive_verdicts_and_prediction():
     pred = out["predicted_8xh100"]
     assert pred["seconds"] > 0 and any("predicted, not measured" in ln for ln in pred["arithmetic"])
     assert out["adapt_config"]["lora"]["rank"] == 4
+
+
+def test_audit_flag_replays_and_reports():
+    args = _args("--ttt", "lora", "--adapt-preset", "smoke", "--audit", "2", "--set", "seq_len=32",
+                 "--set", "lora.chunk=8", "--set", "lora.batch_docs=4", "--set", "lora.rank=4", "--set", "lora.lr=0.01")
+    out = run_adapt_cli(args, lambda: tiny_model(82), tiny_stream(82, n_docs=5, max_len=40), byte_table(), 0, 1,
+                        None, None)
+    a = out["adaptive"]
+    assert a["audit"]["verdict"] == "passed" and len(a["audit"]["positions"]) == 2, a["audit"]
+    assert a["eval_compliance"] == "compliant" and a["stream_targets"] == a["scored_positions"]
+    with pytest.raises(ValueError, match="audit"):
+        run_adapt_cli(_args("--ttt", "lora", "--audit", "-1"), lambda: tiny_model(82), tiny_stream(82), byte_table(),
+                      0, 1, None, None)

@@ -35,6 +35,8 @@ Nothing here syncs the device: callers pass host numbers (probes run at sampled 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -46,6 +48,21 @@ from golf_fast.eval.collectives import all_gather_list, all_gather_strings
 _SCORE, _UPDATE, _CONTEXT, _SCORE_READ = 0, 1, 2, 3
 PURPOSES = ("score", "update", "context")
 """Why a mode read validation tokens (GuardedStream): to score them, to adapt on them, as context."""
+
+
+_WATCH: contextvars.ContextVar = contextvars.ContextVar("golf_fast_audit_watch", default=None)
+
+
+@contextlib.contextmanager
+def watching(want: dict):
+    """While active, every new EventLog carries ``{"want": want, "got": {}}``: the trusted commit records
+    ``log p[want[j]]`` (float64, full vocabulary) when it scores position ``j`` (the replay audit)."""
+    w = {"want": {int(k): int(v) for k, v in want.items()}, "got": {}}
+    token = _WATCH.set(w)
+    try:
+        yield w
+    finally:
+        _WATCH.reset(token)
 
 
 def _expand_ranges(r: np.ndarray) -> np.ndarray:
@@ -97,6 +114,8 @@ class EventLog:
     def __post_init__(self) -> None:
         if not isinstance(self.num_tokens, int) or self.num_tokens < 1:
             raise ValueError(f"num_tokens: expected a positive int, got {self.num_tokens!r}")
+        self.watch = _WATCH.get()
+        """The replay audit's watch (audit.py) active when this log was made: {"want": {j: token}, "got": {}}."""
 
     # ------------------------------------------------------------------ recording
 
