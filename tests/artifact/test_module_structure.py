@@ -12,8 +12,8 @@ import golf_fast
 
 PKG = pathlib.Path(golf_fast.__file__).resolve().parent
 LEAVES = ("artifact/errors.py", "artifact/codec_base.py")
-CONCRETE_CODECS = ("artifact/baseline_codecs.py", "artifact/rans.py", "artifact/rans_codec.py",
-                   "artifact/rans_fit.py", "artifact/rans_side.py", "artifact/rans_numpy.py",
+CONCRETE_CODECS = ("artifact/baseline_codecs.py", "artifact/rans/coder.py", "artifact/rans/codec.py",
+                   "artifact/rans/fit.py", "artifact/rans/side.py", "artifact/rans/numpy_coder.py",
                    "artifact/compressors.py")
 
 

@@ -42,8 +42,8 @@ SEED = 7
 PACKAGE_RUN = """
 import json, sys
 sys.modules["golf_fast._C"] = None  # no compiled extension: the exported script's kernels
-from golf_fast.cli.train import main
-raise SystemExit(main(sys.argv[1:]))
+from golf_fast.cli import main
+raise SystemExit(main(["train", *sys.argv[1:]]))
 """
 
 

@@ -53,7 +53,7 @@ def test_real_entry_gathers_the_training_program_and_not_the_clis():
     for need in ("golf_fast.train.loop", "golf_fast.quant.hessian", "golf_fast.artifact.rans.numpy_coder",
                  "golf_fast.model.gpt", "golf_fast.eval.evaluate", "golf_fast.ops.newton_schulz"):
         assert need in names, need
-    assert not {"golf_fast.cli", "golf_fast.cli.train_program", "golf_fast.cli.export", "golf_fast.cli.bench"} & names
+    assert not {"golf_fast.cli", "golf_fast.cli.train", "golf_fast.cli.export", "golf_fast.cli.bench"} & names
     assert g.compiled == {"golf_fast._C"}
 
 

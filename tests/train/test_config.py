@@ -6,7 +6,7 @@ import pytest
 
 from golf_fast.cli import build_parser
 from golf_fast.model import GPT
-from golf_fast.cli.train_program import resolve
+from golf_fast.cli.train import resolve
 from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, preset
 from golf_fast.train.optimizers import build_optimizers
 
