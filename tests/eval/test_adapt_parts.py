@@ -98,6 +98,8 @@ def test_config_presets_validation_and_export_guard():
     assert_record_exportable(mark_metadata({"preset": "smoke"}, "compliant"))
     with pytest.raises(ValueError, match="non-compliant: condition 1, 3"):
         assert_record_exportable(mark_metadata({}, "non-compliant: condition 1, 3"))
+    with pytest.raises(ValueError, match="unverified"):  # fail closed: no recorded verdict is not compliant
+        assert_record_exportable({"preset": "smoke"})
 
 
 def test_caseops_sidecar_bytes_replace_the_tables():

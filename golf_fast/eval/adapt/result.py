@@ -86,7 +86,10 @@ def mark_metadata(metadata: dict, verdict: str) -> dict:
 
 
 def assert_record_exportable(metadata: dict) -> None:
-    """Raise if an artifact's metadata says it came from (or was scored by) a non-compliant run."""
-    v = metadata.get(NONCOMPLIANT_KEY, "compliant")
+    """Raise unless an artifact's metadata records the verdict ``compliant`` (fail closed: no recorded
+    verdict is "unverified", never compliant)."""
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata: expected a dict, got {type(metadata).__name__}")
+    v = metadata.get(NONCOMPLIANT_KEY, "unverified: no compliance verdict recorded")
     if v != "compliant":
         raise ValueError(f"metadata: this artifact is flagged '{v}' and cannot be exported as a record submission")
