@@ -134,20 +134,24 @@ def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, ac
         nats = scorer.nats(z, wb.y)
         idx = torch.from_numpy(wb.flat_targets()).to(nats.device, non_blocking=True)
         committed = nats.reshape(-1).index_select(0, idx)  # each row's targets t0 .. t1−1, as the ranges
-        zf = LogitScorer(scorer.delta)._z(z)
-        ref = F.cross_entropy(zf.reshape(-1, zf.shape[-1]), wb.y.reshape(-1), reduction="none").index_select(0, idx)
+        V, W = z.shape[-1], z.shape[1]
+        zs = z.reshape(-1, V).index_select(0, idx).float()  # only the scored positions: (n, V)
+        if scorer.delta is not None:
+            d = scorer.delta.to(zs.device).float()
+            zs = zs + (d.index_select(0, torch.div(idx, W, rounding_mode="floor")) if d.dim() == 2 else d)
+        ref = F.cross_entropy(zs, wb.y.reshape(-1).index_select(0, idx), reduction="none")
         dev = (committed.double() - ref.double()).abs().max() if idx.numel() else torch.zeros((), dtype=torch.float64)
-        if zf.shape[-1] != log.vocab_size and log.vocab_size:
+        if V != log.vocab_size and log.vocab_size:
             dev = torch.full((), float("inf"), dtype=torch.float64)  # not the whole vocabulary
         acc.add(nats, wb.x, wb.y, wb.mask, target_bytes=wb.tbytes)
     seq = log.score(wb.pieces, committed)
     log.score_check(seq, dev)
     if log.watch is not None:
-        _record_watched(wb, zf, log.watch)
+        _record_watched(wb, LogitScorer(scorer.delta), z, log.watch)
     return nats
 
 
-def _record_watched(wb: WindowBatch, z: torch.Tensor, watch: dict) -> None:
+def _record_watched(wb: WindowBatch, scorer: LogitScorer, z: torch.Tensor, watch: dict) -> None:
     """The replay audit: ``log p[token]`` at each watched position this batch scores (the same fp32
     cross-entropy the score uses, so a legal mode reproduces its committed score)."""
     for j, tok in watch["want"].items():
@@ -155,7 +159,8 @@ def _record_watched(wb: WindowBatch, z: torch.Tensor, watch: dict) -> None:
         for r in rows:
             col = int(j - wb.windows[r, 0] - 1)
             t = torch.tensor([tok], device=z.device)
-            watch["got"][j] = -float(F.cross_entropy(z[r, col:col + 1].float(), t))
+            zr = scorer.row(int(r))._z(z[r, col:col + 1])
+            watch["got"][j] = -float(F.cross_entropy(zr, t))
 
 
 def masked_loss_sum(logits: torch.Tensor, wb: WindowBatch, row_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
