@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR] [extra golf-fast gpu-check arguments]
 #
-# Runs `python -m golf_fast.tools.gpu_check.driver` from this checkout (no install needed to start: the
+# Runs `python -m golf_fast.cli gpu-check` from this checkout (no install needed to start: the
 # driver's install step builds golf_fast._C, falling back to the C++ part with the reason), with
 # the offline wheelhouse benchmarks/gpu_wheels/ (or $GF_WHEELS) for brotli and python-minifier.
 # Every step is time-boxed, a failure never stops the next, the whole run stays inside 470 s, and
@@ -18,4 +18,9 @@ PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
-exec $PY -m golf_fast.tools.gpu_check.driver --out "$OUT" --wheels "$WHEELS" "$@"
+# golf_fast.cli imports every subcommand (the artifact code imports brotli): the wheels go in first
+if ! $PY -c "import brotli, python_minifier" 2>/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --find-links "$WHEELS" brotli python-minifier \
+        || echo "gpu_check.sh: brotli/python-minifier missing and not installable from $WHEELS"
+fi
+exec $PY -m golf_fast.cli gpu-check --out "$OUT" --wheels "$WHEELS" "$@"

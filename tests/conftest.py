@@ -3,7 +3,8 @@
 Tiers and their markers:
 * reference tests: plain CPU tests, no marker;
 * ``interpreter``: the Triton kernels themselves under ``TRITON_INTERPRET=1`` (fixture
-  ``triton_interpret``, which also applies the bf16 ``tl.dot`` and fp32→bf16 cast workarounds of interpreter_patch.py);
+  ``triton_interpret``; the package itself corrects the interpreter's bf16 ``tl.dot`` and
+  fp32→bf16 casts during its launches, golf_fast/ops/interpreter.py, so no test-side patch exists);
 * ``sm90``: ahead-of-time compilation for sm_90 / sm_90a (fixture ``sm90_report``, cached per run);
 * ``gpu``: needs a CUDA device (``requires_cuda``).
 
@@ -65,11 +66,8 @@ def triton_interpret(monkeypatch):
     """Run Triton kernels in the interpreter on CPU tensors for the duration of one test."""
     if not golf_fast.HAS_TRITON:
         pytest.skip("needs Triton (pip install triton==3.9.0)")
-    from interpreter_patch import patched_bf16_cast, patched_bf16_dot
-
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    with patched_bf16_dot(), patched_bf16_cast():
-        yield
+    yield
 
 
 _SM90_CACHE: dict = {}

@@ -8,13 +8,16 @@ quantized tensor uses ``k = f · k_role``. Each try quantizes every matrix with 
 
 The plan (name → (bits, base clip sigmas)) of the record is ``RECORD_RECIPE.plan(names)``
 (``golf_fast.quant.recipe``). ``budget_bytes(code)``: 16,000,000 − code bytes − margin (the challenge limit is decimal bytes).
+
+:func:`smallest_fitting_factor` is the package's one bisection of a clip-sigma factor: this module's
+per-matrix RTN fit and the trainer's whole-model GPTQ fit (``golf_fast.train.budget``) both call it.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import torch
 
@@ -26,6 +29,43 @@ CHALLENGE_LIMIT = 16_000_000
 DEFAULT_MARGIN = 8_000
 
 QuantizeFn = Callable[[str, torch.Tensor, int, float], QuantizedTensor]
+T = TypeVar("T")
+
+
+def smallest_fitting_factor(attempt: Callable[[float], tuple[int, T]], budget: int, lo: float, hi: float, *,
+                            rel_tol: float, max_tries: int, try_lo: bool) -> tuple[float, int, T]:
+    """Bisect the smallest factor ``f`` in [lo, hi] whose ``attempt(f) = (nbytes, payload)`` has
+    ``nbytes ≤ budget``, assuming size falls as ``f`` grows. Returns ``(f, nbytes, payload)``.
+
+    Tries ``hi`` first (``ValueError`` if even it is over budget); with ``try_lo`` then ``lo``,
+    returned at once if it fits (without, ``lo`` is taken as over budget, untried). Then halves the
+    bracket, keeping the fitting end, until ``hi − lo ≤ rel_tol · hi`` or ``max_tries`` attempts.
+    """
+    if not (0 < lo < hi):
+        raise ValueError(f"lo, hi: expected 0 < lo < hi, got {lo!r}, {hi!r}")
+    if not isinstance(budget, int) or budget <= 0:
+        raise ValueError(f"budget: expected a positive int of bytes, got {budget!r}")
+    if not (0 < rel_tol < 1) or max_tries < 1:
+        raise ValueError(f"rel_tol, max_tries: expected 0 < rel_tol < 1 and max_tries >= 1, got {rel_tol}, {max_tries}")
+    n_hi, p_hi = attempt(hi)
+    tries = 1
+    if n_hi > budget:
+        raise ValueError(f"budget: {budget:,} bytes is too small: even clip-sigma factor hi={hi} gives {n_hi:,} bytes")
+    if try_lo:
+        n_lo, p_lo = attempt(lo)
+        tries += 1
+        if n_lo <= budget:
+            return lo, n_lo, p_lo
+    best = (hi, n_hi, p_hi)
+    while (hi - lo) > rel_tol * hi and tries < max_tries:
+        mid = 0.5 * (lo + hi)
+        n, p = attempt(mid)
+        tries += 1
+        if n <= budget:
+            hi, best = mid, (mid, n, p)
+        else:
+            lo = mid
+    return best
 
 
 def budget_bytes(code: int, margin: int = DEFAULT_MARGIN, limit: int = CHALLENGE_LIMIT) -> int:
@@ -86,19 +126,15 @@ def fit_clip_scale(weights: Mapping[str, torch.Tensor], plan: Mapping[str, tuple
             raise ValueError(f"weights: no tensor {name!r} for the plan entry")
         if not (isinstance(bk, tuple) and len(bk) == 2 and bk[1] > 0):
             raise ValueError(f"plan[{name!r}]: expected (bits, clip_sigmas > 0), got {bk!r}")
-    if not isinstance(budget, int) or budget <= 0:
-        raise ValueError(f"budget: expected a positive int of bytes, got {budget!r}")
-    if not (0 < lo < hi):
-        raise ValueError(f"lo, hi: expected 0 < lo < hi, got {lo!r}, {hi!r}")
-    if not (0 < rel_tol < 1) or max_tries < 2:
-        raise ValueError(f"rel_tol, max_tries: expected 0 < rel_tol < 1 and max_tries >= 2, got {rel_tol}, {max_tries}")
+    if max_tries < 2:
+        raise ValueError(f"max_tries: expected >= 2 (hi and lo are both tried), got {max_tries}")
     if not callable(quantize):
         raise TypeError("quantize: expected a callable (name, w, bits, clip_sigmas) -> QuantizedTensor")
     passthrough = dict(passthrough or {})
     tries: list[FitTry] = []
     say = log or (lambda _msg: None)
 
-    def attempt(f: float) -> tuple[int, dict, bytes]:
+    def attempt(f: float) -> tuple[int, tuple[dict, bytes]]:
         t0 = time.perf_counter()
         state: dict[str, StateValue] = {}
         for name, (bits, k) in plan.items():
@@ -112,23 +148,12 @@ def fit_clip_scale(weights: Mapping[str, torch.Tensor], plan: Mapping[str, tuple
         tries.append(t)
         say(f"fit try {len(tries)}: clip-sigma factor {f:.5f} → {t.nbytes:,} bytes "
             f"({'fits' if t.fits else 'over'} budget {budget:,} by {abs(budget - t.nbytes):,}) in {t.seconds:.1f}s")
-        return len(data), state, data
+        return len(data), (state, data)
 
-    n_hi, s_hi, d_hi = attempt(hi)
-    if n_hi > budget:
-        raise ValueError(f"budget: {budget:,} bytes is too small: even clip-sigma factor hi={hi} gives {n_hi:,} bytes")
-    n_lo, s_lo, d_lo = attempt(lo)
-    if n_lo <= budget:
-        say(f"fit: factor lo={lo} already fits ({n_lo:,} bytes)")
-        return FitResult(lo, n_lo, budget, s_lo, d_lo, tries)
-    best = (hi, n_hi, s_hi, d_hi)
-    while (hi - lo) > rel_tol * hi and len(tries) < max_tries:
-        mid = 0.5 * (lo + hi)
-        n, s, d = attempt(mid)
-        if n <= budget:
-            hi, best = mid, (mid, n, s, d)
-        else:
-            lo = mid
-    f, n, s, d = best
+    f, n, (s, d) = smallest_fitting_factor(attempt, budget, lo, hi, rel_tol=rel_tol, max_tries=max_tries,
+                                           try_lo=True)
+    if f == lo:
+        say(f"fit: factor lo={lo} already fits ({n:,} bytes)")
+        return FitResult(lo, n, budget, s, d, tries)
     say(f"fit: chose clip-sigma factor {f:.5f} → {n:,} bytes, {budget - n:,} under budget, {len(tries)} tries")
     return FitResult(f, n, budget, s, d, tries)

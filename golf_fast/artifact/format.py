@@ -359,7 +359,9 @@ def load_artifact(path: Union[str, os.PathLike], *, expected_names: Optional[lis
                 raise ArtifactError(f"{where!r} is not a regular file (a device, pipe or socket)")
             if st.st_size > MAX_FILE_BYTES:
                 raise ArtifactError(f"{where!r} is {st.st_size} bytes, more than the {MAX_FILE_BYTES} an artifact may have")
-            data = f.read(MAX_FILE_BYTES + 1)
+            data = f.read(st.st_size)  # exactly the file's size: never reserve more (ulimit -v)
+            if len(data) != st.st_size or f.read(1):
+                raise ArtifactError(f"{where!r} changed size while it was read ({st.st_size} bytes at open)")
     except FileNotFoundError:
         raise ArtifactError(f"path: no artifact file at {where!r}") from None
     except OSError as exc:

@@ -54,22 +54,40 @@ def floor_ms(flops: float, bytes_moved: float, peaks: DevicePeaks) -> float:
 
 
 def run_benchmark(bench: Benchmark, device: torch.device, peaks: DevicePeaks, *, reps: int = 20,
-                  max_seconds: float = 2.0, shapes: Optional[Iterable[str]] = None) -> list[BenchRow]:
-    """Time every case of ``bench`` on ``device`` (self-checks are run once, outside the timing)."""
+                  max_seconds: float = 2.0, shapes: Optional[Iterable[str]] = None, skip_compiled: bool = False,
+                  errors: Optional[list[str]] = None) -> list[BenchRow]:
+    """Time every case of ``bench`` on ``device`` (self-checks are run once, outside the timing).
+
+    ``shapes``: only cases with these labels; ``skip_compiled``: leave out cases whose baseline is
+    ``torch.compile``'d (their compilation can take longer than a time-boxed run has);
+    ``errors``: when given, a case that raises is recorded there (``"kernel shape: Error: ..."``)
+    and the next case runs; otherwise the exception propagates."""
     wanted = set(shapes) if shapes else None
     rows = []
     for case in bench.cases(device):
         if wanted and case.shape not in wanted:
             continue
-        inputs = case.make_inputs(device)
-        case.ours(inputs)  # first call: backend resolution and the GPU self-check, not timed
-        with selfcheck_disabled():
-            ours = time_fn(lambda: case.ours(inputs), device, reps=reps, max_seconds=max_seconds)
-        eager = time_fn(lambda: case.eager(inputs), device, reps=reps, max_seconds=max_seconds)
-        rows.append(BenchRow(bench.name, case.shape, case.baseline, eager.median_ms, ours.median_ms,
-                             floor_ms(case.flops, case.bytes_moved, peaks), case.flops, case.bytes_moved,
-                             ours.method))
+        if skip_compiled and "compile" in case.baseline:
+            continue
+        try:
+            rows.append(_run_case(bench, case, device, peaks, reps, max_seconds))
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append(f"{bench.name} {case.shape} [{case.baseline}]: {type(exc).__name__}: {str(exc)[:300]}")
+            print(f"FAILED {errors[-1]}", flush=True)
     return rows
+
+
+def _run_case(bench: Benchmark, case, device: torch.device, peaks: DevicePeaks, reps: int,
+              max_seconds: float) -> BenchRow:
+    inputs = case.make_inputs(device)
+    case.ours(inputs)  # first call: backend resolution and the GPU self-check, not timed
+    with selfcheck_disabled():
+        ours = time_fn(lambda: case.ours(inputs), device, reps=reps, max_seconds=max_seconds)
+    eager = time_fn(lambda: case.eager(inputs), device, reps=reps, max_seconds=max_seconds)
+    return BenchRow(bench.name, case.shape, case.baseline, eager.median_ms, ours.median_ms,
+                    floor_ms(case.flops, case.bytes_moved, peaks), case.flops, case.bytes_moved, ours.method)
 
 
 def format_table(rows: list[BenchRow], peaks: DevicePeaks) -> str:

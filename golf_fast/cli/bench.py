@@ -18,6 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seconds", type=float, default=2.0, help="time cap per timed function (default 2)")
     p.add_argument("--csv", default="bench_results/results.csv", help="CSV file the rows are appended to")
     p.add_argument("--no-csv", action="store_true", help="do not write the CSV")
+    p.add_argument("--no-compile", action="store_true",
+                   help="leave out the torch.compile baselines (their compilation is slow on a time-boxed run)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="a case that fails is reported and the next runs (exit status 1 at the end); the CSV "
+                        "is appended after each benchmark, so a run killed later keeps the rows before")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,14 +41,24 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"--kernel: unknown benchmark(s) {unknown}; known: {sorted(registry)}")
     peaks = measure_peaks(device)
-    rows = []
+    rows: list = []
+    errors: list[str] = []
     for name in names:
-        rows += run_benchmark(registry[name], device, peaks, reps=args.reps, max_seconds=args.max_seconds,
-                              shapes=args.shape)
+        new = run_benchmark(registry[name], device, peaks, reps=args.reps, max_seconds=args.max_seconds,
+                            shapes=args.shape, skip_compiled=args.no_compile,
+                            errors=errors if args.keep_going else None)
+        rows += new
         for note in registry[name].notes:
             print(f"note ({name}): {note}")
+        if args.keep_going:
+            print(format_table(new, peaks), flush=True)
+            if not args.no_csv and new:
+                append_csv(new, peaks, args.csv)
     print(format_table(rows, peaks))
     if not args.no_csv:
-        append_csv(rows, peaks, args.csv)
+        if not args.keep_going:
+            append_csv(rows, peaks, args.csv)
         print(f"appended {len(rows)} rows to {args.csv}")
-    return 0
+    for e in errors:
+        print(f"FAILED {e}")
+    return 1 if errors else 0

@@ -15,6 +15,7 @@ import torch
 import golf_fast
 from golf_fast.ops.dispatch import resolved_backends
 from golf_fast.quant.formats import quantize_rtn
+from golf_fast.quant.recipe import RECORD_RECIPE
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     g = torch.Generator().manual_seed(args.seed)
     w = (torch.randn(args.rows, args.cols, generator=g) * 0.02).to(device)
-    q = quantize_rtn(w, bits=6, clip_sigmas=12.85)
+    k = RECORD_RECIPE.default_clip_sigmas
+    q = quantize_rtn(w, bits=RECORD_RECIPE.default_bits, clip_sigmas=k)
     t0 = time.perf_counter()
     packed = golf_fast.pack_int6(q.codes)
     back = golf_fast.unpack_int6(packed, args.cols)
@@ -40,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nint6 weight {args.rows}x{args.cols} on {device}: {q.codes.numel():,} codes -> "
           f"{packed.numel():,} packed bytes ({packed.numel() / q.codes.numel():.3f} byte/code)")
     print(f"pack + unpack: {dt:.2f} ms (first call, includes backend resolution)")
-    print(f"round trip bit-exact: {exact}; relative error of the int6 weight (SDClip k=12.85): {err:.4f}")
+    print(f"round trip bit-exact: {exact}; relative error of the int6 weight (SDClip k={k}): {err:.4f}")
     print("backends used:", ", ".join(f"{k}={v}" for k, v in resolved_backends().items()))
     return 0 if exact else 1

@@ -3,6 +3,8 @@
     golf-fast export runs/record-3seeds --out records/2026-12-01_MyRecord --name "My record" \\
         --author "Me" --github-id me --baseline 2.3194,2.3224,2.3242
 
+    golf-fast export --preset record --code-bytes     # the counted code bytes, per module
+
 Writes train_gpt.py (self-contained, minified, wrapped), README.md, submission.json,
 requirements.txt and train_seed<N>.log. A run that is not a record (non-compliant evaluation,
 over budget, over time, not 8×H100, < 3 seeds) is exported as a non-record submission with the
@@ -20,11 +22,38 @@ from golf_fast.export.records import load_runs, review, write_folder
 from golf_fast.export.stats import CHALLENGE_DELTA_NATS, welch_one_sided
 from golf_fast.export.stub import build_script
 from golf_fast.export.entry import config_from_dict
+from golf_fast.train.config import PRESETS, preset
+
+
+def print_code_bytes(args: argparse.Namespace) -> int:
+    """``--code-bytes``: build the script of RUN_DIR's configuration (or ``--preset``) and print
+    what each module weighs and what the file counts."""
+    try:
+        if args.run_dir and args.preset:
+            raise ValueError("--preset: give a preset or RUN_DIR, not both")
+        cfg = config_from_dict(load_runs(args.run_dir)[0].config) if args.run_dir else preset(args.preset or "record")
+        script = build_script(cfg, per_module=True)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"golf-fast export: {e}", file=sys.stderr)
+        return 2
+    print(f"{'module':<48} {'raw':>8} {'minified':>9} {'alone':>7}")
+    for r in script.per_module:
+        print(f"{r.name:<48} {r.raw:>8,} {r.minified:>9,} {r.compressed_alone:>7,}")
+    print(f"{len(script.modules)} modules, {len(script.per_module) - len(script.modules)} data files; "
+          f"raw {script.raw_bytes:,} B, minified bundle {script.minified_bytes:,} B "
+          f"('alone' = brotli-11 of one module; the file compresses them as one stream)")
+    print(f"counted code bytes: {script.counted} ({script.wrapper}, preset {cfg.preset})")
+    return 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="a run folder (metrics.jsonl, train.log) or a folder of seed runs")
-    p.add_argument("--out", required=True, help="the records folder to write")
+    p.add_argument("run_dir", nargs="?", default=None,
+                   help="a run folder (metrics.jsonl, train.log) or a folder of seed runs")
+    p.add_argument("--out", default=None, help="the records folder to write (required unless --code-bytes)")
+    p.add_argument("--code-bytes", action="store_true",
+                   help="print the exported script's counted code bytes (per module too) and write nothing")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="with --code-bytes and no RUN_DIR: the configuration to export (default record)")
     p.add_argument("--name", default="", help="submission name (default: the run folder's name)")
     p.add_argument("--author", default="")
     p.add_argument("--github-id", default="")
@@ -37,6 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.code_bytes:
+        return print_code_bytes(args)
+    if not args.run_dir or not args.out or args.preset:
+        print("golf-fast export: RUN_DIR and --out are required (--preset only with --code-bytes)", file=sys.stderr)
+        return 2
     try:
         runs = load_runs(args.run_dir)
         cfg = config_from_dict(runs[0].config)

@@ -37,9 +37,11 @@ from golf_fast.train.loop import train
 from golf_fast.train.result import RunResult, TrainingDiverged
 
 
-def add_config_arguments(p: argparse.ArgumentParser) -> None:
+def add_config_arguments(p: argparse.ArgumentParser, default_preset: str = "smoke") -> None:
+    """``--preset``, ``--print-config`` and one ``--section.field`` option per config field (``golf-fast
+    train`` and ``golf-fast eval`` take the same ones)."""
     p.allow_abbrev = False  # "--model.num_layer" must be an error, not a prefix of --model.num_layers
-    p.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="starting configuration")
+    p.add_argument("--preset", default=default_preset, choices=sorted(PRESETS), help="starting configuration")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     g = p.add_argument_group("config overrides (--section.field VALUE)")
     for key, typ in config_fields(TrainConfig()).items():

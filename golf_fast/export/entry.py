@@ -20,39 +20,19 @@ import os
 import sys
 from typing import Any, Mapping, Optional
 
-from golf_fast.model.config import ModelConfig
-from golf_fast.train.config import (
-    DataConfig,
-    EvalConfig,
-    OptimConfig,
-    QuantConfig,
-    RunConfig,
-    ScheduleConfig,
-    TrainConfig,
-)
+from golf_fast.model.typed_config import build_config
+from golf_fast.train.config import TrainConfig
 
-SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig,
-            "quant": QuantConfig, "eval": EvalConfig, "run": RunConfig}
 ENV_KEYS = {"DATA_PATH": ("data", "data_dir", str), "TOKENIZER_PATH": ("data", "tokenizer", str),
             "SEED": ("run", "seed", int), "RUN_ID": ("run", "name", str)}
 
 
 def config_from_dict(d: Mapping[str, Any]) -> TrainConfig:
-    """``TrainConfig`` from ``TrainConfig.to_dict()`` output; unknown sections or fields are errors."""
+    """``TrainConfig`` from ``TrainConfig.to_dict()`` output (nested configs included); unknown
+    sections or fields are errors; validated."""
     if not isinstance(d, Mapping):
         raise TypeError(f"d: expected a mapping, got {type(d).__name__}")
-    unknown = set(d) - set(SECTIONS) - {"preset"}
-    if unknown:
-        raise ValueError(f"d: unknown config sections {sorted(unknown)}")
-    kwargs: dict[str, Any] = {"preset": str(d.get("preset", "record"))}
-    for sec, cls in SECTIONS.items():
-        vals = dict(d.get(sec, {}))
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = set(vals) - names
-        if bad:
-            raise ValueError(f"d[{sec!r}]: unknown fields {sorted(bad)}")
-        kwargs[sec] = cls(**vals)
-    cfg = TrainConfig(**kwargs)
+    cfg = build_config(TrainConfig, d, "d")
     cfg.validate()
     return cfg
 

@@ -10,6 +10,12 @@
 * the parent packages of every module (importing ``golf_fast.a.b`` runs ``golf_fast/__init__.py``
   and ``golf_fast/a/__init__.py``).
 
+Data files: every file whose suffix is in ``DATA_SUFFIXES`` (C sources a module compiles at run
+time) directly inside the folder of a gathered package travels too, in ``Gathered.data``
+(``"golf_fast/artifact/rans/x.c"`` → bytes). A module reads one with
+``pkgutil.get_data(__package__, "x.c")`` (or ``__name__`` in a package's ``__init__``): the
+normal loader reads the file, the exported script's loader serves the bundled bytes.
+
 Compiled modules (``golf_fast._C``) have no Python source: they are reported in ``compiled`` and
 left out; the exported code must not need them (the package has pure torch/numpy paths).
 
@@ -27,6 +33,7 @@ from typing import Optional
 import golf_fast
 
 PACKAGE = "golf_fast"
+DATA_SUFFIXES = (".c", ".h")
 
 
 @dataclass(frozen=True)
@@ -47,13 +54,14 @@ class Gathered:
     modules: list[Module]
     imports: dict[str, set[str]] = field(default_factory=dict)
     compiled: set[str] = field(default_factory=set)
+    data: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
         return [m.name for m in self.modules]
 
     def raw_bytes(self) -> int:
-        return sum(len(m.source.encode("utf-8")) for m in self.modules)
+        return sum(len(m.source.encode("utf-8")) for m in self.modules) + sum(len(b) for b in self.data.values())
 
 
 def package_root() -> Path:
@@ -133,8 +141,9 @@ def _parents(name: str) -> list[str]:
     return [".".join(parts[:k]) for k in range(1, len(parts))]
 
 
-def gather(entry: str, root: Optional[Path] = None) -> Gathered:
-    """Every package module ``entry`` needs (see the module docstring), in dependency order."""
+def gather(entry: str, root: Optional[Path] = None, sources: Optional[dict[str, str]] = None) -> Gathered:
+    """Every package module ``entry`` needs (see the module docstring), in dependency order.
+    ``sources``: name → source text used instead of the file's (the shaken modules)."""
     if not isinstance(entry, str) or module_file(entry, root) is None:
         raise ValueError(f"entry: expected the dotted name of a golf_fast module with source, got {entry!r}")
     root = root or package_root()
@@ -147,7 +156,10 @@ def gather(entry: str, root: Optional[Path] = None) -> Gathered:
         if name in info:
             continue
         path, is_pkg = module_file(name, root)  # type: ignore[misc]
-        source = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if sources is not None and name in sources:
+            source = sources[name]
+        else:
+            source = path.read_text(encoding="utf-8") if path.is_file() else ""
         info[name] = Module(name, path, is_pkg, source)
         deps, comp = imports_in(name, source, is_pkg, root)
         deps |= set(_parents(name))
@@ -170,4 +182,12 @@ def gather(entry: str, root: Optional[Path] = None) -> Gathered:
     for n in sorted(info):
         if state.get(n, 0) == 0:
             visit(n)
-    return Gathered(entry, [info[n] for n in order], edges, compiled)
+    data = {}
+    for n in order:
+        m = info[n]
+        if m.is_package:
+            folder = m.path.parent if m.path.is_file() else m.path
+            for f in sorted(folder.iterdir()):
+                if f.is_file() and f.suffix in DATA_SUFFIXES:
+                    data["/".join(n.split(".") + [f.name])] = f.read_bytes()
+    return Gathered(entry, [info[n] for n in order], edges, compiled, data)

@@ -1,4 +1,6 @@
-"""A records folder from finished runs: train_gpt.py, README.md, submission.json, logs, requirements.
+"""A records folder from finished runs: train_gpt.py, README.md, submission.json, logs, requirements,
+the tokenizer model the runs used (``tokenizers/``) and, for CaseOps data, the data preparation
+script (``prepare_caseops_data.py``: the package's ``golf-fast data`` command, bundled).
 
 ``load_runs(path)``: one run folder (``metrics.jsonl`` + ``train.log``) or a folder of them (one
 per seed, e.g. ``golf-fast train --seeds``); their configurations must agree except seed and name.
@@ -37,6 +39,11 @@ from golf_fast.artifact.fit import CHALLENGE_LIMIT
 from golf_fast.export.stats import WelchResult, format_table, mean_std
 from golf_fast.export.stub import ExportedScript
 
+RECORD_LINEAGE = ("architecture, quantization and phased TTT of the 2026-04-27 record "
+                  "(openai/parameter-golf records/track_10min_16mb/"
+                  "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611, codemath3000) and the "
+                  "community PRs it credits; CaseOps tokenizer from PR #1729")
+
 TRAIN_LIMIT_S = 600.0
 EVAL_LIMIT_S = 600.0
 MIN_SEEDS = 3
@@ -67,8 +74,8 @@ class Run:
 
     def score(self) -> Optional[dict[str, Any]]:
         """The submission's score, always a compliant one: the adaptive evaluation of the round-tripped
-        artifact when the run had one with the checker's verdict ``compliant``, else round-trip
-        sliding, else round-trip plain."""
+        artifact when the run had one (``eval.adapt``) with the checker's verdict ``compliant``, else
+        round-trip sliding, else round-trip plain."""
         return self._compliant_adaptive() or self.final.get("round_trip_sliding") or self.final.get("round_trip")
 
     def score_name(self) -> str:
@@ -246,6 +253,54 @@ def _seed_rows(runs: list[Run]) -> list[tuple[int, float, float]]:
     return [(r.seed, float(r.score()["val_loss"]), float(r.score()["val_bpb"])) for r in runs if r.score()]
 
 
+def stage_bpb(r: Run) -> dict[str, Optional[float]]:
+    """The three columns of the records' tables: ``pre_quant`` (the trained model), ``post_quant``
+    (the round-tripped artifact) and ``post_ttt`` (its adaptive evaluation), each the sliding-window
+    score where the run has one, else plain; None where the run has no such stage."""
+    f = r.final
+
+    def bpb(*keys: str) -> Optional[float]:
+        for k in keys:
+            v = f.get(k)
+            if isinstance(v, dict) and v.get("val_bpb") is not None:
+                return float(v["val_bpb"])
+        return None
+
+    return {"pre_quant": bpb("pre_quant_sliding", "pre_quant"), "post_quant": bpb("round_trip_sliding", "round_trip"),
+            "post_ttt": bpb("adaptive")}
+
+
+def technique_summary(cfg: dict) -> str:
+    """One line of what the configuration trains and how it is scored (from the config only)."""
+    m, q, e = cfg.get("model", {}), cfg.get("quant", {}), cfg.get("eval", {})
+    parts = [f"{m.get('num_layers')}L {m.get('model_dim')}d {m.get('num_heads')}H/{m.get('num_kv_heads')}KV GPT",
+             f"vocab {m.get('vocab_size')}" + (" CaseOps" if cfg.get("data", {}).get("caseops") else ""),
+             f"XSA last {m.get('xsa_last_n')}" if m.get("xsa_last_n") else "",
+             f"depth recurrence {m.get('loop_start')}-{m.get('loop_end')}" if m.get("num_loops") else "",
+             f"parallel residuals from layer {m.get('parallel_start_layer')}",
+             "Muon + Adam, EMA", "GPTQ int6 + int7 embedding" + (" + LQER" if q.get("lqer_rank") else ""),
+             f"codec {q.get('codec') or 'golf-rans'}",
+             f"eval {e.get('adapt', {}).get('ttt')} TTT" if e.get("adapt", {}).get("ttt", "none") not in ("none", "", None)
+             else "sliding-window eval"]
+    return ", ".join(p for p in parts if p)
+
+
+def attribution() -> dict[str, str]:
+    """Who the submitted code and method come from (submission.json ``attribution``)."""
+    return {"code": "golf_fast (this package), exported by `golf-fast export` as one self-contained train_gpt.py",
+            "method": RECORD_LINEAGE}
+
+
+def tokenizer_file(r: Run) -> Optional[Path]:
+    """The SentencePiece model the run trained with, if it is still on disk: ``data.tokenizer``,
+    else ``<data_dir>/tokenizer.model``."""
+    d = r.config.get("data", {})
+    for p in (d.get("tokenizer"), os.path.join(d.get("data_dir") or "", "tokenizer.model") if d.get("data_dir") else ""):
+        if p and Path(p).is_file():
+            return Path(p)
+    return None
+
+
 def submission_json(runs: list[Run], rv: Review, script: ExportedScript, *, name: str, author: str,
                     github_id: str, blurb: str, test: Optional[WelchResult]) -> dict[str, Any]:
     rows = _seed_rows(runs)
@@ -262,11 +317,12 @@ def submission_json(runs: list[Run], rv: Review, script: ExportedScript, *, name
         s = r.score() or {}
         steps = int(r.final.get("steps", 0))
         out["seed_results"][str(r.seed)] = {
-            "val_loss": s.get("val_loss"), "val_bpb": s.get("val_bpb"), "artifact_bytes": r.final.get("artifact_bytes"),
-            "steps": steps, "step_avg_ms": round(1000 * float(r.final.get("train_seconds", 0)) / max(steps, 1), 2),
+            "val_loss": s.get("val_loss"), "val_bpb": s.get("val_bpb"),
+            "artifact_bytes": _with_code(r.final.get("artifact_bytes"), script), "model_bytes": r.final.get("artifact_bytes"),
+            **{f"{k}_val_bpb": v for k, v in stage_bpb(r).items()}, "steps": steps, "step_avg_ms": round(1000 * float(r.final.get("train_seconds", 0)) / max(steps, 1), 2),
             "eval_time_s": round(r.eval_seconds(), 1) if r.eval_seconds() is not None else None}
-    arts = [r.final["artifact_bytes"] for r in runs if r.final.get("artifact_bytes")]
-    if arts:
+    arts = [r.final["artifact_bytes"] + script.counted for r in runs if r.final.get("artifact_bytes")]
+    if arts:  # as in the records: artifact_bytes counts the model file and the code
         out.update(artifact_bytes_mean=round(sum(arts) / len(arts)), artifact_bytes_max=max(arts))
     out["code_bytes"] = script.counted
     if rv.total_bytes_max is not None:
@@ -278,9 +334,16 @@ def submission_json(runs: list[Run], rv: Review, script: ExportedScript, *, name
         out.update(comparison_baseline_val_loss=round(test.base_mean, 8),
                    delta_vs_baseline_nats=round(-test.improvement, 8), welch_t=round(test.t, 4),
                    welch_df=round(test.df, 3), p_value=test.p)
+    out["technique_summary"] = technique_summary(runs[0].config)
+    out["attribution"] = attribution()
     out["compliance"] = {"artifact_under_16mb": rv.total_bytes_max is not None and rv.total_bytes_max <= CHALLENGE_LIMIT,
-                         "record": rv.record, "reasons_not_record": rv.reasons}
+                         "record": rv.record, "reasons_not_record": rv.reasons,
+                         "evaluation": rv.compliance.splitlines()}
     return out
+
+
+def _with_code(art: Optional[int], script: ExportedScript) -> Optional[int]:
+    return None if art is None else int(art) + script.counted
 
 
 def readme(runs: list[Run], rv: Review, script: ExportedScript, sub: dict[str, Any], test: Optional[WelchResult]) -> str:
@@ -308,17 +371,48 @@ def readme(runs: list[Run], rv: Review, script: ExportedScript, sub: dict[str, A
               f"**{script.counted:,} B** (`train_gpt.py` as submitted).", "",
               "## Configuration", "", "```json", json.dumps(cfg, indent=1), "```", "",
               "## Results", "", "```", format_table(rows, test), "```", ""]
-    lines += ["| seed | val_loss | val_bpb | artifact bytes | total bytes | steps |", "|---|---|---|---|---|---|"]
+    lines += ["| Seed | Steps | ms/step | Pre-quant val_bpb | Post-quant val_bpb | **Post-TTT val_bpb** | "
+              "Score val_loss | Model bytes | Artifact (model + code) |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(v: Optional[float]) -> str:
+        return f"{v:.5f}" if v is not None else "n/a"
+
     for r in runs:
         s = r.score() or {}
         art = r.final.get("artifact_bytes")
         tot = f"{art + script.counted:,}" if art else "n/a"
-        lines.append(f"| {r.seed} | {s.get('val_loss', float('nan')):.6f} | {s.get('val_bpb', float('nan')):.6f} | "
-                     f"{art or 0:,} | {tot} | {r.final.get('steps')} |")
+        st = stage_bpb(r)
+        steps = int(r.final.get("steps", 0))
+        ms = 1000 * float(r.final.get("train_seconds", 0)) / max(steps, 1)
+        lines.append(f"| {r.seed} | {steps:,} | {ms:.1f} | {cell(st['pre_quant'])} | {cell(st['post_quant'])} | "
+                     f"**{cell(st['post_ttt'])}** | {s.get('val_loss', float('nan')):.6f} | {art or 0:,} | {tot} |")
     lines += ["", "## Compliance", ""] + [f"- {ln}" for ln in rv.compliance.splitlines()] + ["",
               "Score: the round-trip artifact's " + runs[0].score_name() + " val_bpb "
               "(full-vocabulary softmax, every validation token scored once, left to right).", ""]
+    lines += reproducing(runs)
     return "\n".join(lines)
+
+
+def reproducing(runs: list[Run]) -> list[str]:
+    """The README's Reproducing section: data preparation, then the 8-GPU run per seed."""
+    d = runs[0].config.get("data", {})
+    tok = tokenizer_file(runs[0])
+    tok_rel = f"tokenizers/{tok.name}" if tok else "<the tokenizer model>"
+    data = f"./data/datasets/{os.path.basename((d.get('data_dir') or 'fineweb').rstrip('/'))}"
+    lines = ["## Reproducing", "", "```bash", "pip install -r requirements.txt"]
+    if d.get("caseops"):
+        lines += ["# CaseOps data: FineWeb documents (.jsonl, field 'text'; the first 50,000 are validation) →",
+                  "# CaseOps text, shards tokenized with the tokenizer below, validation byte sidecars",
+                  f"python prepare_caseops_data.py build --caseops --input docs_selected.jsonl --val-docs 50000 \\",
+                  f"    --vocab-size {runs[0].config.get('model', {}).get('vocab_size')} --tokenizer {tok_rel} --out {data}"]
+    for r in runs:
+        lines.append(f"DATA_PATH={data} TOKENIZER_PATH={tok_rel} SEED={r.seed} RUN_ID=seed{r.seed} "
+                     "torchrun --standalone --nproc_per_node=8 train_gpt.py")
+    lines += ["```", "", "Every other setting is baked into `train_gpt.py` (the configuration above); it writes "
+              "`runs/<RUN_ID>/` with the artifact and the metrics.", ""]
+    if tok is None:
+        lines += ["The tokenizer model the runs used was not found when this folder was written; it is not included.", ""]
+    return lines
 
 
 def requirements(runs: list[Run]) -> str:
@@ -343,6 +437,14 @@ def write_folder(out: os.PathLike, runs: list[Run], script: ExportedScript, rv: 
              "README.md": readme(runs, rv, script, sub, test).encode(), "requirements.txt": requirements(runs).encode()}
     if not math.isfinite(float(sub.get("val_bpb", 0.0))):
         raise ValueError("runs: the mean val_bpb is not finite")
+    if runs[0].config.get("data", {}).get("caseops"):
+        from golf_fast.export.stub import prepare_script
+
+        files["prepare_caseops_data.py"] = prepare_script()
+    tok = tokenizer_file(runs[0])
+    if tok is not None:
+        (d / "tokenizers").mkdir(exist_ok=True)
+        files[f"tokenizers/{tok.name}"] = tok.read_bytes()
     for fname, data in files.items():
         atomic_write_bytes(d / fname, data)
     written = list(files)

@@ -8,7 +8,9 @@ Layout of the bundle (before the outer wrapper)::
     if __name__ == "__main__":
         from golf_fast.export.entry import main; raise SystemExit(main(<baked config JSON>))
 
-so ``from golf_fast.x import y`` and relative imports keep their normal semantics (one module
+plus ``_F = {"golf_fast/artifact/rans/x.c": b"...", ...}``, the data files
+(:data:`golf_fast.export.gather.DATA_SUFFIXES`) served by the loader's ``get_data`` (what
+``pkgutil.get_data`` calls); so ``from golf_fast.x import y`` and relative imports keep their normal semantics (one module
 object per name in ``sys.modules``, packages with ``__path__``); the bundled copy takes priority
 over any installed ``golf_fast``, and a ``golf_fast`` module that is not bundled (the compiled
 ``golf_fast._C``) is not importable even where the package is installed. Each module's source is registered in ``linecache`` under a
@@ -26,6 +28,7 @@ decompress to its source), and the smallest is kept.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -40,26 +43,51 @@ WRAPPERS = ("minify-brotli-latin1", "minify-lzma-latin1", "minify-brotli", "mini
 
 _BOOT = '''import sys as _s,importlib.abc as _a,importlib.util as _u,linecache as _l,os as _o
 _D=_o.path.dirname(_o.path.abspath(_s.argv[0] if _s.argv and _s.argv[0] else "."))
-def _f(n):return _o.path.join(_D,"_bundled",*n.split("."))+".py"
+_R=_o.path.join(_D,"_bundled")
+def _f(n):return _o.path.join(_R,*n.split("."),"__init__.py") if _M[n][0] else _o.path.join(_R,*n.split("."))+".py"
 class _B(_a.MetaPathFinder,_a.Loader):
  def find_spec(self,n,p=None,t=None):
   if n in _M:return _u.spec_from_loader(n,self,origin=_f(n),is_package=bool(_M[n][0]))
   if n.split(".")[0]=="golf_fast":raise ModuleNotFoundError(f"{n} is not part of this script",name=n)
  def create_module(self,s):return None
  def get_source(self,n):return _M[n][1]
+ def get_data(self,p):
+  k=_o.path.relpath(p,_R).replace(_o.sep,"/")
+  if k not in _F:raise OSError(f"{p} is not part of this script")
+  return _F[k]
  def exec_module(self,m):
   n=m.__name__;f=_f(n);c=_M[n][1];m.__file__=f
   _l.cache[f]=(len(c),None,c.splitlines(True),f)
   exec(compile(c,f,"exec",dont_inherit=True),m.__dict__)
 _s.meta_path.insert(0,_B())
-if __name__=="__main__":
+'''
+_MAIN = '''if __name__=="__main__":
  from golf_fast.export.entry import main
  raise SystemExit(main(_C))
+'''
+PREPARE_MAIN = '''if __name__=="__main__":
+ import argparse
+ from golf_fast.cli.data import add_arguments,run
+ p=argparse.ArgumentParser(prog="prepare_caseops_data.py",description="golf-fast data: CaseOps text, tokenizer shards, byte sidecars")
+ add_arguments(p)
+ raise SystemExit(run(p.parse_args()))
 '''
 
 
 class ExportError(RuntimeError):
     """The script could not be built or did not verify."""
+
+
+@dataclass(frozen=True)
+class ModuleBytes:
+    """One bundled module's (or data file's) share: raw source, minified, and minified alone
+    compressed with brotli-11 (an indication: the script compresses all modules as one stream,
+    so the counted total is less than the sum of these)."""
+
+    name: str
+    raw: int
+    minified: int
+    compressed_alone: int
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,7 @@ class ExportedScript:
     minified_bytes: int
     counted: int
     compiled_left_out: list[str]
+    per_module: tuple = ()
 
 
 def bake_config(cfg: TrainConfig) -> TrainConfig:
@@ -110,26 +139,58 @@ def minify_module(source: str, name: str) -> str:
         raise ExportError(f"python-minifier failed on {name}: {exc!r}") from exc
 
 
-def bundle(g: Gathered, config_json: str, header: str = "") -> str:
-    """The bundle's Python source (before the outer wrapper)."""
+def module_bytes(g: Gathered) -> list[ModuleBytes]:
+    """Per module and data file of ``g``: raw, minified and alone-compressed bytes, largest first."""
+    import brotli
+
+    rows = []
+    for m in g.modules:
+        src = minify_module(m.source, m.name) if m.source.strip() else ""
+        rows.append(ModuleBytes(m.name, len(m.source.encode("utf-8")), len(src.encode("utf-8")),
+                                len(brotli.compress(src.encode("utf-8"), quality=11)) if src else 0))
+    for k, v in g.data.items():
+        rows.append(ModuleBytes(k, len(v), len(v), len(brotli.compress(v, quality=11))))
+    return sorted(rows, key=lambda r: (-r.compressed_alone, r.name))
+
+
+def bundle(g: Gathered, config_json: str, header: str = "", main: str = _MAIN, minify: bool = True) -> str:
+    """The bundle's Python source (before the outer wrapper). ``main``: the ``__main__`` block
+    (default: the training program of :data:`ENTRY` with the baked ``config_json``); ``minify``:
+    minify each module (False: the sources as they are, docstrings included)."""
     if not isinstance(config_json, str):
         raise TypeError(f"config_json: expected a JSON str, got {type(config_json).__name__}")
-    if g.entry != ENTRY:
+    if main == _MAIN and g.entry != ENTRY:
         raise ValueError(f"g: expected modules gathered from {ENTRY}, got {g.entry!r}")
     lines = [f"# {ln}" for ln in header.splitlines()]
     lines.append("_M={")
     for m in g.modules:
-        src = minify_module(m.source, m.name) if m.source.strip() else ""
+        src = minify_module(m.source, m.name) if minify and m.source.strip() else m.source
         lines.append(f"{m.name!r}:({int(m.is_package)},{src!r}),")
     lines.append("}")
+    lines.append("_F={" + "".join(f"{k!r}:{v!r}," for k, v in sorted(g.data.items())) + "}")
     lines.append(f"_C={config_json!r}")
-    return "\n".join(lines) + "\n" + _BOOT
+    return "\n".join(lines) + "\n" + _BOOT + main
 
 
-def build_script(cfg: TrainConfig, header: str = "", wrappers: tuple = WRAPPERS) -> ExportedScript:
-    """Gather, bundle and wrap ``cfg``'s script; the smallest verified wrapper wins."""
+@functools.lru_cache(maxsize=2)
+def prepare_script(header: str = "") -> bytes:
+    """``prepare_caseops_data.py`` of a records folder: the package's ``golf-fast data`` command
+    (``build --caseops``: CaseOps text, SentencePiece shards, validation byte sidecars) bundled
+    the same way as ``train_gpt.py`` (sources not minified: its bytes are not counted) and wrapped
+    in LZMA. Cached per process (the package's sources do not change while it runs)."""
+    g = gather("golf_fast.cli.data")
+    return wrap_source(bundle(g, "null", header, main=PREPARE_MAIN, minify=False).encode("utf-8"), "lzma",
+                       "prepare_caseops_data.py")[0]
+
+
+def build_script(cfg: TrainConfig, header: str = "", wrappers: tuple = WRAPPERS,
+                 per_module: bool = False) -> ExportedScript:
+    """Gather, bundle and wrap ``cfg``'s script; the smallest verified wrapper wins.
+    ``per_module``: also fill ``ExportedScript.per_module`` (:func:`module_bytes`)."""
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
+    if not isinstance(wrappers, tuple) or not wrappers:
+        raise ValueError(f"wrappers: expected a non-empty tuple of wrapper names, got {wrappers!r}")
     g = gather(ENTRY)
     baked = bake_config(cfg)
     text = bundle(g, json.dumps(baked.to_dict(), separators=(",", ":"), sort_keys=True), header)
@@ -147,4 +208,4 @@ def build_script(cfg: TrainConfig, header: str = "", wrappers: tuple = WRAPPERS)
     if best is None:
         raise ExportError("no wrapper could be built: " + "; ".join(errors))
     return ExportedScript(best[0], best[1], g.names, g.raw_bytes(), len(src), best[2], len(best[0]),
-                          sorted(g.compiled))
+                          sorted(g.compiled), tuple(module_bytes(g)) if per_module else ())

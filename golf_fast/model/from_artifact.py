@@ -30,7 +30,7 @@ import torch
 
 from golf_fast.artifact import Artifact, ArtifactError, dequantize_state, load_artifact
 from golf_fast.model.config import ModelConfig
-from golf_fast.model.gpt import BANK_NAMES, GPT
+from golf_fast.model.gpt import BANK_NAMES, GPT, bank_matrix_names
 from golf_fast.nn.int6_bank import Int6Bank
 from golf_fast.quant.formats import QuantizedTensor
 from golf_fast.quant.lqer import LowRankFactors, pop_state_entries, to_state_entries
@@ -51,17 +51,6 @@ def _check_state_matches(model: GPT, state: dict) -> None:
                             f"{want[bad[0]]}")
 
 
-def bank_matrix_names(cfg: ModelConfig) -> dict[str, list[str]]:
-    """Bank → the un-banked names of its matrices, in bank order (``GPT.bank_weights``' layout)."""
-    layers = range(cfg.num_layers)
-
-    def names(m: str) -> list[str]:
-        return [f"blocks.{i}.{m}.weight" for i in layers]
-
-    return {"qo_bank": names("attn.c_q") + names("attn.proj"), "kv_bank": names("attn.c_k") + names("attn.c_v"),
-            "mlp_up_bank": names("mlp.fc"), "mlp_down_bank": names("mlp.proj")}
-
-
 def int6_banks_from_state(state: Mapping, cfg: ModelConfig, device: Union[str, torch.device] = "cpu",
                           lqer: Optional[Mapping[str, LowRankFactors]] = None) -> dict[str, Int6Bank]:
     """The four :class:`Int6Bank` banks of an artifact state (name → QuantizedTensor), on ``device``.
@@ -75,7 +64,7 @@ def int6_banks_from_state(state: Mapping, cfg: ModelConfig, device: Union[str, t
         raise TypeError(f"cfg: expected a ModelConfig, got {type(cfg).__name__}")
     lqer = dict(lqer or {})
     banks = {}
-    for bank, names in bank_matrix_names(cfg).items():
+    for bank, names in bank_matrix_names(cfg.num_layers).items():
         qts = []
         for name in names:
             q = state.get(name) if isinstance(state, Mapping) else None
@@ -109,7 +98,7 @@ def _load_weights(model: GPT, art: Artifact, cfg: ModelConfig, weights: str) -> 
         return
     state = dict(art.state)
     factors = pop_state_entries(state)
-    matrices = {n for names in bank_matrix_names(cfg).values() for n in names}
+    matrices = {n for names in bank_matrix_names(cfg.num_layers).values() for n in names}
     banks = int6_banks_from_state(state, cfg, lqer={n: f for n, f in factors.items() if n in matrices})
     rest = {k: v for k, v in state.items() if k not in matrices}
     for name, f in factors.items():  # LQER of a matrix outside the banks (the embedding): folded

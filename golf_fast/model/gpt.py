@@ -48,6 +48,24 @@ LinearHook = Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]
 
 BANK_NAMES = ("qo_bank", "kv_bank", "mlp_up_bank", "mlp_down_bank")
 EMBED_NAME = "tok_emb.weight"
+LAYER_MATRICES = (("attn.c_q", "qo_bank", 0), ("attn.c_k", "kv_bank", 0), ("attn.c_v", "kv_bank", 1),
+                  ("attn.proj", "qo_bank", 1), ("mlp.fc", "mlp_up_bank", 0), ("mlp.proj", "mlp_down_bank", 0))
+"""The one bank-slot → matrix-name mapping: ``(matrix, bank, group)`` per matrix of a layer, in the
+record's un-banked order (Wq, Wk, Wv, Wo, Wup, Wdown); layer ``i``'s ``blocks.{i}.{matrix}.weight``
+is slot ``group · L + i`` of ``bank`` (L = num_layers)."""
+MATRICES_PER_LAYER = {b: sum(1 for _, bank, _ in LAYER_MATRICES if bank == b) for b in BANK_NAMES}
+"""Matrices each bank holds per layer (its slots are ``[0, L)`` then ``[L, 2L)`` for the two-matrix banks)."""
+
+
+def bank_matrix_names(num_layers: int) -> dict[str, list[str]]:
+    """Bank → the un-banked names of its matrices, in slot order (:data:`LAYER_MATRICES`)."""
+    if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 0:
+        raise ValueError(f"num_layers: expected an int >= 0, got {num_layers!r}")
+    out: dict[str, list[str]] = {b: [""] * (MATRICES_PER_LAYER[b] * num_layers) for b in BANK_NAMES}
+    for m, bank, group in LAYER_MATRICES:
+        for i in range(num_layers):
+            out[bank][group * num_layers + i] = f"blocks.{i}.{m}.weight"
+    return out
 
 
 def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rope_dims: int) -> torch.Tensor:
@@ -243,8 +261,7 @@ class GPT(nn.Module):
         """Layer i's (Wq, Wk, Wv, Wo, Wup, Wdown): bank slices, or Int6Matrix views of the int6 banks."""
         L = self.cfg.num_layers
         banks = self.int6_banks if self.int6_banks is not None else {n: getattr(self, n) for n in BANK_NAMES}
-        qo, kv, up, down = (banks[n] for n in BANK_NAMES)
-        return (qo[i], kv[i], kv[L + i], qo[L + i], up[i], down[i])
+        return tuple(banks[bank][group * L + i] for _, bank, group in LAYER_MATRICES)
 
     def bank_shapes(self) -> dict[str, tuple[int, int, int]]:
         """(matrices, rows, cols) of each bank, from the config."""
@@ -398,13 +415,8 @@ class GPT(nn.Module):
                 continue
             out[name] = t
         for i in range(L):
-            q, k, v, o, up, down = self.bank_weights(i)
-            out[f"blocks.{i}.attn.c_q.weight"] = q.detach()
-            out[f"blocks.{i}.attn.c_k.weight"] = k.detach()
-            out[f"blocks.{i}.attn.c_v.weight"] = v.detach()
-            out[f"blocks.{i}.attn.proj.weight"] = o.detach()
-            out[f"blocks.{i}.mlp.fc.weight"] = up.detach()
-            out[f"blocks.{i}.mlp.proj.weight"] = down.detach()
+            for (m, _, _), w in zip(LAYER_MATRICES, self.bank_weights(i)):
+                out[f"blocks.{i}.{m}.weight"] = w.detach()
         return out
 
     @torch.no_grad()
@@ -414,16 +426,12 @@ class GPT(nn.Module):
         got = set(state)
         if expected != got:
             raise KeyError(f"state: missing {sorted(expected - got)[:5]}, unexpected {sorted(got - expected)[:5]}")
-        L = self.cfg.num_layers
-        rest = {k: v for k, v in state.items() if not k.startswith("blocks.") or ".attn.c_" not in k
-                and ".attn.proj." not in k and ".mlp." not in k}
-        for i in range(L):
-            self.qo_bank[i].copy_(state[f"blocks.{i}.attn.c_q.weight"])
-            self.qo_bank[L + i].copy_(state[f"blocks.{i}.attn.proj.weight"])
-            self.kv_bank[i].copy_(state[f"blocks.{i}.attn.c_k.weight"])
-            self.kv_bank[L + i].copy_(state[f"blocks.{i}.attn.c_v.weight"])
-            self.mlp_up_bank[i].copy_(state[f"blocks.{i}.mlp.fc.weight"])
-            self.mlp_down_bank[i].copy_(state[f"blocks.{i}.mlp.proj.weight"])
+        banked = bank_matrix_names(self.cfg.num_layers)
+        for bank, names in banked.items():
+            for slot, name in enumerate(names):
+                getattr(self, bank)[slot].copy_(state[name])
+        matrices = {n for names in banked.values() for n in names}
+        rest = {k: v for k, v in state.items() if k not in matrices}
         missing, unexpected = self.load_state_dict(rest, strict=False)
         missing = [m for m in missing if m not in BANK_NAMES]
         if missing or unexpected:
@@ -431,8 +439,5 @@ class GPT(nn.Module):
 
     def matrix_names(self) -> list[str]:
         """Names of the matrices GPTQ quantizes: the 6 per layer plus the tied embedding."""
-        names = [EMBED_NAME]
-        for i in range(self.cfg.num_layers):
-            names += [f"blocks.{i}.attn.{m}.weight" for m in ("c_q", "c_k", "c_v", "proj")]
-            names += [f"blocks.{i}.mlp.{m}.weight" for m in ("fc", "proj")]
-        return names
+        return [EMBED_NAME] + [f"blocks.{i}.{m}.weight" for i in range(self.cfg.num_layers)
+                               for m, _, _ in LAYER_MATRICES]

@@ -10,7 +10,8 @@ A config field is checked by what it declares, so a field added later is checked
 
 ``check_config(obj, "section")`` raises ``ValueError`` naming the key (``optim.beta1: expected a
 number in [0, 1), got 5.0``); ``parse_field(key, typ, text)`` parses a command-line string by the
-annotation. Used by ``ModelConfig`` (model layer) and ``TrainConfig`` (train layer).
+annotation; ``build_config(cls, mapping, key)`` rebuilds a config (nested ones included) from its
+``dataclasses.asdict`` form, an unknown key being an error. Used by ``ModelConfig`` (model layer) and ``TrainConfig`` (train layer).
 """
 
 from __future__ import annotations
@@ -99,6 +100,27 @@ def check_config(obj: Any, prefix: str) -> None:
         checked = check_value(key, typ, value, dict(f.metadata))
         if checked is not value and type(checked) is not type(value):
             object.__setattr__(obj, f.name, checked)
+
+
+def build_config(cls: type, d: Any, key: str) -> Any:
+    """``cls(**d)`` with every nested config field built from its mapping too; keys missing from
+    ``d`` keep their defaults; an unknown key is a ``ValueError`` naming it (``key.field``). Not
+    validated (call :func:`check_config` or the config's ``validate``)."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"cls: expected a config dataclass, got {cls!r}")
+    if not isinstance(d, typing.Mapping):
+        raise ValueError(f"{key}: expected a mapping of {cls.__name__} fields, got {type(d).__name__}")
+    hints = field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{key}: unknown fields {unknown}")
+    kwargs = {}
+    for name, value in d.items():
+        typ = hints[name]
+        sub = f"{key}.{name}" if key else name
+        kwargs[name] = build_config(typ, value, sub) if dataclasses.is_dataclass(typ) else value
+    return cls(**kwargs)
 
 
 def parse_field(key: str, typ: Any, text: str) -> Any:

@@ -21,9 +21,10 @@ from torch import nn
 from golf_fast.ops.int6_matmul import int6_linear
 from golf_fast.ops.int6_pack import check_int6_codes, pack_int6, packed_row_bytes, unpack_int6
 from golf_fast.quant.formats import quantize_rtn
+from golf_fast.quant.recipe import RECORD_RECIPE
 
-DEFAULT_CLIP_SIGMAS = 12.85
-"""SDClip k of the record's int6 matrices (parameter_golf.md §5.2)."""
+DEFAULT_CLIP_SIGMAS = RECORD_RECIPE.default_clip_sigmas
+"""SDClip k of the record's int6 matrices (its recipe's default role; parameter_golf.md §5.2)."""
 
 
 class Int6Linear(nn.Module):

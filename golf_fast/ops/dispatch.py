@@ -25,8 +25,10 @@ What the op does:
   kernel is an error naming why it is missing, unless ``fallback="reference"`` was asked for;
   an explicitly requested backend that is unavailable is always an error unless
   ``fallback="reference"``. The resolved backend is logged once per (op, device type, backend)
-  on the ``golf_fast.ops`` logger and kept in :func:`resolved_backends`.
-* GPU self-check: the first call of a GPU backend per (device, dtype) runs the kernel and the
+  on the ``golf_fast.ops`` logger; :func:`resolved_backends` gives, per (op, device type), the
+  backend of the latest call (updated on every call, so it reports what ran).
+* GPU self-check: the first call of a GPU backend per (device, dtype) (and of a Triton kernel run
+  by the interpreter on CPU tensors) runs the kernel and the
   reference on a small random input (``selfcheck_inputs``) and raises
   :class:`KernelSelfCheckError` with both numbers if ``compare`` reports a mismatch. Opt out with
   ``config.selfcheck = False`` or ``with selfcheck_disabled():`` (benchmarks). The inputs are
@@ -44,7 +46,9 @@ What the op does:
   the reference, forward and backward, ``fallback="reference"`` works with gradients, and
   ``backend="triton"`` on CPU without the interpreter raises whether or not autograd is on.
   The registered op (``torch.ops.golf_fast.<name>``, with ``backend="auto"``) is the path of
-  compiled graphs.
+  compiled graphs. A backend added with ``native_autograd=True`` (a ``"composite"`` of PyTorch ops,
+  the CPU choice of ``auto`` where it beats the precise reference) is called directly with its own
+  gradient.
 """
 
 from __future__ import annotations
@@ -148,6 +152,13 @@ def selfcheck_disabled() -> Iterator[None]:
         config.selfcheck = old
 
 
+COMPOSITE = "composite"
+"""The conventional name of a CPU backend made of plain PyTorch ops (the code a record script writes
+inline, or the same math with fewer passes), with its own gradient (PyTorch's autograd of those ops,
+or an ``autograd.Function`` of its own): what ``auto`` picks on CPU where it is faster than the op's
+precise reference."""
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -155,6 +166,9 @@ class Backend:
     fn: Callable[..., Any]
     available: Availability
     selfcheck: bool
+    native_autograd: bool = False
+    """``fn`` carries its own gradient (differentiable PyTorch ops, or an ``autograd.Function``): eager
+    calls that need a gradient call it directly instead of going through the op's registered backward."""
 
 
 @dataclass
@@ -168,7 +182,9 @@ _registry = _Registry()
 
 
 def resolved_backends() -> dict[str, str]:
-    """``{"pack_int6@cuda": "triton", ...}`` for every op resolved so far in this process."""
+    """``{"pack_int6@cuda": "triton", ...}``: for every op called so far in this process, the backend its
+    latest call on each device type ran (a call with ``backend="reference"`` shows as ``reference``
+    until the next ``auto`` call shows what that one ran)."""
     return {f"{op}@{dev}": b for (op, dev), b in sorted(_registry.resolved.items())}
 
 
@@ -266,18 +282,23 @@ class KernelOp:
     # ---- registration
 
     def add_backend(self, name: str, device_type: str, fn: Callable[..., Any], *,
-                    available: Availability = always_available, selfcheck: Optional[bool] = None) -> None:
+                    available: Availability = always_available, selfcheck: Optional[bool] = None,
+                    native_autograd: bool = False) -> None:
         """Add a kernel for ``device_type`` (``"cuda"`` or ``"cpu"``), tried in the order added.
 
-        ``selfcheck`` defaults to True for CUDA backends. The first CUDA backend also becomes the
+        ``selfcheck`` defaults to True for CUDA backends and for Triton backends of CPU tensors
+        (``available=triton_in_interpreter``: the GPU kernel's code run by Triton's interpreter, so
+        it gets the GPU kernel's first-use check). The first CUDA backend also becomes the
         CUDA kernel of the torch.library op (used under torch.compile); the op's CPU kernel resolves
-        the CPU backends the same way.
+        the CPU backends the same way. ``native_autograd``: see :class:`Backend` (a composite of
+        PyTorch ops whose own autograd is faster than the op's registered backward).
         """
         if name == REFERENCE or any(b.name == name and b.device_type == device_type for b in self._backends):
             raise ValueError(f"name: backend {name!r} for {device_type} is already registered for {self.name}")
         first_cuda = device_type == "cuda" and not any(b.device_type == "cuda" for b in self._backends)
-        self._backends.append(Backend(name, device_type, fn, available,
-                                      device_type == "cuda" if selfcheck is None else selfcheck))
+        if selfcheck is None:
+            selfcheck = device_type == "cuda" or available is triton_in_interpreter
+        self._backends.append(Backend(name, device_type, fn, available, selfcheck, native_autograd))
         self._resolved.clear()
         if first_cuda:
             self.torch_op.register_kernel("cuda")(self._dispatched_cuda_kernel)
@@ -291,7 +312,10 @@ class KernelOp:
         self.has_autograd = True
 
     def backends(self, device_type: Optional[str] = None) -> list[str]:
-        return [b.name for b in self._backends if device_type in (None, b.device_type)] + [REFERENCE]
+        """The backend names this op accepts (for ``device_type``, or for any), each once, in the order
+        added, then ``"reference"``."""
+        names = [b.name for b in self._backends if device_type in (None, b.device_type)]
+        return list(dict.fromkeys(names)) + [REFERENCE]
 
     # ---- resolution
 
@@ -304,6 +328,7 @@ class KernelOp:
         key = (device_type, backend, fallback, interpreter_enabled())
         hit = self._resolved.get(key)
         if hit is not None:
+            _registry.resolved[(self.name, device_type)] = hit.name  # what runs now, not what ran first
             return hit
         chosen = self._resolve(device_type, backend, fallback)
         self._resolved[key] = chosen
@@ -321,8 +346,10 @@ class KernelOp:
             candidates = known
         else:
             if backend not in {b.name for b in self._backends}:
-                raise ValueError(f"backend: expected one of {['auto'] + self.backends()} for {self.name}, "
-                                 f"got {backend!r}")
+                per_device = "; ".join(f"{d}: {self.backends(d)[:-1]}" for d in
+                                       dict.fromkeys(b.device_type for b in self._backends))
+                raise ValueError(f"backend: expected one of {['auto'] + self.backends()} for {self.name} "
+                                 f"({per_device}), got {backend!r}")
             candidates = [b for b in known if b.name == backend]
             if not candidates:
                 reasons.append(f"{backend} has no {device_type} implementation")
@@ -390,9 +417,10 @@ class KernelOp:
             return self.torch_op(*args)
         device = tensors[0].device
         chosen = self.resolve(device.type, backend, fallback)
-        if device.type == "cuda":
+        if chosen.selfcheck:  # GPU kernels, and the same kernels under Triton's interpreter
             self.selfcheck(chosen, device, self._selfcheck_dtype(args, tensors))
-        if self.has_autograd and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        if (self.has_autograd and not chosen.native_autograd and torch.is_grad_enabled()
+                and any(t.requires_grad for t in tensors)):
             return _EagerAutograd.apply(self, chosen, (backend, fallback), *args)
         return chosen.fn(*args)
 
@@ -427,8 +455,13 @@ class KernelOp:
         return (floats or tensors)[0].dtype
 
     def _dispatched_cpu_kernel(self, *args: Any) -> Any:
-        """The CPU kernel of the torch.library op: the ``auto`` CPU backend (never an error on CPU)."""
-        return self._requested("cpu").fn(*args)
+        """The CPU kernel of the torch.library op: the ``auto`` CPU backend (never an error on CPU),
+        self-checked on first use when it is a Triton kernel under the interpreter."""
+        chosen = self._requested("cpu")
+        if chosen.selfcheck:
+            tensors = _tensors(args)
+            self.selfcheck(chosen, tensors[0].device, self._selfcheck_dtype(args, tensors))
+        return chosen.fn(*args)
 
     def _dispatched_cuda_kernel(self, *args: Any) -> Any:
         """The CUDA kernel of the torch.library op: strict auto resolution plus the self-check."""

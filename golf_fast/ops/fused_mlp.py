@@ -13,7 +13,9 @@ Math, shapes, dtypes
 Implementations
 ---------------
 * ``leaky_relu_square_mlp_ref``: eager PyTorch, exactly the model's unfused MLP
-  (``F.linear`` → ``F.leaky_relu`` → ``square`` → ``F.linear``), and the CPU path.
+  (``F.linear`` → ``F.leaky_relu`` → ``square`` → ``F.linear``). On CPU ``auto`` runs this
+  (``mlp_op_ref``) as the ``composite`` backend with PyTorch's own backward; ``backend="reference"``
+  runs it with the op's registered backward (``mlp_dpre_ref``, float64).
 * ``_mlp_act_matmul_kernel`` (``fused_mlp_kernels``), two uses: the up-projection whose
   epilogue writes ``post`` (and ``pre`` when a gradient is needed), then cuBLAS for the down
   projection; in the backward, ``g·W_down`` whose epilogue reads ``pre`` and writes ``dpre``;
@@ -41,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from golf_fast.ops.compare import all_rounded_close, rounded_close
-from golf_fast.ops.dispatch import KernelOp, triton_in_interpreter, triton_on_cuda
+from golf_fast.ops.dispatch import COMPOSITE, KernelOp, triton_in_interpreter, triton_on_cuda
 from golf_fast.ops.fused_mlp_kernels import ACT_DTYPES, BLOCK_K, BLOCK_M, BLOCK_N, GROUP_M, NUM_STAGES, NUM_WARPS
 from golf_fast.ops.fused_mlp_kernels import _mlp_act_matmul_kernel
 from golf_fast.ops.triton_support import cdiv, check_launch_device
@@ -180,6 +182,7 @@ MLP_OP = KernelOp("leaky_relu_square_mlp", mlp_op_ref, fake=_op_fake, selfcheck_
                   compare=compare_mlp)
 MLP_OP.add_backend("triton", "cuda", mlp_op_triton, available=triton_on_cuda)
 MLP_OP.add_backend("triton", "cpu", mlp_op_triton, available=triton_in_interpreter)
+MLP_OP.add_backend(COMPOSITE, "cpu", mlp_op_ref, native_autograd=True)  # the records' eager MLP, autograd's backward
 
 DPRE_OP = KernelOp("leaky_relu_square_mlp_dpre", mlp_dpre_ref, fake=_dpre_fake,
                    selfcheck_inputs=_dpre_selfcheck_inputs, compare=compare_dpre)
@@ -252,8 +255,12 @@ def leaky_relu_square_mlp(x: torch.Tensor, w_up: torch.Tensor, w_down: torch.Ten
 
     ``x`` (..., K) bf16/fp16; ``w_up`` (H, K), ``w_down`` (K_out, H) in x's dtype; returns
     (..., K_out) in x's dtype. Differentiable in all three. ``pre = x·W_upᵀ`` is kept for the
-    backward only when a gradient is needed. ``backend``: ``"auto"`` (Triton on CUDA, the
-    eager reference on CPU unless ``TRITON_INTERPRET=1``), ``"triton"`` or ``"reference"``.
+    backward only when a gradient is needed. ``backend``: ``"auto"`` (Triton on CUDA; on CPU the
+    Triton kernel under ``TRITON_INTERPRET=1``, else ``"composite"``), ``"triton"``,
+    ``"composite"`` (CPU only: the records' eager ``F.linear → leaky_relu → square → F.linear``,
+    differentiated by PyTorch's autograd; the fastest CPU path, bit-identical to that code forward
+    and backward) or ``"reference"`` (the same forward; the backward's ``dpre`` computed in float64
+    and rounded once).
 
     Example::
 

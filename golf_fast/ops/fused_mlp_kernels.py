@@ -17,7 +17,7 @@ B (K × N) read through a weight stored row-major), ``φ(p) = leaky_relu(p, s)²
   applied to the fp32 accumulator, one rounding instead of eager's three.
 
 The activation arithmetic is done in fp32 and only the final values are cast to the activation
-dtype (Triton's interpreter computes bf16 arithmetic on raw bits; see tests/interpreter_patch.py).
+dtype (Triton's interpreter computes bf16 arithmetic on raw bits; see golf_fast/ops/interpreter.py).
 
 Tile (predicted, not tuned on a GPU): 128 × 128 × 64, 8 warps, 3 stages: 97 KB of shared memory
 and 126 registers (forward, sm_90 compile), so two CTAs fit on an SM and one CTA's epilogue

@@ -262,7 +262,7 @@ def newton_schulz_triton(G: torch.Tensor, coefficients: list[float], eps: float,
     tall = r > c
     m, n = (c, r) if tall else (r, c)
     tiles = tiles or pick_tiles(m)
-    if G.device.type == "cuda" and dispatch_config.selfcheck:
+    if dispatch_config.selfcheck:  # on a GPU, and on CPU tensors under Triton's interpreter
         ensure_tiles_checked(tiles, dtype, G.device)
     parts = cdiv(r, tiles.elementwise_r) * cdiv(c, tiles.elementwise_c)
     ws = workspace(G.device, dtype, batch, m, n, parts)
@@ -367,8 +367,10 @@ def newton_schulz(G: torch.Tensor, steps: int = 5, coefficients: Coefficients = 
                   fallback: Optional[str] = None) -> torch.Tensor:
     """Orthogonalize ``G`` (2-D, or a stack (..., R, C) of matrices) by Newton-Schulz.
 
-    Drop-in for the records' ``zeropower_via_newtonschulz5(G, steps)``: the iteration in the
-    module docstring, computed in ``dtype`` (bfloat16 by default; float16, float32 and, on the
+    With the defaults this is the R0611 record's ``zeropower_via_newtonschulz5(G, steps)`` (Polar
+    Express; on CPU ``auto`` runs it op for op). The root train_gpt.py's function of that name uses
+    the quintic coefficients: pass ``coefficients="quintic"`` (same math; bf16 rounding of one
+    product differs). The iteration in the module docstring, computed in ``dtype`` (bfloat16 by default; float16, float32 and, on the
     reference only, float64 also work) with fp32 accumulation, returned in ``dtype`` with the
     shape of ``G``. ``eps`` guards the normalization (a zero matrix gives zeros).
 

@@ -22,6 +22,11 @@ interpreted launch runs inside ``nested_jit_interpreted()``: for its duration a
 import-time interpreter mode would have built), and afterwards every attribute the
 interpreter patched on ``triton.language`` is put back, so a later sm_90 compile in the same
 process sees the real language.
+
+Every interpreted launch also runs inside ``golf_fast.ops.interpreter.interpreter_fixes()``: the
+interpreter's bf16 ``tl.dot`` and float32 → bfloat16 casts are corrected for the launch's
+duration (the one place the package works around interpreter bugs), so a user's
+``TRITON_INTERPRET=1`` run of any kernel here is right, not just the test suite's.
 """
 
 from __future__ import annotations
@@ -94,7 +99,9 @@ class TritonKernel:
             launch = self.interpreted[grid]
 
             def interpreted_launch(*args, **kwargs):
-                with nested_jit_interpreted():
+                from golf_fast.ops.interpreter import interpreter_fixes
+
+                with nested_jit_interpreted(), interpreter_fixes():
                     return launch(*args, **kwargs)
 
             return interpreted_launch

@@ -36,6 +36,7 @@ from golf_fast.ops.checks import reject_meta
 from golf_fast.ops.dispatch import precise_reference
 from golf_fast.ops.gptq import MAX_BLOCK_COLS, gptq_block, gptq_block_ref
 from golf_fast.quant.formats import QuantizedTensor, qmax, sdclip_scales
+from golf_fast.quant.recipe import RECORD_RECIPE as _R
 
 MAX_DAMP = 1.0
 
@@ -287,8 +288,8 @@ def run_gptq(w: torch.Tensor, factor: HessianFactor, h: torch.Tensor, scales16: 
     return results
 
 
-def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block_size: int = 128, damp: float = 0.01,
-                  act_order: bool = True, clip_sigmas: float = 12.85, scales: Optional[torch.Tensor] = None, *,
+def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: int = _R.default_bits, block_size: int = _R.block_size,
+                  damp: float = _R.damp, act_order: bool = _R.act_order, clip_sigmas: float = _R.default_clip_sigmas, scales: Optional[torch.Tensor] = None, *,
                   backend: str = "auto") -> GPTQResult:
     """GPTQ-quantize one matrix ``W`` (N, K) with Hessian ``H`` (K, K); see the module docstring.
 
@@ -304,8 +305,9 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block_size: i
     return run_gptq(W[None], factor, H[None], s16[None], bits, block_size, backend)[0]
 
 
-def gptq_quantize_batched(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block_size: int = 128,
-                          damp: float = 0.01, act_order: bool = True, clip_sigmas: float = 12.85,
+def gptq_quantize_batched(W: torch.Tensor, H: torch.Tensor, bits: int = _R.default_bits,
+                          block_size: int = _R.block_size, damp: float = _R.damp, act_order: bool = _R.act_order,
+                          clip_sigmas: float = _R.default_clip_sigmas,
                           scales: Optional[torch.Tensor] = None, *, backend: str = "auto") -> list[GPTQResult]:
     """GPTQ on a stack of same-shape matrices ``W`` (B, N, K): one kernel launch and one batched GEMM
     per block for all of them. ``H`` is (B, K, K), or (K, K) shared by all (factorized once);
@@ -327,8 +329,8 @@ def gptq_quantize_batched(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block
 # --------------------------------------------------------------------------- reference
 
 
-def gptq_quantize_ref(W: torch.Tensor, H: torch.Tensor, bits: int = 6, block_size: int = 128, damp: float = 0.01,
-                      act_order: bool = True, clip_sigmas: float = 12.85, scales: Optional[torch.Tensor] = None, *,
+def gptq_quantize_ref(W: torch.Tensor, H: torch.Tensor, bits: int = _R.default_bits, block_size: int = _R.block_size,
+                      damp: float = _R.damp, act_order: bool = _R.act_order, clip_sigmas: float = _R.default_clip_sigmas, scales: Optional[torch.Tensor] = None, *,
                       dtype: torch.dtype = torch.float64, compute_loss: bool = True) -> GPTQResult:
     """The straightforward implementation: parameter-golf's loop, one Python iteration per column, in
     ``dtype`` (float64 for the tests' ground truth, float32 for the benchmark baseline). Scales are

@@ -2,24 +2,22 @@
 
 ``RECORD_RECIPE`` is the current record's (R0611; parameter_golf.md §5.2, its log's
 ``mlp_clip_sigmas``, ``attn_clip_sigmas``, ``embed_bits``/``embed_clip_sigmas``,
-``matrix_bits``/``matrix_clip_sigmas``), the one place these numbers are written:
+``matrix_bits``/``matrix_clip_sigmas``), the one place these numbers are written: the roles are
+:data:`RECORD_RULES` (``mlp``: ``\\.mlp\\.`` matches ``blocks.*.mlp.{fc,proj}``; ``attention``:
+``\\.attn\\.`` matches ``blocks.*.attn.{c_q,c_k,c_v,proj}``; ``embedding``: ``(^|\\.)tok_emb\\.``
+matches the tied ``tok_emb.weight``, in int7), and a matrix no role matches gets the ``default``
+role (:attr:`QuantRecipe.default_bits`, :attr:`QuantRecipe.default_clip_sigmas`). Everything
+else takes its record values from here: the train config's ``QuantConfig`` defaults, the int6
+modules' default clip, the GPTQ functions' defaults, the demos and benchmarks.
 
-=========== ======================= ==== =========== =========================
-role        pattern (``re.search``) bits clip sigmas  matches
-=========== ======================= ==== =========== =========================
-mlp         ``\\.mlp\\.``             6    11.5        ``blocks.*.mlp.{fc,proj}``
-attention   ``\\.attn\\.``            6    13.0        ``blocks.*.attn.{c_q,c_k,c_v,proj}``
-embedding   ``(^|\\.)tok_emb\\.``     7    14.0        ``tok_emb.weight`` (tied)
-(default)   anything else           6    12.85
-=========== ======================= ==== =========== =========================
-
-Floating tensors of at most ``passthrough_max_numel`` (65,536) elements are stored as fp16, except
-the attention gates ``*.attn_gate_w`` (2-D, 32..8192 elements), which get int8 codes with one
-abs-max scale per row (``gate_int8``, :mod:`golf_fast.quant.gate`); GPTQ uses blocks of 128
-columns, damping 0.01·mean(diag H) and act-order; then LQER (``lqer``, :mod:`golf_fast.quant.lqer`)
-adds a rank-4 correction of the GPTQ residual to the 3 matrices with the largest ‖W − q·s‖_F,
-A as INT2 with one scale, B as INT4 per group of 64 (a symmetric 4-bit fallback when the group
-does not divide B).
+Floating tensors of at most ``passthrough_max_numel`` elements are stored as fp16, except the
+attention gates ``*.attn_gate_w`` (2-D, 32..8192 elements), which get int8 codes with one abs-max
+scale per row (``gate_int8``, :mod:`golf_fast.quant.gate`); GPTQ uses blocks of ``block_size``
+columns, damping ``damp``·mean(diag H) and act-order; then LQER (``lqer``,
+:mod:`golf_fast.quant.lqer`) adds a rank-``lqer_rank`` correction of the GPTQ residual to the
+``lqer_top_k`` matrices with the largest ‖W − q·s‖_F, A as INT2 with one scale, B as
+INT``lqer_factor_bits`` per group of ``lqer_group`` (a symmetric fallback when the group does not
+divide B).
 """
 
 from __future__ import annotations
@@ -43,10 +41,12 @@ class RoleRule:
 
 
 RECORD_RULES = (
-    RoleRule("mlp", r"\.mlp\.", 6, 11.5),
-    RoleRule("attention", r"\.attn\.", 6, 13.0),
-    RoleRule("embedding", r"(^|\.)tok_emb\.", 7, 14.0),
+    #        role         pattern (re.search)   bits  clip sigmas
+    RoleRule("mlp",       r"\.mlp\.",            6,    11.5),
+    RoleRule("attention", r"\.attn\.",           6,    13.0),
+    RoleRule("embedding", r"(^|\.)tok_emb\.",    7,    14.0),
 )
+"""The record's roles, tried in order (the first match wins)."""
 DEFAULT_ROLE = "default"
 
 

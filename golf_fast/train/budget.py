@@ -9,7 +9,8 @@ bits, LQER and gates unchanged): compressed size falls as ``f`` grows (coarser s
 model (GPTQ, then LQER on its residuals) and encodes the artifact exactly as it will be written
 (metadata included), so the chosen file's size is the size that was tested. (The per-matrix
 ``golf_fast.artifact.fit.fit_clip_scale`` cannot do this: LQER picks its matrices across the
-whole model.)
+whole model.) The bisection itself is ``golf_fast.artifact.fit.smallest_fitting_factor``, shared
+with that fitter.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-from golf_fast.artifact.fit import CHALLENGE_LIMIT
+from golf_fast.artifact.fit import CHALLENGE_LIMIT, smallest_fitting_factor
 from golf_fast.quant.recipe import QuantRecipe
 
 
@@ -71,8 +72,6 @@ def fit_to_budget(quantize_at: Callable[[float], dict], encoded_bytes: Callable[
         raise ValueError(f"code_bytes: expected a non-negative int, got {code_bytes!r}")
     if not hi > 1.0:
         raise ValueError(f"hi: expected > 1, got {hi!r}")
-    if not (0 < rel_tol < 1) or max_tries < 1:
-        raise ValueError(f"rel_tol, max_tries: expected 0 < rel_tol < 1 and max_tries >= 1, got {rel_tol}, {max_tries}")
     budget = limit - code_bytes
     if budget <= 0:
         raise ValueError(f"code_bytes: {code_bytes:,} code bytes leave nothing of {limit:,}")
@@ -88,17 +87,6 @@ def fit_to_budget(quantize_at: Callable[[float], dict], encoded_bytes: Callable[
             f"({'fits' if n <= budget else 'over'} budget {budget:,})")
         return n, tensors
 
-    n_hi, t_hi = attempt(hi)
-    if n_hi > budget:
-        raise ValueError(f"budget: {budget:,} bytes is too small: even clip-sigma factor {hi} gives {n_hi:,} bytes")
-    lo, best = 1.0, (hi, n_hi, t_hi)
-    while hi - lo > rel_tol * hi and len(tries) < max_tries:
-        mid = 0.5 * (lo + hi)
-        n, t = attempt(mid)
-        if n <= budget:
-            hi, best = mid, (mid, n, t)
-        else:
-            lo = mid
-    f, n, t = best
+    f, n, t = smallest_fitting_factor(attempt, budget, 1.0, hi, rel_tol=rel_tol, max_tries=max_tries, try_lo=False)
     say(f"fit: chose clip-sigma factor {f:.4f} → {n:,} bytes, {budget - n:,} under budget, {len(tries)} tries")
     return BudgetFit(f, t, n, budget, tries)

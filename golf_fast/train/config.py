@@ -5,8 +5,9 @@
 record's architecture, the whole pipeline in a few minutes on 2 cores), ``h100x1`` (one H100, the
 record model) and ``record`` (8×H100, the R0611 hyperparameters, parameter_golf.md §3–4).
 
-Overrides are ``section.field=value`` pairs (``--model.num_layers 4`` on the command line); an
-unknown section or field, or a value that does not parse as the field's type, is an error.
+Overrides are ``section.field=value`` pairs (``--model.num_layers 4`` on the command line; a nested
+config's field by its path, ``--eval.adapt.lora.rank 8``); an unknown section or field, or a value
+that does not parse as the field's type, is an error.
 Validation is generic (``golf_fast.model.typed_config``): every field is checked against its
 annotation (``Literal`` choices, ``bool``/``int``/``float``/``str``; floats must be finite) and
 its ``bounds(...)`` metadata, so a new field is checked by declaring it; ``TrainConfig.validate``
@@ -22,9 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from golf_fast.artifact import CODEC_NAMES
-from golf_fast.eval.adapt.config import ADAPT_PRESETS, AdaptConfig, adapt_preset
+from golf_fast.eval.adapt.config import AdaptConfig, record_adapt, smoke_adapt
 from golf_fast.model.config import ModelConfig
 from golf_fast.model.typed_config import bounds, check_config, field_types, parse_field, type_name
+from golf_fast.quant.recipe import RECORD_RECIPE as _R
+
+_BITS = bounds(2, 8)
+_POS = bounds(0, lo_open=True)
 
 
 @dataclass
@@ -101,7 +106,8 @@ class ScheduleConfig:
 
 @dataclass
 class QuantConfig:
-    """Post-training quantization; the defaults are the R0611 record's (parameter_golf.md §5)."""
+    """Post-training quantization; the defaults are the R0611 record's, read from
+    ``golf_fast.quant.recipe.RECORD_RECIPE`` (parameter_golf.md §5)."""
 
     enabled: bool = True
     calibration: Literal["windows", "batches"] = "windows"
@@ -114,28 +120,29 @@ class QuantConfig:
     """Window length for ``calibration=windows`` (0 = ``model.max_seqlen``, the record's train_seq_len)."""
     reserve_s: float = field(default=0.5, metadata=bounds(0))
     """Seconds always kept for the Hessian collection; the measured collection time is added to it."""
-    matrix_bits: int = 6
-    embed_bits: int = 7
-    """The tied embedding's bits (int7 in the record)."""
-    matrix_clip_sigmas: float = 12.85
+    matrix_bits: int = field(default=_R.default_bits, metadata=_BITS)
+    """Bits of every block matrix (the ``mlp``, ``attention`` and default roles)."""
+    embed_bits: int = field(default=_R.role("embedding").bits, metadata=_BITS)
+    """The tied embedding's bits."""
+    matrix_clip_sigmas: float = field(default=_R.default_clip_sigmas, metadata=_POS)
     """SDClip k of matrices no role matches."""
-    mlp_clip_sigmas: float = 11.5
-    attn_clip_sigmas: float = 13.0
-    embed_clip_sigmas: float = 14.0
-    damp: float = 0.01
-    """GPTQ damping × mean(diag H): 0.01 the record, 0.005 the TTT-AdamW/SLOT submission."""
-    block_size: int = 128
-    act_order: bool = True
-    gate_int8: bool = True
+    mlp_clip_sigmas: float = field(default=_R.role("mlp").clip_sigmas, metadata=_POS)
+    attn_clip_sigmas: float = field(default=_R.role("attention").clip_sigmas, metadata=_POS)
+    embed_clip_sigmas: float = field(default=_R.role("embedding").clip_sigmas, metadata=_POS)
+    damp: float = field(default=_R.damp, metadata=_POS)
+    """GPTQ damping × mean(diag H): the record's, or 0.005 for the TTT-AdamW/SLOT submission."""
+    block_size: int = field(default=_R.block_size, metadata=bounds(1))
+    act_order: bool = _R.act_order
+    gate_int8: bool = _R.gate_int8
     """int8 per-row codes for ``attn_gate_w`` (the record's GATED_ATTN_QUANT_GATE=1); False: fp16."""
-    lqer: bool = True
+    lqer: bool = _R.lqer
     """Rank-``lqer_rank`` correction of the GPTQ residual on the ``lqer_top_k`` worst matrices."""
-    lqer_rank: int = 4
-    lqer_top_k: int = 3
-    lqer_factor_bits: int = 4
+    lqer_rank: int = field(default=_R.lqer_rank, metadata=bounds(1))
+    lqer_top_k: int = field(default=_R.lqer_top_k, metadata=bounds(0))
+    lqer_factor_bits: int = field(default=_R.lqer_factor_bits, metadata=_BITS)
     """Bits of the symmetric fallback factors (when the asym group does not divide B)."""
-    lqer_asym: bool = True
-    lqer_asym_group: int = 64
+    lqer_asym: bool = _R.lqer_asym
+    lqer_asym_group: int = field(default=_R.lqer_group, metadata=bounds(1))
     codec: str = ""
     """Artifact codec name ("" = the artifact module's default). The record's ``pergroup`` (lrzip
     per role + brotli) is not one of golf_fast's codecs."""
@@ -152,16 +159,11 @@ class EvalConfig:
     weights: Literal["auto", "int6", "dequantized"] = "auto"
     """How the round-tripped model holds its block matrices: ``int6`` (packed codes, multiplied by
     the fused int6 kernel), ``dequantized`` (float banks), ``auto`` = int6 on CUDA, dequantized on CPU."""
-    ttt: str = "none"
-    """Score-first TTT of the round-tripped artifact at the end: none, adamw, lora or phased."""
-    slot: str = "none"
-    """Causal SLOT at the end (none or causal; with ttt none or adamw)."""
-    research: str = "none"
-    """Non-compliant research mode: none, prequant (AdamW on the val tokens before GPTQ; the artifact
-    is flagged) or slot_window (SLOT on the scored window). Reported with the checker's verdict."""
-    adapt_preset: str = ""
-    """Adaptation settings (golf_fast.eval.adapt.config presets); "" = this run's preset name when
-    it has one (smoke, record), else record."""
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    """Evaluation-time adaptation of the round-tripped artifact at the end (``eval.adapt.ttt``,
+    ``eval.adapt.slot``, ``eval.adapt.research`` and their settings; golf_fast.eval.adapt.config),
+    reported with the checker's verdict. ``research`` prequant trains on the val tokens before GPTQ
+    (the artifact is flagged)."""
 
     def resolved_weights(self, device_type: str) -> str:
         """``int6`` or ``dequantized`` for a device of type ``device_type``."""
@@ -220,33 +222,13 @@ class TrainConfig:
         need(self.quant.codec == "" or self.quant.codec in CODEC_NAMES,
              f"quant.codec: expected one of {', '.join(CODEC_NAMES)} (or '' for the default), got {self.quant.codec!r}")
         check_run_name(r.name)
-        q = self.quant
-        for f in ("matrix_bits", "embed_bits"):
-            need(2 <= getattr(q, f) <= 8, f"quant.{f}: expected bits in 2..8, got {getattr(q, f)}")
-        for f in ("matrix_clip_sigmas", "mlp_clip_sigmas", "attn_clip_sigmas", "embed_clip_sigmas", "damp"):
-            need(getattr(q, f) > 0, f"quant.{f}: expected > 0, got {getattr(q, f)}")
-        need(q.block_size >= 1, "quant.block_size: expected >= 1")
-        need(q.lqer_rank >= 1 and q.lqer_top_k >= 0 and q.lqer_asym_group >= 1 and 2 <= q.lqer_factor_bits <= 8,
-             "quant.lqer_*: expected rank >= 1, top_k >= 0, group >= 1, factor bits in 2..8")
-        try:
-            adapt_config_for(self).validate()
-        except ValueError as err:
-            raise ValueError(f"eval.{err}") from None
+        e.adapt.validate("eval.adapt")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=False)
-
-
-def adapt_config_for(cfg: "TrainConfig") -> AdaptConfig:
-    """The evaluation-time adaptation ``cfg.eval`` asks for (its preset, modes and sequence length)."""
-    e = cfg.eval
-    name = e.adapt_preset or (cfg.preset if cfg.preset in ADAPT_PRESETS else "record")
-    a = adapt_preset(name)
-    a.ttt, a.slot, a.research = e.ttt, e.slot, e.research
-    return a
 
 
 def _smoke() -> TrainConfig:
@@ -258,7 +240,7 @@ def _smoke() -> TrainConfig:
         optim=OptimConfig(muon_momentum_warmup_steps=50, matrix_lr=0.02),
         schedule=ScheduleConfig(max_wallclock_s=60.0, compile_warmup_steps=0, ema_decay=0.9),  # ~40 steps: a short EMA
         quant=QuantConfig(calibration_batches=2, reserve_s=0.5),
-        eval=EvalConfig(seq_len=256, stride=128, batch_seqs=16),
+        eval=EvalConfig(seq_len=256, stride=128, batch_seqs=16, adapt=smoke_adapt()),
         # One intra-op thread: on a shared 2-core machine two threads per process contend (a
         # measured 4-8× slowdown of this small model under load); the time cap bounds training anyway.
         run=RunConfig(device="cpu", log_every=10, cpu_threads=1),
@@ -275,7 +257,7 @@ RECORD_SEEDS = (42, 0, 1234)
 
 def _record() -> TrainConfig:
     return TrainConfig(preset="record", data=DataConfig(caseops=True), run=RunConfig(seed=42, precision="record"),
-                       eval=EvalConfig(ttt="phased"))  # R0611: phased LoRA TTT
+                       eval=EvalConfig(adapt=record_adapt()))  # R0611: phased LoRA TTT
 
 
 PRESETS = {"smoke": _smoke, "h100x1": _h100x1, "record": _record}
@@ -296,16 +278,19 @@ def check_run_name(name: str) -> None:
 
 
 def config_fields(cfg: TrainConfig) -> dict[str, Any]:
-    """``{"model.num_layers": int, "run.device": Literal[...], ...}``: every overridable key with its type."""
-    out: dict[str, Any] = {}
-    for sec in dataclasses.fields(cfg):
-        sub = getattr(cfg, sec.name)
-        if not dataclasses.is_dataclass(sub):
-            continue
-        hints = field_types(type(sub))
-        for f in dataclasses.fields(sub):
-            out[f"{sec.name}.{f.name}"] = hints[f.name]
-    return out
+    """``{"model.num_layers": int, "run.device": Literal[...], "eval.adapt.lora.rank": int, ...}``:
+    every overridable key (a leaf field of a section, nested configs included) with its type."""
+    def leaves(obj: Any, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        hints = field_types(type(obj))
+        for f in dataclasses.fields(obj):
+            sub = getattr(obj, f.name)
+            key = f"{prefix}{f.name}"
+            out.update(leaves(sub, key + ".") if dataclasses.is_dataclass(sub) else {key: hints[f.name]})
+        return out
+
+    return {k: t for sec in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, sec.name))
+            for k, t in leaves(getattr(cfg, sec.name), sec.name + ".").items()}
 
 
 def parse_value(key: str, typ: Any, text: str) -> Any:
@@ -314,9 +299,11 @@ def parse_value(key: str, typ: Any, text: str) -> Any:
 
 
 def apply_overrides(cfg: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
-    """A copy of ``cfg`` with ``{"section.field": value}`` applied (strings are parsed); validated."""
+    """A copy of ``cfg`` with ``{"section.field": value}`` applied (``"eval.adapt.lora.rank"`` for a
+    nested field; strings are parsed); each changed config is rebuilt with all its changes at once
+    (its ``__post_init__`` checks run on the new values); validated."""
     known = config_fields(cfg)
-    sections: dict[str, dict[str, Any]] = {}
+    tree: dict[str, Any] = {}
     for key, value in overrides.items():
         if key not in known:
             close = [k for k in known if k.split(".")[-1] == key.split(".")[-1]]
@@ -325,11 +312,18 @@ def apply_overrides(cfg: TrainConfig, overrides: Mapping[str, Any]) -> TrainConf
         typ = known[key]
         if isinstance(value, str) and typ is not str:
             value = parse_value(key, typ, value)
-        sec, name = key.split(".", 1)
-        sections.setdefault(sec, {})[name] = value
+        *path, name = key.split(".")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node[name] = value
+
+    def rebuilt(obj: Any, changes: dict[str, Any]) -> Any:
+        return dataclasses.replace(obj, **{k: rebuilt(getattr(obj, k), v) if isinstance(v, dict) else v
+                                           for k, v in changes.items()})
+
     try:
-        new = dataclasses.replace(cfg, **{sec: dataclasses.replace(getattr(cfg, sec), **vals)
-                                          for sec, vals in sections.items()})
+        new = rebuilt(cfg, tree)
     except TypeError as exc:
         raise ValueError(str(exc)) from None
     new.validate()

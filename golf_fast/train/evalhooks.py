@@ -1,7 +1,7 @@
 """Evaluation hooks of a training run: the periodic plain eval during training (``eval.val_every``)
 and the full eval (plain, plus sliding-window when ``eval.stride`` < ``eval.seq_len``) of the
 pre-quantization and round-tripped models, and the evaluation-time adaptation of the round-tripped
-model (``eval.ttt`` / ``eval.slot`` / ``eval.research``) with its compliance verdict. Each result is
+model (``eval.adapt``: its ``ttt`` / ``slot`` / ``research`` mode) with its compliance verdict. Each result is
 logged as a line and a JSONL record; the void fraction goes with every periodic and full eval
 (its one host sync is at these logging steps). Once ``flag`` is set (a non-compliant research
 mode touched the weights), every line and record carries it. Bytes come from the CaseOps sidecar
@@ -31,8 +31,7 @@ class EvalHooks:
     """Evaluations of ``val`` (token ids) with ``table``'s byte counts, split over ``d``'s ranks."""
 
     def __init__(self, val: np.ndarray, table: TokenByteTable, cfg: EvalConfig, d: Dist,
-                 dtype: Optional[torch.dtype], log: RunLog, val_bytes: Optional[np.ndarray] = None,
-                 adapt: Optional[AdaptConfig] = None) -> None:
+                 dtype: Optional[torch.dtype], log: RunLog, val_bytes: Optional[np.ndarray] = None) -> None:
         if not isinstance(cfg, EvalConfig):
             raise TypeError(f"cfg: expected an EvalConfig, got {type(cfg).__name__}")
         if len(val) < cfg.seq_len + 1:
@@ -41,7 +40,7 @@ class EvalHooks:
             raise ValueError(f"val_bytes: {len(val_bytes)} byte counts for {len(val)} validation tokens")
         self.val, self.table, self.cfg, self.d, self.dtype, self.log = val, table, cfg, d, dtype, log
         self.val_bytes = val_bytes
-        self.adapt = adapt
+        self.adapt: AdaptConfig = cfg.adapt
         self.flag: Optional[str] = None
         """The checker's verdict once a non-compliant research mode changed the weights."""
 
@@ -55,7 +54,7 @@ class EvalHooks:
         """Overall void fraction (|w| < ratio·mean|w| per matrix) of a GPT, one host sync; None for other models."""
         if not isinstance(model, GPT):
             return None
-        return to_host(*void_fractions(matrices_of(model), self.adapt.void_ratio if self.adapt else 0.7))[1]
+        return to_host(*void_fractions(matrices_of(model), self.adapt.void_ratio))[1]
 
     @staticmethod
     def _void_text(vf: Optional[float]) -> str:
@@ -97,12 +96,13 @@ class EvalHooks:
         return out
 
     def wants_adaptive(self) -> bool:
-        """True when ``adapt`` asks for an evaluation-time adaptation of the round-tripped model."""
+        """True when ``eval.adapt`` asks for an evaluation-time adaptation of the round-tripped model
+        (``prequant`` runs before GPTQ, not here)."""
         a = self.adapt
-        return a is not None and not (a.ttt == "none" and a.slot == "none" and a.research != "slot_window")
+        return not (a.ttt == "none" and a.slot == "none" and a.research != "slot_window")
 
     def adaptive(self, model, what: str, int6_state: Optional[dict] = None) -> Optional[dict]:
-        """The evaluation-time adaptation ``adapt`` asks for (None when it asks for none), on ``model``
+        """The evaluation-time adaptation ``eval.adapt`` asks for (None when it asks for none), on ``model``
         (adapted in place: pass a fresh copy). Logged with the checker's verdict."""
         a = self.adapt
         if not self.wants_adaptive():

@@ -30,7 +30,7 @@ from golf_fast.model.precision import apply_precision, precision_summary
 from golf_fast.ops.dispatch import resolved_backends
 from golf_fast.train import budget as budget_check
 from golf_fast.train.batches import TrainData
-from golf_fast.train.config import TrainConfig, adapt_config_for
+from golf_fast.train.config import TrainConfig
 from golf_fast.eval.adapt.result import mark_metadata
 from golf_fast.eval.adapt.research_modes import prequant_before_gptq
 from golf_fast.train.evalhooks import EvalHooks
@@ -214,8 +214,8 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
     clock = TrainClock(agree_across_ranks=d.world > 1 and schedule.wallclock)
     steplog = StepLog(log, every=cfg.run.log_every, tokens_per_step=cfg.data.train_batch_tokens,
                       lrs_at=opt.lrs_at, seconds_left=schedule.seconds_left)
-    adapt = adapt_config_for(cfg)
-    evals = EvalHooks(data.val, data.table, cfg.eval, d, amp_dtype, log, val_bytes=data.val_bytes, adapt=adapt)
+    adapt = cfg.eval.adapt
+    evals = EvalHooks(data.val, data.table, cfg.eval, d, amp_dtype, log, val_bytes=data.val_bytes)
     ema = WeightEma(all_params, cfg.schedule.ema_decay) if cfg.schedule.ema_decay > 0 else None
     loaders = data.loaders()
     try:

@@ -25,7 +25,7 @@ class RunResult:
     round_trip: Optional[dict] = None
     round_trip_sliding: Optional[dict] = None
     adaptive: Optional[dict] = None
-    """The evaluation-time adaptation of the round-tripped model (eval.ttt/slot), with its verdict."""
+    """The evaluation-time adaptation of the round-tripped model (eval.adapt), with its verdict."""
     artifact_path: Optional[str] = None
     artifact_bytes: Optional[int] = None
     code_bytes: Optional[int] = None
@@ -66,7 +66,8 @@ def final_table(res: RunResult, backends: dict[str, Any]) -> list[tuple[str, Any
         ("round-trip void fraction", f"{res.round_trip['void_fraction']:.4f}"
          if res.round_trip and res.round_trip.get("void_fraction") is not None else "n/a"),
         (f"adaptive val_bpb ({res.adaptive['mode']})" if res.adaptive else "adaptive val_bpb",
-         f"{res.adaptive['val_bpb']:.5f} ({res.adaptive['eval_compliance']})" if res.adaptive else "n/a (eval.ttt none)"),
+         f"{res.adaptive['val_bpb']:.5f} ({res.adaptive['eval_compliance']})" if res.adaptive
+         else "n/a (eval.adapt.ttt none)"),
         ("artifact bytes", f"{res.artifact_bytes:,}" if res.artifact_bytes else "n/a"),
         ("code bytes", f"{res.code_bytes:,} (the exported train_gpt.py)" if res.code_bytes is not None
          else "not measured"),

@@ -266,3 +266,46 @@ def _small_state_source() -> str:
     import inspect
 
     return inspect.getsource(small_state)
+
+
+@pytest.mark.parametrize("codec", ["golf-rans", "lzma-9"])
+def test_load_under_an_address_space_limit(tmp_path, codec):
+    """Reading a file reserves its size, not the format's maximum (MAX_FILE_BYTES = 16 GiB): a
+    valid artifact loads in a process whose address space is capped 1 GiB above what it uses
+    (``ulimit -v``, common in evaluation sandboxes), and the decoded state is the saved one."""
+    path = tmp_path / "m.gfa"
+    state = small_state(11)
+    save_artifact(path, state, codec=codec_for(codec))
+    ref = tmp_path / "ref.gfa"
+    save_artifact(ref, state, codec="lzma-9")
+    script = textwrap.dedent(f"""
+        import resource, sys
+        sys.path.insert(0, {REPO!r})
+        import torch
+        from golf_fast.artifact import load_artifact
+        from golf_fast.artifact.format import MAX_FILE_BYTES
+        opts = {opts_for(codec)!r}
+        load_artifact({str(ref)!r})  # warm every lazy import before the cap
+        with open("/proc/self/status") as f:
+            vm = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
+        cap = vm + (1 << 30)
+        assert cap < MAX_FILE_BYTES
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        try:
+            bytearray(MAX_FILE_BYTES)  # the cap is real: the old reservation fails under it
+            raise SystemExit("the address-space cap did not hold")
+        except MemoryError:
+            pass
+        art = load_artifact({str(path)!r}, codec_options=opts)
+        want = load_artifact({str(ref)!r})
+        for k, v in want.state.items():
+            w = art.state[k]
+            a = v.codes if hasattr(v, "codes") else v
+            b = w.codes if hasattr(w, "codes") else w
+            assert torch.equal(a, b), k
+        print("ok", len(art.state))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": REPO})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["ok", str(len(state))]

@@ -93,3 +93,27 @@ def test_quantize_cli_fits_budget(tmp_path, small_model, capsys):
     from golf_fast.artifact import code_bytes
 
     assert art.file_bytes <= 16_000_000 - margin - code_bytes(script, wrapper="lzma").counted
+
+
+def test_one_bisection_for_both_fitters():
+    """``smallest_fitting_factor``: hi first, lo only with ``try_lo``; lands within rel_tol of the threshold."""
+    from golf_fast.artifact.fit import smallest_fitting_factor
+
+    seen = []
+
+    def attempt(f):
+        seen.append(f)
+        return int(1000 / f), f"payload@{f}"
+
+    f, n, payload = smallest_fitting_factor(attempt, 400, 1.0, 4.0, rel_tol=0.01, max_tries=20, try_lo=False)
+    assert seen[0] == 4.0 and 1.0 not in seen and 2.5 <= f <= 2.5 * 1.0101 and n <= 400 and payload == f"payload@{f}"
+    seen.clear()
+    assert smallest_fitting_factor(attempt, 1000, 1.0, 4.0, rel_tol=0.01, max_tries=20, try_lo=True)[0] == 1.0
+    assert seen == [4.0, 1.0]
+    seen.clear()
+    smallest_fitting_factor(attempt, 400, 1.0, 4.0, rel_tol=0.01, max_tries=3, try_lo=True)
+    assert len(seen) == 3  # max_tries counts every attempt
+    with pytest.raises(ValueError, match="too small"):
+        smallest_fitting_factor(attempt, 100, 1.0, 4.0, rel_tol=0.01, max_tries=20, try_lo=False)
+    with pytest.raises(ValueError, match="lo, hi"):
+        smallest_fitting_factor(attempt, 400, 4.0, 1.0, rel_tol=0.01, max_tries=20, try_lo=False)

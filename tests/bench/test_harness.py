@@ -58,3 +58,48 @@ def test_cli_list_and_unknown(capsys):
     assert "int6_pack" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown benchmark"):
         golf_fast_cli.main(["bench", "--kernel", "nope", "--device", "cpu", "--no-csv"])
+
+
+def test_run_benchmark_keeps_going_past_a_failing_case_and_skips_compiled_baselines():
+    from golf_fast.bench.case import BenchCase, Benchmark
+
+    def boom(_):
+        raise RuntimeError("kernel broke")
+
+    ok = lambda _: torch.ones(4).sum()  # noqa: E731
+    cases = [BenchCase("fails", lambda d: None, boom, ok),
+             BenchCase("compiled", lambda d: None, ok, ok, baseline="torch.compile"),
+             BenchCase("fine", lambda d: None, ok, ok)]
+    bench = Benchmark("toy", lambda d: cases)
+    errors: list[str] = []
+    rows = run_benchmark(bench, torch.device("cpu"), PEAKS, reps=3, max_seconds=0.05, skip_compiled=True,
+                         errors=errors)
+    assert [r.shape for r in rows] == ["fine"]
+    assert len(errors) == 1 and "toy fails" in errors[0] and "kernel broke" in errors[0]
+    assert [r.shape for r in run_benchmark(bench, torch.device("cpu"), PEAKS, reps=3, max_seconds=0.05,
+                                           shapes=["compiled"])] == ["compiled"]
+    with pytest.raises(RuntimeError, match="kernel broke"):  # without an errors list a failure propagates
+        run_benchmark(bench, torch.device("cpu"), PEAKS, reps=3, max_seconds=0.05)
+
+
+def test_cli_keep_going_appends_each_benchmark_and_fails_at_the_end(tmp_path, monkeypatch, capsys):
+    from golf_fast.bench import harness
+
+    calls = []
+
+    def fake_run(bench, device, peaks, *, errors=None, **kw):
+        calls.append(bench.name)
+        if bench.name == "int6_pack":
+            errors.append("int6_pack x: RuntimeError: broke")
+            return []
+        return [BenchRow(bench.name, "s", "eager", 2.0, 1.0, 0.5, 0, 0, "cpu-perf_counter")]
+
+    monkeypatch.setattr(harness, "run_benchmark", fake_run)
+    monkeypatch.setattr(harness, "measure_peaks", lambda device: PEAKS)
+    path = tmp_path / "b.csv"
+    rc = golf_fast_cli.main(["bench", "--keep-going", "--kernel", "int6_pack", "--kernel", "hessian",
+                             "--device", "cpu", "--csv", str(path)])
+    assert rc == 1 and calls == ["int6_pack", "hessian"]
+    with open(path) as f:
+        assert [r["kernel"] for r in csv.DictReader(f)] == ["hessian"]
+    assert "FAILED int6_pack x" in capsys.readouterr().out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from golf_fast.eval.adapt.config import AdaptConfig, SlotConfig, adapt_preset
+from golf_fast.eval.adapt.config import AdaptConfig, SlotConfig, record_adapt, smoke_adapt
 from golf_fast.eval.adapt.result import assert_record_exportable, mark_metadata
 from golf_fast.eval.adapt.slot import fit_delta, focal_loss
 from golf_fast.eval.adapt.documents import run_documents
@@ -76,7 +78,7 @@ def test_slot_fit_lowers_the_focal_loss_and_is_clamped():
 
 
 def test_config_presets_validation_and_export_guard():
-    rec = adapt_preset("record")
+    rec = record_adapt()  # the record preset's eval.adapt
     rec.validate()
     assert (rec.ttt, rec.lora.rank, rec.lora.alpha, rec.lora.lr, rec.lora.beta1, rec.lora.beta2, rec.lora.weight_decay,
             rec.lora.chunk, rec.lora.batch_docs) == ("phased", 80, 144.0, 1e-4, 0.0, 0.99, 0.5, 48, 64)
@@ -86,13 +88,24 @@ def test_config_presets_validation_and_export_guard():
     assert (rec.slot_cfg.max_iter, rec.slot_cfg.history, rec.slot_cfg.clamp, rec.slot_cfg.focal_positions) == \
         (25, 20, 5.0, 128)
     assert (rec.prequant.epochs, rec.prequant.lr, rec.prequant.min_lr) == (21, 5e-4, 5e-5)
-    adapt_preset("smoke").validate()
-    for bad, match in ((dict(ttt="sgd"), "ttt"), (dict(slot="window"), "slot"),
-                       (dict(research="prequant", ttt="lora"), "research")):
+    smoke_adapt().validate()
+    for bad, match in ((dict(ttt="sgd"), "ttt: expected one of"), (dict(slot="window"), "slot: expected one of"),
+                       (dict(research="prequant", ttt="lora"), "research: a research mode runs alone"),
+                       (dict(seq_len=1), r"seq_len: expected an int in \[2"),
+                       (dict(lora=dataclasses.replace(AdaptConfig().lora, chunk=4096)), "lora.chunk: expected <="),
+                       (dict(slot_cfg=SlotConfig(clamp=0.0)), r"slot_cfg.clamp: expected a number in \(0"),
+                       # the record-parity fields are checked by their annotations and bounds too
+                       (dict(lora=dataclasses.replace(AdaptConfig().lora, optimizer="lion")),
+                        "lora.optimizer: expected one of 'adam', 'sgd'"),
+                       (dict(lora=dataclasses.replace(AdaptConfig().lora, grad_steps=0)),
+                        r"lora.grad_steps: expected an int in \[1"),
+                       (dict(phased=dataclasses.replace(AdaptConfig().phased, row_groups=0)),
+                        r"phased.row_groups: expected an int in \[1"),
+                       (dict(phased=dataclasses.replace(AdaptConfig().phased, warmup_start_lr=-1e-3)),
+                        r"phased.warmup_start_lr: expected a number in \[0"),
+                       (dict(probe_seed=-2), r"probe_seed: expected an int in \[-1")):
         with pytest.raises(ValueError, match=match):
             AdaptConfig(**bad).validate()
-    with pytest.raises(ValueError, match="preset"):
-        adapt_preset("nope")
     assert phase_boundaries(50_000, 2500, 3) == [833, 1666, 2500]  # R0611's log
     assert phase_boundaries(10, 2500, 3) == [3, 6, 10] and phase_boundaries(2, 2500, 3) == [0, 1, 2]
     assert_record_exportable(mark_metadata({"preset": "smoke"}, "compliant"))
@@ -113,3 +126,12 @@ def test_caseops_sidecar_bytes_replace_the_tables():
     assert triple.result.bytes == 3 * ref.result.bytes
     with pytest.raises(ValueError, match="val_bytes"):
         run_documents(tiny_model(64), val, None, cfg, adapt="none", val_bytes=same[:-1])
+
+
+def test_one_driver_per_mode():
+    from golf_fast.eval.adapt.config import RESEARCH_MODES, TTT_MODES
+    from golf_fast.eval.adapt.run import DRIVERS
+
+    assert set(DRIVERS) == set(TTT_MODES) | set(RESEARCH_MODES)  # a new mode must name its driver
+    assert AdaptConfig(ttt="lora").mode == "lora" and AdaptConfig(research="prequant").mode == "prequant"
+    assert DRIVERS["lora"] is DRIVERS["phased"] and DRIVERS["none"] is DRIVERS["adamw"]

@@ -45,21 +45,24 @@ def test_eval_artifact_in_a_fresh_process(tmp_path):
     table = TokenByteTable.from_sentencepiece(str(data / "tokenizer.model"), vocab_size=300)
     want = evaluate(fresh, val, table, seq_len=32)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-m", "golf_fast.cli", "eval", str(path), "--data", str(data),
-                        "--seq-len", "32", "--stride", "8"], env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-m", "golf_fast.cli", "eval", str(path), "--data.data_dir", str(data),
+                        "--eval.seq_len", "32", "--eval.stride", "8", "--eval.adapt.ttt", "none",
+                        "--run.precision", "fp32"], env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout)
     assert out["plain"]["val_bpb"] == pytest.approx(want.val_bpb, rel=1e-6)
     assert out["sliding"]["tokens"] == want.tokens and out["artifact_bytes"] == size
     assert out["weights"] == "dequantized"  # auto on CPU
     # the same artifact with its block matrices kept as int6 codes (CPU: the fp32 reference product)
-    p = subprocess.run([sys.executable, "-m", "golf_fast.cli", "eval", str(path), "--data", str(data),
-                        "--seq-len", "32", "--weights", "int6"], env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-m", "golf_fast.cli", "eval", str(path), "--data.data_dir", str(data),
+                        "--eval.seq_len", "32", "--eval.stride", "0", "--eval.weights", "int6",
+                        "--eval.adapt.ttt", "none", "--run.precision", "fp32"],
+                       env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     out6 = json.loads(p.stdout)
     assert out6["weights"] == "int6"
     assert out6["plain"]["val_bpb"] == pytest.approx(want.val_bpb, rel=1e-5)  # fp32 summation order only
     path.write_bytes(path.read_bytes()[:-10])  # truncated: a clear error, no traceback soup
-    p = subprocess.run([sys.executable, "-m", "golf_fast.cli", "eval", str(path), "--data", str(data)],
+    p = subprocess.run([sys.executable, "-m", "golf_fast.cli", "eval", str(path), "--data.data_dir", str(data)],
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and "truncated" in p.stderr

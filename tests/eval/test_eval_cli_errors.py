@@ -51,23 +51,26 @@ def test_eval_errors_are_one_line(tmp_path, data_dir, capsys):
     raw = bytearray(good.read_bytes())
     raw[40] ^= 1
     bad.write_bytes(bytes(raw))
-    _one_line_exit_2(capsys, ["eval", str(bad), "--data", str(data_dir)], "checksum mismatch")
-    _one_line_exit_2(capsys, ["eval", str(tmp_path), "--data", str(data_dir)], "is a folder")
+    _one_line_exit_2(capsys, ["eval", str(bad), "--data.data_dir", str(data_dir)], "checksum mismatch")
+    _one_line_exit_2(capsys, ["eval", str(tmp_path), "--data.data_dir", str(data_dir)], "is a folder")
     mism = tmp_path / "mismatch.gfa"
     d = dict(_cfg(300).__dict__)
     d["model_dim"] = 64
     _save(mism, _cfg(300), config=d)
-    _one_line_exit_2(capsys, ["eval", str(mism), "--data", str(data_dir)], "has shape")
+    _one_line_exit_2(capsys, ["eval", str(mism), "--data.data_dir", str(data_dir)], "has shape")
     unknown = tmp_path / "unknown.gfa"
     _save(unknown, _cfg(300), config={**_cfg(300).__dict__, "evil": 1})
-    _one_line_exit_2(capsys, ["eval", str(unknown), "--data", str(data_dir)], "model config is invalid")
+    _one_line_exit_2(capsys, ["eval", str(unknown), "--data.data_dir", str(data_dir)], "model config is invalid")
     huge = tmp_path / "huge.gfa"
     _save(huge, _cfg(300), config={**_cfg(300).__dict__, "vocab_size": 10 ** 12})
-    _one_line_exit_2(capsys, ["eval", str(huge), "--data", str(data_dir)], "model.vocab_size")
+    _one_line_exit_2(capsys, ["eval", str(huge), "--data.data_dir", str(data_dir)], "model.vocab_size")
     small_vocab = tmp_path / "v256.gfa"
     _save(small_vocab, _cfg(256))  # the shards hold ids up to 299
-    _one_line_exit_2(capsys, ["eval", str(small_vocab), "--data", str(data_dir)], "outside the model's vocabulary")
-    _one_line_exit_2(capsys, ["eval", str(good), "--data", str(tmp_path / "absent")], "does not exist")
+    _one_line_exit_2(capsys, ["eval", str(small_vocab), "--data.data_dir", str(data_dir)], "outside the model's vocabulary")
+    _one_line_exit_2(capsys, ["eval", str(good), "--data.data_dir", str(tmp_path / "absent")], "does not exist")
+    _one_line_exit_2(capsys, ["eval", str(good), "--data.data_dir", str(data_dir), "--eval.adapt.ttt", "sgd"],
+                     "eval.adapt.ttt: expected one of")
+    _one_line_exit_2(capsys, ["eval", str(good)], "data.data_dir")
     with pytest.raises(ArtifactError, match="has shape"):
         load_model_from_artifact(mism)
     lqer = tmp_path / "lqer.gfa"  # an LQER entry without its factors

@@ -80,10 +80,16 @@ def test_exported_script_reproduces_the_package_run(corpus, tmp_path):
                         str(out)], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                        timeout=300)
     assert e.returncode == 0, e.stderr[-3000:]
-    assert sorted(os.listdir(out)) == ["README.md", "requirements.txt", "submission.json", "train_gpt.py",
-                                       f"train_seed{SEED}.log"]
+    assert sorted(os.listdir(out)) == ["README.md", "requirements.txt", "submission.json", "tokenizers",
+                                       "train_gpt.py", f"train_seed{SEED}.log"]  # smoke: no CaseOps script
+    assert (out / "tokenizers" / "tokenizer.model").read_bytes() == (corpus / "tokenizer.model").read_bytes()
     script = out / "train_gpt.py"
     assert script.stat().st_size == pkg["code_bytes"]  # the counted bytes are the file's bytes
+    c = subprocess.run([sys.executable, "-m", "golf_fast.cli", "export", str(tmp_path / "runs" / "pkg"), "--code-bytes"],
+                       cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert c.returncode == 0, c.stderr[-3000:]
+    assert c.stdout.splitlines()[-1].startswith(f"counted code bytes: {pkg['code_bytes']} (")
+    assert "golf_fast.train.loop " in c.stdout and "golf_fast.cli" not in c.stdout
     sub = json.loads((out / "submission.json").read_text())
     assert sub["track"] == "non_record_16mb" and sub["code_bytes"] == pkg["code_bytes"]
     assert "not 8×H100" in (out / "README.md").read_text()

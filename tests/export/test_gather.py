@@ -31,6 +31,10 @@ def test_walk_follows_every_import_form(tmp_path):
         "c/d.py": "from golf_fast import _C\n",
         "e.py": "",
         "sub/leaf.py": "x = 1\n",  # a namespace package (no __init__.py)
+        "sub/dec.c": "int dec;\n",  # data files of gathered packages travel with them
+        "c/dec.h": "#define X 1\n",
+        "unused_pkg/__init__.py": "",
+        "unused_pkg/no.c": "int no;\n",
         "unused.py": "",
         "_C.cpython-311-x86_64-linux-gnu.so": "",
     })
@@ -38,6 +42,7 @@ def test_walk_follows_every_import_form(tmp_path):
     assert set(g.names) == {"golf_fast", "golf_fast.entry", "golf_fast.a", "golf_fast.b", "golf_fast.c",
                             "golf_fast.c.d", "golf_fast.e", "golf_fast.sub", "golf_fast.sub.leaf"}
     assert g.compiled == {"golf_fast._C"}
+    assert g.data == {"golf_fast/sub/dec.c": b"int dec;\n", "golf_fast/c/dec.h": b"#define X 1\n"}
     pos = {n: i for i, n in enumerate(g.names)}
     assert pos["golf_fast.sub.leaf"] < pos["golf_fast.a"] < pos["golf_fast.entry"]  # dependencies first
     assert pos["golf_fast.c"] < pos["golf_fast.c.d"]
@@ -65,9 +70,14 @@ def test_minify_keeps_annotations_and_drops_docstrings():
 
 def test_bundle_serves_modules_with_normal_import_semantics(tmp_path):
     g = gather(ENTRY)
+    g.data["golf_fast/artifact/rans/probe.c"] = b"int probe;\n"
     text = bundle(g, '{"x": 1}')
     probe = text.replace('if __name__=="__main__":', 'if False:') + (
-        "import golf_fast, golf_fast.artifact.rans.numpy_coder as rn, inspect, sys\n"
+        "import golf_fast, golf_fast.artifact.rans.numpy_coder as rn, inspect, sys, pkgutil\n"
+        "assert pkgutil.get_data('golf_fast.artifact.rans', 'probe.c') == b'int probe;\\n'\n"
+        "assert pkgutil.get_data('golf_fast.artifact', 'rans/probe.c') == b'int probe;\\n'\n"
+        "try:\n    pkgutil.get_data('golf_fast.artifact.rans', 'other.c'); raise SystemExit('served a missing file')\n"
+        "except OSError:\n    pass\n"
         "from golf_fast.artifact.rans.numpy_coder import features_np\n"
         "assert rn.features_np is features_np and sys.modules['golf_fast.artifact.rans.numpy_coder'] is rn\n"
         "assert golf_fast.__path__ == [] and '_bundled' in rn.__file__\n"
@@ -79,3 +89,14 @@ def test_bundle_serves_modules_with_normal_import_semantics(tmp_path):
     r = subprocess.run([sys.executable, "-I", str(f)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "ok False"  # the bundled package has no compiled extension
+
+
+def test_prepare_script_is_the_data_command_bundled(tmp_path):
+    from golf_fast.export.stub import prepare_script
+
+    f = tmp_path / "prepare_caseops_data.py"
+    f.write_bytes(prepare_script())
+    r = subprocess.run([sys.executable, "-I", str(f), "build", "--help"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("usage: prepare_caseops_data.py build") and "--caseops" in r.stdout

@@ -31,8 +31,8 @@ def _run(root, seed, *, art=15_900_000, code=30_000, eval_s=300.0, train_s=590.0
                         "artifact_load_exported": 10.0}}
     if compliance is not None:
         final["compliance"] = compliance
-    if config["eval"].get("ttt", "none") != "none" and compliance is None:  # what the trainer records
-        final["adaptive"] = {"mode": config["eval"]["ttt"], "val_loss": 2.31 + seed * 1e-4,
+    if config["eval"]["adapt"].get("ttt", "none") != "none" and compliance is None:  # what the trainer records
+        final["adaptive"] = {"mode": config["eval"]["adapt"]["ttt"], "val_loss": 2.31 + seed * 1e-4,
                              "val_bpb": 1.055 + seed * 1e-5, "tokens": 100, "bytes": 240,
                              "eval_compliance": adaptive_verdict}
     header = {"event": "header", "config": config, "device": device, "world_size": world, "git": "abc",
@@ -43,18 +43,38 @@ def _run(root, seed, *, art=15_900_000, code=30_000, eval_s=300.0, train_s=590.0
 
 
 def test_a_compliant_three_seed_run_is_a_record(tmp_path):
+    tok = tmp_path / "sp.model"
+    tok.write_bytes(b"tokenizer bytes")
+    cfg = preset("record").to_dict()
+    cfg["data"]["tokenizer"] = str(tok)
+    assert cfg["data"]["caseops"] is True
     for s in (42, 0, 1234):
-        _run(tmp_path / "runs", s)
+        _run(tmp_path / "runs", s, cfg=cfg)
     runs = load_runs(tmp_path / "runs")
     rv = review(runs, SCRIPT, baseline=True)
     assert rv.record, rv.reasons
     files = write_folder(tmp_path / "out", runs, SCRIPT, rv, name="x")
-    assert files == ["README.md", "requirements.txt", "submission.json", "train_gpt.py", "train_seed0.log",
-                     "train_seed1234.log", "train_seed42.log"]
+    assert files == ["README.md", "prepare_caseops_data.py", "requirements.txt", "submission.json",
+                     "tokenizers/sp.model", "train_gpt.py", "train_seed0.log", "train_seed1234.log", "train_seed42.log"]
+    assert (tmp_path / "out" / "tokenizers" / "sp.model").read_bytes() == b"tokenizer bytes"
     sub = json.loads((tmp_path / "out" / "submission.json").read_text())
     assert sub["track"] == "10min_16mb" and sub["seeds"] == [0, 1234, 42] and sub["code_bytes"] == 30_000
     assert sub["bytes_total"] == 15_930_000 and sub["val_bpb"] == pytest.approx(1.055 + 1276 / 3 * 1e-5)
+    s42 = sub["seed_results"]["42"]  # as in the records: artifact_bytes counts model + code
+    assert s42["artifact_bytes"] == 15_930_000 and s42["model_bytes"] == 15_900_000
+    assert sub["artifact_bytes_max"] == 15_930_000
+    assert (s42["pre_quant_val_bpb"], s42["post_quant_val_bpb"]) == (1.064, pytest.approx(1.06 + 42e-5))
+    assert s42["post_ttt_val_bpb"] == pytest.approx(1.055 + 42e-5)
+    assert "CaseOps" in sub["technique_summary"] and "GPTQ" in sub["technique_summary"]
+    assert "eval phased TTT" in sub["technique_summary"]  # the record preset's eval.adapt.ttt
+    assert "codemath3000" in sub["attribution"]["method"] and "golf_fast" in sub["attribution"]["code"]
+    assert sub["compliance"]["record"] is True and len(sub["compliance"]["evaluation"]) == 3
     readme = (tmp_path / "out" / "README.md").read_text()
+    assert "| Pre-quant val_bpb | Post-quant val_bpb | **Post-TTT val_bpb** |" in readme
+    assert "| 42 | 4,900 | 120.4 | 1.06400 | 1.06042 | **1.05542** |" in readme
+    assert "## Reproducing" in readme and "python prepare_caseops_data.py build --caseops" in readme
+    assert "SEED=1234 RUN_ID=seed1234 torchrun --standalone --nproc_per_node=8 train_gpt.py" in readme
+    assert "TOKENIZER_PATH=tokenizers/sp.model" in readme
     assert "**Record submission.**" in readme and "compliant (the evaluation checker's recorded verdict)" in readme
     assert "adaptive (phased) val_bpb" in readme
 
@@ -89,8 +109,8 @@ def test_refusals(tmp_path, kind, kwargs, needle):
 
 def test_adaptation_without_a_verdict_is_refused_and_few_seeds_too(tmp_path):
     cfg = preset("record").to_dict()
-    cfg["eval"]["research"] = "prequant"  # issue 14's research mode
-    cfg["eval"]["ttt"] = "none"
+    cfg["eval"]["adapt"]["research"] = "prequant"  # issue 14's research mode
+    cfg["eval"]["adapt"]["ttt"] = "none"
     _run(tmp_path / "runs", 42, cfg=cfg)
     rv = review(load_runs(tmp_path / "runs" / "seed42"), SCRIPT)
     assert not rv.record
@@ -100,7 +120,7 @@ def test_adaptation_without_a_verdict_is_refused_and_few_seeds_too(tmp_path):
 
 def test_a_compliant_verdict_is_reported(tmp_path):
     cfg = preset("record").to_dict()
-    cfg["eval"]["ttt"] = "lora"
+    cfg["eval"]["adapt"]["ttt"] = "lora"
     for s in (42, 0, 1234):
         _run(tmp_path / "runs", s, cfg=cfg, compliance={"ttt": {"eval_compliance": "compliant"}})
     rv = review(load_runs(tmp_path / "runs"), SCRIPT, baseline=True)

@@ -142,3 +142,24 @@ def test_traces_fullgraph_in_both_loop_states():
         m.looping_active = looping
         torch.testing.assert_close(compiled(x, x.roll(-1, 1), cu), m(x, x.roll(-1, 1), cu))
     torch._dynamo.reset()
+
+
+def test_bank_slots_name_the_unbanked_matrices():
+    """``LAYER_MATRICES`` is the one slot → name map: every bank slot is the un-banked matrix it names."""
+    from golf_fast.model.gpt import BANK_NAMES, EMBED_NAME, LAYER_MATRICES, MATRICES_PER_LAYER, bank_matrix_names
+
+    m = randomized_gpt(SMALL, 63)
+    L = SMALL.num_layers
+    names = bank_matrix_names(L)
+    assert list(names) == list(BANK_NAMES) and MATRICES_PER_LAYER == {"qo_bank": 2, "kv_bank": 2, "mlp_up_bank": 1,
+                                                                     "mlp_down_bank": 1}
+    sd = m.unbanked_state_dict()
+    for bank, ns in names.items():
+        assert len(ns) == getattr(m, bank).shape[0]
+        for slot, n in enumerate(ns):
+            assert torch.equal(sd[n], getattr(m, bank)[slot]), (bank, slot, n)
+    assert sorted(n for ns in names.values() for n in ns) == sorted(set(m.matrix_names()) - {EMBED_NAME})
+    assert names["qo_bank"][L] == "blocks.0.attn.proj.weight" and names["kv_bank"][L + 1] == "blocks.1.attn.c_v.weight"
+    assert [m for m, _, _ in LAYER_MATRICES] == ["attn.c_q", "attn.c_k", "attn.c_v", "attn.proj", "mlp.fc", "mlp.proj"]
+    with pytest.raises(ValueError, match="num_layers"):
+        bank_matrix_names(-1)

@@ -158,3 +158,38 @@ def test_add_backend_rejects_duplicates():
         op.add_backend("fast", "cpu", lambda x: x)
     with pytest.raises(ValueError, match="already registered"):
         op.add_backend("reference", "cpu", lambda x: x)
+
+
+def test_resolved_backends_reports_the_latest_call_not_the_first_resolution():
+    """A cached resolution still updates resolved_backends(): after auto → reference → auto it says
+    what the last call ran (it used to keep "reference" while the auto backend ran)."""
+    op = make_op()
+    op.add_backend("fast", "cpu", lambda x: x + x)
+    key = f"{op.name}@cpu"
+    op(torch.ones(2))
+    assert dispatch.resolved_backends()[key] == "fast"
+    op(torch.ones(2), backend="reference")
+    assert dispatch.resolved_backends()[key] == "reference"
+    op(torch.ones(2))  # a cache hit
+    assert dispatch.resolved_backends()[key] == "fast"
+
+
+def test_unknown_backend_error_lists_each_name_once_per_device():
+    op = make_op()
+    op.add_backend("triton", "cuda", lambda x: x + x)
+    op.add_backend("triton", "cpu", lambda x: x + x, available=lambda: "no interpreter")
+    op.add_backend("cpp", "cpu", lambda x: x + x)
+    assert op.backends() == ["triton", "cpp", "reference"]
+    with pytest.raises(ValueError) as e:
+        op(torch.ones(2), backend="cudnn")
+    msg = str(e.value)
+    assert msg.count("'triton'") == 3  # once in the full list, once per device
+    assert "cuda: ['triton']; cpu: ['triton', 'cpp']" in msg and "got 'cudnn'" in msg
+
+
+def test_interpreter_triton_backends_self_check_by_default():
+    op = make_op()
+    op.add_backend("triton", "cpu", lambda x: x + x, available=dispatch.triton_in_interpreter)
+    op.add_backend("composite", "cpu", lambda x: x + x)
+    flags = {b.name: b.selfcheck for b in op._backends}
+    assert flags == {"triton": True, "composite": False}

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import golf_fast
+from golf_fast.ops import dispatch
 from golf_fast.ops import fused_mlp as fm
 from golf_fast.ops import fused_mlp_kernels as fmk
 from golf_fast.ops.dispatch import KernelSelfCheckError
@@ -212,7 +213,8 @@ def test_public_function_dispatches_to_triton_in_interpreter(triton_interpret, m
             return launch
 
     monkeypatch.setattr(fm, "_mlp_act_matmul_kernel", Recorded())
-    monkeypatch.setattr(fm.MLP_OP, "selfcheck", lambda *a: None)
+    monkeypatch.setattr(fm.MLP_OP, "selfcheck", lambda *a: None)  # count only the call's own launches
+    monkeypatch.setattr(fm.DPRE_OP, "selfcheck", lambda *a: None)
     x, w_up, w_down = make(5, 24, 40, 24)
     x, w_up, w_down = (t.requires_grad_(True) for t in (x, w_up, w_down))
     out = golf_fast.leaky_relu_square_mlp(x, w_up, w_down, SLOPE, backend="triton")
@@ -232,6 +234,7 @@ def test_selfcheck_passes_and_catches_a_wrong_kernel(triton_interpret, monkeypat
     args = fm.DPRE_OP.selfcheck_inputs(dev, torch.bfloat16)
     wrong = fm.mlp_dpre_ref(args[0], args[1], args[2], 0.0)  # relu² derivative: slope dropped
     assert fm.DPRE_OP.compare(wrong, fm.DPRE_OP.reference(*args)) is not None
+    monkeypatch.setattr(dispatch._registry, "checked", set())  # earlier calls may have checked "triton"
     monkeypatch.setattr(fm.DPRE_OP, "_backends", [])
     fm.DPRE_OP._resolved.clear()
     fm.DPRE_OP.add_backend("triton", "cpu", lambda g, w, p, s: fm.mlp_dpre_triton(g, w, p, 0.0), selfcheck=True)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import conftest
 import golf_fast.cli as golf_fast_cli
@@ -33,7 +34,11 @@ def test_steps_are_time_boxed_continue_on_failure_and_share_one_report(tmp_path)
     text = (tmp_path / REPORT_NAME).read_text()
     assert "| fails | failed (rc 3) |" in text and "boom" in text and "started" in text and "xxx" in text
     assert "mode: test" in text and "budget: 120 s" in text
-    assert list(tmp_path.iterdir()) == [tmp_path / REPORT_NAME]  # one report file, no temporary left
+    # one report file and one full log per step, no temporary left
+    assert sorted(tmp_path.iterdir()) == [tmp_path / REPORT_NAME, tmp_path / "logs"]
+    logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert logs == ["00_fails.log", "01_hangs.log", "02_fine.log", "03_starved.log"]
+    assert "boom" in (tmp_path / "logs" / "00_fails.log").read_text()
 
 
 def test_long_output_keeps_head_and_tail():
@@ -45,13 +50,23 @@ def test_long_output_keeps_head_and_tail():
 def test_the_real_plan_fits_eight_minutes_and_runs_what_the_issue_lists(tmp_path):
     steps = gpu_check.plan(tmp_path, ROOT, None, dry_run=False)
     names = [s.name for s in steps]
-    assert names == ["environment", "offline packages", "install", "status", "kernels", "gpu tests", "train step",
-                     "pipeline", "benchmarks"]
+    assert names == ["environment", "offline packages", "install", "status", "kernels", "benchmarks", "gpu tests",
+                     "train step", "pipeline"]
     # every step's reserve leaves room for the limits after it: nothing is starved by a budget of 470 s
     for i, s in enumerate(steps):
         assert s.reserve_s <= 470 - s.limit_s or s.reserve_s < 470, s
-    assert any("bench.csv" in a for a in steps[-1].argv)
+    assert any("bench.csv" in a for a in steps[5].argv)
     assert "--dry-run" not in steps[4].argv and "--dry-run" not in steps[1].argv
+
+
+def test_the_benchmark_selection_names_real_cases():
+    """Every benchmark is run, and every shape label of the GPU check's selection is a real GPU case."""
+    from golf_fast.bench.registry import benchmarks
+
+    registry = benchmarks()
+    assert sorted(gpu_check.BENCH_ORDER) == sorted(registry)
+    labels = {c.shape for b in registry.values() for c in b.cases(torch.device("cuda"))}
+    assert [s for s in gpu_check.BENCH_SHAPES if s not in labels] == []
 
 
 @pytest.mark.slow

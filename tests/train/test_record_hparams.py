@@ -13,7 +13,7 @@ import torch
 
 from golf_fast.model.gpt import GPT
 from golf_fast.quant.recipe import RECORD_RECIPE
-from golf_fast.train.config import RECORD_SEEDS, adapt_config_for, apply_overrides, preset
+from golf_fast.train.config import RECORD_SEEDS, apply_overrides, preset
 from golf_fast.train.quant_recipe import recipe_from_config
 
 TABLE = Path(__file__).resolve().parent.parent / "data" / "r0611_hparams.txt"
@@ -69,7 +69,7 @@ MAPPED = {
     "attn_out_gate_enabled": lambda c: False,  # no attention output gate (AttnOutGate)
     "gated_attn_enabled": lambda c: False,  # no dense gated attention
     "sparse_attn_gate_init_std": lambda c: 0.0,  # the sparse gate is zero-initialized
-    # evaluation-time adaptation: the record preset's resolved AdaptConfig (phased LoRA TTT)
+    # evaluation-time adaptation: the record preset's eval.adapt (phased LoRA TTT)
     "global_ttt_batch_seqs": lambda c: _adapt(c).phased.batch_seqs,
     "global_ttt_chunk_tokens": lambda c: _adapt(c).phased.chunk_tokens,
     "global_ttt_epochs": lambda c: _adapt(c).phased.epochs,
@@ -103,7 +103,7 @@ TTT_KEYS = 26
 
 
 def _adapt(cfg):
-    return adapt_config_for(cfg)
+    return cfg.eval.adapt
 
 
 NOT_COMPARED = {
@@ -186,8 +186,9 @@ def test_every_ttt_key_is_compared_and_the_settings_the_log_omits_are_the_record
     assert "lm_head" in a.lora.targets.split(",")
     c = preset("record")
     assert _same(table["ttt_lora_rank"], _get(c, MAPPED["ttt_lora_rank"]))
-    c.eval.adapt_preset = "smoke"  # a different adaptation preset is caught key by key
+    c = apply_overrides(c, {"eval.adapt.lora.rank": "8"})  # a changed adaptation setting is caught key by key
     assert not _same(table["ttt_lora_rank"], _get(c, MAPPED["ttt_lora_rank"]))
+    assert not _same(table["ttt_lora_rank"], _get(preset("smoke"), MAPPED["ttt_lora_rank"]))
 
 
 def test_the_comparison_catches_a_changed_value():

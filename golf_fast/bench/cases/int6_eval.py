@@ -34,6 +34,7 @@ from golf_fast.model.config import ModelConfig
 from golf_fast.model.gpt import GPT
 from golf_fast.nn.int6_bank import Int6Bank
 from golf_fast.quant.formats import quantize_rtn
+from golf_fast.quant.recipe import RECORD_RECIPE
 from golf_fast.train.config import preset
 
 
@@ -46,7 +47,7 @@ def _models(cfg: ModelConfig, dev: torch.device) -> tuple[GPT, GPT]:
         banks = {}
         for name, bank in (("qo_bank", deq.qo_bank), ("kv_bank", deq.kv_bank), ("mlp_up_bank", deq.mlp_up_bank),
                            ("mlp_down_bank", deq.mlp_down_bank)):
-            qs = [quantize_rtn(w, 6, 12.85) for w in bank]
+            qs = [quantize_rtn(w, 6, RECORD_RECIPE.default_clip_sigmas) for w in bank]
             banks[name] = Int6Bank.from_quantized([q.codes for q in qs], [q.scales for q in qs])
             bank.copy_(torch.stack([q.dequantize() for q in qs]))
     int6 = GPT(cfg)

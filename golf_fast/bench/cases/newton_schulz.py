@@ -17,7 +17,10 @@ counts the reference's non-view aten ops (one CUDA kernel each in eager mode).
 
 On CPU 'ours' is the eager reference too (no CPU kernel; Triton runs only on GPUs or in the
 slow interpreter), at quarter-size shapes: the CPU rows time the reference against
-torch.compile, not our kernels.
+torch.compile, not our kernels. The reference is the R0611 function op for op, so ``auto`` on CPU
+is that function (bit-identical). The peer rows (CPU only, ``PEER_CPU_SHAPES``) time
+``newton_schulz(G, 5, "quintic")`` against the root train_gpt.py's ``zeropower_via_newtonschulz5``
+(``root_zeropower``), the function a user swaps out, on single matrices.
 """
 
 from __future__ import annotations
@@ -33,6 +36,28 @@ STEPS = 5
 PER_RANK = {"qo": (3, 512, 512), "kv": (3, 256, 512), "mlp_up": (2, 2048, 512), "mlp_down": (2, 512, 2048)}
 FULL_BANKS = {"qo": (22, 512, 512), "kv": (22, 256, 512), "mlp_up": (11, 2048, 512), "mlp_down": (11, 512, 2048)}
 CPU_PER_RANK = {"qo": (3, 128, 128), "kv": (3, 64, 128), "mlp_up": (2, 512, 128), "mlp_down": (2, 128, 512)}
+PEER_CPU_SHAPES = ((512, 512), (2048, 512))
+
+
+def root_zeropower(G: torch.Tensor, steps: int = 10, eps: float = 1e-7) -> torch.Tensor:
+    """The root train_gpt.py's ``zeropower_via_newtonschulz5`` (openai/parameter-golf), verbatim."""
+    a, b, c = (3.4445, -4.7750, 2.0315)
+    X = G.bfloat16()
+    X /= X.norm() + eps
+    transposed = G.size(0) > G.size(1)
+    if transposed:
+        X = X.T
+    for _ in range(steps):
+        A = X @ X.T
+        B = b * A + c * A @ A
+        X = a * X + B @ X
+    return X.T if transposed else X
+
+
+def _peer_case(shape: tuple[int, int]) -> BenchCase:
+    return BenchCase(f"peer {shape} quintic", lambda dev: torch.randn(shape, device=dev),
+                     lambda g: newton_schulz(g, STEPS, "quintic"), lambda g: root_zeropower(g, STEPS),
+                     flops=ns_flops((1, *shape)), bytes_moved=ns_bytes((1, *shape)), baseline="eager PyTorch")
 
 
 def ns_flops(shape: tuple[int, int, int], steps: int = STEPS) -> float:
@@ -99,6 +124,8 @@ def _cases(device: torch.device) -> list[BenchCase]:
         if device.type == "cuda":
             for bank, shape in FULL_BANKS.items():
                 cases.append(_case(f"{bank} full {shape}", [shape], compiled))
+    if device.type != "cuda":
+        cases.extend(_peer_case(s) for s in PEER_CPU_SHAPES)
     return cases
 
 

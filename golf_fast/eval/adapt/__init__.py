@@ -1,6 +1,6 @@
 """Evaluation-time adaptation, score-first: one entry point (``run.run_adaptive``) over the drivers.
 
-* ``config`` — :class:`AdaptConfig` and its presets; ``run`` — dispatch on the mode;
+* ``config`` — :class:`AdaptConfig` (``eval.adapt`` of the train config); ``run`` — the ``{mode: driver}`` table;
   ``result`` — :class:`AdaptResult` (val_bpb, the compliance verdict, the event log);
 * drivers: ``stream`` (stream-order full-model TTT with AdamW, causal SLOT, the baseline),
   ``documents`` (per-document LoRA TTT and the phased global SGD on top of it),

@@ -87,7 +87,6 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
     """
     if adapt not in ("none", "lora", "phased"):
         raise ValueError(f"adapt: expected none, lora or phased, got {adapt!r}")
-    cfg.validate()
     t_start = time.perf_counter()
     device, tokens, toks, vb, n, V, bos, all_docs = scoring_inputs(model, tokens, cfg.seq_len, device, val_bytes)
     te = target_ends(all_docs, n)

@@ -20,9 +20,7 @@ import torch
 from golf_fast.eval.collectives import all_reduce_grads
 from golf_fast.eval.scoring import autocast_ctx, masked_loss_sum
 from golf_fast.eval.compliance.guarded import GuardedStream
-
-BANK_ROWS = {"qo_bank": 2, "kv_bank": 2, "mlp_up_bank": 1, "mlp_down_bank": 1}
-"""Rows per layer of each bank: [0..L) then [L..2L) for the two-matrix banks."""
+from golf_fast.model.gpt import BANK_NAMES, MATRICES_PER_LAYER
 
 
 def last_blocks_parameters(model, freeze_blocks: int) -> tuple[list, Callable[[], None]]:
@@ -30,9 +28,9 @@ def last_blocks_parameters(model, freeze_blocks: int) -> tuple[list, Callable[[]
     L = model.cfg.num_layers
     if not (0 <= freeze_blocks < L):
         raise ValueError(f"freeze_blocks: expected an int in [0, {L}) for a {L}-layer model, got {freeze_blocks}")
-    banks = [getattr(model, n) for n in BANK_ROWS]
+    banks = [getattr(model, n) for n in BANK_NAMES]
     own = [p for i in range(freeze_blocks, L) for p in model.blocks[i].parameters()]
-    frozen = [[i + k * L for k in range(BANK_ROWS[n]) for i in range(freeze_blocks)] for n in BANK_ROWS]
+    frozen = [[i + k * L for k in range(MATRICES_PER_LAYER[n]) for i in range(freeze_blocks)] for n in BANK_NAMES]
 
     def mask_grads() -> None:
         for p, rows in zip(banks, frozen):

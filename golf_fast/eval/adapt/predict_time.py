@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golf_fast.eval.adapt.config import AdaptConfig
+from golf_fast.eval.adapt.config import AdaptConfig, record_adapt
 from golf_fast.model.config import ModelConfig
 
 H100_BF16_PEAK = 798e12
@@ -113,7 +113,7 @@ def fineweb_like_lengths(seed: int = 0) -> np.ndarray:
 def record_efficiency(model_cfg: ModelConfig = None, doc_lengths=None, cfg: AdaptConfig = None, world: int = 8) -> float:
     """The efficiency at which ``cfg`` (default: the record preset, the record model, FineWeb-like
     lengths) takes R0611's measured 508.8 s."""
-    from_cfg = cfg if cfg is not None else AdaptConfig(ttt="phased")
+    from_cfg = cfg if cfg is not None else record_adapt()
     p = predict_seconds(model_cfg or ModelConfig(), doc_lengths if doc_lengths is not None else fineweb_like_lengths(),
                         from_cfg, world=world, efficiency=1.0)
     return p.seconds / R0611_TTT_SECONDS

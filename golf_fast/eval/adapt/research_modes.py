@@ -36,7 +36,6 @@ def prequant_adapt(model, tokens: np.ndarray, cfg: AdaptConfig, *, rank: int = 0
 
     Returns ``[(epoch, void fraction)]``; records the collective updates in ``log`` when given.
     """
-    cfg.validate()
     pq = cfg.prequant
     device = torch.device(device) if device is not None else next(model.parameters()).device
     tokens = np.asarray(tokens)

@@ -70,7 +70,6 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
         raise ValueError(f"adapt: expected none or adamw, got {adapt!r}")
     if slot not in ("none", "causal", "window"):
         raise ValueError(f"slot: expected none, causal or window, got {slot!r}")
-    cfg.validate()
     t_start = time.perf_counter()
     device, tokens, toks, vb, n, V, bos, docs = scoring_inputs(model, tokens, cfg.seq_len, device, val_bytes)
     log = prior_log if prior_log is not None else EventLog(n, rank=rank, vocab_size=V)

@@ -9,7 +9,8 @@ activation dtype forced at aligned (production specialization) and odd shapes wi
 the epilogue; the public int6 op at benchmark shapes; dequantization and packing; Newton-Schulz
 at the record's shapes, the large tiles (m ≥ 1024) and every compute dtype (kernel error ≤ 2× eager's,
 against float64); Hessian accumulation (relative error ≤ 1e-5, exact symmetry, determinism);
-GPTQ blocks; the self-checks under TF32 ("high" fp32 matmul precision, as the trainer sets it);
+GPTQ blocks; the fused MLP and softcapped cross-entropy (forward and gradients, next to eager);
+the self-checks under TF32 ("high" fp32 matmul precision, as the trainer sets it);
 offsets past 2^31 elements; host overhead per call; a first call inside CUDA-graph capture (a
 clear refusal, and a capture that works after a precheck). ``--smoke`` runs tiny shapes on the
 CPU under ``TRITON_INTERPRET=1``: it checks this script, not the kernels' speed. Exit status 1 if
@@ -74,7 +75,7 @@ class Checker:
         self.log.flush()
         flag = {True: "PASS", False: "FAIL", None: "INFO"}[ok]
         extra = " ".join(f"{k}={v}" for k, v in info.items() if k != "trace")
-        print(f"[{flag}] {group}: {name} {extra}"[:600], flush=True)
+        print(f"[{flag}] {group}: {name} {extra}"[:2000], flush=True)
 
     def case(self, group: str, name: str, fn: Callable[[], object]) -> None:
         if time.time() > self.deadline:
@@ -199,6 +200,7 @@ def check_newton_schulz(c: Checker, smoke: bool) -> None:
 def check_hessian_and_gptq(c: Checker, smoke: bool) -> None:
     from golf_fast.ops.gptq import gptq_block, gptq_block_compare, gptq_block_ref
     from golf_fast.ops.hessian import hessian_accumulate_
+    from golf_fast.quant.recipe import RECORD_RECIPE
 
     sizes = [(37, 101)] if smoke else [(1, 1), (37, 101), (136, 2101), (512, 4096), (130, 3000), (2048, 70000)]
     for dtype in (torch.bfloat16, torch.float16):
@@ -220,11 +222,72 @@ def check_hessian_and_gptq(c: Checker, smoke: bool) -> None:
             h = x.T @ x / x.shape[0] + 0.01 * torch.eye(bs)
             u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h.double())), upper=True).float()
             w = torch.randn(nb, n, bs, generator=c.gen)
-            s = (12.85 * w.std(dim=-1) / 31).half().float()
+            s = (RECORD_RECIPE.default_clip_sigmas * w.std(dim=-1) / 31).half().float()
             args = (w.to(c.dev), u.expand(nb, bs, bs).contiguous().to(c.dev), s.to(c.dev), 31)
             problem = gptq_block_compare(gptq_block(*args), gptq_block_ref(*args))
             return problem is None, {"problem": problem}
         c.case("gptq_block", f"B={nb} N={n} bs={bs}", gq)
+
+
+def check_mlp_and_ce(c: Checker, smoke: bool) -> None:
+    """Fused LeakyReLU(0.5)² MLP (forward and the three gradients) and softcapped cross-entropy
+    (loss and gradient) against float64, next to eager PyTorch in the same dtype: the kernel passes
+    when its error is at most 2× eager's + a small floor (both round to bf16 at the same places)."""
+    import torch.nn.functional as F
+
+    import golf_fast
+    from golf_fast.ops.fused_mlp import leaky_relu_square_mlp_ref
+    from golf_fast.ops.softcapped_ce import softcapped_cross_entropy_ref
+
+    def mlp(m, k, h, dtype):
+        x = c.randn(m, k, dtype=dtype)
+        w_up, w_down = (c.randn(h, k) * k ** -0.5).to(dtype), (c.randn(k, h) * h ** -0.5).to(dtype)
+        g = c.randn(m, k, dtype=dtype)
+
+        def fwd_bwd(fn, ts):
+            ts = [t.detach().clone().requires_grad_(True) for t in ts]
+            out = fn(*ts)
+            out.backward(g.to(out.dtype))
+            return [out.detach()] + [t.grad for t in ts]
+
+        ours = fwd_bwd(lambda a, b, d: golf_fast.leaky_relu_square_mlp(a, b, d, 0.5), (x, w_up, w_down))
+        eager = fwd_bwd(lambda a, b, d: leaky_relu_square_mlp_ref(a, b, d, 0.5), (x, w_up, w_down))
+        exact = fwd_bwd(lambda a, b, d: F.linear(F.leaky_relu(F.linear(a, b), 0.5).square(), d),
+                        (x.double(), w_up.double(), w_down.double()))
+        info, ok = {}, True
+        for name, o, e, r in zip(("out", "dx", "dw_up", "dw_down"), ours, eager, exact):
+            e_k, e_e = rel(o, r), rel(e, r)
+            ok = ok and e_k <= 2 * e_e + 1e-4
+            info[name] = f"{e_k:.2e} (eager {e_e:.2e})"
+        return ok, info
+
+    def ce(n, v, dtype):
+        z = (c.randn(n, v) * 20).to(dtype)
+        t = torch.randint(0, v, (n,), generator=c.gen).to(c.dev)
+
+        def loss_grad(fn, zz):
+            zz = zz.detach().clone().requires_grad_(True)
+            loss = fn(zz)
+            loss.sum().backward()
+            return loss.detach(), zz.grad
+
+        ours = loss_grad(lambda zz: golf_fast.softcapped_cross_entropy(zz, t, 30.0, reduction="none"), z)
+        eager = loss_grad(lambda zz: softcapped_cross_entropy_ref(zz, t, 30.0, reduction="none"), z)
+        exact = loss_grad(lambda zz: F.cross_entropy(30.0 * torch.tanh(zz / 30.0), t, reduction="none"), z.double())
+        info, ok = {}, True
+        for name, o, e, r in zip(("loss", "grad"), ours, eager, exact):
+            e_k, e_e = rel(o, r), rel(e, r)
+            ok = ok and e_k <= 2 * e_e + 1e-5
+            info[name] = f"{e_k:.2e} (eager {e_e:.2e})"
+        return ok, info
+
+    mlp_shapes = [(37, 40, 72)] if smoke else [(1, 512, 2048), (4099, 512, 2048), (16384, 512, 2048)]
+    ce_shapes = [(5, 300)] if smoke else [(1, 8192), (513, 8192), (7, 5003), (16384, 8192)]
+    for dtype in ((torch.bfloat16,) if not smoke else (torch.float16,)):
+        for m, k, h in mlp_shapes:
+            c.case("fused_mlp", f"{str(dtype)[6:]} M={m} {k}->{h}->{k} fwd+bwd", lambda m=m, k=k, h=h, d=dtype: mlp(m, k, h, d))
+        for n, v in ce_shapes:
+            c.case("softcapped_ce", f"{str(dtype)[6:]} N={n} V={v} loss+grad", lambda n=n, v=v, d=dtype: ce(n, v, d))
 
 
 def check_selfchecks_under_tf32(c: Checker) -> None:
@@ -248,14 +311,14 @@ def check_selfchecks_under_tf32(c: Checker) -> None:
                             try:
                                 im.selfcheck_tile(tile, split, dt, c.dev, cls=cls)
                             except dispatch.KernelSelfCheckError as e:
-                                bad.append(str(e)[:200])
+                                bad.append(str(e)[:1200])
                 HESSIAN_OP.selfcheck(HESSIAN_OP.resolve(c.dev.type), c.dev, dt)
             for tiles in (SMALL_TILES, LARGE_TILES):
                 for dt in (torch.bfloat16, torch.float16, torch.float32):
                     try:
                         ns.selfcheck_tiles(tiles, dt, c.dev)
                     except dispatch.KernelSelfCheckError as e:
-                        bad.append(str(e)[:200])
+                        bad.append(str(e)[:1200])
         finally:
             torch.set_float32_matmul_precision(old[0])
             torch.backends.cuda.matmul.allow_tf32 = old[1]
@@ -368,15 +431,17 @@ def run_kernel_check(out: str, budget_s: float = 170.0, smoke: bool = False) -> 
     if c.dev.type == "cuda":
         props = torch.cuda.get_device_properties(0)
         print(f"device: {props.name}, {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB", flush=True)
-    # the cases no other step covers first: a budget cut falls on the sweeps, not on them
+    # one case of everything first, the long sweeps (int6 tiles) last: a budget cut falls on them
     check_costs(c, smoke)
     if not smoke:
         check_selfchecks_under_tf32(c)
-        check_large_offsets(c)
         check_capture(c)
-    check_int6(c, smoke)
+    check_mlp_and_ce(c, smoke)
     check_newton_schulz(c, smoke)
     check_hessian_and_gptq(c, smoke)
+    if not smoke:
+        check_large_offsets(c)
+    check_int6(c, smoke)
     n_fail = sum(r["ok"] is False for r in c.results)
     n_pass = sum(r["ok"] is True for r in c.results)
     print(f"\nkernel check: {n_pass} passed, {n_fail} failed, {len(c.results) - n_pass - n_fail} info/skipped")
