@@ -37,8 +37,12 @@ TINY = {"model.vocab_size": 320, "model.num_layers": 4, "model.model_dim": 32, "
         "model.max_seqlen": 256, "model.rope_dims": 8, "model.xsa_last_n": 4, "data.train_batch_tokens": 512,
         "data.grad_accum": 1, "data.prefetch": 1, "data.caseops": "false", "schedule.clock": "steps",
         "schedule.max_steps": 4, "schedule.enable_looping_at": 0.5, "quant.calibration_batches": 2,
-        "eval.seq_len": 64, "eval.stride": 32, "eval.batch_seqs": 8, "eval.adapt_preset": "smoke",
-        "run.log_every": 1, "run.compile": "off", "run.device": "cpu", "run.cpu_threads": 1, "run.seed": 7}
+        "eval.seq_len": 64, "eval.stride": 32, "eval.batch_seqs": 8, "run.log_every": 1, "run.compile": "off", "run.device": "cpu", "run.cpu_threads": 1, "run.seed": 7,
+        # the record's phased LoRA TTT at the smoke preset's scale (golf_fast.eval.adapt.config.smoke_adapt)
+        "eval.adapt.seq_len": 256, "eval.adapt.batch_seqs": 16, "eval.adapt.probe_every": 8, "eval.adapt.lora.rank": 8,
+        "eval.adapt.lora.alpha": 16.0, "eval.adapt.lora.lr": 3e-3, "eval.adapt.lora.chunk": 32,
+        "eval.adapt.lora.batch_docs": 16, "eval.adapt.lora.warm_start_a": "false", "eval.adapt.phased.num_phases": 2,
+        "eval.adapt.phased.prefix_docs": 60, "eval.adapt.phased.lr": 3e-2, "eval.adapt.phased.chunk_tokens": 512}
 
 
 def executed_functions(work: Path) -> set[tuple[str, int]]:

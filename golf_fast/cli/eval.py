@@ -21,8 +21,10 @@ block matrices stay packed int6 codes by default, ``eval.weights``). When DIR ha
 sidecars (``*_val_bytes_*.bin``) the bytes come from them, else from the tokenizer. ``--compare``
 also runs the same driver without adaptation first (the baseline each mode is measured against);
 ``--predict-h100`` adds the predicted 8×H100 time of the mode on these documents (predict_time.py;
-the efficiency is R0611's, calibrated from its measured 508.8 s). Works under torchrun too (the
-windows are split across ranks, the sums all-reduced).
+the efficiency is R0611's, calibrated from its measured 508.8 s); ``--audit N`` replays the adaptive
+evaluation N times, each with the tokens from a sampled position on randomized
+(compliance/audit.py), and a moved score makes the verdict non-compliant. Works under torchrun too
+(the windows are split across ranks, the sums all-reduced).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from golf_fast.distributed import init_distributed, shutdown
 from golf_fast.eval.adapt.config import AdaptConfig
 from golf_fast.eval.adapt.predict_time import predict_seconds, record_efficiency
 from golf_fast.eval.adapt.run import run_adaptive, run_baseline
+from golf_fast.eval.compliance.audit import replay_audit
 from golf_fast.eval.evaluate import evaluate
 from golf_fast.eval.windows import document_spans
 from golf_fast.model.from_artifact import load_model_from_artifact
@@ -58,6 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="depth recurrence during eval (on: as at the end of training)")
     p.add_argument("--compare", action="store_true", help="also run the adaptive driver without adaptation")
     p.add_argument("--predict-h100", action="store_true", help="add the predicted 8×H100 time of the adaptation")
+    p.add_argument("--audit", type=int, default=0, metavar="N",
+                   help="replay audit of condition 1 at N sampled positions (one full rerun each)")
     add_config_arguments(p, default_preset="record")
 
 
@@ -78,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     """Exit status: 0 done; 2 a bad setting, the artifact cannot be loaded or the data is bad (one line on stderr)."""
     try:
         cfg = resolve_eval_config(args)
+        if args.audit < 0:
+            raise ValueError(f"--audit: expected N >= 0 positions, got {args.audit}")
     except ValueError as e:
         print(f"golf-fast eval: {e}", file=sys.stderr)
         return 2
@@ -125,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
             int6_state = load_artifact(args.artifact).state if adapt.lora.backend == "int6" else None
             out.update(run_adapt(adapt, fresh_model, val, table, d.rank, d.world, d.device, dtype, int6_state,
-                                 val_bytes, compare=args.compare, predict_h100=args.predict_h100))
+                                 val_bytes, compare=args.compare, predict_h100=args.predict_h100,
+                                 audit=args.audit))
         if d.main:
             print(json.dumps(out, indent=1))
         finished = True
@@ -135,18 +143,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_adapt(cfg: AdaptConfig, model_factory, val: np.ndarray, table, rank: int, world: int, device, dtype,
-              int6_state=None, val_bytes=None, *, compare: bool = False, predict_h100: bool = False) -> dict:
+              int6_state=None, val_bytes=None, *, compare: bool = False, predict_h100: bool = False,
+              audit: int = 0) -> dict:
     """The adaptive evaluation ``cfg`` asks for on a fresh model from ``model_factory()``; with ``compare``
     the no-adaptation baseline first (per-document for lora/phased, the stream otherwise), with
-    ``predict_h100`` the predicted 8×H100 time. Returns the JSON-ready report (every entry carries its verdict)."""
+    ``audit`` N > 0 the replay audit at N sampled positions (N full reruns; a moved score overrides the
+    verdict with non-compliant), with ``predict_h100`` the predicted 8×H100 time. Returns the
+    JSON-ready report (every entry carries its verdict)."""
     if not isinstance(cfg, AdaptConfig):
         raise TypeError(f"cfg: expected an AdaptConfig, got {type(cfg).__name__}")
+    if isinstance(audit, bool) or not isinstance(audit, int) or audit < 0:
+        raise ValueError(f"audit: expected N >= 0 positions, got {audit!r}")
     out = {"adapt_config": cfg.to_dict()}
     kw = dict(rank=rank, world_size=world, device=device, dtype=dtype, val_bytes=val_bytes)
     if compare:
         out["baseline"] = _entry(run_baseline(model_factory(), val, table, cfg, **kw))
     r = run_adaptive(model_factory(), val, table, cfg, int6_state=int6_state, **kw)
     out["adaptive"] = _entry(r)
+    if audit:
+        model = model_factory()
+        rep = replay_audit(lambda t: run_adaptive(model_factory(), t, table, cfg, int6_state=int6_state, **kw),
+                           val, r, audit, bos_id=model.cfg.bos_id, vocab_size=model.cfg.vocab_size,
+                           seed=cfg.seed, world_size=world)
+        out["adaptive"]["audit"] = rep.as_dict()
+        if rep.ok is False:  # the trust-nothing check overrides the event log's verdict
+            out["adaptive"]["eval_compliance"] = "non-compliant: condition 1 (replay audit)"
     if predict_h100:
         model = model_factory()
         docs = document_spans(val, model.cfg.bos_id)
@@ -160,8 +181,8 @@ def run_adapt(cfg: AdaptConfig, model_factory, val: np.ndarray, table, rank: int
 
 def _entry(r) -> dict:
     d = r.as_dict()
-    return {k: d[k] for k in ("mode", "val_loss", "val_bpb", "tokens", "bytes", "seconds", "eval_compliance",
-                              "compliance", "notes", "void")}
+    return {k: d[k] for k in ("mode", "val_loss", "val_bpb", "tokens", "bytes", "seconds", "stream_targets",
+                              "scored_positions", "eval_compliance", "compliance", "notes", "void")}
 
 
 def _one_line(e: BaseException) -> str:

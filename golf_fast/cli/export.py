@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         runs = load_runs(args.run_dir)
         cfg = config_from_dict(runs[0].config)
         script = build_script(cfg)
-        rv = review(runs, script)
+        rv = review(runs, script, baseline=bool(args.baseline))
         test = None
         if args.baseline and len(runs) < 2:
             rv.reasons.append("the significance test needs at least 2 seeds; not tested")

@@ -6,16 +6,20 @@ The score of a target is ``−log p[target]`` with ``p = softmax(z + δ)`` over 
 (B, W, V) probability tensor) and, at a probe position, the full log-probability row the score
 came from.
 
-Probes (every ``probe_every``-th scored batch, one row): the normalization probe sums that row's
-probabilities in float64; the causality probe replaces every later input of the row with random
-tokens, re-runs the forward under the same state, and records how much the probed score moved.
+Every committed batch is checked at every scored position (:func:`commit_scores`). Probes (the
+first batch, every ``probe_every``-th, and the first after the first update; a random scored
+position): the normalization probe sums that position's probabilities in float64; the causality
+probe replaces every later input of the row with random tokens, re-runs the forward under the
+same state, and records how much the probed score moved.
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -61,41 +65,102 @@ def autocast_ctx(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def _probe_row(wb: WindowBatch) -> int:
-    counts = wb.mask.sum(1)
-    return int(torch.argmax(counts).item())
+class ProbeSchedule:
+    """When to probe: the first scored batch, every ``every``-th, and the first batch scored after the
+    first update of the run (so at least one probe sees an adapted state). Probe positions are drawn
+    from ``generator`` — seeded per run (``seed`` −1: a fresh random seed, reported in the notes)."""
+
+    def __init__(self, every: int, seed: int = -1) -> None:
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every: expected an int >= 1, got {every!r}")
+        self.seed = int(secrets.randbits(62)) if seed is None or seed < 0 else int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.every, self.batches, self._after_update = every, 0, False
+
+    def due(self, log: EventLog) -> bool:
+        """Whether the batch about to be scored is probed (call once per scored batch)."""
+        first_after = not self._after_update and log.has_updates()
+        due = self.batches % self.every == 0 or first_after
+        if first_after:
+            self._after_update = True
+        self.batches += 1
+        return due
+
+
+def _probe_site(wb: WindowBatch, generator: torch.Generator) -> tuple[int, int]:
+    """A random scored target: (row, column), drawn on the host (no device sync)."""
+    lens = wb.pieces[:, 1] - wb.pieces[:, 0]
+    k = int(torch.randint(0, int(lens.sum()), (1,), generator=generator))
+    r = int(np.searchsorted(np.cumsum(lens), k, side="right"))
+    return r, int(wb.first_target[r] + k - (np.cumsum(lens)[r] - lens[r]))
 
 
 @torch.no_grad()
 def run_probes(forward: Forward, wb: WindowBatch, logits: torch.Tensor, nats: torch.Tensor, scorer: LogitScorer,
                log: EventLog, rows: Optional[torch.Tensor], generator: torch.Generator, device, dtype) -> None:
-    """Normalization and causality probes at the first scored target of the best-filled row."""
-    r = _probe_row(wb)
-    i = int(wb.first_target[r])
-    pos = int(wb.pieces[r, 0])
+    """Normalization and causality probes at a random scored target of the batch (float64 Σp; the score
+    after every later input of the row is replaced by random tokens, under the same state)."""
+    r, i = _probe_site(wb, generator)
+    pos = int(wb.windows[r, 0]) + i + 1
     scorer = scorer.row(r)
     lp = scorer.log_probs(logits[r, i])
     log.normalization_probe(pos, float(lp.exp().sum()), lp.numel(), float(nats[r, i]), float(-lp[wb.y[r, i]]))
-    x = wb.x[r:r + 1].clone()
+    x = wb.x.clone()  # the whole batch (the same kernels and batch shape as the scored forward), row r altered
     n_later = x.shape[1] - (i + 1)
     if n_later > 0:
         vocab = logits.shape[-1]
-        x[0, i + 1:] = torch.randint(0, vocab, (n_later,), generator=generator).to(x.device)
-    sub = rows[r:r + 1] if rows is not None else torch.tensor([r], device=x.device)
+        x[r, i + 1:] = torch.randint(0, vocab, (n_later,), generator=generator).to(x.device)
     with autocast_ctx(device, dtype):
-        z = forward(x, sub)
-    changed = scorer.nats(z[:, i:i + 1], wb.y[r:r + 1, i:i + 1])
+        z = forward(x, rows)
+    changed = scorer.nats(z[r:r + 1, i:i + 1], wb.y[r:r + 1, i:i + 1])
     log.causality_probe(pos, abs(float(changed) - float(nats[r, i])))
 
 
 def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, acc: BpbAccumulator,
                   log: EventLog) -> torch.Tensor:
-    """Score the rows' pieces from ``logits`` (no grad), add them to ``acc``, record the event; returns nats."""
+    """Commit the scores of a guarded score batch (no grad): add them to ``acc``, record the score event
+    with its per-position losses and its per-position check; returns the (B, W) nats.
+
+    Trusted code: the check recomputes ``−log softmax(z + δ)[y]`` over the full vocabulary with
+    ``F.cross_entropy`` from the logits and the scorer's δ (not from ``scorer.nats``) at every scored
+    position and records the largest deviation from what the scorer committed.
+    """
+    if wb.purpose != "score" or wb.read_seq is None:
+        raise ValueError("wb: scores are committed only for a batch read through the guarded stream to score")
+    if not log.claim_commit(wb.read_seq):
+        raise ValueError(f"wb: the batch of read {wb.read_seq} was already committed")
     with torch.no_grad():
-        nats = scorer.nats(logits.detach(), wb.y)
+        z = logits.detach()
+        nats = scorer.nats(z, wb.y)
+        idx = torch.from_numpy(wb.flat_targets()).to(nats.device, non_blocking=True)
+        committed = nats.reshape(-1).index_select(0, idx)  # each row's targets t0 .. t1−1, as the ranges
+        V, W = z.shape[-1], z.shape[1]
+        zs = z.reshape(-1, V).index_select(0, idx).float()  # only the scored positions: (n, V)
+        if scorer.delta is not None:
+            d = scorer.delta.to(zs.device).float()
+            zs = zs + (d.index_select(0, torch.div(idx, W, rounding_mode="floor")) if d.dim() == 2 else d)
+        ref = F.cross_entropy(zs, wb.y.reshape(-1).index_select(0, idx), reduction="none")
+        dev = (committed.double() - ref.double()).abs().max() if idx.numel() else torch.zeros((), dtype=torch.float64)
+        if V != log.vocab_size and log.vocab_size:
+            dev = torch.full((), float("inf"), dtype=torch.float64)  # not the whole vocabulary
         acc.add(nats, wb.x, wb.y, wb.mask, target_bytes=wb.tbytes)
-    log.score(wb.pieces)
+    seq = log.score(wb.pieces, committed)
+    log.score_check(seq, dev)
+    if log.watch is not None:
+        _record_watched(wb, LogitScorer(scorer.delta), z, log.watch)
     return nats
+
+
+def _record_watched(wb: WindowBatch, scorer: LogitScorer, z: torch.Tensor, watch: dict) -> None:
+    """The replay audit: ``log p[token]`` at each watched position this batch scores (the same fp32
+    cross-entropy the score uses, so a legal mode reproduces its committed score)."""
+    for j, tok in watch["want"].items():
+        rows = np.flatnonzero((wb.pieces[:, 0] <= j) & (j < wb.pieces[:, 1]))
+        for r in rows:
+            col = int(j - wb.windows[r, 0] - 1)
+            t = torch.tensor([tok], device=z.device)
+            zr = scorer.row(int(r))._z(z[r, col:col + 1])
+            watch["got"][j] = -float(F.cross_entropy(zr, t))
 
 
 def masked_loss_sum(logits: torch.Tensor, wb: WindowBatch, row_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

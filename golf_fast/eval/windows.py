@@ -2,8 +2,13 @@
 
 Positions are token indices of the flat validation stream ``tokens`` (length N). A document is a
 span ``[s, e)`` that starts at a BOS token (or at 0 when the stream does not start with one); its
-*targets* are ``s+1 .. e−1`` (the BOS itself is a given, never scored: every document-isolated
-adaptive mode scores each target once with context from its own document only).
+*targets* are ``s+1 .. e`` — the last one is the next document's BOS at ``e`` (when ``e < N``),
+predicted from this document's tokens, exactly as the plain evaluation scores it (its segment
+ends at ``e``) and as the record's TTT does (its document span ends one past the next BOS). So the
+documents' targets tile ``1 .. N−1``: every position but 0 is scored once, with context from its
+own document only. A document's start BOS is a *given* input of its own windows (its token value
+is known: it is a document start), which may be read before its score (as the previous
+document's last target) is committed.
 
 A *piece* ``(s, t0, t1)`` is a run of targets ``[t0, t1)`` of the document starting at ``s``, with
 ``t1 − t0 ≤ seq_len``. Its *window* is the row the model reads: inputs ``tokens[w0 : t1−1]`` and
@@ -31,17 +36,35 @@ def document_spans(tokens: np.ndarray, bos_id: int) -> np.ndarray:
     return np.stack([starts, ends], axis=1)
 
 
+def target_ends(docs: np.ndarray, n_tokens: int) -> np.ndarray:
+    """(D,) int64 end (exclusive) of each document's targets: ``e + 1`` (the next BOS included) for
+    every document but the last, ``N`` for the last."""
+    d = np.asarray(docs, dtype=np.int64).reshape(-1, 2)
+    return np.where(d[:, 1] < n_tokens, d[:, 1] + 1, d[:, 1])
+
+
+def document_targets(tokens: np.ndarray, bos_id: int) -> np.ndarray:
+    """(D, 3) int64 ``[start, end, target_end)`` of each document (``document_spans`` + ``target_ends``)."""
+    d = document_spans(tokens, bos_id)
+    return np.concatenate([d, target_ends(d, len(tokens))[:, None]], axis=1)
+
+
 def split_targets(doc_start: int, t0: int, t1: int, seq_len: int) -> list[tuple[int, int, int]]:
     """Pieces ``(doc_start, a, b)`` covering targets ``[t0, t1)`` with ``b − a ≤ seq_len``."""
     return [(doc_start, a, min(a + seq_len, t1)) for a in range(t0, t1, seq_len)]
 
 
-def stream_chunk_pieces(docs: np.ndarray, c0: int, c1: int, seq_len: int) -> list[tuple[int, int, int]]:
-    """The pieces of the targets in the stream range ``[c0, c1)`` (document starts excluded)."""
+def stream_chunk_pieces(docs: np.ndarray, c0: int, c1: int, seq_len: int,
+                        n_tokens: Optional[int] = None) -> list[tuple[int, int, int]]:
+    """The pieces of the targets in the stream range ``[c0, c1)``: every position of the range but 0,
+    each in the document whose targets hold it (a BOS at ``e`` is the last target of the document
+    ending there). ``n_tokens``: the stream length (default: the last document's end)."""
     out: list = []
-    i = int(np.searchsorted(docs[:, 1], c0, side="right"))
+    n = int(docs[-1, 1]) if n_tokens is None else int(n_tokens)
+    te = target_ends(docs, n)
+    i = int(np.searchsorted(te, c0, side="right"))
     while i < len(docs) and docs[i, 0] < c1:
-        s, e = int(docs[i, 0]), int(docs[i, 1])
+        s, e = int(docs[i, 0]), int(te[i])
         a, b = max(c0, s + 1), min(c1, e)
         if a < b:
             out += split_targets(s, a, b, seq_len)
@@ -62,15 +85,29 @@ class WindowBatch:
     """[w0, t1) read by each row."""
     tbytes: Optional[torch.Tensor] = None
     """(B, W) int64 bytes of each target from the CaseOps sidecar (None: the tokenizer's tables)."""
+    read_seq: Optional[int] = None
+    """The event-log seq of the guarded read that produced this batch (None: not read through the guard)."""
+    purpose: str = ""
+    """Why it was read: ``score`` or ``update`` (compliance/guarded.py)."""
 
     @property
     def first_target(self) -> np.ndarray:
         """Row offset of each row's first scored target."""
         return self.pieces[:, 0] - self.windows[:, 0] - 1
 
+    def flat_targets(self) -> np.ndarray:
+        """Flat indices into the (B, W) row-major batch of every scored target, row by row, each row's
+        targets ``t0 .. t1−1`` in order (host arithmetic: selecting them needs no device sync)."""
+        W = self.x.shape[1]
+        first = self.first_target
+        lens = self.pieces[:, 1] - self.pieces[:, 0]
+        rid = np.repeat(np.arange(len(lens)), lens)
+        off = np.arange(rid.size) - np.repeat(np.cumsum(lens) - lens, lens)
+        return rid * W + first[rid] + off
+
     def to(self, device: torch.device) -> "WindowBatch":
         return WindowBatch(self.x.to(device), self.y.to(device), self.mask.to(device), self.pieces, self.windows,
-                           self.tbytes.to(device) if self.tbytes is not None else None)
+                           self.tbytes.to(device) if self.tbytes is not None else None, self.read_seq, self.purpose)
 
 
 def build_windows(tokens: torch.Tensor, pieces, seq_len: int, val_bytes: Optional[torch.Tensor] = None) -> WindowBatch:
@@ -112,6 +149,23 @@ def sidecar_bytes(val_bytes, n_tokens: int) -> Optional[torch.Tensor]:
         raise ValueError(f"val_bytes: expected integer byte counts parallel to the {n_tokens} tokens, got "
                          f"{vb.dtype} of shape {vb.shape}")
     return torch.from_numpy(vb.astype(np.int64))
+
+
+def target_bytes(tokens: torch.Tensor, table, val_bytes: Optional[torch.Tensor] = None) -> np.ndarray:
+    """(N,) int64 bytes of the target at each position ``j >= 1`` (0 at position 0): the sidecar's
+    ``val_bytes[j]`` when given, else ``base[t_j] + (has_space[t_j] & ~is_boundary[t_{j−1}])`` from the
+    tokenizer ``table`` — the checker's own count, computed apart from the accumulator."""
+    n = int(tokens.numel())
+    out = np.zeros(n, dtype=np.int64)
+    if val_bytes is not None:
+        out[1:] = np.asarray(val_bytes, dtype=np.int64)[1:n]
+        return out
+    if table is None:
+        raise ValueError("table: required when val_bytes is not given")
+    t, p = tokens[1:].long(), tokens[:-1].long()
+    b = table.base_bytes.cpu().long()[t] + (table.has_space.cpu()[t] & ~table.is_boundary.cpu()[p]).long()
+    out[1:] = b.numpy()
+    return out
 
 
 class ScoringInputs(NamedTuple):

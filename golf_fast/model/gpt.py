@@ -219,6 +219,8 @@ class GPT(nn.Module):
         for blk in self.blocks:
             blk.fused = self.fused_kernels
         self.activation_hook: Optional[ActivationHook] = None
+        self.linear_hook: Optional[LinearHook] = None
+        """The output projection's hook (``EMBED_NAME``), set with the blocks' by :meth:`set_linear_hook`."""
         self.resolved_attention: Optional[str] = None
         if not self.qo_bank.is_meta:
             self.reset_parameters()
@@ -239,9 +241,11 @@ class GPT(nn.Module):
             nn.init.zeros_(self.smear_gate.weight)
 
     def set_linear_hook(self, hook: Optional[LinearHook]) -> None:
-        """Route the six block matrices through ``hook(name, x, w)`` (None: plain ``F.linear``)."""
+        """Route the six block matrices and the tied output projection (name ``EMBED_NAME``, before the
+        softcap) through ``hook(name, x, w)`` (None: plain ``F.linear``)."""
         if hook is not None and not callable(hook):
             raise TypeError(f"hook: expected a callable (name, x, w) -> y or None, got {type(hook).__name__}")
+        self.linear_hook = hook
         for blk in self.blocks:
             blk.linear_hook = hook
             blk.attn.linear_hook = hook
@@ -382,8 +386,12 @@ class GPT(nn.Module):
         return c * torch.tanh(z / c)
 
     def head(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """Pre-softcap logits (B, T, V): the tied embedding applied to the final hidden states."""
-        return F.linear(hidden, self.tok_emb.weight.to(self.dtype_for(input_ids)))
+        """Pre-softcap logits (B, T, V): the tied embedding applied to the final hidden states (through
+        the linear hook when one is set: the TTT adapters' ``lm_head`` LoRA)."""
+        w = self.tok_emb.weight.to(self.dtype_for(input_ids))
+        if self.linear_hook is not None:
+            return self.linear_hook(EMBED_NAME, hidden, w)
+        return F.linear(hidden, w)
 
     def dtype_for(self, input_ids: torch.Tensor) -> torch.dtype:
         if torch.is_autocast_enabled(input_ids.device.type):

@@ -110,7 +110,9 @@ class EvalHooks:
         res = run_adaptive(model, self.val, self.table, a, rank=self.d.rank, world_size=self.d.world,
                            device=self.d.device, dtype=self.dtype, int6_state=int6_state, val_bytes=self.val_bytes)
         r = res.result
-        entry = {"mode": res.label, **r.as_dict(), NONCOMPLIANT_KEY: res.flag, "void": res.void, "notes": res.notes}
+        entry = {"mode": res.label, **r.as_dict(), "stream_targets": res.stream_targets,
+                 "scored_positions": res.scored_positions, NONCOMPLIANT_KEY: res.flag, "void": res.void,
+                 "notes": res.notes}
         self.log.line(f"{what} {res.label}: val_loss {r.val_loss:.5f}  val_bpb {r.val_bpb:.5f}  "
                       f"({r.tokens:,} tokens, {r.seconds:.1f} s)  compliance: {res.flag}")
         for n in res.notes:

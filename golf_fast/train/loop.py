@@ -257,6 +257,8 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
                          f"{void[-1][1]:.4f}): {evals.flag}")
         log.line(f"pre-quant TTT (research): {adapt.prequant.epochs} epochs in {res.phases['prequant_ttt']:.1f} s, "
                  f"void fraction by epoch {[round(v, 4) for _, v in void]}; {evals.flag}")
+    else:  # the weights never trained on a validation token (only scored: periodic evals); fail closed elsewhere
+        metadata = mark_metadata(metadata, "compliant")
 
     # ---- Hessians from training data, still inside the window
     hessians = None

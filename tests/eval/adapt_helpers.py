@@ -56,7 +56,7 @@ def tiny_config(**kw) -> AdaptConfig:
         seq_len=32, batch_seqs=4, probe_every=3,
         lora=LoRAConfig(rank=4, alpha=8.0, lr=1e-2, chunk=8, batch_docs=4, warm_start_a=False),
         adamw=AdamWConfig(lr=3e-3, epochs=1, freeze_blocks=1, chunk_tokens=96),
-        phased=PhasedConfig(num_phases=2, prefix_docs=8, lr=5e-2, chunk_tokens=64),
+        phased=PhasedConfig(num_phases=2, prefix_docs=8, lr=5e-2, chunk_tokens=64, row_groups=2),
         slot_cfg=SlotConfig(chunk_tokens=64, max_iter=10, history=10, clamp=5.0, focal_positions=64, l2=1.0),
         prequant=PrequantConfig(epochs=2, lr=3e-3, min_lr=3e-4),
     )

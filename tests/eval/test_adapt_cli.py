@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from golf_fast.cli.eval import add_arguments, resolve_eval_config, run_adapt, wants_adaptation
+from golf_fast.cli.eval import add_arguments, resolve_eval_config, run, run_adapt, wants_adaptation
 
 from .adapt_helpers import byte_table, tiny_model, tiny_stream
 
@@ -51,3 +51,23 @@ def test_report_has_baseline_adaptive_verdicts_and_prediction():
     pred = out["predicted_8xh100"]
     assert pred["seconds"] > 0 and any("predicted, not measured" in ln for ln in pred["arithmetic"])
     assert out["adapt_config"]["lora"]["rank"] == 4
+
+
+def test_audit_flag_replays_and_reports(capsys):
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["m.gfa", "--data.data_dir", "d", "--preset", "smoke", "--eval.adapt.ttt", "lora",
+                         "--audit", "2", "--eval.adapt.seq_len", "32", "--eval.adapt.lora.chunk", "8",
+                         "--eval.adapt.lora.batch_docs", "4", "--eval.adapt.lora.rank", "4",
+                         "--eval.adapt.lora.lr", "0.01"])
+    assert args.audit == 2  # an eval-own flag, like --compare, not a config key
+    out = run_adapt(resolve_eval_config(args).eval.adapt, lambda: tiny_model(82), tiny_stream(82, n_docs=5, max_len=40),
+                    byte_table(), 0, 1, None, None, audit=args.audit)
+    a = out["adaptive"]
+    assert a["audit"]["verdict"] == "passed" and len(a["audit"]["positions"]) == 2, a["audit"]
+    assert a["eval_compliance"] == "compliant" and a["stream_targets"] == a["scored_positions"]
+    cfg = _cfg("--preset", "smoke", "--eval.adapt.ttt", "lora").eval.adapt
+    with pytest.raises(ValueError, match="audit"):
+        run_adapt(cfg, lambda: tiny_model(82), tiny_stream(82), byte_table(), 0, 1, None, None, audit=-1)
+    bad = p.parse_args(["m.gfa", "--data.data_dir", "d", "--audit", "-1"])
+    assert run(bad) == 2 and "--audit: expected N >= 0" in capsys.readouterr().err  # before any file is read

@@ -11,7 +11,8 @@ import torch
 from golf_fast.eval.adapt.config import AdaptConfig, SlotConfig, record_adapt, smoke_adapt
 from golf_fast.eval.adapt.result import assert_record_exportable, mark_metadata
 from golf_fast.eval.adapt.slot import fit_delta, focal_loss
-from golf_fast.eval.adapt.documents import phase_boundaries, run_documents
+from golf_fast.eval.adapt.documents import run_documents
+from golf_fast.eval.adapt.schedule import phase_boundaries
 from golf_fast.eval.ternary_void import to_host, void_fractions
 from golf_fast.eval.windows import build_windows, document_spans, stream_chunk_pieces
 
@@ -26,7 +27,10 @@ def test_windows_cover_every_target_once_with_in_document_context():
     assert docs.tolist() == [[0, 37], [37, 38], [38, 150], [150, 300]]
     pieces = [p for c in range(0, 300, 64) for p in stream_chunk_pieces(docs, c, min(c + 64, 300), 16)]
     covered = np.concatenate([np.arange(a, b) for _, a, b in pieces])
-    assert np.array_equal(np.sort(covered), np.setdiff1d(np.arange(300), docs[:, 0]))
+    # every position but 0, as the plain evaluation: a document's closing BOS is its last target
+    assert np.array_equal(np.sort(covered), np.arange(1, 300))
+    owner = {a: s for s, a0, b0 in pieces for a in range(a0, b0)}
+    assert owner[37] == 0 and owner[38] == 37 and owner[150] == 38  # the next BOS, from its own document
     wb = build_windows(torch.from_numpy(toks), pieces, 16)
     for r, (s, a, b) in enumerate(pieces):
         w0 = wb.windows[r, 0]
@@ -89,14 +93,26 @@ def test_config_presets_validation_and_export_guard():
                        (dict(research="prequant", ttt="lora"), "research: a research mode runs alone"),
                        (dict(seq_len=1), r"seq_len: expected an int in \[2"),
                        (dict(lora=dataclasses.replace(AdaptConfig().lora, chunk=4096)), "lora.chunk: expected <="),
-                       (dict(slot_cfg=SlotConfig(clamp=0.0)), r"slot_cfg.clamp: expected a number in \(0")):
+                       (dict(slot_cfg=SlotConfig(clamp=0.0)), r"slot_cfg.clamp: expected a number in \(0"),
+                       # the record-parity fields are checked by their annotations and bounds too
+                       (dict(lora=dataclasses.replace(AdaptConfig().lora, optimizer="lion")),
+                        "lora.optimizer: expected one of 'adam', 'sgd'"),
+                       (dict(lora=dataclasses.replace(AdaptConfig().lora, grad_steps=0)),
+                        r"lora.grad_steps: expected an int in \[1"),
+                       (dict(phased=dataclasses.replace(AdaptConfig().phased, row_groups=0)),
+                        r"phased.row_groups: expected an int in \[1"),
+                       (dict(phased=dataclasses.replace(AdaptConfig().phased, warmup_start_lr=-1e-3)),
+                        r"phased.warmup_start_lr: expected a number in \[0"),
+                       (dict(probe_seed=-2), r"probe_seed: expected an int in \[-1")):
         with pytest.raises(ValueError, match=match):
             AdaptConfig(**bad).validate()
     assert phase_boundaries(50_000, 2500, 3) == [833, 1666, 2500]  # R0611's log
-    assert phase_boundaries(10, 2500, 3) == [3, 6, 10]
+    assert phase_boundaries(10, 2500, 3) == [3, 6, 10] and phase_boundaries(2, 2500, 3) == [0, 1, 2]
     assert_record_exportable(mark_metadata({"preset": "smoke"}, "compliant"))
     with pytest.raises(ValueError, match="non-compliant: condition 1, 3"):
         assert_record_exportable(mark_metadata({}, "non-compliant: condition 1, 3"))
+    with pytest.raises(ValueError, match="unverified"):  # fail closed: no recorded verdict is not compliant
+        assert_record_exportable({"preset": "smoke"})
 
 
 def test_caseops_sidecar_bytes_replace_the_tables():

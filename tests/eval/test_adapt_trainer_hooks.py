@@ -22,6 +22,7 @@ def test_adaptive_hook_logs_the_verdict_and_flags_propagate(tmp_path):
                       Dist(), None, log)
     entry = hooks.adaptive(tiny_model(71), "round-trip")
     assert entry["mode"] == "ttt:lora" and entry["eval_compliance"] == "compliant"
+    assert entry["stream_targets"] == entry["scored_positions"] == entry["tokens"]  # every target, once
     assert "round-trip ttt:lora" in out.getvalue() and "compliance: compliant" in out.getvalue()
     hooks.flag = "non-compliant: condition 1, 3"
     res = hooks.full(tiny_model(72), "round-trip")

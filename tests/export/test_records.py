@@ -27,7 +27,8 @@ def _run(root, seed, *, art=15_900_000, code=30_000, eval_s=300.0, train_s=590.0
              "round_trip_sliding": {"val_loss": 2.32 + seed * 1e-4, "val_bpb": 1.06 + seed * 1e-5, "tokens": 100,
                                     "bytes": 240},
              "artifact_bytes": art, "code_bytes": code, "submission_ok": ok,
-             "phases": {"hessians": 4.0, "eval_round_trip": eval_s, "artifact_load": 10.0}}
+             "phases": {"hessians": 4.0, "eval_round_trip": eval_s, "eval_adaptive": eval_s, "artifact_load": 10.0,
+                        "artifact_load_exported": 10.0}}
     if compliance is not None:
         final["compliance"] = compliance
     if config["eval"]["adapt"].get("ttt", "none") != "none" and compliance is None:  # what the trainer records
@@ -50,7 +51,7 @@ def test_a_compliant_three_seed_run_is_a_record(tmp_path):
     for s in (42, 0, 1234):
         _run(tmp_path / "runs", s, cfg=cfg)
     runs = load_runs(tmp_path / "runs")
-    rv = review(runs, SCRIPT)
+    rv = review(runs, SCRIPT, baseline=True)
     assert rv.record, rv.reasons
     files = write_folder(tmp_path / "out", runs, SCRIPT, rv, name="x")
     assert files == ["README.md", "prepare_caseops_data.py", "requirements.txt", "submission.json",
@@ -65,6 +66,7 @@ def test_a_compliant_three_seed_run_is_a_record(tmp_path):
     assert (s42["pre_quant_val_bpb"], s42["post_quant_val_bpb"]) == (1.064, pytest.approx(1.06 + 42e-5))
     assert s42["post_ttt_val_bpb"] == pytest.approx(1.055 + 42e-5)
     assert "CaseOps" in sub["technique_summary"] and "GPTQ" in sub["technique_summary"]
+    assert "eval phased TTT" in sub["technique_summary"]  # the record preset's eval.adapt.ttt
     assert "codemath3000" in sub["attribution"]["method"] and "golf_fast" in sub["attribution"]["code"]
     assert sub["compliance"]["record"] is True and len(sub["compliance"]["evaluation"]) == 3
     readme = (tmp_path / "out" / "README.md").read_text()
@@ -85,7 +87,7 @@ def test_a_compliant_three_seed_run_is_a_record(tmp_path):
     ("unverified", {"compliance": {"verdict": "unverified: condition 2"}}, "recorded verdict: unverified: condition 2"),
     ("budget", {"art": 15_990_000}, "> 16,000,000"),
     ("trainer-budget", {"ok": False}, "over budget"),
-    ("eval-time", {"eval_s": 640.0}, "evaluation (artifact load + scoring) took 650.0 s > 600 s"),
+    ("eval-time", {"eval_s": 640.0}, "evaluation (exported artifact load + scoring) took 650.0 s > 600 s"),
     ("train-time", {"train_s": 599.0}, "training + Hessians took 603.0 s"),
     ("code-changed", {"code": 29_000}, "the package changed since the run"),
     ("code-unmeasured", {"code": None}, "code bytes were not measured"),
@@ -97,7 +99,7 @@ def test_refusals(tmp_path, kind, kwargs, needle):
         _run(tmp_path / "runs", s)
     _run(tmp_path / "runs", 1234, **kwargs)
     runs = load_runs(tmp_path / "runs")
-    rv = review(runs, SCRIPT)
+    rv = review(runs, SCRIPT, baseline=True)
     assert not rv.record
     assert any(needle in r and r.startswith("seed 1234") for r in rv.reasons), rv.reasons
     write_folder(tmp_path / "out", runs, SCRIPT, rv, name="x")
@@ -121,7 +123,7 @@ def test_a_compliant_verdict_is_reported(tmp_path):
     cfg["eval"]["adapt"]["ttt"] = "lora"
     for s in (42, 0, 1234):
         _run(tmp_path / "runs", s, cfg=cfg, compliance={"ttt": {"eval_compliance": "compliant"}})
-    rv = review(load_runs(tmp_path / "runs"), SCRIPT)
+    rv = review(load_runs(tmp_path / "runs"), SCRIPT, baseline=True)
     assert rv.record, rv.reasons
     assert "compliant (the evaluation checker's recorded verdict)" in rv.compliance
 
@@ -135,3 +137,29 @@ def test_runs_must_share_a_configuration(tmp_path):
         load_runs(tmp_path / "runs")
     with pytest.raises(FileNotFoundError, match="run_dir"):
         load_runs(tmp_path / "nope")
+
+
+def test_three_seeds_without_a_baseline_are_not_a_record_and_the_score_is_the_compliant_one(tmp_path):
+    for s in (42, 0, 1234):
+        _run(tmp_path / "runs", s, adaptive_verdict="non-compliant: condition 1" if s == 0 else "compliant")
+    runs = load_runs(tmp_path / "runs")
+    rv = review(runs, SCRIPT)
+    assert any("no --baseline" in r for r in rv.reasons)
+    by_seed = {r.seed: r for r in runs}
+    assert by_seed[0].score() is by_seed[0].final["round_trip_sliding"]  # not the non-compliant adaptive score
+    assert by_seed[42].score() is by_seed[42].final["adaptive"]
+    write_folder(tmp_path / "out", runs, SCRIPT, rv, name="x")
+    sub = json.loads((tmp_path / "out" / "submission.json").read_text())
+    assert sub["seed_results"]["0"]["val_bpb"] == by_seed[0].final["round_trip_sliding"]["val_bpb"]
+    assert sub["seed_results"]["42"]["eval_time_s"] == 310.0  # the adaptive evaluation + the exported load
+
+
+def test_an_unmeasured_exported_load_is_not_a_record(tmp_path):
+    for s in (42, 0, 1234):
+        d = _run(tmp_path / "runs", s)
+        lines = (d / "metrics.jsonl").read_text().splitlines()
+        final = json.loads(lines[1])
+        del final["phases"]["artifact_load_exported"]  # only the package's own load was timed
+        (d / "metrics.jsonl").write_text(lines[0] + "\n" + json.dumps(final) + "\n")
+    rv = review(load_runs(tmp_path / "runs"), SCRIPT, baseline=True)
+    assert not rv.record and all("evaluation time not measured" in r for r in rv.reasons), rv.reasons

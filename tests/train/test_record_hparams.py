@@ -69,7 +69,42 @@ MAPPED = {
     "attn_out_gate_enabled": lambda c: False,  # no attention output gate (AttnOutGate)
     "gated_attn_enabled": lambda c: False,  # no dense gated attention
     "sparse_attn_gate_init_std": lambda c: 0.0,  # the sparse gate is zero-initialized
+    # evaluation-time adaptation: the record preset's eval.adapt (phased LoRA TTT)
+    "global_ttt_batch_seqs": lambda c: _adapt(c).phased.batch_seqs,
+    "global_ttt_chunk_tokens": lambda c: _adapt(c).phased.chunk_tokens,
+    "global_ttt_epochs": lambda c: _adapt(c).phased.epochs,
+    "global_ttt_grad_clip": lambda c: _adapt(c).phased.grad_clip,
+    "global_ttt_lr": lambda c: _adapt(c).phased.lr,
+    "global_ttt_momentum": lambda c: _adapt(c).phased.momentum,
+    "global_ttt_respect_doc_boundaries": lambda c: _adapt(c).phased.respect_doc_boundaries,
+    "global_ttt_warmup_chunks": lambda c: _adapt(c).phased.warmup_chunks,
+    "global_ttt_warmup_start_lr": lambda c: _adapt(c).phased.warmup_start_lr,
+    "phased_ttt_num_phases": lambda c: _adapt(c).phased.num_phases,
+    "phased_ttt_prefix_docs": lambda c: _adapt(c).phased.prefix_docs,
+    "ttt_batch_size": lambda c: _adapt(c).lora.batch_docs,
+    "ttt_beta1": lambda c: _adapt(c).lora.beta1,
+    "ttt_beta2": lambda c: _adapt(c).lora.beta2,
+    "ttt_chunk_size": lambda c: _adapt(c).lora.chunk,
+    "ttt_enabled": lambda c: _adapt(c).ttt in ("lora", "phased"),
+    "ttt_eval_batches": lambda c: "",  # golf_fast scores every batch (the record's empty list: all of them)
+    "ttt_eval_seq_len": lambda c: _adapt(c).seq_len,
+    "ttt_grad_steps": lambda c: _adapt(c).lora.grad_steps,
+    "ttt_k_lora": lambda c: "k" in _adapt(c).lora.targets.split(","),
+    "ttt_lora_lr": lambda c: _adapt(c).lora.lr,
+    "ttt_lora_rank": lambda c: _adapt(c).lora.rank,
+    "ttt_mlp_lora": lambda c: "mlp" in _adapt(c).lora.targets.split(","),
+    "ttt_o_lora": lambda c: "o" in _adapt(c).lora.targets.split(","),
+    "ttt_optimizer": lambda c: _adapt(c).lora.optimizer,
+    "ttt_weight_decay": lambda c: _adapt(c).lora.weight_decay,
 }
+
+TTT_KEYS = 26
+"""The record log's test-time-training keys (global_ttt_*, phased_ttt_*, ttt_*): all compared."""
+
+
+def _adapt(cfg):
+    return cfg.eval.adapt
+
 
 NOT_COMPARED = {
     # properties of the launch, not of the recipe
@@ -85,15 +120,6 @@ NOT_COMPARED = {
     "embed_lr": "only read for an untied embedding (tie_embeddings True uses tied_embed_lr)",
     "fused_ce_enabled": "a kernel choice for the same fp32 cross-entropy",
     "val_batch_tokens": "evaluation batching (golf_fast: eval.batch_seqs rows); the score does not depend on it",
-    # test-time training: issue 14 (eval/ttt), not the training preset
-    **{k: "test-time training (phased LoRA TTT), evaluation-time settings outside the training preset"
-       for k in ("global_ttt_batch_seqs", "global_ttt_chunk_tokens", "global_ttt_epochs", "global_ttt_grad_clip",
-                 "global_ttt_lr", "global_ttt_momentum", "global_ttt_respect_doc_boundaries",
-                 "global_ttt_warmup_chunks", "global_ttt_warmup_start_lr", "phased_ttt_num_phases",
-                 "phased_ttt_prefix_docs", "ttt_batch_size", "ttt_beta1", "ttt_beta2", "ttt_chunk_size",
-                 "ttt_enabled", "ttt_eval_batches", "ttt_eval_seq_len", "ttt_grad_steps", "ttt_k_lora",
-                 "ttt_lora_lr", "ttt_lora_rank", "ttt_mlp_lora", "ttt_o_lora", "ttt_optimizer",
-                 "ttt_weight_decay")},
 }
 
 # record key -> (golf_fast value, reason): mapped keys whose value differs on purpose
@@ -147,6 +173,22 @@ def test_record_preset_equals_the_record_table():
         if not _same(text, value):
             bad.append(f"{key}: record {text!r}, golf_fast {MAPPED[key]} = {value!r}")
     assert not bad, "record preset differs from the record:\n" + "\n".join(bad)
+
+
+def test_every_ttt_key_is_compared_and_the_settings_the_log_omits_are_the_records():
+    table = _table()
+    ttt = [k for k in table if k.startswith(("ttt_", "global_ttt_", "phased_ttt_"))]
+    assert len(ttt) == TTT_KEYS and not set(ttt) & set(NOT_COMPARED) and set(ttt) <= set(MAPPED)
+    a = _adapt(preset("record"))
+    # environment-only settings of the record (not in its log): TTT_LORA_ALPHA=144, TTT_WARM_START_A=1, the
+    # lm_head adapter (always on), AdamW eps 1e-10, its 8 ranks splitting each global-SGD chunk
+    assert (a.lora.alpha, a.lora.warm_start_a, a.lora.eps, a.phased.row_groups) == (144.0, True, 1e-10, 8)
+    assert "lm_head" in a.lora.targets.split(",")
+    c = preset("record")
+    assert _same(table["ttt_lora_rank"], _get(c, MAPPED["ttt_lora_rank"]))
+    c = apply_overrides(c, {"eval.adapt.lora.rank": "8"})  # a changed adaptation setting is caught key by key
+    assert not _same(table["ttt_lora_rank"], _get(c, MAPPED["ttt_lora_rank"]))
+    assert not _same(table["ttt_lora_rank"], _get(preset("smoke"), MAPPED["ttt_lora_rank"]))
 
 
 def test_the_comparison_catches_a_changed_value():

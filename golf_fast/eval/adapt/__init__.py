@@ -6,5 +6,7 @@
   ``documents`` (per-document LoRA TTT and the phased global SGD on top of it),
   ``research_modes`` (the seed submissions' non-compliant methods, flagged);
 * parts: ``lora`` (per-document adapters), ``full_model`` (full-parameter steps, cosine lr),
-  ``slot`` (the logit delta δ); ``predict_time`` (predicted 8×H100 time of a mode, not measured).
+  ``slot`` (the logit delta δ), ``schedule`` (the record's document batches and phase plan),
+  ``global_sgd`` (one phase of the record's global SGD); ``predict_time`` (predicted 8×H100 time of
+  a mode, not measured).
 """

@@ -9,14 +9,14 @@ written once here; every field is checked by its annotation and ``bounds`` metad
 fields. ``eval/adapt/run.py`` maps the mode to its driver.
 
 The defaults are the submissions' values: LoRA rank 80, α 144, Adam lr 1e-4, β (0, 0.99), eps
-1e-10, weight decay 0.5, chunk 48, 64 documents per batch, A warm-started (R0611 log and §6.4);
-phased: 3 phases over 2,500 documents, SGD lr 1e-3 cosine over 32,768-token chunks, momentum 0.9,
-clip 1.0; AdamW: 1 epoch, lr 1e-3, the first 10 of 11 blocks frozen; SLOT: L-BFGS 25 iterations,
-history 20, strong Wolfe, δ clamped to ±5, focal loss on the last 128 scored positions; pre-quant
-TTT: 21 AdamW epochs, cosine lr 5e-4 → 5e-5. Windows of 2,048 tokens. The train presets choose the
-mode (:func:`record_adapt`: phased); :func:`smoke_adapt` holds the same methods scaled to the CPU smoke model
-(seq 256, 6 layers, 8,192 val tokens): larger learning rates, smaller rank and chunks, fewer
-phases' documents.
+1e-10, weight decay 0.5, chunk 48, 64 documents per batch, A warm-started, on q, k, v, o, mlp and
+lm_head (R0611 log and §6.4); phased: 3 phases over 2,500 documents, SGD lr 1e-3 cosine over
+32,768-token chunks, momentum 0.9, clip 1.0, 32 rows of 2,048 per step; AdamW: 1 epoch, lr 1e-3,
+the first 10 of 11 blocks frozen; SLOT: L-BFGS 25 iterations, history 20, strong Wolfe, δ clamped
+to ±5, focal loss on the last 128 scored positions; pre-quant TTT: 21 AdamW epochs, cosine lr
+5e-4 → 5e-5. Windows of 2,048 tokens. The train presets choose the mode (:func:`record_adapt`:
+phased); :func:`smoke_adapt` holds the same methods scaled to the CPU smoke model (seq 256, 6
+layers, 8,192 val tokens): larger learning rates, smaller rank and chunks, fewer phases' documents.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ _POS = bounds(0, lo_open=True)
 class LoRAConfig:
     rank: int = field(default=80, metadata=bounds(1))
     alpha: float = field(default=144.0, metadata=_POS)
-    targets: str = "q,k,v,o,mlp"
+    targets: str = "q,k,v,o,mlp,lm_head"
+    """Adapted matrices: q, k, v, o, mlp of every virtual layer, and lm_head (d → V, before the softcap)."""
     lr: float = field(default=1e-4, metadata=_POS)
     beta1: float = field(default=0.0, metadata=bounds(0, 1, hi_open=True))
     beta2: float = field(default=0.99, metadata=bounds(0, 1, hi_open=True))
@@ -52,6 +53,10 @@ class LoRAConfig:
     weight_decay: float = field(default=0.5, metadata=bounds(0))
     chunk: int = field(default=48, metadata=bounds(1))
     """Targets per scoring/update step of a document (at most ``seq_len``)."""
+    grad_steps: int = field(default=1, metadata=bounds(1))
+    """Optimizer steps per chunk (R0611 ttt_grad_steps); steps after the first re-run the forward."""
+    optimizer: Literal["adam", "sgd"] = "adam"
+    """``adam`` (AdamW with beta1/beta2/eps/weight_decay) or ``sgd`` (momentum beta1, weight_decay), as R0611's ttt_optimizer."""
     batch_docs: int = field(default=64, metadata=bounds(1))
     warm_start_a: bool = True
     """Keep A across document batches (only B is zeroed). Makes a rank's results depend on which
@@ -84,6 +89,16 @@ class PhasedConfig:
     chunk_tokens: int = field(default=32_768, metadata=bounds(1))
     grad_clip: float = field(default=1.0, metadata=bounds(0))
     epochs: int = field(default=1, metadata=bounds(1))
+    batch_seqs: int = field(default=32, metadata=bounds(1))
+    """Rows of ``seq_len`` per SGD step and row group (R0611 global_ttt_batch_seqs)."""
+    row_groups: int = field(default=8, metadata=bounds(1))
+    """How a chunk's rows are split, as the record's ranks split them (8: its 8×H100 run); each group
+    is its own attention buffer and the step averages the groups' mean losses (global_sgd.py)."""
+    warmup_chunks: int = field(default=0, metadata=bounds(0))
+    """Chunks of linear lr warm-up from ``warmup_start_lr`` before the cosine (R0611: 0)."""
+    warmup_start_lr: float = field(default=0.0, metadata=bounds(0))
+    respect_doc_boundaries: bool = True
+    """Attention segments at every BOS (and every seq_len tokens) of the phase text; False: plain rows."""
 
 
 @dataclass
@@ -116,7 +131,10 @@ class AdaptConfig:
     batch_seqs: int = field(default=32, metadata=bounds(1))
     """Windows per forward in the stream modes (adamw, SLOT, baseline)."""
     probe_every: int = field(default=16, metadata=bounds(1))
-    """A normalization and a causality probe every N scored batches (and on the first)."""
+    """A normalization and a causality probe every N scored batches (and on the first, and on the first
+    after the first update), at a random scored position."""
+    probe_seed: int = field(default=-1, metadata=bounds(-1))
+    """Seed of the probe positions (−1: a fresh random seed each run, reported in the notes)."""
     void_ratio: float = field(default=0.7, metadata=_POS)
     """Ternary threshold Δ = void_ratio · mean|w| per matrix for the void fraction."""
     seed: int = field(default=0, metadata=bounds(0))

@@ -19,7 +19,7 @@ import torch
 
 from golf_fast.eval.collectives import all_reduce_grads
 from golf_fast.eval.scoring import autocast_ctx, masked_loss_sum
-from golf_fast.eval.windows import build_windows
+from golf_fast.eval.compliance.guarded import GuardedStream
 from golf_fast.model.gpt import BANK_NAMES, MATRICES_PER_LAYER
 
 
@@ -46,16 +46,19 @@ def cosine_lr(lr: float, i: int, n: int, lr_min: float = 0.0) -> float:
     return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * i / (n - 1)))
 
 
-def train_on_pieces(model, tokens: torch.Tensor, my_pieces: list, total_targets: int, params: list,
-                    opt: torch.optim.Optimizer, *, seq_len: int, batch_seqs: int, world_size: int, device, dtype,
+def train_on_pieces(model, stream: GuardedStream, my_pieces: list, total_targets: int, params: list,
+                    opt: torch.optim.Optimizer, *, batch_seqs: int, world_size: int, device, dtype, tag: str,
                     grad_clip: float = 0.0, mask_grads: Optional[Callable[[], None]] = None) -> float:
-    """One step on this rank's ``my_pieces`` (Σ CE / ``total_targets``); returns this rank's loss sum."""
+    """One step on this rank's ``my_pieces`` (Σ CE / ``total_targets``), read from ``stream`` as update
+    batches tagged ``tag`` (the reads are the update events); returns this rank's loss sum."""
     if total_targets < 1:
         raise ValueError(f"total_targets: expected >= 1, got {total_targets}")
+    if not isinstance(stream, GuardedStream):
+        raise TypeError(f"stream: expected a GuardedStream, got {type(stream).__name__}")
     opt.zero_grad(set_to_none=False)
     loss_sum = torch.zeros((), device=device)
     for i in range(0, len(my_pieces), batch_seqs):
-        wb = build_windows(tokens, my_pieces[i:i + batch_seqs], seq_len).to(device)
+        wb = stream.windows(my_pieces[i:i + batch_seqs], "update", tag).to(device)
         with autocast_ctx(device, dtype):
             logits = model.logits(wb.x)
         loss = masked_loss_sum(logits, wb)

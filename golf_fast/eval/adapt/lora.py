@@ -7,7 +7,14 @@ at a reset, so a fresh adapter changes nothing. Targets and where the delta is a
 
 * ``q``, ``k``, ``v``: added to ``n·Wᵀ`` of c_q, c_k, c_v (out = d, kv_dim, kv_dim);
 * ``o``: added to the attention output projection, input = the attention branch's normed input;
-* ``mlp``: d → d, added to the MLP output (input = the MLP branch's normed input).
+* ``mlp``: d → d, added to the MLP output (input = the MLP branch's normed input);
+* ``lm_head``: d → V, added to the tied output projection ``h·Eᵀ`` *before* the softcap (input =
+  the final normed hidden state), one slot (R0611's ``lm_head_lora``).
+
+Initialization as the record draws it (so one seeded generator gives the record's adapters bit for
+bit): every A ~ U(±1/√d) with ``Tensor.uniform_``, one (batch, r, d) tensor per target and slot,
+in the record's module order — ``lm_head``, then q, v, k, mlp, o, each over its slots in ascending
+order (:data:`DRAW_ORDER`).
 
 Adapters are per *virtual* layer, like RVAR's (17 slots for the record's 11 layers with layers
 3–5 looped twice more): the k-th visit of physical layer i in a forward uses its own slot. Visits
@@ -42,7 +49,11 @@ from golf_fast.ops.int6_matmul import int6_linear
 from golf_fast.quant.formats import QuantizedTensor
 from golf_fast.quant.lqer import pop_state_entries
 
-TARGETS = ("q", "k", "v", "o", "mlp")
+TARGETS = ("q", "k", "v", "o", "mlp", "lm_head")
+DRAW_ORDER = ("lm_head", "q", "v", "k", "mlp", "o")
+"""The record's BatchedTTTLoRA module order: the order A is drawn in (construction and reset)."""
+HEAD_NAME = "tok_emb.weight"
+"""The linear-hook name of the tied output projection (golf_fast.model.gpt.EMBED_NAME)."""
 _MATRIX_TO_TARGET = {"attn.c_q": "q", "attn.c_k": "k", "attn.c_v": "v", "attn.proj": "o", "mlp.fc": None,
                      "mlp.proj": "mlp"}
 
@@ -77,21 +88,31 @@ class BatchedLoRA(nn.Module):
         self.slots_of = [[k for k, i in enumerate(order) if i == layer] for layer in range(L)]
         """Slot of each visit of each physical layer, in visit order."""
         S = len(order)
-        out = {"q": d, "k": cfg.kv_dim, "v": cfg.kv_dim, "o": d, "mlp": d}
-        self.A = nn.ParameterDict({t: nn.Parameter(torch.zeros(S, batch, rank, d, device=device)) for t in self.targets})
-        self.B = nn.ParameterDict({t: nn.Parameter(torch.zeros(S, batch, out[t], rank, device=device))
+        out = {"q": d, "k": cfg.kv_dim, "v": cfg.kv_dim, "o": d, "mlp": d, "lm_head": cfg.vocab_size}
+        slots = {t: (1 if t == "lm_head" else S) for t in self.targets}
+        self.A = nn.ParameterDict({t: nn.Parameter(torch.zeros(slots[t], batch, rank, d, device=device))
+                                   for t in self.targets})
+        self.B = nn.ParameterDict({t: nn.Parameter(torch.zeros(slots[t], batch, out[t], rank, device=device))
                                    for t in self.targets})
         self.rows: Optional[torch.Tensor] = None
 
     @torch.no_grad()
     def reset(self, generator: torch.Generator, keep_a: bool = False) -> None:
-        """B ← 0; A ← U(±1/√d) drawn from ``generator`` (CPU) unless ``keep_a`` (warm start)."""
+        """B ← 0; A ← U(±1/√d) drawn from ``generator`` (CPU) unless ``keep_a`` (warm start): one
+        ``uniform_`` per (batch, r, d) slot tensor in :data:`DRAW_ORDER`, as the record's modules draw."""
+        if not isinstance(generator, torch.Generator) and not keep_a:
+            raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
         bound = 1.0 / math.sqrt(self.cfg.model_dim)
         for t in self.targets:
             self.B[t].zero_()
-            if not keep_a:
-                a = torch.rand(self.A[t].shape, generator=generator, dtype=torch.float32) * (2 * bound) - bound
-                self.A[t].copy_(a.to(self.A[t].device))
+        if keep_a:
+            return
+        for t in DRAW_ORDER:
+            if t not in self.targets:
+                continue
+            for s in range(self.A[t].shape[0]):
+                a = torch.empty(self.A[t].shape[1:], dtype=torch.float32).uniform_(-bound, bound, generator=generator)
+                self.A[t][s].copy_(a.to(self.A[t].device))
 
     def slot(self, layer: int, visit: int) -> int:
         s = self.slots_of[layer]
@@ -173,6 +194,11 @@ class LoRAHook:
         return int6_linear(x, packed, scales, lowrank=fused)
 
     def __call__(self, name: str, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if name == HEAD_NAME:  # the tied output projection, before the softcap
+            y = F.linear(x, w.to(x.dtype))
+            if "lm_head" not in self.lora.targets:
+                return y
+            return y + self.lora.delta("lm_head", 0, x).to(y.dtype)
         layer, m = self._parse(name)
         target = _MATRIX_TO_TARGET[m]
         if m == "attn.c_q":  # a block visit starts with its c_q; layer 0 starts every forward

@@ -24,9 +24,10 @@ from golf_fast.eval.adapt.result import AdaptResult
 from golf_fast.eval.adapt.full_model import cosine_lr, train_on_pieces
 from golf_fast.eval.compliance.checker import check_events
 from golf_fast.eval.compliance.events import EventLog, gather_logs
+from golf_fast.eval.compliance.guarded import GuardedStream
 from golf_fast.eval.adapt.stream import run_stream
 from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
-from golf_fast.eval.windows import build_windows, document_spans, split_targets
+from golf_fast.eval.windows import build_windows, document_targets, split_targets
 
 
 def prequant_adapt(model, tokens: np.ndarray, cfg: AdaptConfig, *, rank: int = 0, world_size: int = 1,
@@ -39,8 +40,11 @@ def prequant_adapt(model, tokens: np.ndarray, cfg: AdaptConfig, *, rank: int = 0
     device = torch.device(device) if device is not None else next(model.parameters()).device
     tokens = np.asarray(tokens)
     toks = torch.from_numpy(tokens.astype(np.int64))
-    docs = document_spans(tokens, model.cfg.bos_id)
-    pieces = [p for s, e in docs for p in split_targets(int(s), int(s) + 1, int(e), cfg.seq_len) if e - s > 1]
+    if log is None:
+        log = EventLog(len(tokens), rank=rank)
+    stream = GuardedStream(toks, log, cfg.seq_len)
+    docs = document_targets(tokens, model.cfg.bos_id)
+    pieces = [p for s, _, te in docs for p in split_targets(int(s), int(s) + 1, int(te), cfg.seq_len) if te - s > 1]
     step_pieces = cfg.batch_seqs * world_size
     batches = [pieces[i:i + step_pieces] for i in range(0, len(pieces), step_pieces)]
     params = list(model.parameters())
@@ -54,12 +58,12 @@ def prequant_adapt(model, tokens: np.ndarray, cfg: AdaptConfig, *, rank: int = 0
                 for g in opt.param_groups:
                     g["lr"] = cosine_lr(pq.lr, step, total_steps, pq.min_lr)
                 mine = b[rank::world_size]
-                if log is not None:
-                    log.update(build_windows(toks, mine, cfg.seq_len).windows if mine else [], "prequant",
-                               collective=True)
-                train_on_pieces(model, toks, mine, int(sum(p[2] - p[1] for p in b)), params, opt,
-                                seq_len=cfg.seq_len, batch_seqs=cfg.batch_seqs, world_size=world_size, device=device,
-                                dtype=dtype)
+                log.new_epoch()  # each step's gradient all-reduce is a synchronization point
+                log.update(build_windows(toks, mine, cfg.seq_len).windows if mine else [], "prequant",
+                           collective=True)
+                train_on_pieces(model, stream, mine, int(sum(p[2] - p[1] for p in b)), params, opt,
+                                batch_seqs=cfg.batch_seqs, world_size=world_size, device=device, dtype=dtype,
+                                tag="prequant")
                 step += 1
             void.append((ep + 1, to_host(*void_fractions(matrices_of(model), cfg.void_ratio))[1]))
     finally:
@@ -71,7 +75,7 @@ def run_prequant(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCon
                  world_size: int = 1, device=None, dtype=None, val_bytes=None) -> AdaptResult:
     """Pre-quant TTT on the validation tokens, then the stream scoring without adaptation."""
     t0 = time.perf_counter()
-    log = EventLog(len(tokens), rank=rank)
+    log = EventLog(len(tokens), rank=rank, vocab_size=model.cfg.vocab_size)
     void = prequant_adapt(model, tokens, cfg, rank=rank, world_size=world_size, device=device, dtype=dtype, log=log)
     res = run_stream(model, tokens, table, cfg, rank=rank, world_size=world_size, device=device, dtype=dtype,
                      label="research:prequant", prior_log=log, val_bytes=val_bytes)

@@ -1,7 +1,7 @@
 """Stream-order adaptive evaluation: score-first full-model TTT (AdamW), SLOT, and the baseline.
 
 The validation stream is cut into chunks of ``chunk_tokens`` positions; every chunk's targets
-(document starts excluded) are split into pieces (windows.py), the pieces dealt round-robin to the
+(every position but 0: a document's closing BOS is its last target, windows.py) are split into pieces (windows.py), the pieces dealt round-robin to the
 ranks. For each chunk, in order:
 
 1. **score** this rank's pieces under no-grad with the current state (weights, δ), committing the
@@ -31,16 +31,20 @@ from golf_fast.eval.adapt.full_model import last_blocks_parameters, train_on_pie
 from golf_fast.eval.bpb import BpbAccumulator
 from golf_fast.eval.collectives import all_gather_cat
 from golf_fast.eval.compliance.events import EventLog
-from golf_fast.eval.scoring import LogitScorer, autocast_ctx, commit_scores, run_probes
+from golf_fast.eval.compliance.guarded import GuardedStream
+from golf_fast.eval.scoring import LogitScorer, ProbeSchedule, autocast_ctx, commit_scores, run_probes
 from golf_fast.eval.adapt.slot import SlotBuffer, fit_delta
 from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
-from golf_fast.eval.windows import build_windows, scoring_inputs, stream_chunk_pieces
+from golf_fast.eval.windows import target_bytes, build_windows, scoring_inputs, stream_chunk_pieces
 
 
-def expected_targets(tokens: np.ndarray, docs: np.ndarray) -> np.ndarray:
-    """Bool mask of the positions every mode must score: all but document starts."""
-    m = np.ones(len(tokens), dtype=bool)
-    m[docs[:, 0]] = False
+def expected_targets(n_tokens: int) -> np.ndarray:
+    """Bool mask of the positions every mode must score: the targets of the plain evaluation of the
+    same stream, ``1 .. N−1`` (every position but 0; a document's closing BOS included)."""
+    if not isinstance(n_tokens, (int, np.integer)) or n_tokens < 2:
+        raise ValueError(f"n_tokens: expected an int >= 2, got {n_tokens!r}")
+    m = np.ones(int(n_tokens), dtype=bool)
+    m[0] = False
     return m
 
 
@@ -68,23 +72,24 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
         raise ValueError(f"slot: expected none, causal or window, got {slot!r}")
     t_start = time.perf_counter()
     device, tokens, toks, vb, n, V, bos, docs = scoring_inputs(model, tokens, cfg.seq_len, device, val_bytes)
-    log = prior_log if prior_log is not None else EventLog(n, rank=rank)
+    log = prior_log if prior_log is not None else EventLog(n, rank=rank, vocab_size=V)
+    log.vocab_size = V
     log.given(docs[tokens[docs[:, 0]] == bos, 0])
+    stream = GuardedStream(toks, log, cfg.seq_len, vb)  # every read of the tokens below is recorded
     chunk = cfg.adamw.chunk_tokens if adapt == "adamw" else cfg.slot_cfg.chunk_tokens if slot != "none" \
         else cfg.adamw.chunk_tokens
     chunks = [(c, min(c + chunk, n)) for c in range(0, n, chunk)]
     acc = BpbAccumulator(table, device)
     scorer = LogitScorer(torch.zeros(V, device=device) if slot != "none" else None)
     buffer = SlotBuffer(cfg.slot_cfg.focal_positions)
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
-    notes, void = [], []
+    probes = ProbeSchedule(cfg.probe_every, cfg.probe_seed * 7919 + rank if cfg.probe_seed >= 0 else -1)
+    notes, void = [f"probe seed {probes.seed}"], []
     if adapt == "adamw":
         params, mask = last_blocks_parameters(model, cfg.adamw.freeze_blocks)
         a = cfg.adamw
         opt = torch.optim.AdamW(params, lr=a.lr, betas=(a.beta1, a.beta2), weight_decay=a.weight_decay)
     was_training = model.training
     model.eval()
-    batches = 0
 
     def forward(x, rows):
         return model.logits(x)
@@ -94,8 +99,8 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
         log.update(build_windows(toks, mine, cfg.seq_len).windows if mine else [], "adamw", collective=True)
         total = int(sum(p[2] - p[1] for p in pieces))
         for _ in range(cfg.adamw.epochs):
-            train_on_pieces(model, toks, mine, total, params, opt, seq_len=cfg.seq_len, batch_seqs=cfg.batch_seqs,
-                            world_size=world_size, device=device, dtype=dtype, grad_clip=cfg.adamw.grad_clip,
+            train_on_pieces(model, stream, mine, total, params, opt, batch_seqs=cfg.batch_seqs,
+                            world_size=world_size, device=device, dtype=dtype, tag="adamw", grad_clip=cfg.adamw.grad_clip,
                             mask_grads=mask)
 
     def fit(z, y, pos, read):
@@ -110,7 +115,7 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
 
     try:
         for k, (c0, c1) in enumerate(chunks):
-            pieces = stream_chunk_pieces(docs, c0, c1, cfg.seq_len)
+            pieces = stream_chunk_pieces(docs, c0, c1, cfg.seq_len, n)
             if not pieces:
                 continue
             mine = pieces[rank::world_size]
@@ -121,7 +126,7 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
                 zs, ys, ps, rs = [], [], [], []
                 with torch.no_grad():
                     for i in range(0, len(mine), cfg.batch_seqs):
-                        wb = build_windows(toks, mine[i:i + cfg.batch_seqs], cfg.seq_len).to(device)
+                        wb = stream.windows(mine[i:i + cfg.batch_seqs], "update", "slot").to(device)
                         with autocast_ctx(device, dtype):
                             z = forward(wb.x, None).float()
                         r_, c_ = wb.mask.nonzero(as_tuple=True)
@@ -137,14 +142,13 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
                     fit(torch.zeros(0, V, device=device), torch.zeros(0, dtype=torch.long, device=device),
                         np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
             for i in range(0, len(mine), cfg.batch_seqs):
-                wb_host = build_windows(toks, mine[i:i + cfg.batch_seqs], cfg.seq_len, vb)
+                wb_host = stream.windows(mine[i:i + cfg.batch_seqs], "score")
                 wb = wb_host.to(device)
                 with torch.no_grad(), autocast_ctx(device, dtype):
                     logits = forward(wb.x, None)
                 nats = commit_scores(wb, logits, scorer, acc, log)
-                if batches % cfg.probe_every == 0:
-                    run_probes(forward, wb, logits, nats, scorer, log, None, gen, device, dtype)
-                batches += 1
+                if probes.due(log):
+                    run_probes(forward, wb, logits, nats, scorer, log, None, probes.generator, device, dtype)
                 if slot == "causal":
                     r_, c_ = wb_host.mask.nonzero(as_tuple=True)  # the host mask: no device sync
                     rn, cn = r_.numpy(), c_.numpy()
@@ -165,5 +169,6 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
     result = acc.result(seconds=time.perf_counter() - t_start)
     name = label or ("+".join([f"ttt:{adapt}"] + ([f"slot:{slot}"] if slot != "none" else []))
                      + (" (update before score)" if update_before_score else ""))
-    return finish(name, result, log, expected_targets(tokens, docs), V, world_size, notes, void or None)
+    return finish(name, result, log, expected_targets(n), V, world_size, notes, void or None,
+                  position_bytes=target_bytes(toks, table, vb))
 

@@ -9,13 +9,17 @@ same rank by seq, different epochs by epoch; see events.py):
    read a token that is scored only after that step (or never): then some score depends on a token
    that was not yet part of the prefix. Also broken when a causality probe measured that a score
    changed when later input tokens were replaced.
-2. **Full normalized distribution** — at every normalization probe, the probabilities the score
-   was taken from cover the whole vocabulary and sum to 1 (within ``norm_tol``), and the recorded
-   score equals ``-log p[target]`` of that distribution.
+2. **Full normalized distribution** — at every scored position the trusted commit recomputed
+   ``−log softmax(z + δ)[y]`` over the full vocabulary and recorded the largest deviation of the
+   committed score per event (within ``nats_tol``; an event without this check is unverified); at
+   every normalization probe the probabilities sum to 1 (``norm_tol``) over the whole vocabulary.
 3. **Score before update** — every position an adaptation step read was scored strictly before
    that step (given positions — document-start BOS tokens — excepted). A position scored in the
-   same epoch on another rank is not "before" (nothing ordered the two).
-4. **Single pass** — every position is scored exactly once (none twice, none missing).
+   same epoch on another rank is not "before" (nothing ordered the two). Update reads recorded
+   by the guarded stream are update events. Context reads (raw tokens) may touch only positions
+   that are given, already scored, or before every target of the next score event.
+4. **Single pass** — every position is scored exactly once (none twice, none missing); with
+   :func:`check_losses`, the reported sums are recomputed from the logged per-position losses.
 
 A condition with no evidence (no probes of its kind) is "unverified", which is not compliant.
 """
@@ -83,6 +87,59 @@ def _expand(ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ranges[rid, 0] + (np.arange(rid.size) - first), rid
 
 
+def _context_violations(rows, sc, scored, given, s_epoch, s_rank, s_seq, S) -> str:
+    """Context reads that touched a position neither given, nor scored before the read, nor before every
+    target of the next score event of the same rank (or with no score event after them)."""
+    cx = rows[rows[:, 5] == 2]
+    if not cx.size:
+        return ""
+    bad = []
+    for row in cx:
+        a, b, ep, rk, sq = (int(v) for v in row[:5])
+        pos = np.arange(a, b)
+        key = np.where(s_rank[pos] == rk, s_epoch[pos] * S + s_seq[pos], s_epoch[pos] * S + S - 2)
+        key[~scored[pos]] = _INF
+        unscored = pos[(key >= ep * S + sq) & ~given[pos]]
+        if not unscored.size:
+            continue
+        later = sc[(sc[:, 3] == rk) & (sc[:, 4] > sq)]
+        if later.size:
+            nxt = later[later[:, 4] == later[:, 4].min()]
+            if unscored.max() < nxt[:, 0].min():
+                continue
+        bad.append((a, b))
+    if not bad:
+        return ""
+    return (f"{len(bad)} context reads read positions not yet scored and not before the targets they served "
+            f"(first: [{bad[0][0]}, {bad[0][1]}))")
+
+
+def check_losses(log: EventLog, *, val_loss: float, val_bpb: float, tokens: int, nbytes: int,
+                 position_bytes: np.ndarray, rel_tol: float = 1e-9) -> ConditionResult:
+    """Recompute the reported sums from the logged per-position losses (condition 4's bookkeeping):
+    every scored position carries exactly one loss, and Σ nats / tokens, Σ nats / (ln 2 · Σ bytes)
+    with ``position_bytes`` (the bytes of each target, from the tokenizer tables or the sidecar)
+    equal the reported ``val_loss`` and ``val_bpb``."""
+    pos, nats = log.losses()
+    rows = log.rows()
+    sc = rows[rows[:, 5] == 0]
+    n_scored = int((sc[:, 1] - sc[:, 0]).sum()) if sc.size else 0
+    if pos.size != n_scored or (pos.size and np.unique(pos).size != pos.size):
+        return ConditionResult(4, False, f"{pos.size} logged losses for {n_scored} scored positions")
+    if tokens != pos.size:
+        return ConditionResult(4, False, f"the sums count {tokens} targets, the log holds {pos.size} losses")
+    total = float(np.sum(nats))
+    b = int(np.asarray(position_bytes, dtype=np.int64)[pos].sum()) if pos.size else 0
+    if b != nbytes:
+        return ConditionResult(4, False, f"the sums count {nbytes} bytes, the scored positions carry {b}")
+    loss = total / max(tokens, 1)
+    bpb = total / (np.log(2.0) * max(b, 1))
+    if not (abs(loss - val_loss) <= rel_tol * abs(loss) + 1e-12 and abs(bpb - val_bpb) <= rel_tol * abs(bpb) + 1e-12):
+        return ConditionResult(4, False, (f"the reported val_loss {val_loss:.9g} / val_bpb {val_bpb:.9g} are not the "
+                                          f"logged losses' {loss:.9g} / {bpb:.9g}"))
+    return ConditionResult(4, True, f"sums recomputed from {pos.size} logged losses: val_bpb {bpb:.9g}")
+
+
 def check_events(log: EventLog, *, vocab_size: Optional[int] = None, expected: Optional[np.ndarray] = None,
                  norm_tol: float = 1e-3, nats_tol: float = 1e-3, causal_tol: float = 1e-3) -> ComplianceReport:
     """Check conditions 1–4 on a (merged, all-rank) event log.
@@ -108,11 +165,10 @@ def check_events(log: EventLog, *, vocab_size: Optional[int] = None, expected: O
     s_seq = np.full(n, -1, dtype=np.int64)
     s_epoch[pos], s_rank[pos], s_seq[pos] = sc[rid, 2], sc[rid, 3], sc[rid, 4]
     scored = count > 0
-    given = np.zeros(n, dtype=bool)
-    given[log.given_positions()] = True
-    given &= ~scored
+    given = np.zeros(n, dtype=bool)  # known-valued inputs (document-start BOS): readable at any time,
+    given[log.given_positions()] = True  # scored or not (a BOS is also the previous document's last target)
     if expected is None:
-        expected = ~given
+        expected = ~given | scored
     elif expected.shape != (n,) or expected.dtype != np.bool_:
         raise ValueError(f"expected: a bool mask of shape ({n},), got {expected.dtype} {expected.shape}")
 
@@ -160,10 +216,13 @@ def check_events(log: EventLog, *, vocab_size: Optional[int] = None, expected: O
     else:
         rep.conditions[3] = ConditionResult(3, True, f"{len(up)} update ranges read only positions scored before")
 
+    ctx_bad = _context_violations(rows, sc, scored, given, s_epoch, s_rank, s_seq, S)
     probes = np.array(log.causal_probes, dtype=np.float64).reshape(-1, 2)
     leak = probes[probes[:, 1] > causal_tol]
-    if c1_bad.size or leak.size:
+    if c1_bad.size or leak.size or ctx_bad:
         parts = [describe(c1_bad, "preceded the score of a position they read")] if c1_bad.size else []
+        if ctx_bad:
+            parts.append(ctx_bad)
         if leak.size:
             parts.append(f"{len(leak)} causality probes changed when later tokens changed (first: position "
                          f"{int(leak[0, 0])}, |Δ| = {leak[0, 1]:.3g} nats)")
@@ -174,9 +233,23 @@ def check_events(log: EventLog, *, vocab_size: Optional[int] = None, expected: O
         rep.conditions[1] = ConditionResult(1, True, f"events consistent; {len(probes)} causality probes, "
                                                      f"max |Δ| {probes[:, 1].max():.2g} nats")
 
-    # ---- condition 2 from the normalization probes
+    # ---- condition 2 from the per-position checks of every score event and the normalization probes
+    events = np.unique(sc[:, [3, 4]], axis=0) if sc.size else np.zeros((0, 2), dtype=np.int64)
+    checks = log.checks()
+    checked = {(int(r), int(q)): d for r, q, d in checks}
+    unchecked = [tuple(e) for e in events if (int(e[0]), int(e[1])) not in checked]
+    worst = max(checked.values()) if checked else 0.0
     norm = np.array(log.norm_probes, dtype=np.float64).reshape(-1, 5)
-    if not len(norm):
+    if not (worst <= nats_tol):  # (NaN fails too)
+        bad_ev = sum(1 for d in checked.values() if not d <= nats_tol)
+        rep.conditions[2] = ConditionResult(2, False, (
+            f"{bad_ev} score events committed a score that is not −log softmax(z + δ)[y] over the full vocabulary "
+            f"at some position (largest deviation {worst:.3g} nats)"))
+    elif unchecked:
+        rep.conditions[2] = ConditionResult(2, None, (
+            f"{len(unchecked)} of {len(events)} score events carry no per-position check (not committed by the "
+            f"trusted commit)"))
+    elif not len(norm):
         rep.conditions[2] = ConditionResult(2, None, "no normalization probe was recorded")
     else:
         dev = np.abs(norm[:, 1] - 1.0)
@@ -189,6 +262,8 @@ def check_events(log: EventLog, *, vocab_size: Optional[int] = None, expected: O
                 f"{int(bad.sum())} of {len(norm)} probes fail (first: position {int(norm[i, 0])}: Σp = {norm[i, 1]:.6g} "
                 f"over {int(norm[i, 2])} entries, score {norm[i, 3]:.5g} vs -log p {norm[i, 4]:.5g})"))
         else:
-            rep.conditions[2] = ConditionResult(2, True, f"{len(norm)} probes, max |Σp − 1| = {dev.max():.2g}")
-    rep.stats = {**log.summary(), "given_positions": int(given.sum())}
+            rep.conditions[2] = ConditionResult(2, True, (
+                f"every position of {len(events)} score events checked (max |score − (−log p)| {worst:.2g}); "
+                f"{len(norm)} probes, max |Σp − 1| = {dev.max():.2g}"))
+    rep.stats = {**log.summary(), "given_positions": int(given.sum()), "stream_targets": int(expected.sum())}
     return rep

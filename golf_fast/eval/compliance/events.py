@@ -10,7 +10,9 @@ Positions are token indices ``j`` of the flat validation stream: "scoring j" mea
 
 Event kinds (all ranges are half-open ``[start, end)`` token-index ranges, int64 arrays (n, 2)):
 
-* score: the positions whose scores were committed by one forward;
+* score: the positions whose scores were committed by one forward, with the per-position losses
+  (nats, fp32 as computed) in the order of the ranges' positions — the checker recomputes the
+  bpb sums from them;
 * update: the positions an adaptation step *read* (its loss's targets and their input context).
   A ``collective`` update (gradients all-reduced over ranks) happens at the start of the current
   epoch on every rank, before any score of that epoch;
@@ -20,13 +22,21 @@ Event kinds (all ranges are half-open ``[start, end)`` token-index ranges, int64
   probabilities the score was taken from, the number of entries, and the score's consistency
   with ``-log p[target]``;
 * causality probe: at a sampled scored position, how much its score changed when every later
-  input token was replaced by random tokens.
+  input token was replaced by random tokens;
+* read (recorded by :class:`~golf_fast.eval.compliance.guarded.GuardedStream`, the only way a mode
+  reads the stream): the ranges a batch read and why — ``score`` (the windows of a score batch),
+  ``update`` (an adaptation batch: recorded as an update event of that tag) or ``context``
+  (raw tokens); a score event must come from a score read;
+* per-position check of a score event: the largest |committed nats − (−log softmax(z + δ)[y])|
+  over its positions, recomputed by the trusted commit from the full-vocabulary logits.
 
 Nothing here syncs the device: callers pass host numbers (probes run at sampled positions only).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -35,7 +45,29 @@ import torch
 
 from golf_fast.eval.collectives import all_gather_list, all_gather_strings
 
-_SCORE, _UPDATE = 0, 1
+_SCORE, _UPDATE, _CONTEXT, _SCORE_READ = 0, 1, 2, 3
+PURPOSES = ("score", "update", "context")
+"""Why a mode read validation tokens (GuardedStream): to score them, to adapt on them, as context."""
+
+
+_WATCH: contextvars.ContextVar = contextvars.ContextVar("golf_fast_audit_watch", default=None)
+
+
+@contextlib.contextmanager
+def watching(want: dict):
+    """While active, every new EventLog carries ``{"want": want, "got": {}}``: the trusted commit records
+    ``log p[want[j]]`` (float64, full vocabulary) when it scores position ``j`` (the replay audit)."""
+    w = {"want": {int(k): int(v) for k, v in want.items()}, "got": {}}
+    token = _WATCH.set(w)
+    try:
+        yield w
+    finally:
+        _WATCH.reset(token)
+
+
+def _expand_ranges(r: np.ndarray) -> np.ndarray:
+    """Every position of the [a, b) rows of ``r``, in order."""
+    return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in r]) if len(r) else np.zeros(0, np.int64)
 
 
 def as_ranges(ranges) -> np.ndarray:
@@ -68,10 +100,22 @@ class EventLog:
     tags: list = field(default_factory=lambda: ["score"])
     """Update kinds by tag index (0 is the score kind's name)."""
     _local_in_epoch: bool = False
+    _merged_checks: object = None
+    vocab_size: int = 0
+    """The model's vocabulary (0: unknown); a committed score must come from logits over all of it."""
+    _committed: set = field(default_factory=set)
+    _n_updates: int = 0
+    _checks: list = field(default_factory=list)
+    """Per score event: (seq, max |nats − (−log p)| as a device scalar or float), fetched once."""
+    _loss_pos: list = field(default_factory=list)
+    _loss_nats: list = field(default_factory=list)
+    """Per-position losses of score events: host position arrays and (device or host) nats, fetched once."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_tokens, int) or self.num_tokens < 1:
             raise ValueError(f"num_tokens: expected a positive int, got {self.num_tokens!r}")
+        self.watch = _WATCH.get()
+        """The replay audit's watch (audit.py) active when this log was made: {"want": {j: token}, "got": {}}."""
 
     # ------------------------------------------------------------------ recording
 
@@ -91,11 +135,68 @@ class EventLog:
             self._rows.append(np.concatenate([r, np.broadcast_to(meta, (r.shape[0], 6))], axis=1))
         return self.seq
 
-    def score(self, ranges) -> int:
-        """Record that the scores of the positions in ``ranges`` were committed now; returns the seq."""
+    def read(self, ranges, purpose: str, tag: str = "") -> int:
+        """Record a read of the stream (``purpose`` in :data:`PURPOSES`); an ``update`` read is an update
+        event tagged ``tag``. Returns the seq."""
+        if purpose not in PURPOSES:
+            raise ValueError(f"purpose: expected one of {PURPOSES}, got {purpose!r}")
+        r = as_ranges(ranges)
+        self._check_in_range(r, "read ranges")
+        if purpose == "update":
+            return self.update(r, tag or "update")
+        return self._append(r, _CONTEXT if purpose == "context" else _SCORE_READ, False, 0)
+
+    def claim_commit(self, read_seq: int) -> bool:
+        """Mark the score read ``read_seq`` committed; False if it already was."""
+        if read_seq in self._committed:
+            return False
+        self._committed.add(read_seq)
+        return True
+
+    def has_updates(self) -> bool:
+        return self._n_updates > 0
+
+    def score_check(self, seq: int, max_dev) -> None:
+        """The trusted commit's per-position check of score event ``seq`` (see the module docstring)."""
+        self._checks.append((int(seq), max_dev.detach() if isinstance(max_dev, torch.Tensor) else float(max_dev)))
+
+    def checks(self) -> np.ndarray:
+        """(n, 3) float64: rank, seq, max deviation of each checked score event (device values fetched once)."""
+        if self._merged_checks is not None:
+            return self._merged_checks
+        if any(isinstance(d, torch.Tensor) for _, d in self._checks):
+            dev = next(d.device for _, d in self._checks if isinstance(d, torch.Tensor))
+            devs = torch.stack([d.float().reshape(()).to(dev) if isinstance(d, torch.Tensor)
+                                else torch.tensor(float(d), device=dev) for _, d in self._checks]).cpu().tolist()
+            self._checks = [(sq, v) for (sq, _), v in zip(self._checks, devs)]
+        return np.array([(self.rank, sq, d) for sq, d in self._checks], dtype=np.float64).reshape(-1, 3)
+
+    def score(self, ranges, nats=None) -> int:
+        """Record that the scores of the positions in ``ranges`` were committed now; returns the seq.
+
+        ``nats``: the committed per-position losses, 1-D, one per position of ``ranges`` in order
+        (a device tensor is kept as is and fetched once, by :meth:`losses`: no device sync here).
+        """
         r = as_ranges(ranges)
         self._check_in_range(r, "score ranges")
+        if nats is not None:
+            count = int((r[:, 1] - r[:, 0]).sum())
+            if nats.dim() != 1 if isinstance(nats, torch.Tensor) else np.ndim(nats) != 1:
+                raise ValueError("nats: expected a 1-D array of per-position losses")
+            if len(nats) != count:
+                raise ValueError(f"nats: {len(nats)} losses for the {count} positions of the ranges")
+            self._loss_pos.append(_expand_ranges(r))
+            self._loss_nats.append(nats.detach() if isinstance(nats, torch.Tensor) else np.asarray(nats))
         return self._append(r, _SCORE, False, 0)
+
+    def losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions int64, nats float64) of every score event that carried losses, in event order."""
+        if not self._loss_pos:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        nats = [t.double().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
+                for t in self._loss_nats]
+        self._loss_pos, self._loss_nats = [np.concatenate(self._loss_pos)], [np.concatenate(nats)]
+        return self._loss_pos[0], self._loss_nats[0]
 
     def update(self, ranges, kind: str, collective: bool = False) -> int:
         """Record an adaptation step that read the positions in ``ranges`` (``kind``: a label for reports)."""
@@ -105,6 +206,7 @@ class EventLog:
         self._check_in_range(r, "update ranges")
         if kind not in self.tags:
             self.tags.append(kind)
+        self._n_updates += 1
         return self._append(r, _UPDATE, collective, self.tags.index(kind))
 
     def given(self, positions: Iterable[int]) -> None:
@@ -138,7 +240,10 @@ class EventLog:
 
     def to_state(self) -> dict:
         """Plain-data form (numpy arrays, lists) for gathering across ranks or saving as JSON-like data."""
+        pos, nats = self.losses()
         return {"num_tokens": self.num_tokens, "rows": self.rows(), "given": self.given_positions(),
+                "checks": self.checks(),
+                "loss_pos": pos, "loss_nats": nats,
                 "norm_probes": list(self.norm_probes), "causal_probes": list(self.causal_probes),
                 "tags": list(self.tags)}
 
@@ -151,6 +256,7 @@ class EventLog:
         if any(s["num_tokens"] != n for s in states):
             raise ValueError("states: the ranks' logs cover different numbers of tokens")
         out = cls(num_tokens=n)
+        checks = []
         for s in states:
             rows = np.array(s["rows"], dtype=np.int64).reshape(-1, 8).copy()
             for name in s["tags"]:
@@ -162,6 +268,11 @@ class EventLog:
             out._given.append(np.asarray(s["given"], dtype=np.int64))
             out.norm_probes += [tuple(p) for p in s["norm_probes"]]
             out.causal_probes += [tuple(p) for p in s["causal_probes"]]
+            checks.append(np.asarray(s.get("checks", np.zeros((0, 3))), dtype=np.float64).reshape(-1, 3))
+            if len(s.get("loss_pos", ())):
+                out._loss_pos.append(np.asarray(s["loss_pos"], dtype=np.int64))
+                out._loss_nats.append(np.asarray(s["loss_nats"], dtype=np.float64))
+        out._merged_checks = np.concatenate(checks)
         return out
 
     def summary(self) -> dict:
@@ -171,7 +282,9 @@ class EventLog:
                 "scored_positions": int((sc[:, 1] - sc[:, 0]).sum()),
                 "update_events": int(np.unique(up[:, 2:5], axis=0).shape[0]) if up.size else 0,
                 "update_kinds": sorted({self.tags[t] for t in up[:, 7]}) if up.size else [],
-                "normalization_probes": len(self.norm_probes), "causality_probes": len(self.causal_probes)}
+                "normalization_probes": len(self.norm_probes), "causality_probes": len(self.causal_probes),
+                "checked_score_events": int(len(self.checks())),
+                "context_reads": int((r[:, 5] == _CONTEXT).sum())}
 
 
 def gather_logs(log: EventLog, world_size: int) -> EventLog:
@@ -183,6 +296,12 @@ def gather_logs(log: EventLog, world_size: int) -> EventLog:
     norm = all_gather_list(torch.tensor(log.norm_probes, dtype=torch.float64).reshape(-1, 5), world_size)
     causal = all_gather_list(torch.tensor(log.causal_probes, dtype=torch.float64).reshape(-1, 2), world_size)
     tags = all_gather_strings(log.tags, world_size)
+    lp, ln = log.losses()
+    checks = all_gather_list(torch.from_numpy(log.checks()), world_size)
+    loss_pos = all_gather_list(torch.from_numpy(lp), world_size)
+    loss_nats = all_gather_list(torch.from_numpy(ln), world_size)
     return EventLog.merge([{"num_tokens": log.num_tokens, "rows": rows[r].numpy(), "given": given[r].numpy(),
-                            "norm_probes": norm[r].tolist(), "causal_probes": causal[r].tolist(), "tags": tags[r]}
+                            "norm_probes": norm[r].tolist(), "causal_probes": causal[r].tolist(), "tags": tags[r],
+                            "loss_pos": loss_pos[r].numpy(), "loss_nats": loss_nats[r].numpy(),
+                            "checks": checks[r].numpy()}
                            for r in range(world_size)])
