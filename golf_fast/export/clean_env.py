@@ -13,7 +13,6 @@ import importlib.metadata as md
 import os
 import re
 import subprocess
-import sys
 import venv
 from pathlib import Path
 

@@ -403,7 +403,7 @@ def reproducing(runs: list[Run]) -> list[str]:
     if d.get("caseops"):
         lines += ["# CaseOps data: FineWeb documents (.jsonl, field 'text'; the first 50,000 are validation) →",
                   "# CaseOps text, shards tokenized with the tokenizer below, validation byte sidecars",
-                  f"python prepare_caseops_data.py build --caseops --input docs_selected.jsonl --val-docs 50000 \\",
+                  "python prepare_caseops_data.py build --caseops --input docs_selected.jsonl --val-docs 50000 \\",
                   f"    --vocab-size {runs[0].config.get('model', {}).get('vocab_size')} --tokenizer {tok_rel} --out {data}"]
     for r in runs:
         lines.append(f"DATA_PATH={data} TOKENIZER_PATH={tok_rel} SEED={r.seed} RUN_ID=seed{r.seed} "

@@ -68,6 +68,8 @@ def test_short_end_to_end_run(data_dir, tmp_path, capsys, monkeypatch):
         assert needle in out, needle
     assert [e["step"] for e in _events(res.run_dir, "step")] == [1, 2, 3, 4]
     assert res.phases["hessians"] > 0  # collected from training batches inside the window
+    # the exported script's own load (portable decoder) is timed: it counts toward the evaluation time
+    assert res.phases["artifact_load_exported"] > 0
     final = _events(res.run_dir, "final")[0]
     assert final["pre_quant"]["val_bpb"] == res.pre_quant["val_bpb"]
     assert res.round_trip is not None and res.notes == []  # GPTQ → artifact → fresh load → eval ran

@@ -93,7 +93,7 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
     keep = te - all_docs[:, 0] >= 2  # at least one target
     starts, lengths = all_docs[keep, 0], (te - all_docs[:, 0])[keep]  # the record's (start, length)
     lo = cfg.lora
-    bd, C = lo.batch_docs, lo.chunk
+    bd = lo.batch_docs
     queue = record_batches(lengths, bd)
     plan = phase_plan(queue, len(starts), cfg.phased.prefix_docs, cfg.phased.num_phases) if adapt == "phased" else {}
     log = EventLog(n, rank=rank, vocab_size=V)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import torch
 
 from golf_fast.eval.compliance.events import PURPOSES, EventLog, as_ranges
