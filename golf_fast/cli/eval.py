@@ -158,22 +158,22 @@ def run_adapt(cfg: AdaptConfig, model_factory, val: np.ndarray, table, rank: int
     kw = dict(rank=rank, world_size=world, device=device, dtype=dtype, val_bytes=val_bytes)
     if compare:
         out["baseline"] = _entry(run_baseline(model_factory(), val, table, cfg, **kw))
-    r = run_adaptive(model_factory(), val, table, cfg, int6_state=int6_state, **kw)
+    model = model_factory()
+    mcfg = model.cfg  # the config the audit and the prediction read (no further artifact load for it)
+    r = run_adaptive(model, val, table, cfg, int6_state=int6_state, **kw)
     out["adaptive"] = _entry(r)
     if audit:
-        model = model_factory()
         rep = replay_audit(lambda t: run_adaptive(model_factory(), t, table, cfg, int6_state=int6_state, **kw),
-                           val, r, audit, bos_id=model.cfg.bos_id, vocab_size=model.cfg.vocab_size,
+                           val, r, audit, bos_id=mcfg.bos_id, vocab_size=mcfg.vocab_size,
                            seed=cfg.seed, world_size=world)
         out["adaptive"]["audit"] = rep.as_dict()
         if rep.ok is False:  # the trust-nothing check overrides the event log's verdict
             out["adaptive"]["eval_compliance"] = "non-compliant: condition 1 (replay audit)"
     if predict_h100:
-        model = model_factory()
-        docs = document_spans(val, model.cfg.bos_id)
+        docs = document_spans(val, mcfg.bos_id)
         lengths = docs[:, 1] - docs[:, 0]
         eff = record_efficiency()  # R0611's method on the record model and FineWeb-like documents
-        p = predict_seconds(model.cfg, lengths, cfg, efficiency=eff)
+        p = predict_seconds(mcfg, lengths, cfg, efficiency=eff)
         out["predicted_8xh100"] = {"seconds": float(f"{p.seconds:.3g}"), "efficiency": round(eff, 4),
                                    "arithmetic": p.text.splitlines()}
     return out
