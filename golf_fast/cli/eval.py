@@ -50,7 +50,7 @@ from golf_fast.eval.adapt.run import run_adaptive, run_baseline
 from golf_fast.eval.compliance.audit import replay_audit
 from golf_fast.eval.evaluate import evaluate
 from golf_fast.eval.windows import document_spans
-from golf_fast.model.from_artifact import load_model_from_artifact
+from golf_fast.model.from_artifact import model_from_artifact
 from golf_fast.model.precision import apply_precision
 from golf_fast.train.config import TrainConfig
 
@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         tok = cfg.data.tokenizer or data_dir / "tokenizer.model"
         try:
             weights = e.resolved_weights(d.device.type)
-            model = load_model_from_artifact(args.artifact, d.device, weights=weights)
+            art = load_artifact(args.artifact)  # decoded once; every model of this evaluation is built from it
+            model = model_from_artifact(art, d.device, weights=weights)
         except ArtifactError as err:
             print(f"golf-fast eval: cannot load {args.artifact}: {err}", file=sys.stderr)
             return 2
@@ -126,11 +127,11 @@ def run(args: argparse.Namespace) -> int:
             out[mode] = r.as_dict()
         if wants_adaptation(adapt):
             def fresh_model():
-                m = apply_precision(load_model_from_artifact(args.artifact, d.device), cfg.run.precision)
+                m = apply_precision(model_from_artifact(art, d.device), cfg.run.precision)
                 m.looping_active = args.looping == "on"
                 return m
 
-            int6_state = load_artifact(args.artifact).state if adapt.lora.backend == "int6" else None
+            int6_state = art.state if adapt.lora.backend == "int6" else None
             out.update(run_adapt(adapt, fresh_model, val, table, d.rank, d.world, d.device, dtype, int6_state,
                                  val_bytes, compare=args.compare, predict_h100=args.predict_h100,
                                  audit=args.audit))
