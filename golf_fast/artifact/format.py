@@ -351,7 +351,7 @@ def load_artifact(path: Union[str, os.PathLike], *, expected_names: Optional[lis
     """Read and verify an artifact; never executes code from the file.
 
     ``decoder`` (golf-rans code streams; other codecs ignore it): ``auto`` (the C++ extension,
-    else numpy), ``portable`` (the plain-C decoder compiled at load with the system C compiler,
+    else as ``portable``), ``portable`` (the plain-C decoder compiled at load with the system C compiler,
     ``golf_fast.artifact.rans.portable``, else numpy: the exported script's path), ``cpp``,
     ``numpy`` or ``reference``.
 

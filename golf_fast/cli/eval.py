@@ -50,7 +50,7 @@ from golf_fast.eval.adapt.run import run_adaptive, run_baseline
 from golf_fast.eval.compliance.audit import replay_audit
 from golf_fast.eval.evaluate import evaluate
 from golf_fast.eval.windows import document_spans
-from golf_fast.model.from_artifact import load_model_from_artifact
+from golf_fast.model.from_artifact import model_from_artifact
 from golf_fast.model.precision import apply_precision
 from golf_fast.train.config import TrainConfig
 
@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         tok = cfg.data.tokenizer or data_dir / "tokenizer.model"
         try:
             weights = e.resolved_weights(d.device.type)
-            model = load_model_from_artifact(args.artifact, d.device, weights=weights)
+            art = load_artifact(args.artifact)  # decoded once; every model of this evaluation is built from it
+            model = model_from_artifact(art, d.device, weights=weights)
         except ArtifactError as err:
             print(f"golf-fast eval: cannot load {args.artifact}: {err}", file=sys.stderr)
             return 2
@@ -126,11 +127,11 @@ def run(args: argparse.Namespace) -> int:
             out[mode] = r.as_dict()
         if wants_adaptation(adapt):
             def fresh_model():
-                m = apply_precision(load_model_from_artifact(args.artifact, d.device), cfg.run.precision)
+                m = apply_precision(model_from_artifact(art, d.device), cfg.run.precision)
                 m.looping_active = args.looping == "on"
                 return m
 
-            int6_state = load_artifact(args.artifact).state if adapt.lora.backend == "int6" else None
+            int6_state = art.state if adapt.lora.backend == "int6" else None
             out.update(run_adapt(adapt, fresh_model, val, table, d.rank, d.world, d.device, dtype, int6_state,
                                  val_bytes, compare=args.compare, predict_h100=args.predict_h100,
                                  audit=args.audit))
@@ -158,22 +159,22 @@ def run_adapt(cfg: AdaptConfig, model_factory, val: np.ndarray, table, rank: int
     kw = dict(rank=rank, world_size=world, device=device, dtype=dtype, val_bytes=val_bytes)
     if compare:
         out["baseline"] = _entry(run_baseline(model_factory(), val, table, cfg, **kw))
-    r = run_adaptive(model_factory(), val, table, cfg, int6_state=int6_state, **kw)
+    model = model_factory()
+    mcfg = model.cfg  # the config the audit and the prediction read (no further artifact load for it)
+    r = run_adaptive(model, val, table, cfg, int6_state=int6_state, **kw)
     out["adaptive"] = _entry(r)
     if audit:
-        model = model_factory()
         rep = replay_audit(lambda t: run_adaptive(model_factory(), t, table, cfg, int6_state=int6_state, **kw),
-                           val, r, audit, bos_id=model.cfg.bos_id, vocab_size=model.cfg.vocab_size,
+                           val, r, audit, bos_id=mcfg.bos_id, vocab_size=mcfg.vocab_size,
                            seed=cfg.seed, world_size=world)
         out["adaptive"]["audit"] = rep.as_dict()
         if rep.ok is False:  # the trust-nothing check overrides the event log's verdict
             out["adaptive"]["eval_compliance"] = "non-compliant: condition 1 (replay audit)"
     if predict_h100:
-        model = model_factory()
-        docs = document_spans(val, model.cfg.bos_id)
+        docs = document_spans(val, mcfg.bos_id)
         lengths = docs[:, 1] - docs[:, 0]
         eff = record_efficiency()  # R0611's method on the record model and FineWeb-like documents
-        p = predict_seconds(model.cfg, lengths, cfg, efficiency=eff)
+        p = predict_seconds(mcfg, lengths, cfg, efficiency=eff)
         out["predicted_8xh100"] = {"seconds": float(f"{p.seconds:.3g}"), "efficiency": round(eff, 4),
                                    "arithmetic": p.text.splitlines()}
     return out

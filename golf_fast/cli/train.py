@@ -33,6 +33,7 @@ from golf_fast.export.baseline import bytes_per_token, parse_baseline
 from golf_fast.export.stats import CHALLENGE_DELTA_NATS, format_table, welch_one_sided
 from golf_fast.export.stub import ExportError, build_script
 from golf_fast.train.config import PRESETS, TrainConfig, apply_overrides, config_fields, metavar, preset
+from golf_fast.train.device_profile import PROFILES
 from golf_fast.train.loop import train
 from golf_fast.train.result import RunResult, RunSetupError, TrainingDiverged
 
@@ -48,7 +49,7 @@ def add_config_arguments(p: argparse.ArgumentParser, default_preset: str = "smok
         extra = dict(nargs="?", const="true") if typ is bool else {}  # a bare boolean flag means true
         g.add_argument(f"--{key}", dest=f"ov::{key}", default=argparse.SUPPRESS, metavar=metavar(typ), **extra)
     g.add_argument("--device-profile", dest="ov::run.device_profile", default=argparse.SUPPRESS,
-                   choices=("auto", "cpu", "h100"), help="same as --run.device_profile: resolve every auto as on "
+                   choices=PROFILES, help="same as --run.device_profile: resolve every auto as on "
                    "this device, a CPU or an H100 (then run here through CPU stand-ins the log names)")
 
 

@@ -8,8 +8,9 @@ the environment (torchrun's RANK/WORLD_SIZE are read by the trainer as always).
 
 The exported file has no ``golf_fast._C``: :func:`use_torch_paths` gives the one op whose CUDA
 kernel lives only in the extension (the Hessian accumulation) its pure-torch reference as the
-CUDA backend (``H += XᵀX`` is one cuBLAS GEMM); the golf-rans coder runs in numpy
-(``golf_fast.artifact.rans.numpy_coder``) whenever the extension is absent.
+CUDA backend (``H += XᵀX`` is one cuBLAS GEMM); whenever the extension is absent the golf-rans
+decoder is the plain-C one compiled at load (``golf_fast.artifact.rans.portable``), else numpy
+(``golf_fast.artifact.rans.numpy_coder``), and the encoder runs in numpy.
 """
 
 from __future__ import annotations

@@ -363,8 +363,9 @@ def readme(runs: list[Run], rv: Review, script: ExportedScript, sub: dict[str, A
               f"`{cfg['quant'].get('codec') or 'golf-rans'}`, then the artifact is reloaded and scored.", "",
               "`train_gpt.py` is the package code this configuration uses, gathered by following imports "
               f"({len(script.modules)} modules), each module's source executed into its own module object; "
-              f"minified and wrapped ({script.wrapper}). The artifact decoder runs in numpy/Python (golf-rans: "
-              "`golf_fast.artifact.rans.numpy_coder`): no compiled extension or external binary is needed. Environment: `DATA_PATH`, `TOKENIZER_PATH`, `SEED`, "
+              f"minified and wrapped ({script.wrapper}). The golf-rans artifact decoder is plain C compiled at load "
+              "with the system C compiler (`golf_fast.artifact.rans.portable`), else numpy "
+              "(`golf_fast.artifact.rans.numpy_coder`): no compiled extension of the package is needed. Environment: `DATA_PATH`, `TOKENIZER_PATH`, `SEED`, "
               "`RUN_ID`; `torchrun --standalone --nproc_per_node=8 train_gpt.py`.", "",
               "## Code bytes", "",
               f"raw sources {script.raw_bytes:,} B → minified bundle {script.minified_bytes:,} B → counted "

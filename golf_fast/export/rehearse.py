@@ -133,13 +133,13 @@ def _final(run_dir: Path) -> tuple[dict, dict]:
 def _artifact_contents(path: Path, num_layers: int) -> tuple[int, int, int]:
     """(GPTQ'd matrices, matrices with LQER factors, int8 gates) of the artifact at ``path``."""
     from golf_fast.artifact import load_artifact
+    from golf_fast.model.gpt import EMBED_NAME, bank_matrix_names
     from golf_fast.quant import QuantizedTensor
 
     state = load_artifact(path).state
     lqer = {k.split(".lqer.")[0] for k in state if ".lqer." in k}
-    gptq = sum(1 for k, v in state.items() if ".lqer." not in k and isinstance(v, QuantizedTensor) and v.bits in (6, 7)
-               and (k == "tok_emb.weight" or k.endswith((".c_q.weight", ".c_k.weight", ".c_v.weight",
-                                                        ".attn.proj.weight", ".fc.weight", ".mlp.proj.weight"))))
+    matrices = [EMBED_NAME] + [n for names in bank_matrix_names(num_layers).values() for n in names]
+    gptq = sum(1 for k in matrices if isinstance(state.get(k), QuantizedTensor) and state[k].bits in (6, 7))
     gates = sum(1 for k, v in state.items() if k.endswith("attn_gate_w") and isinstance(v, QuantizedTensor)
                 and v.bits == 8)
     return gptq, len(lqer), gates
