@@ -1,6 +1,6 @@
 """pytest-benchmark: fused LeakyReLU² MLP (run with `pytest benchmarks/bench_fused_mlp.py`).
 
-The same cases as ``python -m golf_fast.bench --kernel fused_mlp``: ours vs eager PyTorch and vs
+The same cases as ``golf-fast bench --kernel fused_mlp``: ours vs eager PyTorch and vs
 torch.compile at the record's per-rank shapes (forward + backward, and forward only). On a CPU
 'ours' is the eager reference (see the case module's docstring).
 """

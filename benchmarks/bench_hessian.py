@@ -1,6 +1,6 @@
 """pytest-benchmark: Hessian accumulation (run with `pytest benchmarks/bench_hessian.py`).
 
-The same cases as ``python -m golf_fast.bench --kernel hessian``: ``hessian_accumulate_`` against
+The same cases as ``golf-fast bench --kernel hessian``: ``hessian_accumulate_`` against
 ``H.addmm_(X.float().T, X.float())`` at K ∈ {512, 2048} (T = 65,536 on CPU, 1,572,864 on CUDA),
 both at the current thread count (``torch.set_num_threads`` / ``OMP_NUM_THREADS``).
 """

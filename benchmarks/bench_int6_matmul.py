@@ -2,7 +2,7 @@
 
 Run: ``PYTHONPATH=. pytest benchmarks/bench_int6_matmul.py`` (on a GPU: the fused kernel vs bf16
 ``F.linear`` and eager dequantize+matmul over the issue's shapes; on CPU: the reference at small
-shapes, which times PyTorch, not the kernel). ``python -m golf_fast.bench --kernel int6_matmul``
+shapes, which times PyTorch, not the kernel). ``golf-fast bench --kernel int6_matmul``
 prints the same comparison with roofline floors.
 """
 

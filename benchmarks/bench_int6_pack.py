@@ -1,6 +1,6 @@
 """pytest-benchmark: int6 pack/unpack (run with `pytest benchmarks/bench_int6_pack.py`).
 
-The same cases as ``python -m golf_fast.bench --kernel int6_pack``; pytest-benchmark adds its
+The same cases as ``golf-fast bench --kernel int6_pack``; pytest-benchmark adds its
 statistics and `--benchmark-compare` across commits.
 """
 

@@ -1,6 +1,6 @@
 """pytest-benchmark: Newton-Schulz (run with `pytest benchmarks/bench_newton_schulz.py`).
 
-The same cases as ``python -m golf_fast.bench --kernel newton_schulz``: ours vs eager PyTorch
+The same cases as ``golf-fast bench --kernel newton_schulz``: ours vs eager PyTorch
 and vs torch.compile at the record's per-rank bank shapes (and the full banks on a GPU). On a
 CPU 'ours' is the eager reference (see the case module's docstring).
 """

@@ -1,6 +1,6 @@
 """pytest-benchmark: fused softcapped cross-entropy (run with `pytest benchmarks/bench_softcapped_ce.py`).
 
-The same cases as ``python -m golf_fast.bench --kernel softcapped_ce``: ours vs eager PyTorch and vs
+The same cases as ``golf-fast bench --kernel softcapped_ce``: ours vs eager PyTorch and vs
 torch.compile at the record's per-rank shapes (forward + backward, and forward only). On a CPU
 'ours' is the eager reference (see the case module's docstring).
 """

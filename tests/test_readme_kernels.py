@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import golf_fast
+from golf_fast.bench.cases.newton_schulz import root_zeropower
 from golf_fast.ops.newton_schulz import POLAR_EXPRESS, newton_schulz_f64
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -35,22 +36,9 @@ def _plain_cpu(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
 
 
-# The record scripts' functions, copied from openai/parameter-golf: the root train_gpt.py and the
-# R0611 record (records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611).
-
-def root_zeropower_via_newtonschulz5(G, steps=10, eps=1e-7):
-    a, b, c = (3.4445, -4.7750, 2.0315)
-    X = G.bfloat16()
-    X /= X.norm() + eps
-    transposed = G.size(0) > G.size(1)
-    if transposed:
-        X = X.T
-    for _ in range(steps):
-        A = X @ X.T
-        B = b * A + c * A @ A
-        X = a * X + B @ X
-    return X.T if transposed else X
-
+# The R0611 record's functions, copied from openai/parameter-golf
+# (records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611);
+# the root train_gpt.py's Newton-Schulz is golf_fast.bench.cases.newton_schulz.root_zeropower.
 
 def record_zeropower_via_newtonschulz5(G, steps=10, eps=1e-07):
     was_2d = G.ndim == 2
@@ -122,7 +110,7 @@ def test_swap_block_newton_schulz_is_the_records_function():
     s = _run("swap example", 2611)
     G = s["G"]
     assert torch.equal(s["O"], record_zeropower_via_newtonschulz5(G, 5))  # CPU auto: op for op
-    root = root_zeropower_via_newtonschulz5(G, 5)
+    root = root_zeropower(G, 5)
     f64 = newton_schulz_f64(G.bfloat16().double(), 5, "quintic")
     assert _rel(s["O_root"], f64) <= 2 * _rel(root, f64)  # the same math, bf16 rounding apart
     bf16_err = _rel(root, f64)  # what one bf16 computation of the iteration is off by

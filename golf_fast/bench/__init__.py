@@ -1,1 +1,1 @@
-"""Benchmark harness: ``python -m golf_fast.bench --list | --kernel NAME | --all``."""
+"""Benchmark harness: ``golf-fast bench --list | --kernel NAME | --all``."""

@@ -1,4 +1,4 @@
-"""The benchmark modules ``python -m golf_fast.bench`` knows; one line per kernel family."""
+"""The benchmark modules ``golf-fast bench`` knows; one line per kernel family."""
 
 from __future__ import annotations
 
