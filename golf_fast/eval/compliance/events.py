@@ -23,8 +23,8 @@ Event kinds (all ranges are half-open ``[start, end)`` token-index ranges, int64
   with ``-log p[target]``;
 * causality probe: at a sampled scored position, how much its score changed when every later
   input token was replaced by random tokens;
-* read (recorded by :class:`~golf_fast.eval.compliance.guarded.GuardedStream`, the only way a mode
-  reads the stream): the ranges a batch read and why — ``score`` (the windows of a score batch),
+* read (recorded by :class:`~golf_fast.eval.compliance.guarded.GuardedStream`, through which the
+  drivers read the stream; a read that bypasses it is not recorded): the ranges a batch read and why — ``score`` (the windows of a score batch),
   ``update`` (an adaptation batch: recorded as an update event of that tag) or ``context``
   (raw tokens); a score event must come from a score read;
 * per-position check of a score event: the largest |committed nats − (−log softmax(z + δ)[y])|

@@ -1,4 +1,4 @@
-"""The guarded validation stream: the only way an adaptive mode reads validation tokens.
+"""The guarded validation stream: the way golf_fast's adaptive drivers read validation tokens.
 
 Every read goes into the run's :class:`~golf_fast.eval.compliance.events.EventLog` with its purpose
 at the moment it happens, so the checker decides from what was read, not from what a mode
@@ -11,7 +11,11 @@ declares:
 * ``read(ranges, "context")`` — raw tokens (any other use). A context read must touch only
   positions that are given, already scored, or before every target of the next score event.
 
-The stream holds the tokens privately; nothing else in golf_fast hands validation tokens to a mode.
+The stream holds its tokens privately, but a driver is handed the raw token array by
+:func:`golf_fast.eval.adapt.run.run_adaptive` and builds the stream itself: that every read goes
+through it is a convention of the drivers, not something the stream enforces. A driver that reads
+the array directly, or reuses a batch it already holds, leaves no read here; the replay audit
+(audit.py) is the check that does not rely on these records.
 """
 
 from __future__ import annotations
