@@ -1,4 +1,4 @@
-"""The replay audit (``golf-fast eval ... --audit N``): condition 1 checked by trusting nothing.
+"""The replay audit (``golf-fast eval ... --audit N``): condition 1 checked without the run's read records.
 
 For each of ``N`` sampled scored positions ``j``: every token the run had not yet used when it
 scored ``j`` — the token at ``j`` and every token scored after it (later score events; in ``j``'s
@@ -11,6 +11,12 @@ looked at ``j`` or a later token moves it. At least one sampled position comes a
 update of the run (when there is one), so an adapted state is audited.
 
 Each sampled position costs one full rerun; the result is ``ok`` only when every rerun agrees.
+
+What it still takes from the run: which tokens are randomized follows the score order of the
+original log's score events, the original value is that log's loss at ``j``, and the rerun's value
+is recorded only if the rerun commits ``j`` through :func:`golf_fast.eval.scoring.commit_scores`
+(else the delta is inf). The rerun is the same driver code, which can see that a watch is active;
+only the sampled positions are tested.
 """
 
 from __future__ import annotations
