@@ -19,12 +19,15 @@ import pathlib
 import subprocess
 import sys
 
-# name → (layers, steps, tokens per step)
-RUNS = {"L2_s150": (2, 150, 256), "L2_s600": (2, 600, 256), "L2_s1200": (2, 1200, 512), "L4_s2000": (4, 2000, 512)}
+# name → (layers, steps, tokens per step); the G* runs are sized for a GPU (``--device cuda``)
+RUNS = {"L2_s150": (2, 150, 256), "L2_s600": (2, 600, 256), "L2_s1200": (2, 1200, 512), "L4_s2000": (4, 2000, 512),
+        "G4_s2000": (4, 2000, 8192), "G11_s1200": (11, 1200, 16384)}
 
 
-def train_command(name: str, layers: int, steps: int, batch: int, data_dir: str, out: str) -> list[str]:
-    """The ``golf-fast train`` command line of one state (the smoke preset resized to record width)."""
+def train_command(name: str, layers: int, steps: int, batch: int, data_dir: str, out: str,
+                  device: str = "cpu") -> list[str]:
+    """The ``golf-fast train`` command line of one state (the smoke preset resized to record width;
+    on ``device`` ``cuda`` eager, so the state does not depend on compile warm-up)."""
     return [sys.executable, "-m", "golf_fast.cli", "train", "--preset", "smoke", "--no-code-bytes",
             "--model.vocab_size", "8192", "--model.num_layers", str(layers), "--model.model_dim", "512",
             "--model.num_heads", "8", "--model.num_kv_heads", "4", "--model.mlp_mult", "4", "--model.num_loops", "0",
@@ -34,7 +37,8 @@ def train_command(name: str, layers: int, steps: int, batch: int, data_dir: str,
             "--schedule.clock", "steps", "--schedule.max_steps", str(steps), "--schedule.ema_decay", "0.99",
             "--optim.muon_momentum_warmup_steps", "100", "--quant.calibration_batches", "4",
             "--eval.seq_len", "256", "--eval.stride", "256", "--run.out_dir", out, "--run.name", name,
-            "--run.log_every", "50", "--run.cpu_threads", "1"]
+            "--run.log_every", "50", "--run.cpu_threads", "1", "--run.device", device, "--run.compile", "off",
+            "--eval.adapt.ttt", "none"]
 
 
 def main() -> None:
@@ -43,6 +47,8 @@ def main() -> None:
     ap.add_argument("--tokenizer", required=True, help="SentencePiece .model with 8192 pieces")
     ap.add_argument("--out", default="runs/states", help="folder of the runs (default runs/states, git-ignored)")
     ap.add_argument("--runs", default="L2_s150,L2_s600", help=f"comma-separated names among {sorted(RUNS)}")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the runs train")
+    ap.add_argument("--parallel", action="store_true", help="start every run at once (one GPU holds them all)")
     args = ap.parse_args()
     names = [n for n in args.runs.split(",") if n]
     bad = [n for n in names if n not in RUNS]
@@ -53,11 +59,18 @@ def main() -> None:
     if not (data / "COMPLETE").exists():
         subprocess.run([sys.executable, "-m", "golf_fast.cli", "data", "build", "--input", args.text,
                         "--vocab-size", "8192", "--out", str(data), "--tokenizer", args.tokenizer], check=True)
-    for n in names:
-        if (out / n / "model.gfa").exists():
-            print(f"{n}: present, skipped")
-            continue
-        subprocess.run(train_command(n, *RUNS[n], str(data), str(out)), check=True)
+    todo = [n for n in names if not (out / n / "model.gfa").exists()]
+    for n in sorted(set(names) - set(todo)):
+        print(f"{n}: present, skipped")
+    cmds = [train_command(n, *RUNS[n], str(data), str(out), args.device) for n in todo]
+    if not args.parallel:
+        for c in cmds:
+            subprocess.run(c, check=True)
+        return
+    procs = [subprocess.Popen(c, stdout=open(out / f"{n}.log", "w"), stderr=subprocess.STDOUT) for n, c in zip(todo, cmds)]
+    failed = [n for n, p in zip(todo, procs) if p.wait() != 0]
+    if failed:
+        raise SystemExit(f"runs failed: {failed} (logs: {out}/<name>.log)")
 
 
 if __name__ == "__main__":
