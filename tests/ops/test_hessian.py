@@ -273,3 +273,27 @@ def test_cuda_without_the_extensions_cuda_part_falls_back_to_torch_with_a_warnin
     chosen.fn(h, x, 1.0)  # the torch path: the fp32 GEMM
     want = x.double().T @ x.double()
     assert float((h.double() - want).norm() / want.norm()) < 1e-6
+
+
+def test_cuda_backend_runs_fp32_x_with_tf32_off(monkeypatch):
+    """fp32 X on the CUDA backend is a plain GEMM: it must not follow the caller's TF32 setting (a
+    trainer turns TF32 on; on an H200 that GEMM then missed the 1e-5 self-check at 6.4e-5). Checked
+    here through the backend function itself, with the reference replaced by a probe of the flags."""
+    from golf_fast.ops import hessian
+
+    seen = []
+
+    def probe(H, X, scale):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()))
+
+    monkeypatch.setattr(hessian, "hessian_accumulate_ref", probe)
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+        hessian._cuda(torch.zeros(4, 4), torch.ones(3, 4), 1.0)
+        assert torch.backends.cuda.matmul.allow_tf32  # the caller's setting is restored
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old[0]
+        torch.set_float32_matmul_precision(old[1])
+    assert seen == [(False, "highest")]
