@@ -36,6 +36,8 @@ from typing import Optional
 
 from golf_fast.artifact.code_bytes import CodeBytesError, wrap_source
 from golf_fast.export.gather import Gathered, gather
+from golf_fast.export.lean import strip_annotations, strip_messages
+from golf_fast.export.shake import Shaken, Table, shake
 from golf_fast.train.config import TrainConfig
 
 ENTRY = "golf_fast.export.entry"
@@ -103,6 +105,37 @@ class ExportedScript:
     counted: int
     compiled_left_out: list[str]
     per_module: tuple = ()
+    shaken: Optional[Shaken] = None
+
+
+@dataclass(frozen=True)
+class Lean:
+    """How far the exporter shrinks each module: ``rename_locals`` (:func:`minify_module`),
+    ``annotations`` False drops the function annotations nothing reads
+    (:func:`golf_fast.export.lean.strip_annotations`), ``messages`` False drops the messages of
+    builtin exceptions and asserts (:func:`golf_fast.export.lean.strip_messages`; off by default:
+    the checks stay, their explanations go)."""
+
+    rename_locals: bool = True
+    annotations: bool = False
+    messages: bool = True
+
+
+FULL = Lean(rename_locals=False, annotations=True, messages=True)
+"""No source-level shrinking beyond minification (the sources as tested, docstrings dropped)."""
+
+
+def lean_source(source: str, name: str, lean: Lean = Lean()) -> str:
+    """One module's source as the exported script carries it: the :class:`Lean` steps, then minified."""
+    if not isinstance(lean, Lean):
+        raise TypeError(f"lean: expected a Lean, got {type(lean).__name__}")
+    if not source.strip():
+        return ""
+    if not lean.annotations:
+        source = strip_annotations(source, name)
+    if not lean.messages:
+        source = strip_messages(source, name)
+    return minify_module(source, name, lean.rename_locals)
 
 
 def bake_config(cfg: TrainConfig) -> TrainConfig:
@@ -117,8 +150,10 @@ def bake_config(cfg: TrainConfig) -> TrainConfig:
         run=dataclasses.replace(cfg.run, name="", seed=1337, out_dir="runs"))
 
 
-def minify_module(source: str, name: str) -> str:
-    """One module's source minified without changing behaviour (see the module docstring)."""
+def minify_module(source: str, name: str, rename_locals: bool = False) -> str:
+    """One module's source minified without changing behaviour (see the module docstring).
+    ``rename_locals``: shorten local names (never a global, a class attribute or a parameter a
+    caller can pass by keyword: only locals, ``*args``/``**kwargs`` and ``self``/``cls``)."""
     if not isinstance(source, str) or not isinstance(name, str):
         raise TypeError(f"source, name: expected str, got {type(source).__name__}, {type(name).__name__}")
     try:
@@ -131,7 +166,7 @@ def minify_module(source: str, name: str) -> str:
     try:
         return python_minifier.minify(source, filename=name, remove_annotations=keep, remove_pass=True,
                                       remove_literal_statements=True, combine_imports=True, hoist_literals=False,
-                                      rename_locals=False, rename_globals=False, remove_object_base=True,
+                                      rename_locals=bool(rename_locals), rename_globals=False, remove_object_base=True,
                                       convert_posargs_to_args=False, remove_asserts=False, remove_debug=False,
                                       remove_explicit_return_none=True, remove_builtin_exception_brackets=False,
                                       constant_folding=False, prefer_single_line=True, remove_dead_branches=False)
@@ -139,13 +174,13 @@ def minify_module(source: str, name: str) -> str:
         raise ExportError(f"python-minifier failed on {name}: {exc!r}") from exc
 
 
-def module_bytes(g: Gathered) -> list[ModuleBytes]:
+def module_bytes(g: Gathered, lean: Lean = FULL) -> list[ModuleBytes]:
     """Per module and data file of ``g``: raw, minified and alone-compressed bytes, largest first."""
     import brotli
 
     rows = []
     for m in g.modules:
-        src = minify_module(m.source, m.name) if m.source.strip() else ""
+        src = lean_source(m.source, m.name, lean)
         rows.append(ModuleBytes(m.name, len(m.source.encode("utf-8")), len(src.encode("utf-8")),
                                 len(brotli.compress(src.encode("utf-8"), quality=11)) if src else 0))
     for k, v in g.data.items():
@@ -153,10 +188,12 @@ def module_bytes(g: Gathered) -> list[ModuleBytes]:
     return sorted(rows, key=lambda r: (-r.compressed_alone, r.name))
 
 
-def bundle(g: Gathered, config_json: str, header: str = "", main: str = _MAIN, minify: bool = True) -> str:
+def bundle(g: Gathered, config_json: str, header: str = "", main: str = _MAIN, minify: bool = True,
+           lean: Lean = FULL) -> str:
     """The bundle's Python source (before the outer wrapper). ``main``: the ``__main__`` block
     (default: the training program of :data:`ENTRY` with the baked ``config_json``); ``minify``:
-    minify each module (False: the sources as they are, docstrings included)."""
+    minify each module (False: the sources as they are, docstrings included) after the
+    :class:`Lean` steps ``lean``."""
     if not isinstance(config_json, str):
         raise TypeError(f"config_json: expected a JSON str, got {type(config_json).__name__}")
     if main == _MAIN and g.entry != ENTRY:
@@ -164,7 +201,7 @@ def bundle(g: Gathered, config_json: str, header: str = "", main: str = _MAIN, m
     lines = [f"# {ln}" for ln in header.splitlines()]
     lines.append("_M={")
     for m in g.modules:
-        src = minify_module(m.source, m.name) if minify and m.source.strip() else m.source
+        src = lean_source(m.source, m.name, lean) if minify else m.source
         lines.append(f"{m.name!r}:({int(m.is_package)},{src!r}),")
     lines.append("}")
     lines.append("_F={" + "".join(f"{k!r}:{v!r}," for k, v in sorted(g.data.items())) + "}")
@@ -183,17 +220,46 @@ def prepare_script(header: str = "") -> bytes:
                        "prepare_caseops_data.py")[0]
 
 
+def config_tables(cfg: TrainConfig) -> tuple[Table, ...]:
+    """The tables ``cfg`` selects from by one value (see :class:`golf_fast.export.shake.Table`): the
+    adaptation driver of ``eval.adapt.mode`` and the codec of ``quant.codec``."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
+    from golf_fast.artifact.codecs import DEFAULT_CODEC
+
+    return (Table("golf_fast.eval.adapt.run", "DRIVERS", frozenset({cfg.eval.adapt.mode})),
+            Table("golf_fast.artifact.codecs", "CODECS", frozenset({cfg.quant.codec or DEFAULT_CODEC})))
+
+
+def shaken_gather(cfg: TrainConfig) -> tuple[Gathered, Shaken]:
+    """The modules of :data:`ENTRY` after function-level tree shaking for ``cfg``
+    (:func:`golf_fast.export.shake.shake`), gathered again from the shaken sources (a module no
+    kept code imports is gone), and the shaker's report."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
+    sh = shake(gather(ENTRY), config_tables(cfg), entry_names=("main",))
+    g = gather(ENTRY, sources=sh.sources)
+    extra = set(g.names) - sh.modules
+    if extra:  # the walk and the gather disagree: never ship a module whose code was not walked
+        raise ExportError(f"tree shaking missed modules the shaken sources import: {sorted(extra)}")
+    return g, sh
+
+
 def build_script(cfg: TrainConfig, header: str = "", wrappers: tuple = WRAPPERS,
-                 per_module: bool = False) -> ExportedScript:
-    """Gather, bundle and wrap ``cfg``'s script; the smallest verified wrapper wins.
-    ``per_module``: also fill ``ExportedScript.per_module`` (:func:`module_bytes`)."""
+                 per_module: bool = False, shaken: bool = True, lean: Lean = Lean()) -> ExportedScript:
+    """Gather (and tree-shake for ``cfg`` unless ``shaken`` is False), bundle and wrap ``cfg``'s
+    script; the smallest verified wrapper wins. ``per_module``: also fill
+    ``ExportedScript.per_module`` (:func:`module_bytes`); ``lean``: the source steps (:class:`Lean`)."""
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
     if not isinstance(wrappers, tuple) or not wrappers:
         raise ValueError(f"wrappers: expected a non-empty tuple of wrapper names, got {wrappers!r}")
-    g = gather(ENTRY)
+    if shaken:
+        g, sh = shaken_gather(cfg)
+    else:
+        g, sh = gather(ENTRY), None
     baked = bake_config(cfg)
-    text = bundle(g, json.dumps(baked.to_dict(), separators=(",", ":"), sort_keys=True), header)
+    text = bundle(g, json.dumps(baked.to_dict(), separators=(",", ":"), sort_keys=True), header, lean=lean)
     src = text.encode("utf-8")
     best: Optional[tuple[bytes, str, int]] = None
     errors = []
@@ -208,4 +274,4 @@ def build_script(cfg: TrainConfig, header: str = "", wrappers: tuple = WRAPPERS,
     if best is None:
         raise ExportError("no wrapper could be built: " + "; ".join(errors))
     return ExportedScript(best[0], best[1], g.names, g.raw_bytes(), len(src), best[2], len(best[0]),
-                          sorted(g.compiled), tuple(module_bytes(g)) if per_module else ())
+                          sorted(g.compiled), tuple(module_bytes(g, lean)) if per_module else (), sh)
