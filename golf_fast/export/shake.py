@@ -19,8 +19,8 @@ What is kept, conservatively (over-keeping costs bytes, under-keeping breaks a r
 * in a module that **escapes** (imported dynamically by a string constant, or whose alias is
   used as a value: passed, stored, compared), every binding whose name is in the attribute set
   below;
-* an unreferenced ``from golf_fast.m import y`` when ``m`` has import-time effects (the import
-  still runs them);
+* an unreferenced ``from golf_fast.m import y`` when ``m`` has import-time effects becomes
+  ``import golf_fast.m`` (the import still runs them, ``y`` need not exist);
 * in a kept class: every statement of the class body except methods; a method when it is a dunder,
   when its name is in the **attribute set** — every ``.attr`` in kept code plus every identifier
   inside a string constant of kept code (``getattr(self, name)`` with names from a table,
@@ -73,6 +73,19 @@ class Table:
     module: str
     name: str
     keys: frozenset
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A config-decided branch: in ``module``'s function ``function`` (``"name"`` or
+    ``"Class.method"``), every ``if <test>:`` whose test is ``test`` (compared as parsed code) is
+    replaced by its body (``value`` True) or its ``else`` part (False). The caller states why the
+    baked configuration fixes the test's value for every run of the script."""
+
+    module: str
+    function: str
+    test: str
+    value: bool
 
 
 @dataclass
@@ -133,10 +146,11 @@ class _Binding:
     """One top-level binding of a module: ``kind`` def|class|assign|import; ``node`` the statement
     (for imports the alias), ``target`` for golf imports: (module, attribute or None)."""
 
-    __slots__ = ("name", "kind", "node", "stmt", "target", "kept")
+    __slots__ = ("name", "kind", "node", "stmt", "target", "kept", "effect")
 
     def __init__(self, name, kind, node, stmt, target=None):
         self.name, self.kind, self.node, self.stmt, self.target, self.kept = name, kind, node, stmt, target, False
+        self.effect: Optional[str] = None  # an unreferenced golf import kept as `import <this module>`
 
 
 class _Mod:
@@ -150,6 +164,7 @@ class _Mod:
         self.aliases: dict[str, list[str]] = {}  # local name → golf module(s) it is bound to
         self.effects = False
         self.escaped = False
+        self.modified = False  # a table or branch was cut
 
     def bind(self, b: _Binding) -> None:
         self.bindings.setdefault(b.name, []).append(b)
@@ -197,9 +212,49 @@ def _apply_tables(mods: dict[str, _Mod], tables: Iterable[Table], report: dict[s
                 dropped = [k.value for k in s.value.keys if k.value not in t.keys]
                 s.value.keys, s.value.values = [k for k, _ in pairs], [v for _, v in pairs]
                 report[t.module].notes.append(f"{t.name}: kept {sorted(t.keys)}, dropped entries {dropped}")
-                found = True
+                found = m.modified = True
         if not found:
             report[t.module].notes.append(f"{t.name}: not a dict literal with constant keys here; kept whole")
+
+
+def _find_function(tree: ast.Module, path: str) -> Optional[ast.AST]:
+    scope: list = tree.body
+    node = None
+    for part in path.split("."):
+        node = next((x for x in scope if isinstance(x, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                     and x.name == part), None)
+        if node is None:
+            return None
+        scope = node.body
+    return node
+
+
+def _apply_branches(mods: dict[str, _Mod], branches: Iterable[Branch], report: dict[str, ModuleReport]) -> None:
+    for b in branches:
+        m = mods.get(b.module)
+        if m is None:
+            continue
+        fn = _find_function(m.tree, b.function)
+        want = ast.unparse(ast.parse(b.test, mode="eval").body)
+        hits = 0
+
+        class Cut(ast.NodeTransformer):
+            def visit_If(self, node):
+                self.generic_visit(node)
+                if ast.unparse(node.test) != want:
+                    return node
+                nonlocal hits
+                hits += 1
+                kept = node.body if b.value else node.orelse
+                return kept or ast.Pass()
+
+        if fn is not None:
+            Cut().visit(fn)
+        if hits:
+            m.modified = True
+            report[b.module].notes.append(f"{b.function}: `if {want}` is {b.value} for this config ({hits}x)")
+        else:
+            report[b.module].notes.append(f"{b.function}: no `if {want}` found; kept as is")
 
 
 def _index(m: _Mod, dataclasses_: set[str]) -> None:
@@ -253,10 +308,11 @@ def _index(m: _Mod, dataclasses_: set[str]) -> None:
 
 
 class _Shaker:
-    def __init__(self, g: Gathered, tables: Iterable[Table]):
+    def __init__(self, g: Gathered, tables: Iterable[Table], branches: Iterable[Branch] = ()):
         self.report = {m.name: ModuleReport(m.name) for m in g.modules}
         self.mods = {m.name: _Mod(m.name, m.source, m.is_package) for m in g.modules}
         _apply_tables(self.mods, tables, self.report)
+        _apply_branches(self.mods, branches, self.report)
         dcs = _dataclass_names(self.mods.values())
         for m in self.mods.values():
             _index(m, dcs)
@@ -357,6 +413,12 @@ class _Shaker:
     def _scan_now(self, mod: str, node: ast.AST) -> None:
         m = self.mods[mod]
         self.cur = f"{mod}:{getattr(node, 'name', type(node).__name__)}"
+        prose = set()  # string statements (docstrings) and the literal parts of f-strings: never a name
+        for n in ast.walk(node):
+            if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant):
+                prose.add(id(n.value))
+            elif isinstance(n, ast.JoinedStr):
+                prose.update(id(v) for v in n.values if isinstance(v, ast.Constant))
         for n in ast.walk(node):
             if isinstance(n, ast.Name):
                 if n.id in m.aliases and not self._under_attribute(n):
@@ -366,10 +428,10 @@ class _Shaker:
             elif isinstance(n, ast.Attribute):
                 self.attrs.add(n.attr)
                 self._attribute_chain(m, n)
-            elif isinstance(n, ast.Constant) and isinstance(n.value, str):
-                words = _IDENT.findall(n.value)
-                self.attrs.update(words)
+            elif isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in prose:
                 v = n.value
+                if not any(c.isspace() for c in v):  # a name, a dotted path, a comma list; not a message
+                    self.attrs.update(_IDENT.findall(v))
                 if _is_golf(v) and v in self.mods:
                     self.need(v, escaped=True)
             elif isinstance(n, ast.Import):  # a function-local import: the alias may be used any way
@@ -450,8 +512,9 @@ class _Shaker:
                         if not b.kept and b.kind == "import" and b.target is not None:
                             mod, attr = b.target
                             tgt = mod if attr is None or f"{mod}.{attr}" not in self.mods else f"{mod}.{attr}"
-                            if tgt in self.mods and self.mods[tgt].effects:
-                                self.keep(m, b)
+                            if tgt in self.mods and self.mods[tgt].effects and b.effect is None:
+                                b.effect = tgt
+                                self.need(tgt)
             changed = bool(self.todo) or len(self.scanned) != before
 
     # -- output --------------------------------------------------------------------------------
@@ -472,12 +535,18 @@ class _Shaker:
                 keep = [a for a in s.names if any(b.kept and b.node is a for b in m.bindings.get(
                     a.asname or (a.name.split(".")[0] if isinstance(s, ast.Import) else a.name), []))]
                 gone = [a for a in s.names if a not in keep]
+                effects = sorted({b.effect for a in gone for b in m.bindings.get(
+                    a.asname or (a.name.split(".")[0] if isinstance(s, ast.Import) else a.name), [])
+                    if b.node is a and b.effect})
                 if gone:
                     dropped = True
                     rep.dropped.extend(f"import {a.asname or a.name}" for a in gone)
                 if keep:
                     s.names = keep
                     body.append(s)
+                if effects:  # the module still runs at this point, for its import-time effects
+                    body.append(ast.Import(names=[ast.alias(name=e) for e in effects]))
+                    rep.notes.append(f"imported for its import-time effects only: {', '.join(effects)}")
                 continue
             names = _names_of(s)
             if any(b.kept for n in names for b in m.bindings.get(n, []) if b.stmt is s):
@@ -496,7 +565,7 @@ class _Shaker:
             else:
                 dropped = True
                 rep.dropped.extend(names)
-        if not dropped:
+        if not dropped and not m.modified:
             return None
         m.tree.body = body
         return ast.unparse(ast.fix_missing_locations(m.tree))
@@ -512,16 +581,28 @@ def _names_of(s: ast.AST) -> list[str]:
     return [type(s).__name__.lower()]
 
 
-def shake(g: Gathered, tables: Iterable[Table] = (), entry_names: Iterable[str] = ("main",)) -> Shaken:
+def shake(g: Gathered, tables: Iterable[Table] = (), entry_names: Iterable[str] = ("main",),
+          data_strings: Iterable[str] = (), branches: Iterable[Branch] = ()) -> Shaken:
     """Shake ``g`` (see the module docstring). ``tables``: config-selected tables to cut first;
-    ``entry_names``: the names of ``g.entry`` the script calls (its ``__main__`` block)."""
+    ``entry_names``: the names of ``g.entry`` the script calls (its ``__main__`` block);
+    ``branches``: config-decided ``if`` statements to resolve first (:class:`Branch`);
+    ``data_strings``: strings the running code reads from data (the baked configuration's values):
+    their identifiers join the attribute set, as a string constant of kept code would."""
     if not isinstance(g, Gathered):
         raise TypeError(f"g: expected a Gathered, got {type(g).__name__}")
     tables = tuple(tables)
     for t in tables:
         if not isinstance(t, Table):
             raise TypeError(f"tables: expected Table items, got {type(t).__name__}")
-    sh = _Shaker(g, tables)
+    branches = tuple(branches)
+    for b in branches:
+        if not isinstance(b, Branch):
+            raise TypeError(f"branches: expected Branch items, got {type(b).__name__}")
+    sh = _Shaker(g, tables, branches)
+    for v in data_strings:
+        if not isinstance(v, str):
+            raise TypeError(f"data_strings: expected str items, got {type(v).__name__}")
+        sh.attrs.update(_IDENT.findall(v))
     sh.run(g.entry, tuple(entry_names))
 
     sources = {}

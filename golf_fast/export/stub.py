@@ -37,7 +37,7 @@ from typing import Optional
 from golf_fast.artifact.code_bytes import CodeBytesError, wrap_source
 from golf_fast.export.gather import Gathered, gather
 from golf_fast.export.lean import strip_annotations, strip_messages
-from golf_fast.export.shake import Shaken, Table, shake
+from golf_fast.export.shake import Branch, Shaken, Table, shake
 from golf_fast.train.config import TrainConfig
 
 ENTRY = "golf_fast.export.entry"
@@ -231,13 +231,41 @@ def config_tables(cfg: TrainConfig) -> tuple[Table, ...]:
             Table("golf_fast.artifact.codecs", "CODECS", frozenset({cfg.quant.codec or DEFAULT_CODEC})))
 
 
+def config_branches(cfg: TrainConfig) -> tuple[Branch, ...]:
+    """The ``if`` statements the baked ``cfg`` decides for every run of the script
+    (see :class:`golf_fast.export.shake.Branch`):
+
+    * ``train.loop.run``: ``adapt.research == "prequant"`` (``adapt = cfg.eval.adapt``; the
+      challenge's environment never sets ``eval.adapt``);
+    * ``train.batches.resolve_data``: ``cfg.data.data_dir`` when the baked folder is set (the
+      environment's ``DATA_PATH`` can only replace it by another non-empty path), so the embedded
+      corpus builder is not needed."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
+    out = [Branch("golf_fast.train.loop", "run", "adapt.research == 'prequant'", cfg.eval.adapt.research == "prequant")]
+    if bake_config(cfg).data.data_dir:
+        out.append(Branch("golf_fast.train.batches", "resolve_data", "cfg.data.data_dir", True))
+    return tuple(out)
+
+
+def _strings(d) -> list[str]:
+    if isinstance(d, str):
+        return [d]
+    if isinstance(d, dict):
+        return [s for k, v in d.items() for s in _strings(k) + _strings(v)]
+    if isinstance(d, (list, tuple)):
+        return [s for v in d for s in _strings(v)]
+    return []
+
+
 def shaken_gather(cfg: TrainConfig) -> tuple[Gathered, Shaken]:
     """The modules of :data:`ENTRY` after function-level tree shaking for ``cfg``
     (:func:`golf_fast.export.shake.shake`), gathered again from the shaken sources (a module no
     kept code imports is gone), and the shaker's report."""
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
-    sh = shake(gather(ENTRY), config_tables(cfg), entry_names=("main",))
+    sh = shake(gather(ENTRY), config_tables(cfg), entry_names=("main",), data_strings=_strings(cfg.to_dict()),
+               branches=config_branches(cfg))
     g = gather(ENTRY, sources=sh.sources)
     extra = set(g.names) - sh.modules
     if extra:  # the walk and the gather disagree: never ship a module whose code was not walked
