@@ -26,8 +26,9 @@ What is kept, conservatively (over-keeping costs bytes, under-keeping breaks a r
   inside a string constant of kept code (``getattr(self, name)`` with names from a table,
   ``__all__``-style lists) — or when it overrides an attribute of a base class defined outside
   golf_fast (``forward`` of ``nn.Module``, ``backward`` of ``autograd.Function``, ``step`` of
-  ``Optimizer``), found on the real class object (if the module cannot be imported here, all of
-  that class's methods are kept).
+  ``Optimizer``): bases are resolved statically, following golf_fast classes to their class
+  statements and importing only outside modules (torch, builtins); a base that cannot be resolved
+  keeps every method of the class.
 
 Config-aware tables (:class:`Table`): a module-level ``NAME = {key: value, ...}`` dict literal
 that the baked configuration selects from by one key (``golf_fast.eval.adapt.run.DRIVERS`` by
@@ -377,19 +378,62 @@ class _Shaker:
             return
         self.scan(m.name, b.node)
 
-    def _framework_names(self, m: _Mod, c: ast.ClassDef) -> Optional[set[str]]:
-        """Attribute names of ``c``'s bases defined outside golf_fast (None: keep every method)."""
-        try:
-            cls = getattr(importlib.import_module(m.name), c.name)
-        except Exception:  # noqa: BLE001 - any failure: keep all methods of this class
-            return None
-        if not inspect.isclass(cls):
+    def _framework_names(self, m: _Mod, c: ast.ClassDef, depth: int = 0) -> Optional[set[str]]:
+        """Attribute names of ``c``'s bases defined outside golf_fast, found statically: a base bound
+        in golf_fast is followed to its class statement, an outside one is imported here (torch,
+        builtins). None (keep every method) when a base cannot be resolved."""
+        if depth > 20:
             return None
         names: set[str] = set()
-        for base in cls.__mro__[1:]:
-            if not (getattr(base, "__module__", "") or "").startswith(PACKAGE):
-                names |= set(vars(base))
+        for base in c.bases:
+            if isinstance(base, ast.Subscript):  # Generic[T]
+                base = base.value
+            parts = _dotted(base)
+            if not parts:
+                return None
+            got = self._base(m, parts, depth)
+            if got is None:
+                return None
+            names |= got
         return names
+
+    def _base(self, m: _Mod, parts: list[str], depth: int) -> Optional[set[str]]:
+        head, rest = parts[0], parts[1:]
+        bs = m.bindings.get(head)
+        obj = None
+        try:
+            if not bs:
+                import builtins
+
+                if not hasattr(builtins, head):
+                    return None
+                obj = getattr(builtins, head)
+            else:
+                b = bs[-1]
+                if b.kind == "class" and not rest:
+                    return self._framework_names(m, b.node, depth + 1)
+                if b.kind != "import":
+                    return None
+                if b.target is not None:  # a golf_fast class: follow it
+                    mod, attr = b.target
+                    path = [attr] + rest if attr is not None else rest
+                    while path and f"{mod}.{path[0]}" in self.mods:
+                        mod, path = f"{mod}.{path[0]}", path[1:]
+                    if mod not in self.mods or len(path) != 1:
+                        return None
+                    return self._base(self.mods[mod], path, depth + 1)
+                stmt = b.stmt
+                if isinstance(stmt, ast.Import):
+                    obj = importlib.import_module(b.node.name if b.node.asname else head)
+                else:
+                    obj = getattr(importlib.import_module(stmt.module), b.node.name)
+            for r in rest:
+                obj = getattr(obj, r)
+        except Exception:  # noqa: BLE001 - anything unresolvable: keep all methods
+            return None
+        if not inspect.isclass(obj):
+            return None
+        return {k for cls in inspect.getmro(obj) for k in vars(cls)}
 
     def _methods(self, m: _Mod, c: ast.ClassDef) -> None:
         kept = m.kept_methods[c.name]
