@@ -107,6 +107,7 @@ class Shaken:
     modules: set[str]
     report: dict[str, ModuleReport]
     attributes: set[str]
+    why: dict = field(default_factory=dict)
 
 
 def _last_name(node: ast.AST) -> str:
@@ -321,7 +322,8 @@ class _Shaker:
         self.attrs: set[str] = set()
         self.todo: list[tuple[str, ast.AST]] = []
         self.scanned: set[int] = set()
-        self.why: dict[str, str] = {}
+        self.why: dict[str, str] = {}  # module → the code that first needed it
+        self.kept_by: dict[str, str] = {}  # module.name → the code that first referenced it
         self.cur = ""
 
     # -- marking -------------------------------------------------------------------------------
@@ -358,6 +360,7 @@ class _Shaker:
         if b.kept:
             return
         b.kept = True
+        self.kept_by[f"{m.name}.{b.name}"] = self.cur
         if b.kind == "import":
             if b.target is not None:
                 mod, attr = b.target
@@ -654,4 +657,5 @@ def shake(g: Gathered, tables: Iterable[Table] = (), entry_names: Iterable[str] 
         src = sh.emit(name)
         if src is not None:
             sources[name] = src
-    return Shaken(sources, set(sh.needed), {n: sh.report[n] for n in sorted(sh.needed)}, sh.attrs)
+    return Shaken(sources, set(sh.needed), {n: sh.report[n] for n in sorted(sh.needed)}, sh.attrs,
+                  {**sh.why, **sh.kept_by})

@@ -125,17 +125,40 @@ FULL = Lean(rename_locals=False, annotations=True, messages=True)
 """No source-level shrinking beyond minification (the sources as tested, docstrings dropped)."""
 
 
+KERNEL_DECORATORS = frozenset({"triton_kernel", "triton_helper", "jit", "autotune", "heuristics"})
+
+
+def has_triton_kernels(source: str, name: str = "<module>") -> bool:
+    """True when a function of ``source`` is decorated as a Triton kernel or device function. Such a
+    module is never renamed: python-minifier's ``rename_locals`` also binds a parameter used
+    several times to a short local (``A=BLOCK_R``), and a ``tl.constexpr`` parameter copied to a
+    local is no longer a constexpr (``tl.arange(0, A)`` fails to compile)."""
+    import ast
+
+    for n in ast.walk(ast.parse(source, filename=name)):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for d in n.decorator_list:
+                while isinstance(d, ast.Call):
+                    d = d.func
+                last = d.attr if isinstance(d, ast.Attribute) else d.id if isinstance(d, ast.Name) else ""
+                if last in KERNEL_DECORATORS:
+                    return True
+    return False
+
+
 def lean_source(source: str, name: str, lean: Lean = Lean()) -> str:
-    """One module's source as the exported script carries it: the :class:`Lean` steps, then minified."""
+    """One module's source as the exported script carries it: the :class:`Lean` steps, then minified
+    (a module with Triton kernels is not renamed: :func:`has_triton_kernels`)."""
     if not isinstance(lean, Lean):
         raise TypeError(f"lean: expected a Lean, got {type(lean).__name__}")
     if not source.strip():
         return ""
+    rename = lean.rename_locals and not has_triton_kernels(source, name)
     if not lean.annotations:
         source = strip_annotations(source, name)
     if not lean.messages:
         source = strip_messages(source, name)
-    return minify_module(source, name, lean.rename_locals)
+    return minify_module(source, name, rename)
 
 
 def bake_config(cfg: TrainConfig) -> TrainConfig:

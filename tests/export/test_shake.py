@@ -17,6 +17,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -163,20 +164,86 @@ def _record_probe() -> str:
         "print('ok', len(_M), cfg.eval.adapt.mode)\n")
 
 
-def test_record_bundle_imports_and_every_imported_name_resolves(tmp_path):
+@pytest.fixture(scope="module")
+def record_bundle():
+    """(gathered modules, bundle text without a ``__main__`` block) of the record preset's script."""
     cfg = preset("record")
-    g, sh = shaken_gather(cfg)
+    g, _ = shaken_gather(cfg)
+    return g, bundle(g, json.dumps(bake_config(cfg).to_dict()), main="", lean=Lean())
+
+
+def _run_file(f: Path, env: Optional[dict] = None, **kw) -> subprocess.CompletedProcess:
+    """``f`` run as the script (``sys.argv[0]``) with ``golf_fast._C`` blocked."""
+    return subprocess.run([sys.executable, "-c", "import sys; sys.modules['golf_fast._C'] = None; sys.argv = "
+                           f"[{str(f)!r}]; exec(compile(open({str(f)!r}).read(), {str(f)!r}, 'exec'))"],
+                          cwd=f.parent, capture_output=True, text=True, timeout=300, env=env, **kw)
+
+
+def test_record_bundle_imports_and_every_imported_name_resolves(tmp_path, record_bundle):
+    g, text = record_bundle
     assert {"golf_fast.ops.int6_matmul_kernels", "golf_fast.optim.graph_step", "golf_fast.distributed",
             "golf_fast.artifact.rans.portable", "golf_fast.model.attention"} <= set(g.names)  # the H100 paths
     assert "golf_fast.eval.adapt.research_modes" not in g.names  # research mode off in the record
-    text = bundle(g, json.dumps(bake_config(cfg).to_dict()), main="", lean=Lean())
     f = tmp_path / "probe.py"
     f.write_text(text + _record_probe())
-    r = subprocess.run([sys.executable, "-c", "import sys; sys.modules['golf_fast._C'] = None; sys.argv = "
-                        f"[{str(f)!r}]; exec(compile(open({str(f)!r}).read(), {str(f)!r}, 'exec'))"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    r = _run_file(f)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert r.stdout.strip().endswith(f"ok {len(g.names)} phased")
+
+
+KERNELS = """
+OUT = __import__("os").environ["KERNELS_OUT"]
+import torch
+from golf_fast.ops.newton_schulz import newton_schulz
+from golf_fast.ops.int6_pack import pack_int6, unpack_int6
+from golf_fast.ops.int6_matmul import int6_linear
+from golf_fast.ops.softcapped_ce import softcapped_cross_entropy
+from golf_fast.ops.fused_mlp import leaky_relu_square_mlp
+from golf_fast.ops.gptq import gptq_block
+torch.manual_seed(0)
+out = {}
+out["ns"] = newton_schulz(torch.randn(2, 20, 24), backend="triton")
+codes = torch.randint(-31, 32, (8, 32), dtype=torch.int8)
+packed = pack_int6(codes, backend="triton")
+out["pack"], out["unpack"] = packed, unpack_int6(packed, 32, backend="triton")
+scales = torch.rand(8) * 0.01 + 0.001
+out["lin"] = int6_linear(torch.randn(3, 32).half(), packed, scales.half(), backend="triton")
+z = torch.randn(6, 40, requires_grad=True); t = torch.randint(0, 40, (6,))
+loss = softcapped_cross_entropy(z, t, 30.0, backend="triton"); loss.sum().backward()
+out["ce"], out["ce_grad"] = loss.detach(), z.grad
+x = torch.randn(5, 24).half().requires_grad_(); wu = (torch.randn(40, 24) * 0.2).half().requires_grad_(); wd = (torch.randn(24, 40) * 0.2).half().requires_grad_()
+y = leaky_relu_square_mlp(x, wu, wd, 0.5, backend="triton"); y.sum().backward()
+out["mlp"], out["mlp_gx"] = y.detach(), x.grad
+w = torch.randn(1, 6, 16); u = torch.linalg.cholesky(torch.eye(16) * 2 + 0.1).mT.unsqueeze(0).contiguous(); s = torch.rand(1, 6) + 0.1
+out["gptq"] = gptq_block(w, u, s, 31, backend="triton")
+torch.save(out, OUT)
+print("kernels ok", sorted(out))
+"""
+"""The record's Triton kernels (Newton-Schulz, int6 pack/unpack/linear, softcapped CE fwd+bwd, fused
+MLP fwd+bwd, GPTQ block) through their public launchers, interpreted on CPU at tiny shapes."""
+
+
+@pytest.mark.interpreter
+def test_record_bundle_kernels_equal_the_package_kernels_in_the_interpreter(tmp_path, record_bundle):
+    import os
+
+    import torch
+
+    g, text = record_bundle
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
+    outs = []
+    for name, src in (("package", KERNELS), ("bundle", text + KERNELS)):
+        f = tmp_path / f"{name}.py"
+        f.write_text(src)
+        env["KERNELS_OUT"] = str(tmp_path / f"{name}.pt")
+        r = _run_file(f, env)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+        outs.append(torch.load(tmp_path / f"{name}.pt"))
+    assert sorted(outs[0]) == sorted(outs[1])
+    for k in outs[0]:
+        a, b = outs[0][k], outs[1][k]
+        for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            assert x.dtype == y.dtype and torch.equal(x, y), k
 
 
 RECORD_TINY = {
