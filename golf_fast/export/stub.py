@@ -17,12 +17,24 @@ over any installed ``golf_fast``, and a ``golf_fast`` module that is not bundled
 ``.py`` file name, so ``inspect.getsource`` works (Triton's ``@jit`` and tracebacks need it).
 Modules are listed in dependency order.
 
-Minification (python-minifier, per module): docstrings and comments removed, annotations kept
-(``torch.library.custom_op`` reads signatures, Triton reads ``tl.constexpr``, dataclasses read
-fields), no renaming, no literal hoisting, asserts kept: what runs is what was tested. The
-bundle is then wrapped by ``golf_fast.artifact.code_bytes.wrap_source`` in its brotli and lzma
+What is bundled (:func:`build_script`): the modules :func:`golf_fast.export.gather.gather` finds
+from :data:`ENTRY`, tree-shaken for the baked configuration (:func:`shaken_gather`,
+:mod:`golf_fast.export.shake`: only the functions, classes, methods and assignments the script's
+``main`` can reach, the adaptation driver of ``eval.adapt.mode`` and the codec of ``quant.codec``,
+the ``if`` statements :func:`config_branches` decides); modules no kept code imports are gone.
+``golf-fast export --code-bytes --explain`` lists what was kept and dropped.
+
+Then per module (:func:`lean_source`, the default :class:`Lean`): function annotations nothing
+reads are dropped (:func:`golf_fast.export.lean.strip_annotations`; kept in class bodies, on
+decorated functions and on functions passed as values, which ``torch.library.custom_op``,
+Triton's ``tl.constexpr`` and dataclasses read), and python-minifier removes docstrings and
+comments and renames locals (never globals, class attributes or keyword-passable parameters;
+never in a module with Triton kernels, :func:`has_triton_kernels`); no literal hoisting, asserts
+and error messages kept. The bundle is then wrapped by ``golf_fast.artifact.code_bytes.wrap_source`` in its brotli and lzma
 forms, with the payload as a latin-1 str literal or base85 (each verified to compile and to
-decompress to its source), and the smallest is kept.
+decompress to its source), and the smallest is kept. ``Lean(messages=False)`` (measurement only:
+``golf-fast export --code-bytes --strip-messages``) also drops the messages of builtin exceptions
+and asserts; no written script uses it.
 """
 
 from __future__ import annotations
