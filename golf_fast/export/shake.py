@@ -13,28 +13,35 @@ What is kept, conservatively (over-keeping costs bytes, under-keeping breaks a r
   (``__getattr__``), functions and classes whose decorator is not in :data:`PURE_DECORATORS`
   (registrations such as ``torch.library.custom_op``), ``from __future__`` imports;
 * a **binding** (``def f``, ``class C``, ``X = <pure value>``, ``from m import y``) when kept code
-  of the same module names it (``ast.Name``, annotations included), or another module imports it
+  of the same module names it (``ast.Name``, annotations included, names inside a string that
+  parses as an expression too: string annotations), or another module imports it
   by name (``from m import y``), or reaches it as an attribute of a module alias
   (``import golf_fast.m as mm; mm.y``, ``golf_fast.m.y``);
-* in a module that **escapes** (imported dynamically by a string constant, or whose alias is
-  used as a value: passed, stored, compared), every binding whose name is in the attribute set
-  below;
+* in a module that **escapes** (its dotted name passed to a call, ``importlib.import_module(
+  "golf_fast.x")``, except :data:`NON_IMPORTING_CALLS`; or its alias used as a value: passed,
+  stored, compared), every binding whose name is in the attribute set below (a string naming a
+  module anywhere else still bundles that module, as :func:`golf_fast.export.gather.gather` does);
 * an unreferenced ``from golf_fast.m import y`` when ``m`` has import-time effects becomes
   ``import golf_fast.m`` (the import still runs them, ``y`` need not exist);
 * in a kept class: every statement of the class body except methods; a method when it is a dunder,
   when its name is in the **attribute set** — every ``.attr`` in kept code plus every identifier
-  inside a string constant of kept code (``getattr(self, name)`` with names from a table,
-  ``__all__``-style lists) — or when it overrides an attribute of a base class defined outside
+  inside a whitespace-free string constant of kept code (``getattr(self, name)`` with names from a
+  table, ``__all__``-style lists) and of the baked configuration's values — when it is in
+  :data:`PROTOCOL_METHODS` (``write`` of a file-like object), or when it overrides an attribute of a base class defined outside
   golf_fast (``forward`` of ``nn.Module``, ``backward`` of ``autograd.Function``, ``step`` of
   ``Optimizer``): bases are resolved statically, following golf_fast classes to their class
   statements and importing only outside modules (torch, builtins); a base that cannot be resolved
   keeps every method of the class.
 
+Docstrings and the literal parts of f-strings are prose, never names.
+
 Config-aware tables (:class:`Table`): a module-level ``NAME = {key: value, ...}`` dict literal
 that the baked configuration selects from by one key (``golf_fast.eval.adapt.run.DRIVERS`` by
 ``eval.adapt.mode``, ``golf_fast.artifact.codecs.CODECS`` by ``quant.codec``) is cut to the entries
 the configuration can select before the walk; a table not found in that form is left whole and
-the report says so.
+the report says so. Config-decided branches (:class:`Branch`): an ``if`` in a named function
+whose test the baked configuration fixes is replaced by the branch taken (the caller states why
+the value is fixed; a test not found is left alone and reported).
 
 Nothing here touches behaviour of what is kept: a kept function's body is the same AST, unparsed
 (comments and formatting are lost; the minifier drops them anyway). The report lists, per module,
@@ -63,6 +70,16 @@ PURE_CALLS = frozenset({
     "sorted", "TypeVar", "compile", "Struct", "OrderedDict", "get_args", "finfo", "iinfo", "object", "RLock",
     "Lock", "ContextVar", "field", "namedtuple", "dtype", "range", "len", "zip", "enumerate"})
 """Calls (last name of the callee) whose result can be dropped with the assignment that holds it."""
+
+PROTOCOL_METHODS = frozenset({
+    "write", "writelines", "flush", "read", "readline", "readinto", "seek", "tell", "close", "fileno", "isatty",
+    "keys", "items", "values", "get", "run", "start", "join", "emit", "format", "filter", "default",
+    "find_spec", "exec_module", "create_module", "get_source", "get_data", "get_filename", "is_package"})
+"""Methods outside code calls by name without a base class to say so (file-like objects, mappings
+unpacked with ``**``, threads, logging handlers, import loaders): always kept in a kept class."""
+
+NON_IMPORTING_CALLS = frozenset({"getLogger"})
+"""Calls that take a module's dotted name without importing it (a logger's name)."""
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -446,7 +463,7 @@ class _Shaker:
         for s in c.body:
             if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name not in kept:
                 dunder = s.name.startswith("__") and s.name.endswith("__")
-                if dunder or fw is None or s.name in fw or s.name in self.attrs or \
+                if dunder or fw is None or s.name in fw or s.name in self.attrs or s.name in PROTOCOL_METHODS or \
                         not _pure_decorators(s.decorator_list):
                     kept.add(s.name)
                     self.scan(m.name, s)
@@ -461,7 +478,10 @@ class _Shaker:
         m = self.mods[mod]
         self.cur = f"{mod}:{getattr(node, 'name', type(node).__name__)}"
         prose = set()  # string statements (docstrings) and the literal parts of f-strings: never a name
+        passed = set()  # strings passed to a call (import_module("golf_fast.x")): a module passed so escapes
         for n in ast.walk(node):
+            if isinstance(n, ast.Call) and _last_name(n.func) not in NON_IMPORTING_CALLS:
+                passed.update(id(a) for a in n.args)
             if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant):
                 prose.add(id(n.value))
             elif isinstance(n, ast.JoinedStr):
@@ -479,8 +499,17 @@ class _Shaker:
                 v = n.value
                 if not any(c.isspace() for c in v):  # a name, a dotted path, a comma list; not a message
                     self.attrs.update(_IDENT.findall(v))
+                if len(v) < 200:  # a string annotation ("Optional[Foo]") names module-level bindings
+                    try:
+                        expr = ast.parse(v.strip(), mode="eval")
+                    except (SyntaxError, ValueError):
+                        expr = None
+                    if expr is not None:
+                        for x in ast.walk(expr):
+                            if isinstance(x, ast.Name):
+                                self.ref(mod, x.id)
                 if _is_golf(v) and v in self.mods:
-                    self.need(v, escaped=True)
+                    self.need(v, escaped=id(n) in passed)
             elif isinstance(n, ast.Import):  # a function-local import: the alias may be used any way
                 for a in n.names:
                     if _is_golf(a.name):
