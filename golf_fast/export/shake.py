@@ -620,6 +620,7 @@ class _Shaker:
                 if keep:
                     s.names = keep
                     body.append(s)
+                    rep.kept.extend(f"import {a.asname or a.name}" for a in keep)
                 if effects:  # the module still runs at this point, for its import-time effects
                     body.append(ast.Import(names=[ast.alias(name=e) for e in effects]))
                     rep.notes.append(f"imported for its import-time effects only: {', '.join(effects)}")
