@@ -479,6 +479,7 @@ class _Shaker:
         self.cur = f"{mod}:{getattr(node, 'name', type(node).__name__)}"
         prose = set()  # string statements (docstrings) and the literal parts of f-strings: never a name
         passed = set()  # strings passed to a call (import_module("golf_fast.x")): a module passed so escapes
+        aliases = {k: list(v) for k, v in m.aliases.items()}  # + module aliases bound by imports in `node`
         for n in ast.walk(node):
             if isinstance(n, ast.Call) and _last_name(n.func) not in NON_IMPORTING_CALLS:
                 passed.update(id(a) for a in n.args)
@@ -486,15 +487,34 @@ class _Shaker:
                 prose.add(id(n.value))
             elif isinstance(n, ast.JoinedStr):
                 prose.update(id(v) for v in n.values if isinstance(v, ast.Constant))
+            elif isinstance(n, ast.Import):
+                for a in n.names:
+                    if _is_golf(a.name):
+                        aliases.setdefault(a.asname or a.name.split(".")[0], []).append(
+                            a.name if a.asname else a.name.split(".")[0])
+            elif isinstance(n, ast.ImportFrom) and n.module != "__future__":
+                target = n.module if n.level == 0 else _resolve_relative(mod, m.is_package, n.level, n.module)
+                if target and _is_golf(target):
+                    for a in n.names:
+                        if a.name != "*" and f"{target}.{a.name}" in self.mods:
+                            aliases.setdefault(a.asname or a.name, []).append(f"{target}.{a.name}")
+        for n in ast.walk(node):  # a module alias used as `alias.x` is not an escape
+            if isinstance(n, ast.Attribute):
+                parts = _dotted(n)
+                if parts and parts[0] in aliases:
+                    b = n
+                    while isinstance(b, ast.Attribute):
+                        b = b.value
+                    b._gf_attr_base = True  # type: ignore[attr-defined]
         for n in ast.walk(node):
             if isinstance(n, ast.Name):
-                if n.id in m.aliases and not self._under_attribute(n):
-                    for target in m.aliases[n.id]:
+                if n.id in aliases and not self._under_attribute(n):
+                    for target in aliases[n.id]:
                         self.need(target, escaped=True)
                 self.ref(mod, n.id)
             elif isinstance(n, ast.Attribute):
                 self.attrs.add(n.attr)
-                self._attribute_chain(m, n)
+                self._attribute_chain(aliases, n)
             elif isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in prose:
                 v = n.value
                 if not any(c.isspace() for c in v):  # a name, a dotted path, a comma list; not a message
@@ -510,10 +530,10 @@ class _Shaker:
                                 self.ref(mod, x.id)
                 if _is_golf(v) and v in self.mods:
                     self.need(v, escaped=id(n) in passed)
-            elif isinstance(n, ast.Import):  # a function-local import: the alias may be used any way
+            elif isinstance(n, ast.Import):  # a function-local import (its alias is in `aliases`)
                 for a in n.names:
                     if _is_golf(a.name):
-                        self.need(a.name, escaped=True)
+                        self.need(a.name)
             elif isinstance(n, ast.ImportFrom) and n.module != "__future__":
                 target = n.module if n.level == 0 else _resolve_relative(mod, m.is_package, n.level, n.module)
                 if not target or not _is_golf(target):
@@ -525,7 +545,7 @@ class _Shaker:
                         if target in self.mods:
                             self.attrs.update(self.mods[target].bindings)
                     elif f"{target}.{a.name}" in self.mods:
-                        self.need(f"{target}.{a.name}", escaped=True)
+                        self.need(f"{target}.{a.name}")
                         self.ref(target, a.name)
                     else:
                         self.ref(target, a.name)
@@ -533,15 +553,11 @@ class _Shaker:
     def _under_attribute(self, name_node: ast.Name) -> bool:
         return getattr(name_node, "_gf_attr_base", False)
 
-    def _attribute_chain(self, m: _Mod, n: ast.Attribute) -> None:
+    def _attribute_chain(self, aliases: dict, n: ast.Attribute) -> None:
         parts = _dotted(n)
-        if not parts or parts[0] not in m.aliases:
+        if not parts or parts[0] not in aliases:
             return
-        base = n
-        while isinstance(base, ast.Attribute):
-            base = base.value
-        base._gf_attr_base = True  # type: ignore[attr-defined]
-        for target in m.aliases[parts[0]]:
+        for target in aliases[parts[0]]:
             # `import golf_fast.a.b` binds `golf_fast`; `import golf_fast.a.b as x` / `from golf_fast.a import b` bind the module
             mod = target
             rest = parts[1:]
@@ -563,15 +579,6 @@ class _Shaker:
         while changed:
             while self.todo:
                 mod, node = self.todo.pop()
-                # attribute bases first, so a module alias used as `m.x` is not taken for an escape
-                for n in ast.walk(node):
-                    if isinstance(n, ast.Attribute):
-                        parts = _dotted(n)
-                        if parts and parts[0] in self.mods[mod].aliases:
-                            b = n
-                            while isinstance(b, ast.Attribute):
-                                b = b.value
-                            b._gf_attr_base = True  # type: ignore[attr-defined]
                 self._scan_now(mod, node)
             changed = False
             before = len(self.scanned)

@@ -106,10 +106,12 @@ def test_shake_keeps_what_is_reachable_and_drops_the_rest(tmp_path):
 def test_escaped_module_keeps_attribute_names_and_branches_resolve(tmp_path):
     root = _pkg(tmp_path, {**SYNTH, "entry.py": (
         "import importlib\nfrom golf_fast.a import branchy\n"
-        "def main(cfg):\n    m = importlib.import_module('golf_fast.dyn')\n    return m.not_via() + branchy(cfg)\n")})
+        "def main(cfg):\n    m = importlib.import_module('golf_fast.dyn')\n    from golf_fast import reg\n"
+        "    return m.not_via() + branchy(cfg) + len(reg.REG)\n")})
     g = gather("golf_fast.entry", root)
     sh = shake(g, branches=[Branch("golf_fast.a", "branchy", "cfg.flag", True)])
     assert "not_via" in sh.report["golf_fast.dyn"].kept  # imported by a string: names used as attributes stay
+    assert "REG" in sh.report["golf_fast.reg"].kept and "register" in sh.report["golf_fast.reg"].kept  # local import
     assert "one" in sh.report["golf_fast.a"].kept and "two" in sh.report["golf_fast.a"].dropped
     assert any("is True" in n for n in sh.report["golf_fast.a"].notes)
     sh2 = shake(g, branches=[Branch("golf_fast.a", "branchy", "cfg.other", True)])
