@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if args.code_bytes:
         return print_code_bytes(args)
     if not args.run_dir or not args.out or args.preset or args.explain or args.strip_messages:
-        print("golf-fast export: RUN_DIR and --out are required (--preset, --explain and --strip-messages only "
-              "with --code-bytes)", file=sys.stderr)
+        print("golf-fast export: RUN_DIR and --out are required (--preset only with --code-bytes, "
+              "--explain and --strip-messages too)", file=sys.stderr)
         return 2
     try:
         runs = load_runs(args.run_dir)
