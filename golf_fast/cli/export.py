@@ -4,6 +4,7 @@
         --author "Me" --github-id me --baseline 2.3194,2.3224,2.3242
 
     golf-fast export --preset record --code-bytes     # the counted code bytes, per module
+    golf-fast export --preset record --code-bytes --explain   # + what tree shaking kept and dropped
 
 Writes train_gpt.py (self-contained, minified, wrapped), README.md, submission.json,
 requirements.txt and train_seed<N>.log. A run that is not a record (non-compliant evaluation,
@@ -20,7 +21,8 @@ from pathlib import Path
 from golf_fast.export.baseline import bytes_per_token, parse_baseline
 from golf_fast.export.records import load_runs, review, write_folder
 from golf_fast.export.stats import CHALLENGE_DELTA_NATS, welch_one_sided
-from golf_fast.export.stub import build_script
+from golf_fast.export.gather import gather
+from golf_fast.export.stub import ENTRY, FULL, Lean, build_script, module_bytes
 from golf_fast.export.entry import config_from_dict
 from golf_fast.train.config import PRESETS, preset
 
@@ -32,17 +34,34 @@ def print_code_bytes(args: argparse.Namespace) -> int:
         if args.run_dir and args.preset:
             raise ValueError("--preset: give a preset or RUN_DIR, not both")
         cfg = config_from_dict(load_runs(args.run_dir)[0].config) if args.run_dir else preset(args.preset or "record")
-        script = build_script(cfg, per_module=True)
+        lean = Lean(messages=not args.strip_messages)
+        script = build_script(cfg, per_module=True, lean=lean)
+        before = {r.name: r for r in module_bytes(gather(ENTRY), FULL)}
     except (FileNotFoundError, ValueError) as e:
         print(f"golf-fast export: {e}", file=sys.stderr)
         return 2
-    print(f"{'module':<48} {'raw':>8} {'minified':>9} {'alone':>7}")
+    if args.explain and script.shaken is not None:
+        for name, rep in script.shaken.report.items():
+            if name not in script.modules:
+                continue
+            print(f"{name}: kept {len(rep.kept)}, dropped {len(rep.dropped)}")
+            for n in rep.notes:
+                print(f"  note: {n}")
+            if rep.dropped:
+                print("  dropped: " + ", ".join(rep.dropped))
+        gone = sorted(set(before) - set(script.modules))
+        print(f"modules dropped ({len(gone)}): {', '.join(gone) or '-'}")
+    print(f"{'module':<48} {'raw':>8} {'minified':>9} {'alone':>7} {'before':>7}")
     for r in script.per_module:
-        print(f"{r.name:<48} {r.raw:>8,} {r.minified:>9,} {r.compressed_alone:>7,}")
-    print(f"{len(script.modules)} modules, {len(script.per_module) - len(script.modules)} data files; "
+        b = before.get(r.name)
+        print(f"{r.name:<48} {r.raw:>8,} {r.minified:>9,} {r.compressed_alone:>7,} {b.compressed_alone if b else 0:>7,}")
+    print(f"{len(script.modules)} modules (of {len(before)} before tree shaking), "
+          f"{len(script.per_module) - len(script.modules)} data files; "
           f"raw {script.raw_bytes:,} B, minified bundle {script.minified_bytes:,} B "
-          f"('alone' = brotli-11 of one module; the file compresses them as one stream)")
-    print(f"counted code bytes: {script.counted} ({script.wrapper}, preset {cfg.preset})")
+          f"('alone' = brotli-11 of one module after shaking and the lean steps, 'before' = the same of the "
+          f"whole module minified only; the file compresses them as one stream)")
+    what = ", error messages stripped (measurement only)" if args.strip_messages else ""
+    print(f"counted code bytes: {script.counted} ({script.wrapper}, preset {cfg.preset}{what})")
     return 0
 
 
@@ -52,6 +71,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="the records folder to write (required unless --code-bytes)")
     p.add_argument("--code-bytes", action="store_true",
                    help="print the exported script's counted code bytes (per module too) and write nothing")
+    p.add_argument("--explain", action="store_true",
+                   help="with --code-bytes: per module, the names tree shaking kept and dropped")
+    p.add_argument("--strip-messages", action="store_true",
+                   help="with --code-bytes: measure the script with builtin exceptions' and asserts' messages "
+                        "stripped (golf_fast.export.lean.strip_messages; never written by export)")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="with --code-bytes and no RUN_DIR: the configuration to export (default record)")
     p.add_argument("--name", default="", help="submission name (default: the run folder's name)")
@@ -68,8 +92,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.code_bytes:
         return print_code_bytes(args)
-    if not args.run_dir or not args.out or args.preset:
-        print("golf-fast export: RUN_DIR and --out are required (--preset only with --code-bytes)", file=sys.stderr)
+    if not args.run_dir or not args.out or args.preset or args.explain or args.strip_messages:
+        print("golf-fast export: RUN_DIR and --out are required (--preset only with --code-bytes, "
+              "--explain and --strip-messages too)", file=sys.stderr)
         return 2
     try:
         runs = load_runs(args.run_dir)

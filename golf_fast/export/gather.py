@@ -19,6 +19,10 @@ normal loader reads the file, the exported script's loader serves the bundled by
 Compiled modules (``golf_fast._C``) have no Python source: they are reported in ``compiled`` and
 left out; the exported code must not need them (the package has pure torch/numpy paths).
 
+``gather`` follows every import it sees, reachable or not; the exporter gathers twice: once from
+the files, then from the tree-shaken sources (``sources=``, :mod:`golf_fast.export.shake`), so a
+module that only dropped code imported is no longer bundled.
+
 The result lists the modules in dependency order (a module after everything it imports, parents
 before children where there is no cycle), each with its source text.
 """

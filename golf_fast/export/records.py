@@ -361,9 +361,10 @@ def readme(runs: list[Run], rv: Review, script: ExportedScript, sub: dict[str, A
               f"layer {m['parallel_start_layer']}), Muon + Adam, EMA, Hessians from training data inside the "
               "time window, GPTQ (int6 matrices, int7 embedding, SDClip), the artifact codec "
               f"`{cfg['quant'].get('codec') or 'golf-rans'}`, then the artifact is reloaded and scored.", "",
-              "`train_gpt.py` is the package code this configuration uses, gathered by following imports "
-              f"({len(script.modules)} modules), each module's source executed into its own module object; "
-              f"minified and wrapped ({script.wrapper}). The golf-rans artifact decoder is plain C compiled at load "
+              "`train_gpt.py` is the package code this configuration uses, gathered by following imports and "
+              f"tree-shaken to what this configuration can reach ({len(script.modules)} modules), each module's "
+              "source executed into its own module object; function annotations nothing reads dropped, locals "
+              f"renamed (not in Triton kernel modules), minified and wrapped ({script.wrapper}). The golf-rans artifact decoder is plain C compiled at load "
               "with the system C compiler (`golf_fast.artifact.rans.portable`), else numpy "
               "(`golf_fast.artifact.rans.numpy_coder`): no compiled extension of the package is needed. Environment: `DATA_PATH`, `TOKENIZER_PATH`, `SEED`, "
               "`RUN_ID`; `torchrun --standalone --nproc_per_node=8 train_gpt.py`.", "",

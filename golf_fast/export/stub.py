@@ -17,12 +17,24 @@ over any installed ``golf_fast``, and a ``golf_fast`` module that is not bundled
 ``.py`` file name, so ``inspect.getsource`` works (Triton's ``@jit`` and tracebacks need it).
 Modules are listed in dependency order.
 
-Minification (python-minifier, per module): docstrings and comments removed, annotations kept
-(``torch.library.custom_op`` reads signatures, Triton reads ``tl.constexpr``, dataclasses read
-fields), no renaming, no literal hoisting, asserts kept: what runs is what was tested. The
-bundle is then wrapped by ``golf_fast.artifact.code_bytes.wrap_source`` in its brotli and lzma
+What is bundled (:func:`build_script`): the modules :func:`golf_fast.export.gather.gather` finds
+from :data:`ENTRY`, tree-shaken for the baked configuration (:func:`shaken_gather`,
+:mod:`golf_fast.export.shake`: only the functions, classes, methods and assignments the script's
+``main`` can reach, the adaptation driver of ``eval.adapt.mode`` and the codec of ``quant.codec``,
+the ``if`` statements :func:`config_branches` decides); modules no kept code imports are gone.
+``golf-fast export --code-bytes --explain`` lists what was kept and dropped.
+
+Then per module (:func:`lean_source`, the default :class:`Lean`): function annotations nothing
+reads are dropped (:func:`golf_fast.export.lean.strip_annotations`; kept in class bodies, on
+decorated functions and on functions passed as values, which ``torch.library.custom_op``,
+Triton's ``tl.constexpr`` and dataclasses read), and python-minifier removes docstrings and
+comments and renames locals (never globals, class attributes or keyword-passable parameters;
+never in a module with Triton kernels, :func:`has_triton_kernels`); no literal hoisting, asserts
+and error messages kept. The bundle is then wrapped by ``golf_fast.artifact.code_bytes.wrap_source`` in its brotli and lzma
 forms, with the payload as a latin-1 str literal or base85 (each verified to compile and to
-decompress to its source), and the smallest is kept.
+decompress to its source), and the smallest is kept. ``Lean(messages=False)`` (measurement only:
+``golf-fast export --code-bytes --strip-messages``) also drops the messages of builtin exceptions
+and asserts; no written script uses it.
 """
 
 from __future__ import annotations
@@ -36,6 +48,8 @@ from typing import Optional
 
 from golf_fast.artifact.code_bytes import CodeBytesError, wrap_source
 from golf_fast.export.gather import Gathered, gather
+from golf_fast.export.lean import strip_annotations, strip_messages
+from golf_fast.export.shake import Branch, Shaken, Table, shake
 from golf_fast.train.config import TrainConfig
 
 ENTRY = "golf_fast.export.entry"
@@ -103,6 +117,60 @@ class ExportedScript:
     counted: int
     compiled_left_out: list[str]
     per_module: tuple = ()
+    shaken: Optional[Shaken] = None
+
+
+@dataclass(frozen=True)
+class Lean:
+    """How far the exporter shrinks each module: ``rename_locals`` (:func:`minify_module`),
+    ``annotations`` False drops the function annotations nothing reads
+    (:func:`golf_fast.export.lean.strip_annotations`), ``messages`` False drops the messages of
+    builtin exceptions and asserts (:func:`golf_fast.export.lean.strip_messages`; off by default:
+    the checks stay, their explanations go)."""
+
+    rename_locals: bool = True
+    annotations: bool = False
+    messages: bool = True
+
+
+FULL = Lean(rename_locals=False, annotations=True, messages=True)
+"""No source-level shrinking beyond minification (the sources as tested, docstrings dropped)."""
+
+
+KERNEL_DECORATORS = frozenset({"triton_kernel", "triton_helper", "jit", "autotune", "heuristics"})
+
+
+def has_triton_kernels(source: str, name: str = "<module>") -> bool:
+    """True when a function of ``source`` is decorated as a Triton kernel or device function. Such a
+    module is never renamed: python-minifier's ``rename_locals`` also binds a parameter used
+    several times to a short local (``A=BLOCK_R``), and a ``tl.constexpr`` parameter copied to a
+    local is no longer a constexpr (``tl.arange(0, A)`` fails to compile)."""
+    import ast
+
+    for n in ast.walk(ast.parse(source, filename=name)):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for d in n.decorator_list:
+                while isinstance(d, ast.Call):
+                    d = d.func
+                last = d.attr if isinstance(d, ast.Attribute) else d.id if isinstance(d, ast.Name) else ""
+                if last in KERNEL_DECORATORS:
+                    return True
+    return False
+
+
+def lean_source(source: str, name: str, lean: Lean = Lean()) -> str:
+    """One module's source as the exported script carries it: the :class:`Lean` steps, then minified
+    (a module with Triton kernels is not renamed: :func:`has_triton_kernels`)."""
+    if not isinstance(lean, Lean):
+        raise TypeError(f"lean: expected a Lean, got {type(lean).__name__}")
+    if not source.strip():
+        return ""
+    rename = lean.rename_locals and not has_triton_kernels(source, name)
+    if not lean.annotations:
+        source = strip_annotations(source, name)
+    if not lean.messages:
+        source = strip_messages(source, name)
+    return minify_module(source, name, rename)
 
 
 def bake_config(cfg: TrainConfig) -> TrainConfig:
@@ -117,8 +185,10 @@ def bake_config(cfg: TrainConfig) -> TrainConfig:
         run=dataclasses.replace(cfg.run, name="", seed=1337, out_dir="runs"))
 
 
-def minify_module(source: str, name: str) -> str:
-    """One module's source minified without changing behaviour (see the module docstring)."""
+def minify_module(source: str, name: str, rename_locals: bool = False) -> str:
+    """One module's source minified without changing behaviour (see the module docstring).
+    ``rename_locals``: shorten local names (never a global, a class attribute or a parameter a
+    caller can pass by keyword: only locals, ``*args``/``**kwargs`` and ``self``/``cls``)."""
     if not isinstance(source, str) or not isinstance(name, str):
         raise TypeError(f"source, name: expected str, got {type(source).__name__}, {type(name).__name__}")
     try:
@@ -131,7 +201,7 @@ def minify_module(source: str, name: str) -> str:
     try:
         return python_minifier.minify(source, filename=name, remove_annotations=keep, remove_pass=True,
                                       remove_literal_statements=True, combine_imports=True, hoist_literals=False,
-                                      rename_locals=False, rename_globals=False, remove_object_base=True,
+                                      rename_locals=bool(rename_locals), rename_globals=False, remove_object_base=True,
                                       convert_posargs_to_args=False, remove_asserts=False, remove_debug=False,
                                       remove_explicit_return_none=True, remove_builtin_exception_brackets=False,
                                       constant_folding=False, prefer_single_line=True, remove_dead_branches=False)
@@ -139,13 +209,13 @@ def minify_module(source: str, name: str) -> str:
         raise ExportError(f"python-minifier failed on {name}: {exc!r}") from exc
 
 
-def module_bytes(g: Gathered) -> list[ModuleBytes]:
+def module_bytes(g: Gathered, lean: Lean = FULL) -> list[ModuleBytes]:
     """Per module and data file of ``g``: raw, minified and alone-compressed bytes, largest first."""
     import brotli
 
     rows = []
     for m in g.modules:
-        src = minify_module(m.source, m.name) if m.source.strip() else ""
+        src = lean_source(m.source, m.name, lean)
         rows.append(ModuleBytes(m.name, len(m.source.encode("utf-8")), len(src.encode("utf-8")),
                                 len(brotli.compress(src.encode("utf-8"), quality=11)) if src else 0))
     for k, v in g.data.items():
@@ -153,10 +223,12 @@ def module_bytes(g: Gathered) -> list[ModuleBytes]:
     return sorted(rows, key=lambda r: (-r.compressed_alone, r.name))
 
 
-def bundle(g: Gathered, config_json: str, header: str = "", main: str = _MAIN, minify: bool = True) -> str:
+def bundle(g: Gathered, config_json: str, header: str = "", main: str = _MAIN, minify: bool = True,
+           lean: Lean = FULL) -> str:
     """The bundle's Python source (before the outer wrapper). ``main``: the ``__main__`` block
     (default: the training program of :data:`ENTRY` with the baked ``config_json``); ``minify``:
-    minify each module (False: the sources as they are, docstrings included)."""
+    minify each module (False: the sources as they are, docstrings included) after the
+    :class:`Lean` steps ``lean``."""
     if not isinstance(config_json, str):
         raise TypeError(f"config_json: expected a JSON str, got {type(config_json).__name__}")
     if main == _MAIN and g.entry != ENTRY:
@@ -164,7 +236,7 @@ def bundle(g: Gathered, config_json: str, header: str = "", main: str = _MAIN, m
     lines = [f"# {ln}" for ln in header.splitlines()]
     lines.append("_M={")
     for m in g.modules:
-        src = minify_module(m.source, m.name) if minify and m.source.strip() else m.source
+        src = lean_source(m.source, m.name, lean) if minify else m.source
         lines.append(f"{m.name!r}:({int(m.is_package)},{src!r}),")
     lines.append("}")
     lines.append("_F={" + "".join(f"{k!r}:{v!r}," for k, v in sorted(g.data.items())) + "}")
@@ -183,17 +255,74 @@ def prepare_script(header: str = "") -> bytes:
                        "prepare_caseops_data.py")[0]
 
 
+def config_tables(cfg: TrainConfig) -> tuple[Table, ...]:
+    """The tables ``cfg`` selects from by one value (see :class:`golf_fast.export.shake.Table`): the
+    adaptation driver of ``eval.adapt.mode`` and the codec of ``quant.codec``."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
+    from golf_fast.artifact.codecs import DEFAULT_CODEC
+
+    return (Table("golf_fast.eval.adapt.run", "DRIVERS", frozenset({cfg.eval.adapt.mode})),
+            Table("golf_fast.artifact.codecs", "CODECS", frozenset({cfg.quant.codec or DEFAULT_CODEC})))
+
+
+def config_branches(cfg: TrainConfig) -> tuple[Branch, ...]:
+    """The ``if`` statements the baked ``cfg`` decides for every run of the script
+    (see :class:`golf_fast.export.shake.Branch`):
+
+    * ``train.loop.run``: ``adapt.research == "prequant"`` (``adapt = cfg.eval.adapt``; the
+      challenge's environment never sets ``eval.adapt``);
+    * ``train.batches.resolve_data``: ``cfg.data.data_dir`` when the baked folder is set (the
+      environment's ``DATA_PATH`` can only replace it by another non-empty path), so the embedded
+      corpus builder is not needed."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
+    out = [Branch("golf_fast.train.loop", "run", "adapt.research == 'prequant'", cfg.eval.adapt.research == "prequant")]
+    if bake_config(cfg).data.data_dir:
+        out.append(Branch("golf_fast.train.batches", "resolve_data", "cfg.data.data_dir", True))
+    return tuple(out)
+
+
+def _strings(d) -> list[str]:
+    if isinstance(d, str):
+        return [d]
+    if isinstance(d, dict):
+        return [s for k, v in d.items() for s in _strings(k) + _strings(v)]
+    if isinstance(d, (list, tuple)):
+        return [s for v in d for s in _strings(v)]
+    return []
+
+
+def shaken_gather(cfg: TrainConfig) -> tuple[Gathered, Shaken]:
+    """The modules of :data:`ENTRY` after function-level tree shaking for ``cfg``
+    (:func:`golf_fast.export.shake.shake`), gathered again from the shaken sources (a module no
+    kept code imports is gone), and the shaker's report."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
+    sh = shake(gather(ENTRY), config_tables(cfg), entry_names=("main",), data_strings=_strings(cfg.to_dict()),
+               branches=config_branches(cfg))
+    g = gather(ENTRY, sources=sh.sources)
+    extra = set(g.names) - sh.modules
+    if extra:  # the walk and the gather disagree: never ship a module whose code was not walked
+        raise ExportError(f"tree shaking missed modules the shaken sources import: {sorted(extra)}")
+    return g, sh
+
+
 def build_script(cfg: TrainConfig, header: str = "", wrappers: tuple = WRAPPERS,
-                 per_module: bool = False) -> ExportedScript:
-    """Gather, bundle and wrap ``cfg``'s script; the smallest verified wrapper wins.
-    ``per_module``: also fill ``ExportedScript.per_module`` (:func:`module_bytes`)."""
+                 per_module: bool = False, shaken: bool = True, lean: Lean = Lean()) -> ExportedScript:
+    """Gather (and tree-shake for ``cfg`` unless ``shaken`` is False), bundle and wrap ``cfg``'s
+    script; the smallest verified wrapper wins. ``per_module``: also fill
+    ``ExportedScript.per_module`` (:func:`module_bytes`); ``lean``: the source steps (:class:`Lean`)."""
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
     if not isinstance(wrappers, tuple) or not wrappers:
         raise ValueError(f"wrappers: expected a non-empty tuple of wrapper names, got {wrappers!r}")
-    g = gather(ENTRY)
+    if shaken:
+        g, sh = shaken_gather(cfg)
+    else:
+        g, sh = gather(ENTRY), None
     baked = bake_config(cfg)
-    text = bundle(g, json.dumps(baked.to_dict(), separators=(",", ":"), sort_keys=True), header)
+    text = bundle(g, json.dumps(baked.to_dict(), separators=(",", ":"), sort_keys=True), header, lean=lean)
     src = text.encode("utf-8")
     best: Optional[tuple[bytes, str, int]] = None
     errors = []
@@ -208,4 +337,4 @@ def build_script(cfg: TrainConfig, header: str = "", wrappers: tuple = WRAPPERS,
     if best is None:
         raise ExportError("no wrapper could be built: " + "; ".join(errors))
     return ExportedScript(best[0], best[1], g.names, g.raw_bytes(), len(src), best[2], len(best[0]),
-                          sorted(g.compiled), tuple(module_bytes(g)) if per_module else ())
+                          sorted(g.compiled), tuple(module_bytes(g, lean)) if per_module else (), sh)
