@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from golf_fast.eval.compliance.events import EventLog
-from golf_fast.eval.compliance.guarded import GuardedStream
+from golf_fast.eval.compliance.guarded import DriverLog, GuardedStream
 from golf_fast.eval.windows import WindowBatch
 
 Forward = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
@@ -77,7 +77,7 @@ class ProbeSchedule:
         self.generator = torch.Generator().manual_seed(self.seed)
         self.every, self.batches, self._after_update = every, 0, False
 
-    def due(self, log: EventLog) -> bool:
+    def due(self, log: EventLog | DriverLog) -> bool:
         """Whether the batch about to be scored is probed (call once per scored batch)."""
         first_after = not self._after_update and log.has_updates()
         due = self.batches % self.every == 0 or first_after
@@ -97,7 +97,8 @@ def _probe_site(wb: WindowBatch, generator: torch.Generator) -> tuple[int, int]:
 
 @torch.no_grad()
 def run_probes(forward: Forward, wb: WindowBatch, logits: torch.Tensor, nats: torch.Tensor, scorer: LogitScorer,
-               log: EventLog, rows: Optional[torch.Tensor], generator: torch.Generator, device, dtype) -> None:
+               log: EventLog | DriverLog, rows: Optional[torch.Tensor], generator: torch.Generator, device,
+               dtype) -> None:
     """Normalization and causality probes at a random scored target of the batch (float64 Σp; the score
     after every later input of the row is replaced by random tokens, under the same state)."""
     r, i = _probe_site(wb, generator)
@@ -133,12 +134,10 @@ def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, st
         raise TypeError(f"stream: expected the run's GuardedStream, got {type(stream).__name__}")
     if not isinstance(wb, WindowBatch) or wb.purpose != "score" or wb.read_seq is None:
         raise ValueError("wb: scores are committed only for a batch read through the guarded stream to score")
-    log, acc = stream.log, stream.accumulator
+    acc = stream.accumulator
     if acc is None:
         raise ValueError("stream: it has no accumulator to commit scores to")
-    true, trips = stream.settle(wb)
-    if not log.claim_commit(wb.read_seq):
-        raise ValueError(f"wb: the batch of read {wb.read_seq} was already committed")
+    true, trips = stream.settle(wb)  # once per read: a second commit of the same read raises here
     if wb.x.shape != true.x.shape or wb.y.shape != true.y.shape or wb.mask.shape != true.mask.shape:
         raise ValueError(f"wb: shape {tuple(wb.x.shape)} differs from its read's {tuple(true.x.shape)}")
     if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(true.y.shape):
@@ -160,13 +159,12 @@ def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, st
             zs = zs + (d.index_select(0, torch.div(idx, W, rounding_mode="floor")) if d.dim() == 2 else d)
         ref = F.cross_entropy(zs, y.reshape(-1).index_select(0, idx), reduction="none")
         dev = (committed.double() - ref.double()).abs().max() if idx.numel() else torch.zeros((), dtype=torch.float64)
-        if V != log.vocab_size and log.vocab_size:
+        if V != stream.vocab_size and stream.vocab_size:
             dev = torch.full((), float("inf"), dtype=torch.float64)  # not the whole vocabulary
         acc.add(nats, x, y, m, target_bytes=tb)
-    seq = log.score(true.pieces, committed)
-    log.score_check(seq, dev, trips, edited)
-    if log.watch is not None:
-        _record_watched(true, LogitScorer(scorer.delta), z, log.watch)
+    stream.record_score(true, committed, dev, trips, edited)
+    if stream.audit_watch is not None:
+        _record_watched(true, LogitScorer(scorer.delta), z, stream.audit_watch)
     return nats
 
 

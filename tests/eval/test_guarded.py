@@ -45,6 +45,8 @@ def test_a_driver_gets_the_stream_only_and_the_harness_owns_the_verdict():
     assert set(seen["kw"]) == {"rank", "world_size", "device", "dtype"}  # no tokens, sidecar, log or sums
     assert not any(isinstance(v, (np.ndarray, EventLog, BpbAccumulator)) for v in seen["kw"].values())
     assert "tokens" not in inspect.signature(stream_driver).parameters
+    view = seen["args"][1].log  # the driver's view of the log: updates, epochs, probes; no score events
+    assert not any(hasattr(view, k) for k in ("score", "score_check", "rows", "given"))
     assert res.flag == "compliant" and res.scored_positions == res.stream_targets
 
     def half(model, stream, cfg, **kw):  # commits the first half of the documents only

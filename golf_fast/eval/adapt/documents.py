@@ -46,7 +46,7 @@ from golf_fast.eval.adapt.global_sgd import global_sgd_phase, phase_text
 from golf_fast.eval.adapt.lora import BatchedLoRA, Int6Base, LoRAHook
 from golf_fast.eval.adapt.schedule import phase_documents, phase_plan, record_batches
 from golf_fast.eval.compliance.events import EventLog
-from golf_fast.eval.compliance.guarded import GuardedStream
+from golf_fast.eval.compliance.guarded import DriverLog, GuardedStream
 from golf_fast.eval.scoring import LogitScorer, ProbeSchedule, autocast_ctx, commit_scores, run_probes
 from golf_fast.eval.adapt.slot import SlotBuffer, fit_delta
 from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
@@ -54,7 +54,7 @@ from golf_fast.eval.windows import target_ends
 
 
 def fit_document_deltas(logits: torch.Tensor, wb, active: np.ndarray, has_next: np.ndarray, deltas: torch.Tensor,
-                        buffers: list, cfg: AdaptConfig, log: EventLog) -> None:
+                        buffers: list, cfg: AdaptConfig, log: EventLog | DriverLog) -> None:
     """Per-document causal SLOT step: buffer the just-scored targets, re-fit δ of documents with a next chunk."""
     z = logits.detach()
     for k, r in enumerate(active):

@@ -111,7 +111,6 @@ class EventLog:
     _merged_checks: object = None
     vocab_size: int = 0
     """The model's vocabulary (0: unknown); a committed score must come from logits over all of it."""
-    _committed: set = field(default_factory=set)
     _n_updates: int = 0
     _checks: list = field(default_factory=list)
     """Per score event: (seq, max |nats − (−log p)| as a device scalar or float, tripwire bits (int),
@@ -154,13 +153,6 @@ class EventLog:
         if purpose == "update":
             return self.update(r, tag or "update")
         return self._append(r, _CONTEXT if purpose == "context" else _SCORE_READ, False, 0)
-
-    def claim_commit(self, read_seq: int) -> bool:
-        """Mark the score read ``read_seq`` committed; False if it already was."""
-        if read_seq in self._committed:
-            return False
-        self._committed.add(read_seq)
-        return True
 
     def has_updates(self) -> bool:
         return self._n_updates > 0

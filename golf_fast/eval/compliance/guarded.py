@@ -31,8 +31,9 @@ What this does not catch: a state change made without an optimizer step to a ten
 watched (a δ fitted in closed form, or updated by hand in place on an unregistered tensor, between
 the read and the commit); logits computed from other inputs than the batch read (the causality
 probes sample that; the replay audit, audit.py, tests it without trusting any of these records);
-and a driver that reaches into the stream's private attributes. The replay audit remains the
-trust-nothing check.
+and a driver that imitates the trusted commit (calls :meth:`GuardedStream.settle` and
+:meth:`GuardedStream.record_score` itself) or reaches into the stream's private attributes. The
+replay audit remains the trust-nothing check.
 """
 
 from __future__ import annotations
@@ -60,6 +61,31 @@ class _OpenRead:
     trips: int = 0
 
 
+class DriverLog:
+    """A driver's view of the run's event log: it may record its update events, synchronization epochs and
+    probes, and ask whether any update happened; score events and their checks are written only by the
+    trusted commit (:func:`~golf_fast.eval.scoring.commit_scores`, through :meth:`GuardedStream.record_score`)."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+
+    def update(self, ranges, kind: str, collective: bool = False) -> int:
+        return self._log.update(ranges, kind, collective)
+
+    def new_epoch(self) -> None:
+        self._log.new_epoch()
+
+    def has_updates(self) -> bool:
+        return self._log.has_updates()
+
+    def normalization_probe(self, position: int, prob_sum: float, entries: int, nats_recorded: float,
+                            nats_from_probs: float) -> None:
+        self._log.normalization_probe(position, prob_sum, entries, nats_recorded, nats_from_probs)
+
+    def causality_probe(self, position: int, max_abs_change: float) -> None:
+        self._log.causality_probe(position, max_abs_change)
+
+
 class GuardedStream:
     """``tokens`` (1-D int64 CPU) and the CaseOps byte sidecar behind a recording reader.
 
@@ -81,6 +107,7 @@ class GuardedStream:
             raise ValueError(f"bos_id: expected a token id >= 0 or None, got {bos_id!r}")
         self._tokens, self._bytes, self._log, self._seq_len = tokens, val_bytes, log, seq_len
         self._acc = acc
+        self._driver_log = DriverLog(log)
         self._bos = None if bos_id is None else int(bos_id)
         self._docs: Optional[np.ndarray] = None
         self._open: dict = {}
@@ -99,10 +126,10 @@ class GuardedStream:
         return self._seq_len
 
     @property
-    def log(self) -> EventLog:
-        """The run's event log (drivers record update events and epochs in it; the harness keeps its own
-        reference, so a driver cannot substitute another)."""
-        return self._log
+    def log(self) -> DriverLog:
+        """The driver's view of the run's event log (:class:`DriverLog`: update events, epochs, probes); the
+        harness keeps the log itself, so a driver can neither substitute another nor write score events."""
+        return self._driver_log
 
     def documents(self) -> np.ndarray:
         """(D, 2) int64 ``[start, end)`` of the stream's documents (windows.document_spans): where the
@@ -218,6 +245,23 @@ class GuardedStream:
                 rec.trips |= STATE_CHANGED
                 break
         return true, rec.trips
+
+    def record_score(self, true: WindowBatch, nats: torch.Tensor, max_dev, trips: int, edited) -> int:
+        """For :func:`~golf_fast.eval.scoring.commit_scores` only: the score event of a settled read, with its
+        per-position losses ``nats`` (1-D, the pieces' targets in order), check and tripwires; returns its seq."""
+        seq = self._log.score(true.pieces, nats)
+        self._log.score_check(seq, max_dev, trips, edited)
+        return seq
+
+    @property
+    def vocab_size(self) -> int:
+        """The model's vocabulary the run's log expects every committed score to cover (0: unknown)."""
+        return self._log.vocab_size
+
+    @property
+    def audit_watch(self) -> Optional[dict]:
+        """The replay audit's watch of this run (events.watching), or None."""
+        return self._log.watch
 
     @property
     def accumulator(self):
