@@ -46,6 +46,7 @@ from golf_fast.data.shards import check_token_ids, list_shards, load_tokens, loa
 from golf_fast.distributed import init_distributed, shutdown
 from golf_fast.eval.adapt.config import AdaptConfig
 from golf_fast.eval.adapt.predict_time import predict_seconds, record_efficiency
+from golf_fast.eval.adapt.result import AUDIT_FAILED, UNAUDITED
 from golf_fast.eval.adapt.run import run_adaptive, run_baseline
 from golf_fast.eval.compliance.audit import replay_audit
 from golf_fast.eval.evaluate import evaluate
@@ -162,14 +163,14 @@ def run_adapt(cfg: AdaptConfig, model_factory, val: np.ndarray, table, rank: int
     model = model_factory()
     mcfg = model.cfg  # the config the audit and the prediction read (no further artifact load for it)
     r = run_adaptive(model, val, table, cfg, int6_state=int6_state, **kw)
-    out["adaptive"] = _entry(r)
+    out["adaptive"] = {**_entry(r), "audit": UNAUDITED}
     if audit:
         rep = replay_audit(lambda t: run_adaptive(model_factory(), t, table, cfg, int6_state=int6_state, **kw),
                            val, r, audit, bos_id=mcfg.bos_id, vocab_size=mcfg.vocab_size,
                            seed=cfg.seed, world_size=world)
         out["adaptive"]["audit"] = rep.as_dict()
         if rep.ok is False:  # the trust-nothing check overrides the event log's verdict
-            out["adaptive"]["eval_compliance"] = "non-compliant: condition 1 (replay audit)"
+            out["adaptive"]["eval_compliance"] = AUDIT_FAILED
     if predict_h100:
         docs = document_spans(val, mcfg.bos_id)
         lengths = docs[:, 1] - docs[:, 0]

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from golf_fast.eval.bpb import BpbAccumulator
 from golf_fast.eval.compliance.events import EventLog
+from golf_fast.eval.compliance.guarded import DriverLog, GuardedStream
 from golf_fast.eval.windows import WindowBatch
 
 Forward = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
@@ -77,7 +77,7 @@ class ProbeSchedule:
         self.generator = torch.Generator().manual_seed(self.seed)
         self.every, self.batches, self._after_update = every, 0, False
 
-    def due(self, log: EventLog) -> bool:
+    def due(self, log: EventLog | DriverLog) -> bool:
         """Whether the batch about to be scored is probed (call once per scored batch)."""
         first_after = not self._after_update and log.has_updates()
         due = self.batches % self.every == 0 or first_after
@@ -97,7 +97,8 @@ def _probe_site(wb: WindowBatch, generator: torch.Generator) -> tuple[int, int]:
 
 @torch.no_grad()
 def run_probes(forward: Forward, wb: WindowBatch, logits: torch.Tensor, nats: torch.Tensor, scorer: LogitScorer,
-               log: EventLog, rows: Optional[torch.Tensor], generator: torch.Generator, device, dtype) -> None:
+               log: EventLog | DriverLog, rows: Optional[torch.Tensor], generator: torch.Generator, device,
+               dtype) -> None:
     """Normalization and causality probes at a random scored target of the batch (float64 Σp; the score
     after every later input of the row is replaced by random tokens, under the same state)."""
     r, i = _probe_site(wb, generator)
@@ -116,38 +117,54 @@ def run_probes(forward: Forward, wb: WindowBatch, logits: torch.Tensor, nats: to
     log.causality_probe(pos, abs(float(changed) - float(nats[r, i])))
 
 
-def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, acc: BpbAccumulator,
-                  log: EventLog) -> torch.Tensor:
-    """Commit the scores of a guarded score batch (no grad): add them to ``acc``, record the score event
-    with its per-position losses and its per-position check; returns the (B, W) nats.
+def commit_scores(wb: WindowBatch, logits: torch.Tensor, scorer: LogitScorer, stream: GuardedStream) -> torch.Tensor:
+    """Commit the scores of a guarded score batch (no grad): add them to the run's accumulator, record the
+    score event with its per-position losses, its per-position check and its tripwires; returns the
+    (B, W) nats.
 
-    Trusted code: the check recomputes ``−log softmax(z + δ)[y]`` over the full vocabulary with
-    ``F.cross_entropy`` from the logits and the scorer's δ (not from ``scorer.nats``) at every scored
-    position and records the largest deviation from what the scorer committed.
+    Trusted code; it trusts nothing of ``wb`` but its read: the tokens ``x``, targets ``y``, mask and
+    target bytes are the stream's own copy of what read ``wb.read_seq`` returned (the driver's tensors
+    are only compared with them: any difference trips BATCH_EDITED, on the device, without a sync), and
+    a batch whose pieces or windows differ from its read is rejected. The check recomputes
+    ``−log softmax(z + δ)[y]`` over the full vocabulary with ``F.cross_entropy`` from the logits and the
+    scorer's δ (not from ``scorer.nats``) at every scored position and records the largest deviation
+    from what the scorer committed. ``logits``: (B, W, V) from the driver's forward of ``wb.x``.
     """
-    if wb.purpose != "score" or wb.read_seq is None:
+    if not isinstance(stream, GuardedStream):
+        raise TypeError(f"stream: expected the run's GuardedStream, got {type(stream).__name__}")
+    if not isinstance(wb, WindowBatch) or wb.purpose != "score" or wb.read_seq is None:
         raise ValueError("wb: scores are committed only for a batch read through the guarded stream to score")
-    if not log.claim_commit(wb.read_seq):
-        raise ValueError(f"wb: the batch of read {wb.read_seq} was already committed")
+    acc = stream.accumulator
+    if acc is None:
+        raise ValueError("stream: it has no accumulator to commit scores to")
+    true, trips = stream.settle(wb)  # once per read: a second commit of the same read raises here
+    if wb.x.shape != true.x.shape or wb.y.shape != true.y.shape or wb.mask.shape != true.mask.shape:
+        raise ValueError(f"wb: shape {tuple(wb.x.shape)} differs from its read's {tuple(true.x.shape)}")
+    if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(true.y.shape):
+        raise ValueError(f"logits: expected (B, W, V) with (B, W) = {tuple(true.y.shape)}, got {tuple(logits.shape)}")
     with torch.no_grad():
         z = logits.detach()
-        nats = scorer.nats(z, wb.y)
-        idx = torch.from_numpy(wb.flat_targets()).to(nats.device, non_blocking=True)
+        dev_ = z.device
+        x, y = true.x.to(dev_, non_blocking=True), true.y.to(dev_, non_blocking=True)
+        m = true.mask.to(dev_, non_blocking=True)
+        tb = true.tbytes.to(dev_, non_blocking=True) if true.tbytes is not None else None
+        edited = (wb.x.to(dev_) != x).any() | ((wb.y.to(dev_) != y) & m).any() | (wb.mask.to(dev_) != m).any()
+        nats = scorer.nats(z, y)
+        idx = torch.from_numpy(true.flat_targets()).to(nats.device, non_blocking=True)
         committed = nats.reshape(-1).index_select(0, idx)  # each row's targets t0 .. t1−1, as the ranges
         V, W = z.shape[-1], z.shape[1]
         zs = z.reshape(-1, V).index_select(0, idx).float()  # only the scored positions: (n, V)
         if scorer.delta is not None:
             d = scorer.delta.to(zs.device).float()
             zs = zs + (d.index_select(0, torch.div(idx, W, rounding_mode="floor")) if d.dim() == 2 else d)
-        ref = F.cross_entropy(zs, wb.y.reshape(-1).index_select(0, idx), reduction="none")
+        ref = F.cross_entropy(zs, y.reshape(-1).index_select(0, idx), reduction="none")
         dev = (committed.double() - ref.double()).abs().max() if idx.numel() else torch.zeros((), dtype=torch.float64)
-        if V != log.vocab_size and log.vocab_size:
+        if V != stream.vocab_size and stream.vocab_size:
             dev = torch.full((), float("inf"), dtype=torch.float64)  # not the whole vocabulary
-        acc.add(nats, wb.x, wb.y, wb.mask, target_bytes=wb.tbytes)
-    seq = log.score(wb.pieces, committed)
-    log.score_check(seq, dev)
-    if log.watch is not None:
-        _record_watched(wb, LogitScorer(scorer.delta), z, log.watch)
+        acc.add(nats, x, y, m, target_bytes=tb)
+    stream.record_score(true, committed, dev, trips, edited)
+    if stream.audit_watch is not None:
+        _record_watched(true, LogitScorer(scorer.delta), z, stream.audit_watch)
     return nats
 
 

@@ -110,6 +110,15 @@ class WindowBatch:
                            self.tbytes.to(device) if self.tbytes is not None else None, self.read_seq, self.purpose)
 
 
+def piece_windows(pieces, seq_len: int) -> np.ndarray:
+    """(B, 2) int64 ``[w0, t1)`` read by the window of each piece (the ``windows`` of ``build_windows``),
+    from the pieces alone; empty pieces give a (0, 2) array."""
+    if not isinstance(seq_len, int) or seq_len < 1:
+        raise ValueError(f"seq_len: expected an int >= 1, got {seq_len!r}")
+    p = np.asarray(pieces, dtype=np.int64).reshape(-1, 3)
+    return np.stack([np.maximum(p[:, 0], p[:, 2] - 1 - seq_len), p[:, 2]], 1)
+
+
 def build_windows(tokens: torch.Tensor, pieces, seq_len: int, val_bytes: Optional[torch.Tensor] = None) -> WindowBatch:
     """Windows of ``pieces`` (see the module docstring) from the flat int64 CPU ``tokens``.
 

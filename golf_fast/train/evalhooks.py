@@ -9,6 +9,7 @@ mode touched the weights), every line and record carries it. Bytes come from the
 
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import numpy as np
@@ -17,9 +18,10 @@ import torch
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.distributed import Dist
 from golf_fast.eval.adapt.config import AdaptConfig
-from golf_fast.eval.adapt.result import NONCOMPLIANT_KEY
+from golf_fast.eval.adapt.result import AUDIT_FAILED, NONCOMPLIANT_KEY, UNAUDITED, audit_text
 from golf_fast.eval.adapt.run import run_adaptive
 from golf_fast.eval.bpb import EvalResult
+from golf_fast.eval.compliance.audit import AuditReport, prefix_audit
 from golf_fast.eval.evaluate import evaluate
 from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
 from golf_fast.model.gpt import GPT
@@ -103,19 +105,46 @@ class EvalHooks:
 
     def adaptive(self, model, what: str, int6_state: Optional[dict] = None) -> Optional[dict]:
         """The evaluation-time adaptation ``eval.adapt`` asks for (None when it asks for none), on ``model``
-        (adapted in place: pass a fresh copy). Logged with the checker's verdict."""
+        (adapted in place: pass a fresh copy). Logged with the checker's verdict.
+
+        Then, unless ``eval.adapt.audit_positions`` is 0, the replay audit on a short prefix (:meth:`audit`),
+        its time reported apart (``entry["audit"]["seconds"]``, not in the entry's ``seconds``); a failed
+        audit overrides the verdict with non-compliant. Without an audit the entry's ``audit`` is
+        ``"unaudited"``."""
         a = self.adapt
         if not self.wants_adaptive():
             return None
+        pristine = copy.deepcopy(model) if a.audit_positions > 0 else None  # the audit's runs start from it
         res = run_adaptive(model, self.val, self.table, a, rank=self.d.rank, world_size=self.d.world,
                            device=self.d.device, dtype=self.dtype, int6_state=int6_state, val_bytes=self.val_bytes)
         r = res.result
         entry = {"mode": res.label, **r.as_dict(), "stream_targets": res.stream_targets,
                  "scored_positions": res.scored_positions, NONCOMPLIANT_KEY: res.flag, "void": res.void,
-                 "notes": res.notes}
+                 "notes": res.notes, "audit": UNAUDITED}
+        if pristine is not None:
+            rep = self.audit(pristine, int6_state)
+            entry["audit"] = rep.as_dict()
+            if rep.ok is False:  # the trust-nothing check overrides the records' verdict
+                entry[NONCOMPLIANT_KEY] = AUDIT_FAILED
         self.log.line(f"{what} {res.label}: val_loss {r.val_loss:.5f}  val_bpb {r.val_bpb:.5f}  "
-                      f"({r.tokens:,} tokens, {r.seconds:.1f} s)  compliance: {res.flag}")
+                      f"({r.tokens:,} tokens, {r.seconds:.1f} s)  compliance: {entry[NONCOMPLIANT_KEY]}, "
+                      f"{audit_text(entry['audit'])}")
         for n in res.notes:
             self.log.line(f"  {n}")
         self.log.metric("eval", what=what, **entry)
         return entry
+
+    def audit(self, pristine, int6_state: Optional[dict] = None) -> AuditReport:
+        """The replay audit of ``eval.adapt``'s mode at ``audit_positions`` positions of the first
+        ``audit_docs`` validation documents, every run on a copy of ``pristine`` (compliance/audit.py)."""
+        a = self.adapt
+        kw = dict(rank=self.d.rank, world_size=self.d.world, device=self.d.device, dtype=self.dtype,
+                  int6_state=int6_state)
+        vb = self.val_bytes
+
+        def run(tokens):
+            sidecar = None if vb is None else np.asarray(vb)[:len(tokens)]  # the prefix's own bytes
+            return run_adaptive(copy.deepcopy(pristine), tokens, self.table, a, val_bytes=sidecar, **kw)
+
+        return prefix_audit(run, self.val, a.audit_positions, docs=a.audit_docs, bos_id=pristine.cfg.bos_id,
+                            vocab_size=pristine.cfg.vocab_size, seed=a.seed, world_size=self.d.world)

@@ -225,6 +225,9 @@ def round_trip(model: GPT, hessians: dict[str, torch.Tensor], *, path: os.PathLi
     adaptive = evals.adaptive(fresh, "round-trip", int6_state=tensors)  # adapts the fresh copy in place
     if adaptive is not None:
         out["adaptive"] = adaptive
-        phases["eval_adaptive"] = time.perf_counter() - t0
+        audit = adaptive["audit"]["seconds"] if isinstance(adaptive.get("audit"), dict) else 0.0
+        phases["eval_adaptive"] = time.perf_counter() - t0 - audit  # the replay audit is not evaluation time
+        if audit:
+            phases["eval_audit"] = audit
     return RoundTrip(tensors, path, nbytes, out, phases, factor)
 

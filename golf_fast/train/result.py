@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from golf_fast.eval.adapt.result import audit_text
 from golf_fast.train.runlog import fmt_secs
 
 
@@ -71,7 +72,8 @@ def final_table(res: RunResult, backends: dict[str, Any]) -> list[tuple[str, Any
         ("round-trip void fraction", f"{res.round_trip['void_fraction']:.4f}"
          if res.round_trip and res.round_trip.get("void_fraction") is not None else "n/a"),
         (f"adaptive val_bpb ({res.adaptive['mode']})" if res.adaptive else "adaptive val_bpb",
-         f"{res.adaptive['val_bpb']:.5f} ({res.adaptive['eval_compliance']})" if res.adaptive
+         f"{res.adaptive['val_bpb']:.5f} ({res.adaptive['eval_compliance']}, "
+         f"{audit_text(res.adaptive.get('audit'))})" if res.adaptive
          else "n/a (eval.adapt.ttt none)"),
         ("artifact bytes", f"{res.artifact_bytes:,}" if res.artifact_bytes else "n/a"),
         ("code bytes", f"{res.code_bytes:,} (the exported train_gpt.py)" if res.code_bytes is not None

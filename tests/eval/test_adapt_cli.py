@@ -48,6 +48,7 @@ def test_report_has_baseline_adaptive_verdicts_and_prediction():
     assert out["baseline"]["mode"] == "ttt:none (per-document)" and out["adaptive"]["mode"] == "ttt:lora"
     assert out["baseline"]["tokens"] == out["adaptive"]["tokens"]  # the same positions, scored once each
     assert out["baseline"]["eval_compliance"] == out["adaptive"]["eval_compliance"] == "compliant"
+    assert out["adaptive"]["audit"] == "unaudited"  # no --audit: the report says so
     pred = out["predicted_8xh100"]
     assert pred["seconds"] > 0 and any("predicted, not measured" in ln for ln in pred["arithmetic"])
     assert out["adapt_config"]["lora"]["rank"] == 4

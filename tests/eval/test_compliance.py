@@ -140,18 +140,18 @@ def test_probes_catch_an_unnormalized_score_and_a_non_causal_forward():
 
     for fwd, scorer, broken in ((forward, LogitScorer(), []), (forward, _Unnormalized(), [2]), (leaky, LogitScorer(), [1])):
         log = EventLog(len(toks), vocab_size=model.cfg.vocab_size)
-        wb = GuardedStream(toks, log, 32).windows([(0, 1, 20), (21, 30, 40)], "score")
+        stream = GuardedStream(toks, log, 32, acc=BpbAccumulator(byte_table(), torch.device("cpu")))
+        wb = stream.windows([(0, 1, 20), (21, 30, 40)], "score")
         with torch.no_grad():
             logits = fwd(wb.x, None)
-        nats = commit_scores(wb, logits, scorer, BpbAccumulator(byte_table(), torch.device("cpu")), log)
+        nats = commit_scores(wb, logits, scorer, stream)
         run_probes(fwd, wb, logits, nats, scorer, log, None, gen, torch.device("cpu"), None)
         rep = check_events(log, vocab_size=model.cfg.vocab_size, expected=np.zeros(len(toks), dtype=bool))
         assert rep.broken == broken, rep.as_dict()
         if broken == [2]:  # caught at every position by the trusted commit, not only at the probe
             assert "not −log softmax" in rep.conditions[2].detail
     with pytest.raises(ValueError, match="guarded"):  # a batch not read through the guard cannot be committed
-        commit_scores(build_windows(toks, [(0, 1, 20)], 32), logits[:1], LogitScorer(),
-                      BpbAccumulator(byte_table(), torch.device("cpu")), EventLog(len(toks)))
+        commit_scores(build_windows(toks, [(0, 1, 20)], 32), logits[:1], LogitScorer(), stream)
 
 
 @pytest.mark.parametrize("ttt,slot", [("none", "none"), ("adamw", "none"), ("none", "causal"), ("lora", "none"),

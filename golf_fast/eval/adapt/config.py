@@ -138,6 +138,12 @@ class AdaptConfig:
     void_ratio: float = field(default=0.7, metadata=_POS)
     """Ternary threshold Δ = void_ratio · mean|w| per matrix for the void fraction."""
     seed: int = field(default=0, metadata=bounds(0))
+    audit_positions: int = field(default=2, metadata=bounds(0, 64))
+    """Replay-audit positions of the trainer's adaptive evaluation (compliance/audit.py), each one full
+    rerun of the mode on the first ``audit_docs`` validation documents, after the timed evaluation and
+    not counted in its time (0: no audit; the report then says "unaudited")."""
+    audit_docs: int = field(default=16, metadata=bounds(1, 100_000))
+    """Validation documents (a prefix of the stream) the trainer's replay audit reruns the mode on."""
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     adamw: AdamWConfig = field(default_factory=AdamWConfig)
     phased: PhasedConfig = field(default_factory=PhasedConfig)

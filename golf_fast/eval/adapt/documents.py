@@ -33,7 +33,6 @@ positions). Fitted per document, so the result does not depend on the batch.
 
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 import numpy as np
@@ -41,22 +40,21 @@ import torch
 
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.eval.adapt.config import AdaptConfig
-from golf_fast.eval.adapt.result import AdaptResult, finish
+from golf_fast.eval.adapt.harness import DriverOutput, run_driver
+from golf_fast.eval.adapt.result import AdaptResult
 from golf_fast.eval.adapt.global_sgd import global_sgd_phase, phase_text
 from golf_fast.eval.adapt.lora import BatchedLoRA, Int6Base, LoRAHook
 from golf_fast.eval.adapt.schedule import phase_documents, phase_plan, record_batches
-from golf_fast.eval.bpb import BpbAccumulator
 from golf_fast.eval.compliance.events import EventLog
-from golf_fast.eval.compliance.guarded import GuardedStream
+from golf_fast.eval.compliance.guarded import DriverLog, GuardedStream
 from golf_fast.eval.scoring import LogitScorer, ProbeSchedule, autocast_ctx, commit_scores, run_probes
 from golf_fast.eval.adapt.slot import SlotBuffer, fit_delta
-from golf_fast.eval.adapt.stream import expected_targets
 from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
-from golf_fast.eval.windows import target_bytes, scoring_inputs, target_ends
+from golf_fast.eval.windows import target_ends
 
 
 def fit_document_deltas(logits: torch.Tensor, wb, active: np.ndarray, has_next: np.ndarray, deltas: torch.Tensor,
-                        buffers: list, cfg: AdaptConfig, log: EventLog) -> None:
+                        buffers: list, cfg: AdaptConfig, log: EventLog | DriverLog) -> None:
     """Per-document causal SLOT step: buffer the just-scored targets, re-fit δ of documents with a next chunk."""
     z = logits.detach()
     for k, r in enumerate(active):
@@ -80,15 +78,27 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                   rank: int = 0, world_size: int = 1, device: Optional[torch.device] = None,
                   dtype: Optional[torch.dtype] = None, int6_state: Optional[dict] = None,
                   label: Optional[str] = None, val_bytes=None) -> AdaptResult:
-    """Per-document score-first evaluation with ``adapt`` in none | lora | phased (module docstring).
+    """Per-document score-first evaluation with ``adapt`` in none | lora | phased (module docstring):
+    :func:`documents_driver` run by the harness (which owns the log, the sums and the verdict).
 
     ``int6_state``: the artifact's state (name → QuantizedTensor), needed by ``lora.backend="int6"``.
     ``val_bytes``: the CaseOps byte sidecar parallel to ``tokens`` (else ``table``'s byte counts).
     """
+    return run_driver(documents_driver, model, tokens, table, cfg, rank=rank, world_size=world_size, device=device,
+                      dtype=dtype, val_bytes=val_bytes, adapt=adapt, int6_state=int6_state, label=label)
+
+
+def documents_driver(model, stream: GuardedStream, cfg: AdaptConfig, *, adapt: str = "lora", rank: int = 0,
+                     world_size: int = 1, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None,
+                     int6_state: Optional[dict] = None, label: Optional[str] = None) -> DriverOutput:
+    """The per-document driver (module docstring) on the run's guarded ``stream``."""
     if adapt not in ("none", "lora", "phased"):
         raise ValueError(f"adapt: expected none, lora or phased, got {adapt!r}")
-    t_start = time.perf_counter()
-    device, tokens, toks, vb, n, V, bos, all_docs = scoring_inputs(model, tokens, cfg.seq_len, device, val_bytes)
+    if not isinstance(stream, GuardedStream):
+        raise TypeError(f"stream: expected a GuardedStream, got {type(stream).__name__}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    n, V, all_docs = stream.num_tokens, model.cfg.vocab_size, stream.documents()
+    log = stream.log
     te = target_ends(all_docs, n)
     keep = te - all_docs[:, 0] >= 2  # at least one target
     starts, lengths = all_docs[keep, 0], (te - all_docs[:, 0])[keep]  # the record's (start, length)
@@ -96,10 +106,6 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
     bd = lo.batch_docs
     queue = record_batches(lengths, bd)
     plan = phase_plan(queue, len(starts), cfg.phased.prefix_docs, cfg.phased.num_phases) if adapt == "phased" else {}
-    log = EventLog(n, rank=rank, vocab_size=V)
-    log.given(all_docs[tokens[all_docs[:, 0]] == bos, 0])
-    stream = GuardedStream(toks, log, cfg.seq_len, vb)  # every read of the tokens below is recorded
-    acc = BpbAccumulator(table, device)
     slot = cfg.slot == "causal"
     probes = ProbeSchedule(cfg.probe_every, cfg.probe_seed * 7919 + rank if cfg.probe_seed >= 0 else -1)
     draws = torch.Generator().manual_seed(cfg.seed)  # the adapters' A, the same sequence on every rank
@@ -118,6 +124,7 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
     def new_adapter(rows: int) -> BatchedLoRA:
         a = BatchedLoRA(model.cfg, rows, lo.rank, lo.alpha, lo.targets, device=device)
         a.reset(draws)
+        stream.watch(a)  # its factors may change only after the scores they produced are committed
         return a
 
     if adapt != "none":
@@ -147,8 +154,7 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
                     lora = new_adapter(len(idx))
                 hook.lora = lora
             if own:
-                _score_batch(forward, lora, stream, starts[idx], lengths[idx], cfg, acc, log, probes, device, dtype,
-                             V, slot)
+                _score_batch(forward, lora, stream, starts[idx], lengths[idx], cfg, probes, device, dtype, V, slot)
             if j in plan:
                 k = plan[j]
                 log.new_epoch()
@@ -175,14 +181,13 @@ def run_documents(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptCo
         for p in model.parameters():
             p.requires_grad_(True)
         model.train(was_training)
-    result = acc.result(seconds=time.perf_counter() - t_start)
     name = label or (f"ttt:{adapt}" if adapt != "none" else "ttt:none (per-document)")
-    return finish(name, result, log, expected_targets(n), V, world_size, notes, void or None,
-                  position_bytes=target_bytes(toks, table, vb))
+    return DriverOutput(name, notes, void or None)
 
 
-def _score_batch(forward, lora, stream, starts, lengths, cfg, acc, log, probes, device, dtype, V, slot) -> None:
+def _score_batch(forward, lora, stream, starts, lengths, cfg, probes, device, dtype, V, slot) -> None:
     """Score one batch of documents chunk by chunk, adapting between chunks."""
+    log = stream.log
     C = cfg.lora.chunk
     nch = -(-(lengths - 1) // C)  # chunks of the length − 1 targets
     opt = _optimizer(lora, cfg) if lora is not None else None
@@ -201,7 +206,7 @@ def _score_batch(forward, lora, stream, starts, lengths, cfg, acc, log, probes, 
         learn = opt is not None and bool(train_host.any())
         with torch.set_grad_enabled(learn), autocast_ctx(device, dtype):
             logits = forward(wb.x, rows)
-        nats = commit_scores(wb, logits, scorer, acc, log)
+        nats = commit_scores(wb, logits, scorer, stream)
         if probes.due(log):
             run_probes(forward, wb, logits, nats, scorer, log, rows, probes.generator, device, dtype)
             if lora is not None:

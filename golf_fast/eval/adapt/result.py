@@ -17,6 +17,19 @@ from golf_fast.eval.compliance.events import EventLog, gather_logs
 
 NONCOMPLIANT_KEY = "eval_compliance"
 """Artifact-metadata / metrics key holding the verdict of the evaluation that produced them."""
+UNAUDITED = "unaudited"
+"""A report's ``audit`` entry when no replay audit ran (the verdict then rests on the run's records only)."""
+AUDIT_FAILED = "non-compliant: condition 1 (replay audit)"
+"""The verdict when the replay audit failed, whatever the records say."""
+
+
+def audit_text(audit) -> str:
+    """One phrase for a report's ``audit`` entry: ``unaudited``, or ``audit passed (2 positions of the first
+    16 documents (1,234 tokens), 3.1 s)``."""
+    if not isinstance(audit, dict):
+        return UNAUDITED
+    return (f"audit {audit.get('verdict')} ({len(audit.get('positions', []))} positions of "
+            f"{audit.get('scope', 'the stream')}, {audit.get('seconds', 0):.1f} s)")
 
 
 @dataclass

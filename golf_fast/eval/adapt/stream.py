@@ -18,7 +18,6 @@ for testing the checker. The checker (not these names) decides the verdict.
 
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 import numpy as np
@@ -26,26 +25,15 @@ import torch
 
 from golf_fast.data.byte_table import TokenByteTable
 from golf_fast.eval.adapt.config import AdaptConfig
-from golf_fast.eval.adapt.result import AdaptResult, finish
 from golf_fast.eval.adapt.full_model import last_blocks_parameters, train_on_pieces
-from golf_fast.eval.bpb import BpbAccumulator
+from golf_fast.eval.adapt.harness import DriverOutput, run_driver
+from golf_fast.eval.adapt.result import AdaptResult
 from golf_fast.eval.collectives import all_gather_cat
-from golf_fast.eval.compliance.events import EventLog
 from golf_fast.eval.compliance.guarded import GuardedStream
 from golf_fast.eval.scoring import LogitScorer, ProbeSchedule, autocast_ctx, commit_scores, run_probes
 from golf_fast.eval.adapt.slot import SlotBuffer, fit_delta
 from golf_fast.eval.ternary_void import matrices_of, to_host, void_fractions
-from golf_fast.eval.windows import target_bytes, build_windows, scoring_inputs, stream_chunk_pieces
-
-
-def expected_targets(n_tokens: int) -> np.ndarray:
-    """Bool mask of the positions every mode must score: the targets of the plain evaluation of the
-    same stream, ``1 .. N−1`` (every position but 0; a document's closing BOS included)."""
-    if not isinstance(n_tokens, (int, np.integer)) or n_tokens < 2:
-        raise ValueError(f"n_tokens: expected an int >= 2, got {n_tokens!r}")
-    m = np.ones(int(n_tokens), dtype=bool)
-    m[0] = False
-    return m
+from golf_fast.eval.windows import piece_windows, stream_chunk_pieces
 
 
 def _gather_buffer(z, y, pos, read, world_size, device):
@@ -60,26 +48,34 @@ def _gather_buffer(z, y, pos, read, world_size, device):
 def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfig, *, adapt: str = "none",
                slot: str = "none", update_before_score: bool = False, rank: int = 0, world_size: int = 1,
                device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None,
-               label: Optional[str] = None, prior_log: Optional[EventLog] = None, val_bytes=None) -> AdaptResult:
-    """Score ``tokens`` in stream chunks with optional AdamW TTT and SLOT (see the module docstring).
+               label: Optional[str] = None, val_bytes=None) -> AdaptResult:
+    """Score ``tokens`` in stream chunks with optional AdamW TTT and SLOT (see the module docstring):
+    :func:`stream_driver` run by the harness (which owns the log, the sums and the verdict).
 
-    ``prior_log``: continue this event log (events recorded before the scoring, e.g. research updates).
     ``val_bytes``: the CaseOps byte sidecar parallel to ``tokens`` (else ``table``'s byte counts).
     """
+    return run_driver(stream_driver, model, tokens, table, cfg, rank=rank, world_size=world_size, device=device,
+                      dtype=dtype, val_bytes=val_bytes, adapt=adapt, slot=slot,
+                      update_before_score=update_before_score, label=label)
+
+
+def stream_driver(model, stream: GuardedStream, cfg: AdaptConfig, *, adapt: str = "none", slot: str = "none",
+                  update_before_score: bool = False, rank: int = 0, world_size: int = 1,
+                  device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None,
+                  label: Optional[str] = None) -> DriverOutput:
+    """The stream-order driver (module docstring) on the run's guarded ``stream``."""
     if adapt not in ("none", "adamw"):
         raise ValueError(f"adapt: expected none or adamw, got {adapt!r}")
     if slot not in ("none", "causal", "window"):
         raise ValueError(f"slot: expected none, causal or window, got {slot!r}")
-    t_start = time.perf_counter()
-    device, tokens, toks, vb, n, V, bos, docs = scoring_inputs(model, tokens, cfg.seq_len, device, val_bytes)
-    log = prior_log if prior_log is not None else EventLog(n, rank=rank, vocab_size=V)
-    log.vocab_size = V
-    log.given(docs[tokens[docs[:, 0]] == bos, 0])
-    stream = GuardedStream(toks, log, cfg.seq_len, vb)  # every read of the tokens below is recorded
+    if not isinstance(stream, GuardedStream):
+        raise TypeError(f"stream: expected a GuardedStream, got {type(stream).__name__}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    log = stream.log
+    n, V, docs = stream.num_tokens, model.cfg.vocab_size, stream.documents()
     chunk = cfg.adamw.chunk_tokens if adapt == "adamw" else cfg.slot_cfg.chunk_tokens if slot != "none" \
         else cfg.adamw.chunk_tokens
     chunks = [(c, min(c + chunk, n)) for c in range(0, n, chunk)]
-    acc = BpbAccumulator(table, device)
     scorer = LogitScorer(torch.zeros(V, device=device) if slot != "none" else None)
     buffer = SlotBuffer(cfg.slot_cfg.focal_positions)
     probes = ProbeSchedule(cfg.probe_every, cfg.probe_seed * 7919 + rank if cfg.probe_seed >= 0 else -1)
@@ -96,7 +92,7 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
 
     def adapt_on(pieces, mine):
         log.new_epoch()
-        log.update(build_windows(toks, mine, cfg.seq_len).windows if mine else [], "adamw", collective=True)
+        log.update(piece_windows(mine, cfg.seq_len), "adamw", collective=True)
         total = int(sum(p[2] - p[1] for p in pieces))
         for _ in range(cfg.adamw.epochs):
             train_on_pieces(model, stream, mine, total, params, opt, batch_seqs=cfg.batch_seqs,
@@ -146,7 +142,7 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
                 wb = wb_host.to(device)
                 with torch.no_grad(), autocast_ctx(device, dtype):
                     logits = forward(wb.x, None)
-                nats = commit_scores(wb, logits, scorer, acc, log)
+                nats = commit_scores(wb, logits, scorer, stream)
                 if probes.due(log):
                     run_probes(forward, wb, logits, nats, scorer, log, None, probes.generator, device, dtype)
                 if slot == "causal":
@@ -166,9 +162,6 @@ def run_stream(model, tokens: np.ndarray, table: TokenByteTable, cfg: AdaptConfi
             void.append(("end", to_host(*void_fractions(matrices_of(model), cfg.void_ratio))[1]))
     finally:
         model.train(was_training)
-    result = acc.result(seconds=time.perf_counter() - t_start)
     name = label or ("+".join([f"ttt:{adapt}"] + ([f"slot:{slot}"] if slot != "none" else []))
                      + (" (update before score)" if update_before_score else ""))
-    return finish(name, result, log, expected_targets(n), V, world_size, notes, void or None,
-                  position_bytes=target_bytes(toks, table, vb))
-
+    return DriverOutput(name, notes, void or None)

@@ -17,10 +17,16 @@ original log's score events, the original value is that log's loss at ``j``, and
 is recorded only if the rerun commits ``j`` through :func:`golf_fast.eval.scoring.commit_scores`
 (else the delta is inf). The rerun is the same driver code, which can see that a watch is active;
 only the sampled positions are tested.
+
+The trainer audits by default on a short prefix (:func:`prefix_audit`, ``eval.adapt.audit_positions``
+positions on the first ``eval.adapt.audit_docs`` documents), after the timed evaluation: that checks
+the mode's code on that prefix, not every position of the full run (``golf-fast eval --audit N``
+reruns the whole stream).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -38,6 +44,10 @@ class AuditReport:
     """|log p_rerun(x_j) − log p_original(x_j)| per sampled position (inf: the rerun never scored j)."""
     tol: float = 1e-5
     seed: int = 0
+    scope: str = "the evaluated stream"
+    """What was rerun: the whole stream, or a prefix of it (:func:`prefix_audit`)."""
+    seconds: float = 0.0
+    """Wall time of the audit's runs (not part of any evaluation time)."""
 
     @property
     def ok(self) -> Optional[bool]:
@@ -51,7 +61,8 @@ class AuditReport:
 
     def as_dict(self) -> dict:
         return {"verdict": self.verdict, "positions": [int(p) for p in self.positions],
-                "max_delta_nats": float(max(self.deltas)) if self.deltas else None, "tol": self.tol, "seed": self.seed}
+                "max_delta_nats": float(max(self.deltas)) if self.deltas else None, "tol": self.tol, "seed": self.seed,
+                "scope": self.scope, "seconds": round(self.seconds, 3)}
 
 
 def score_order(log: EventLog) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -122,6 +133,7 @@ def replay_audit(run: Callable[[np.ndarray], object], tokens: np.ndarray, origin
     rest = np.setdiff1d(cand, picks)
     picks += [int(x) for x in rng.choice(rest, size=min(n - len(picks), rest.size), replace=False)]
     base = dict(zip(pos.tolist(), (-nats).tolist()))
+    t0 = time.perf_counter()
     rep = AuditReport(tol=tol, seed=seed)
     for j in picks:
         alt = randomized_stream(tokens, log, j, bos_id, vocab_size, rng)
@@ -130,6 +142,7 @@ def replay_audit(run: Callable[[np.ndarray], object], tokens: np.ndarray, origin
         got = _gather_watched(w["got"], j, world_size)
         rep.positions.append(j)
         rep.deltas.append(abs(got - base[j]) if got is not None else float("inf"))
+    rep.seconds = time.perf_counter() - t0
     return rep
 
 
@@ -139,3 +152,33 @@ def _gather_watched(got: dict, j: int, world_size: int) -> Optional[float]:
     parts = all_gather_list(mine, world_size)
     vals = [float(p[0, 0]) for p in parts if p.shape[0]]
     return vals[0] if vals else None
+
+
+def document_prefix(tokens: np.ndarray, bos_id: int, docs: int) -> np.ndarray:
+    """The first ``docs`` documents of ``tokens`` (cut before the ``docs``-th document start after the
+    first token; the whole stream when it has no more than ``docs`` documents)."""
+    if isinstance(docs, bool) or not isinstance(docs, int) or docs < 1:
+        raise ValueError(f"docs: expected an int >= 1, got {docs!r}")
+    t = np.asarray(tokens)
+    if t.ndim != 1 or t.size < 2:
+        raise ValueError(f"tokens: expected a 1-D token array of at least 2 tokens, got shape {t.shape}")
+    starts = np.flatnonzero(t[1:] == bos_id) + 1
+    end = int(starts[docs - 1]) if len(starts) >= docs else t.size
+    if end < 2:
+        raise ValueError("tokens: the document prefix has fewer than 2 tokens")
+    return t[:end]
+
+
+def prefix_audit(run: Callable[[np.ndarray], object], tokens: np.ndarray, n: int, *, docs: int, bos_id: int,
+                 vocab_size: int, seed: int = 0, tol: float = 1e-5, world_size: int = 1) -> AuditReport:
+    """The replay audit on a short prefix (:func:`document_prefix`): ``run`` the evaluation on the first
+    ``docs`` documents, then :func:`replay_audit` ``n`` of its positions (``n + 1`` runs in all)."""
+    t0 = time.perf_counter()
+    prefix = document_prefix(tokens, bos_id, docs)
+    original = run(prefix)
+    rep = replay_audit(run, prefix, original, n, bos_id=bos_id, vocab_size=vocab_size, seed=seed, tol=tol,
+                       world_size=world_size)
+    rep.scope = f"the first {docs} documents ({len(prefix):,} tokens)"
+    rep.seconds = time.perf_counter() - t0
+    return rep
+

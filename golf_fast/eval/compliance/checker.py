@@ -21,6 +21,10 @@ same rank by seq, different epochs by epoch; see events.py):
 4. **Single pass** — every position is scored exactly once (none twice, none missing); with
    :func:`check_losses`, the reported sums are recomputed from the logged per-position losses.
 
+Tripwires (events.TRIPWIRES, recorded per score event by the guarded stream and the trusted commit)
+break conditions directly: a state change between a score read and its commit breaks 1 and 3, a
+target read for score twice breaks 4, a committed batch that differs from its read breaks 2.
+
 A condition with no evidence (no probes of its kind) is "unverified", which is not compliant.
 """
 
@@ -31,7 +35,7 @@ from typing import Optional
 
 import numpy as np
 
-from golf_fast.eval.compliance.events import EventLog
+from golf_fast.eval.compliance.events import BATCH_EDITED, READ_TWICE, STATE_CHANGED, TRIPWIRES, EventLog
 
 _INF = np.iinfo(np.int64).max // 4
 
@@ -236,7 +240,7 @@ def check_events(log: EventLog, *, vocab_size: Optional[int] = None, expected: O
     # ---- condition 2 from the per-position checks of every score event and the normalization probes
     events = np.unique(sc[:, [3, 4]], axis=0) if sc.size else np.zeros((0, 2), dtype=np.int64)
     checks = log.checks()
-    checked = {(int(r), int(q)): d for r, q, d in checks}
+    checked = {(int(r), int(q)): d for r, q, d, _ in checks}
     unchecked = [tuple(e) for e in events if (int(e[0]), int(e[1])) not in checked]
     worst = max(checked.values()) if checked else 0.0
     norm = np.array(log.norm_probes, dtype=np.float64).reshape(-1, 5)
@@ -265,5 +269,27 @@ def check_events(log: EventLog, *, vocab_size: Optional[int] = None, expected: O
             rep.conditions[2] = ConditionResult(2, True, (
                 f"every position of {len(events)} score events checked (max |score − (−log p)| {worst:.2g}); "
                 f"{len(norm)} probes, max |Σp − 1| = {dev.max():.2g}"))
+    _apply_tripwires(rep, checks)
     rep.stats = {**log.summary(), "given_positions": int(given.sum()), "stream_targets": int(expected.sum())}
     return rep
+
+
+_TRIP_CONDITIONS = {STATE_CHANGED: (1, 3), READ_TWICE: (4,), BATCH_EDITED: (2,)}
+"""Which conditions a tripwire breaks: a state changed while a score read was open is an update before
+that score (3) that may have read its targets (1); a target read twice for score is a second pass (4);
+a committed batch that differs from its read is not the score of the read target (2)."""
+
+
+def _apply_tripwires(rep: ComplianceReport, checks: np.ndarray) -> None:
+    """Break the conditions of every tripwire a score event recorded (see :data:`TRIPWIRES`)."""
+    bits = checks[:, 3].astype(np.int64) if len(checks) else np.zeros(0, dtype=np.int64)
+    for bit, conds in _TRIP_CONDITIONS.items():
+        hit = np.flatnonzero(bits & bit)
+        if not hit.size:
+            continue
+        r, q = int(checks[hit[0], 0]), int(checks[hit[0], 1])
+        why = f"tripwire: {hit.size} score events: {TRIPWIRES[bit]} (first: rank {r}, seq {q})"
+        for c in conds:
+            old = rep.conditions.get(c)
+            detail = f"{old.detail}; {why}" if old is not None and old.ok is False else why
+            rep.conditions[c] = ConditionResult(c, False, detail)

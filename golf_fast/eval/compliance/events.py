@@ -23,12 +23,13 @@ Event kinds (all ranges are half-open ``[start, end)`` token-index ranges, int64
   with ``-log p[target]``;
 * causality probe: at a sampled scored position, how much its score changed when every later
   input token was replaced by random tokens;
-* read (recorded by :class:`~golf_fast.eval.compliance.guarded.GuardedStream`, through which the
-  drivers read the stream; a read that bypasses it is not recorded): the ranges a batch read and why — ``score`` (the windows of a score batch),
-  ``update`` (an adaptation batch: recorded as an update event of that tag) or ``context``
-  (raw tokens); a score event must come from a score read;
+* read (recorded by :class:`~golf_fast.eval.compliance.guarded.GuardedStream`, the only access to the
+  tokens a driver is given by the harness, eval/adapt/harness.py): the ranges a batch read and why —
+  ``score`` (the windows of a score batch), ``update`` (an adaptation batch: recorded as an update
+  event of that tag) or ``context`` (raw tokens); a score event must come from a score read;
 * per-position check of a score event: the largest |committed nats − (−log softmax(z + δ)[y])|
-  over its positions, recomputed by the trusted commit from the full-vocabulary logits.
+  over its positions, recomputed by the trusted commit from the full-vocabulary logits, and the
+  event's tripwires (:data:`TRIPWIRES`: bits set by the guarded stream and the trusted commit).
 
 Nothing here syncs the device: callers pass host numbers (probes run at sampled positions only).
 """
@@ -48,6 +49,13 @@ from golf_fast.eval.collectives import all_gather_list, all_gather_strings
 _SCORE, _UPDATE, _CONTEXT, _SCORE_READ = 0, 1, 2, 3
 PURPOSES = ("score", "update", "context")
 """Why a mode read validation tokens (GuardedStream): to score them, to adapt on them, as context."""
+
+
+STATE_CHANGED, READ_TWICE, BATCH_EDITED = 1, 2, 4
+TRIPWIRES = {STATE_CHANGED: "an optimizer stepped or a watched tensor changed between the score read and its commit",
+             READ_TWICE: "a target was read for score more than once",
+             BATCH_EDITED: "the committed batch's tokens, targets or mask differ from what its read returned"}
+"""Tripwire bits of a score event (guarded.py, scoring.commit_scores) and what each means."""
 
 
 _WATCH: contextvars.ContextVar = contextvars.ContextVar("golf_fast_audit_watch", default=None)
@@ -103,10 +111,10 @@ class EventLog:
     _merged_checks: object = None
     vocab_size: int = 0
     """The model's vocabulary (0: unknown); a committed score must come from logits over all of it."""
-    _committed: set = field(default_factory=set)
     _n_updates: int = 0
     _checks: list = field(default_factory=list)
-    """Per score event: (seq, max |nats − (−log p)| as a device scalar or float), fetched once."""
+    """Per score event: (seq, max |nats − (−log p)| as a device scalar or float, tripwire bits (int),
+    an extra BATCH_EDITED bit as a device bool or None), fetched once."""
     _loss_pos: list = field(default_factory=list)
     _loss_nats: list = field(default_factory=list)
     """Per-position losses of score events: host position arrays and (device or host) nats, fetched once."""
@@ -146,30 +154,36 @@ class EventLog:
             return self.update(r, tag or "update")
         return self._append(r, _CONTEXT if purpose == "context" else _SCORE_READ, False, 0)
 
-    def claim_commit(self, read_seq: int) -> bool:
-        """Mark the score read ``read_seq`` committed; False if it already was."""
-        if read_seq in self._committed:
-            return False
-        self._committed.add(read_seq)
-        return True
-
     def has_updates(self) -> bool:
         return self._n_updates > 0
 
-    def score_check(self, seq: int, max_dev) -> None:
-        """The trusted commit's per-position check of score event ``seq`` (see the module docstring)."""
-        self._checks.append((int(seq), max_dev.detach() if isinstance(max_dev, torch.Tensor) else float(max_dev)))
+    def score_check(self, seq: int, max_dev, trips: int = 0, edited=None) -> None:
+        """The trusted commit's per-position check of score event ``seq`` (see the module docstring):
+        ``max_dev`` (float or device scalar), ``trips`` (bits of :data:`TRIPWIRES`) and ``edited`` (a device
+        bool: the committed batch differs from its read, adding BATCH_EDITED; None: not compared)."""
+        if not isinstance(trips, (int, np.integer)) or trips < 0 or trips >= 2 * max(TRIPWIRES):
+            raise ValueError(f"trips: expected a combination of the TRIPWIRES bits, got {trips!r}")
+        self._checks.append((int(seq), max_dev.detach() if isinstance(max_dev, torch.Tensor) else float(max_dev),
+                             int(trips), edited.detach() if isinstance(edited, torch.Tensor) else edited))
 
     def checks(self) -> np.ndarray:
-        """(n, 3) float64: rank, seq, max deviation of each checked score event (device values fetched once)."""
+        """(n, 4) float64: rank, seq, max deviation, tripwire bits of each checked score event (device values
+        fetched once)."""
         if self._merged_checks is not None:
             return self._merged_checks
-        if any(isinstance(d, torch.Tensor) for _, d in self._checks):
-            dev = next(d.device for _, d in self._checks if isinstance(d, torch.Tensor))
+        dev_vals = [d for _, d, _, _ in self._checks if isinstance(d, torch.Tensor)]
+        dev_vals += [e for _, _, _, e in self._checks if isinstance(e, torch.Tensor)]
+        if dev_vals:
+            dev = dev_vals[0].device
             devs = torch.stack([d.float().reshape(()).to(dev) if isinstance(d, torch.Tensor)
-                                else torch.tensor(float(d), device=dev) for _, d in self._checks]).cpu().tolist()
-            self._checks = [(sq, v) for (sq, _), v in zip(self._checks, devs)]
-        return np.array([(self.rank, sq, d) for sq, d in self._checks], dtype=np.float64).reshape(-1, 3)
+                                else torch.tensor(float(d), device=dev) for _, d, _, _ in self._checks])
+            eds = torch.stack([e.reshape(()).to(dev, torch.float32) if isinstance(e, torch.Tensor)
+                               else torch.tensor(float(bool(e)), device=dev) for _, _, _, e in self._checks])
+            devs, eds = torch.stack([devs, eds]).cpu().tolist()
+            self._checks = [(sq, v, t | (BATCH_EDITED if e else 0), None)
+                            for (sq, _, t, _), v, e in zip(self._checks, devs, eds)]
+        return np.array([(self.rank, sq, d, t | (BATCH_EDITED if e else 0)) for sq, d, t, e in self._checks],
+                        dtype=np.float64).reshape(-1, 4)
 
     def score(self, ranges, nats=None) -> int:
         """Record that the scores of the positions in ``ranges`` were committed now; returns the seq.
@@ -268,7 +282,7 @@ class EventLog:
             out._given.append(np.asarray(s["given"], dtype=np.int64))
             out.norm_probes += [tuple(p) for p in s["norm_probes"]]
             out.causal_probes += [tuple(p) for p in s["causal_probes"]]
-            checks.append(np.asarray(s.get("checks", np.zeros((0, 3))), dtype=np.float64).reshape(-1, 3))
+            checks.append(np.asarray(s.get("checks", np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4))
             if len(s.get("loss_pos", ())):
                 out._loss_pos.append(np.asarray(s["loss_pos"], dtype=np.int64))
                 out._loss_nats.append(np.asarray(s["loss_nats"], dtype=np.float64))

@@ -2,7 +2,8 @@
 cheat, and the logging calls where the legal drivers put them (they do not announce themselves).
 
 ``run(model, tokens, table, cfg, cheat)`` with ``cheat`` one of :data:`CHEATS` (or ``None``: the
-honest driver, which must pass). What catches each one is asserted in test_cheats.py.
+honest driver, which must pass) runs the driver under the package's harness: it gets the guarded
+stream only. What catches each one is asserted in test_cheats.py.
 """
 
 from __future__ import annotations
@@ -10,19 +11,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from golf_fast.eval.adapt.harness import DriverOutput, run_driver
 from golf_fast.eval.adapt.lora import BatchedLoRA, LoRAHook
-from golf_fast.eval.adapt.result import finish
 from golf_fast.eval.adapt.schedule import record_batches
 from golf_fast.eval.adapt.slot import fit_delta
-from golf_fast.eval.adapt.stream import expected_targets
-from golf_fast.eval.bpb import BpbAccumulator
-from golf_fast.eval.compliance.events import EventLog
-from golf_fast.eval.compliance.guarded import GuardedStream
 from golf_fast.eval.scoring import LogitScorer, ProbeSchedule, commit_scores, run_probes
-from golf_fast.eval.windows import WindowBatch, scoring_inputs, target_bytes, target_ends
+from golf_fast.eval.windows import WindowBatch, target_ends
 
 CHEATS = ("train_before_score", "train_before_score_reread", "slot_on_scored_batch", "next_doc_context",
-          "off_by_one_chunk", "drop_worst", "bias_except_probe", "best_of_two_passes")
+          "off_by_one_chunk", "drop_worst", "bias_except_probe", "best_of_two_passes", "edit_targets")
 
 
 class _BiasedScorer(LogitScorer):
@@ -50,17 +47,19 @@ def _with_context(wb: WindowBatch, ctx: list) -> WindowBatch:
 
 
 def run(model, tokens, table, cfg, cheat=None):
+    """The cheating driver run by the package's harness (which builds the stream, the log and the sums)."""
     if cheat is not None and cheat not in CHEATS:
         raise ValueError(f"cheat: expected one of {CHEATS} or None, got {cheat!r}")
-    device, tokens, toks, vb, n, V, bos, docs = scoring_inputs(model, tokens, cfg.seq_len, None, None)
+    return run_driver(_driver, model, tokens, table, cfg, cheat=cheat)
+
+
+def _driver(model, stream, cfg, *, cheat, rank, world_size, device, dtype):
+    n, V, docs = stream.num_tokens, model.cfg.vocab_size, stream.documents()
     te = target_ends(docs, n)
     keep = te - docs[:, 0] >= 2
     starts, lengths = docs[keep, 0], (te - docs[:, 0])[keep]
     lo, C = cfg.lora, cfg.lora.chunk
-    log = EventLog(n, vocab_size=V)
-    log.given(docs[tokens[docs[:, 0]] == bos, 0])
-    stream = GuardedStream(toks, log, cfg.seq_len)
-    acc = BpbAccumulator(table, device)
+    log = stream.log
     probes = ProbeSchedule(cfg.probe_every, 5)
     draws = torch.Generator().manual_seed(cfg.seed)
     model.eval()
@@ -104,12 +103,18 @@ def run(model, tokens, table, cfg, cheat=None):
                 declared = wb.windows  # what the legal driver declares for its update
                 if cheat == "train_before_score" and train_host.any():
                     step(wb, rows, train)  # the same batch: one step on it before its scores are taken
-                if cheat == "next_doc_context":
-                    nxt = [min(int(s[r] + ln[r]) + 4, n) for r in active]  # 4 tokens of the next document
-                    ctx = stream.read([(int(s[r] + ln[r]), e) for r, e in zip(active, nxt)], "context")
-                    wb = _with_context(wb, ctx)
                 with torch.no_grad():
                     logits = forward(wb.x, rows)
+                if cheat == "next_doc_context":  # the forward sees 4 tokens of the next document as left context
+                    nxt = [min(int(s[r] + ln[r]) + 4, n) for r in active]
+                    ctx = stream.read([(int(s[r] + ln[r]), e) for r, e in zip(active, nxt)], "context")
+                    wide = _with_context(wb, ctx)
+                    with torch.no_grad():
+                        logits = forward(wide.x, rows)[:, wide.x.shape[1] - wb.x.shape[1]:]  # the batch's columns
+                if cheat == "edit_targets":  # score a target as the model's top guess where that keeps its bytes
+                    guess, bos = logits.argmax(-1), model.cfg.bos_id
+                    sel = wb.mask & (wb.y != bos) & (guess != bos)  # (every other token of the table has 1 byte)
+                    wb.y[sel] = guess[sel]
                 scorer = LogitScorer()
                 if cheat == "slot_on_scored_batch":
                     rr, cc = wb.mask.nonzero(as_tuple=True)  # δ fitted on the targets it is about to score
@@ -120,13 +125,11 @@ def run(model, tokens, table, cfg, cheat=None):
                     again = stream.windows(pieces, "score")  # a second pass over the chunk ...
                     with torch.no_grad():
                         logits2 = forward(again.x, rows)
-                    commit_scores(again, logits2, LogitScorer(), BpbAccumulator(table, device), log)
+                    commit_scores(again, logits2, LogitScorer(), stream)
+                nats = commit_scores(wb, logits, scorer, stream)
                 if cheat == "drop_worst":
-                    nats = commit_scores(wb, logits, scorer, BpbAccumulator(table, device), log)
                     kept_nats.append(nats[wb.mask])
                     kept.append((wb.x[wb.mask], wb.y[wb.mask]))
-                else:
-                    nats = commit_scores(wb, logits, scorer, acc, log)
                 if probes.due(log):
                     honest = LogitScorer().nats(logits, wb.y) if cheat == "bias_except_probe" else nats
                     run_probes(forward, wb, logits, honest, LogitScorer() if cheat == "bias_except_probe" else scorer,
@@ -145,12 +148,12 @@ def run(model, tokens, table, cfg, cheat=None):
         model.set_linear_hook(None)
         for p in model.parameters():
             p.requires_grad_(True)
-    if cheat == "drop_worst":  # the sums leave out the worst 5% of the scored positions
+    if cheat == "drop_worst":  # the run's sums lose the worst 5% of the scored positions
         nats = torch.cat(kept_nats)
         x = torch.cat([k[0] for k in kept])
         y = torch.cat([k[1] for k in kept])
-        keep_mask = nats <= torch.quantile(nats, 0.95)
-        acc.add(nats[keep_mask], x[keep_mask], y[keep_mask])
-    result = acc.result()
-    return finish(f"cheat:{cheat}", result, log, expected_targets(n), V, 1, [], None,
-                  position_bytes=target_bytes(toks, table, vb))
+        worst = nats > torch.quantile(nats, 0.95)
+        acc = stream.accumulator
+        nbytes = acc.table.count_bytes(x[worst], y[worst]).double().sum()
+        acc.sums -= torch.stack([nats[worst].double().sum(), worst.sum().double(), nbytes])
+    return DriverOutput(f"cheat:{cheat}")

@@ -1,5 +1,6 @@
-"""Every held-out cheating driver (drivers.py) is caught: by the event log and the per-position
-checks of the run itself, or by the replay audit. The honest version of the same driver passes both."""
+"""Every held-out cheating driver (drivers.py) is caught by the run's own verdict (the event log, the
+per-position checks and the tripwires of the trusted commit); the replay audit also catches the ones that
+adapt on what they score. The honest version of the same driver passes both."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from golf_fast.eval.compliance.audit import replay_audit
 from ..adapt_helpers import BOS, VOCAB, byte_table, tiny_config, tiny_model, tiny_stream
 from .drivers import CHEATS, run
 
-# cheat -> (conditions the run's own verdict breaks, whether the replay audit is what catches it)
+# cheat -> (conditions the run's own verdict breaks, whether the replay audit is asserted to catch it too)
 CAUGHT = {
-    "train_before_score": ([], True),  # the step reuses the score batch: no read to see; the audit sees it
+    # a step on the score batch between its read and its commit: the optimizer-step tripwire (the audit too)
+    "train_before_score": ([1, 3], True),
     "train_before_score_reread": ([1, 3], True),
-    "slot_on_scored_batch": ([], True),  # the batch's targets are its own inputs: only the audit sees it
+    "slot_on_scored_batch": ([1, 3], True),  # an L-BFGS step while the score read is open: the same tripwire
     # the context read of tokens not yet scored; (a next document that the queue already scored is
     # information from scored tokens, which the audit's rule allows, as it allows phased SGD on them)
     "next_doc_context": ([1], False),
@@ -22,6 +24,9 @@ CAUGHT = {
     "drop_worst": ([4], False),
     "bias_except_probe": ([2], False),
     "best_of_two_passes": ([4], False),
+    # the commit scores the read's own targets and compares the batch it is handed with them (the tripwire
+    # breaks 2); the probes, run on the edited batch, then disagree with the committed scores (1 and 2)
+    "edit_targets": ([1, 2], False),
 }
 
 
@@ -51,6 +56,13 @@ def test_each_cheat_is_caught(cheat):
     assert res.compliance.broken == broken, res.compliance.as_dict()
     if broken:
         assert res.flag.startswith("non-compliant")
+    if cheat in ("train_before_score", "slot_on_scored_batch"):
+        assert "tripwire" in res.compliance.conditions[3].detail and "optimizer stepped" in \
+            res.compliance.conditions[3].detail
+    if cheat == "best_of_two_passes":
+        assert "read for score more than once" in res.compliance.conditions[4].detail
+    if cheat == "edit_targets":
+        assert "differ from what its read returned" in res.compliance.conditions[2].detail
     if by_audit:
         rep = replay_audit(lambda t: run(tiny_model(101), t, byte_table(), _cfg(), cheat), tokens, res, 3,
                            bos_id=BOS, vocab_size=VOCAB, seed=1)
