@@ -169,6 +169,16 @@ def _sample(oriented: list[np.ndarray], slice_rows: int, budget: int) -> list[np
     return out
 
 
+def _spread_sample(mats: list[np.ndarray], slice_rows: int, budget: int) -> list[np.ndarray]:
+    """~``budget`` symbols of whole slices spread evenly over the matrices' slices (every k-th
+    slice), each slice kept as one matrix: a sample of a chained matrix that sees its whole
+    chain, not only the chain's first rows (which start among unrelated rows)."""
+    spans = [(m, r0) for m, q in enumerate(mats) for r0 in range(0, q.shape[0], slice_rows)]
+    total = sum(q.size for q in mats)
+    step = max(1, -(-total // max(budget, 1)))  # ceil(total / budget)
+    return [np.ascontiguousarray(mats[m][r0:r0 + slice_rows]) for m, r0 in spans[::step]]
+
+
 def _counts(model: GroupModel, mats: list[np.ndarray], backend: str) -> np.ndarray:
     """(nctx, nsym) int64 histogram of (context, symbol) over the matrices' slices."""
     nsym = 2 * model.qmax + 1
@@ -214,7 +224,7 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
     """Choose the cheapest context setting for one group; return (model, row orders or None, report).
 
     Candidates are compared on a sample of the group (its first ~``sample`` symbols, whole
-    slices; reordering candidates chain the sampled rows only): the estimated cost is the coded
+    slices; for reordering candidates, slices spread over each whole matrix's chain): the estimated cost is the coded
     bits with quantized tables, scaled to the whole group, plus the tables and row orders. The
     winner's tables are then fitted on the whole group."""
     report: dict[str, Any] = {"tries": []}
@@ -230,6 +240,20 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
             oriented_cache[transpose] = [np.ascontiguousarray(q.T) if transpose else q for q in mats]
             total_rows[transpose] = sum(q.shape[0] for q in oriented_cache[transpose])
         return oriented_cache[transpose]
+
+    chain_cache: dict[tuple, np.ndarray] = {}
+
+    def chain_of(transpose: bool, i: int) -> np.ndarray:
+        """Row order of matrix ``i`` of the group in this orientation, computed once."""
+        if (transpose, i) not in chain_cache:
+            chain_cache[(transpose, i)] = similarity_chain(oriented(transpose)[i], backend)
+        return chain_cache[(transpose, i)]
+
+    def chained_sample(transpose: bool) -> list:
+        """A sample of the group's matrices in their whole-matrix chain orders (``_spread_sample``)."""
+        full = oriented(transpose)
+        return _spread_sample([np.ascontiguousarray(q[chain_of(transpose, i)]) for i, q in enumerate(full)],
+                              slice_rows, sample)
 
     def make(transpose, cs, rs, na, nb, ck, reorder, rmode, feats_from):
         row_mean = mean_mag
@@ -251,9 +275,10 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
             continue
         key = (transpose, bool(reorder))
         if key not in sample_cache:
-            smp = _sample(full, slice_rows, sample)
-            if reorder:
-                smp = [np.ascontiguousarray(q[similarity_chain(q, backend)]) for q in smp]
+            # a reordering candidate is sampled from the chain of the WHOLE matrix: chaining only
+            # the sampled rows pairs each row with a worse neighbour than the coder will see
+            # (measured on a trained 8192-row embedding: 1.72 MB estimated vs 1.53 MB coded)
+            smp = chained_sample(transpose) if reorder else _sample(full, slice_rows, sample)
             sample_cache[key] = smp
         smp = sample_cache[key]
         n_smp = sum(q.size for q in smp)
@@ -277,9 +302,9 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
                          f"{REORDER_MAX_ROWS} rows)")
     transpose, cs, rs, na, nb, ck, reorder, rmode = best[1]
     full = oriented(transpose)
-    perms = [similarity_chain(q, backend) for q in full] if reorder else None
+    perms = [chain_of(transpose, i) for i in range(len(full))] if reorder else None
     coded = [np.ascontiguousarray(q[p]) for q, p in zip(full, perms)] if reorder else full
-    model = make(transpose, cs, rs, na, nb, ck, reorder, rmode, _sample(coded, slice_rows, sample))
+    model = make(transpose, cs, rs, na, nb, ck, reorder, rmode, sample_cache[(transpose, bool(reorder))])
     counts = _counts(model, coded, backend)
     model.prob_bits, model.freq, report["precision_bytes"] = choose_precision(counts, prob_bits)
     report["chosen"] = model.settings()
