@@ -42,6 +42,9 @@ DEFAULT_CANDIDATES = (
     (False, 4, 4, 1, 4, 8, True, 1), (False, 4, 4, 4, 4, 8, True, 1), (True, 4, 4, 1, 4, 8, True, 1),
     (False, 4, 4, 1, 4, 3, False, 1), (True, 4, 4, 1, 4, 3, False, 1),
     (True, 4, 8, 1, 8, 0, False),  # a slow row mean: the column scale of a transposed MLP projection
+    # rmode 3: also the column accumulator follows the signed code (the column's running level:
+    # the common drift of a trained embedding's rarely-seen token rows)
+    (False, 3, 4, 16, 4, 8, True, 3), (False, 3, 4, 8, 4, 8, True, 3),
 )
 SELECT_TABLE_BITS = 12  # table precision at which candidates' stored tables are measured
 
@@ -58,8 +61,8 @@ def normalize_candidate(cand) -> tuple:
         raise ValueError(f"candidates: cs and rs must be ints in 0..8, got {cand!r}")
     if not (isinstance(na, int) and 1 <= na <= 64 and isinstance(nb, int) and 1 <= nb <= 64):
         raise ValueError(f"candidates: na and nb must be ints in 1..64, got {cand!r}")
-    if not (isinstance(ck, int) and 0 <= ck <= 127) or rmode not in (0, 1):
-        raise ValueError(f"candidates: ck must be an int in 0..127 and rmode 0 or 1, got {cand!r}")
+    if not (isinstance(ck, int) and 0 <= ck <= 127) or rmode not in (0, 1, 2, 3):
+        raise ValueError(f"candidates: ck must be an int in 0..127 and rmode 0..3, got {cand!r}")
     return bool(transpose), cs, rs, na, nb, ck, bool(reorder), int(rmode)
 
 
@@ -227,6 +230,16 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
     slices; for reordering candidates, slices spread over each whole matrix's chain): the estimated cost is the coded
     bits with quantized tables, scaled to the whole group, plus the tables and row orders. The
     winner's tables are then fitted on the whole group."""
+    if not isinstance(qmax, int) or not 1 <= qmax <= 127:
+        raise ValueError(f"qmax: expected an int in 1..127, got {qmax!r}")
+    if not mats:
+        raise ValueError("mats: expected at least one matrix")
+    for k, q in enumerate(mats):
+        if not isinstance(q, np.ndarray) or q.ndim != 2 or q.dtype != np.int8 or q.size == 0:
+            raise ValueError(f"mats[{k}]: expected a non-empty 2-D int8 array, got "
+                             f"{getattr(q, 'dtype', type(q).__name__)} {getattr(q, 'shape', '')}")
+        if int(np.abs(q.astype(np.int16)).max()) > qmax:
+            raise ValueError(f"mats[{k}]: codes outside [-{qmax}, {qmax}]")
     report: dict[str, Any] = {"tries": []}
     best: Optional[tuple[float, tuple]] = None
     total = sum(q.size for q in mats)
@@ -256,11 +269,13 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
                               slice_rows, sample)
 
     def make(transpose, cs, rs, na, nb, ck, reorder, rmode, feats_from):
-        row_mean = mean_mag
-        if rmode:  # mean |q − above| of the coded row order
+        row_mean, col_mean = mean_mag, mean_mag
+        if rmode & 2:  # the column accumulator runs over q + qmax: start it at the mean level
+            col_mean = float(np.mean([q.astype(np.int16).mean() for q in feats_from])) + qmax
+        if rmode & 1:  # mean |q − above| of the coded row order
             row_mean = float(np.mean([np.abs(np.diff(q.astype(np.int16), axis=0)).mean() if q.shape[0] > 1 else 0.0
                                       for q in feats_from]))
-        ainit, rinit = int(round(mean_mag * (1 << cs))), int(round(row_mean * (1 << rs)))
+        ainit, rinit = int(round(col_mean * (1 << cs))), int(round(row_mean * (1 << rs)))
         fs = _features(feats_from, slice_rows, qmax, cs, rs, ainit, rinit, rmode, backend)
         a = np.concatenate([f[0].ravel() for f in fs])
         b = np.concatenate([f[1].ravel() for f in fs])
