@@ -199,3 +199,16 @@ def test_a_state_without_quantized_tensors_round_trips():
     assert _header(payload)[3]["groups"] == [] and codec.last_report["stream_bytes"] == 0
     out = codec.decode(payload, [it.spec for it in items], params)
     np.testing.assert_array_equal(out[0].raw, raw)
+
+
+def test_a_clamp_wider_than_qmax_is_cut_to_qmax():
+    """A candidate's ck past qmax (ck 8 on a 4-bit group, qmax 7) is fitted as ck = qmax: the
+    loader refuses ck > qmax, so the encoder must never write one."""
+    mats = [drift_rows(313, 30, 12, qmax=7), drift_rows(314, 30, 12, qmax=7)]
+    items = [TensorData(TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", 4, 1), codes=q,
+                        scales=np.ones(q.shape[0], dtype=np.float16)) for i, q in enumerate(mats)]
+    codec = RansCodec(backend=BACKENDS[-1], candidates=[(False, 3, 4, 4, 4, 8, True, 3)])
+    payload, params = codec.encode(items)
+    assert _header(payload)[3]["groups"][0]["ck"] == 7
+    for q, it in zip(mats, codec.decode(payload, [it.spec for it in items], params)):
+        np.testing.assert_array_equal(q, it.codes)

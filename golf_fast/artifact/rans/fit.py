@@ -285,6 +285,7 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
 
     for cand in candidates:
         transpose, cs, rs, na, nb, ck, reorder, rmode = normalize_candidate(cand)
+        ck = min(ck, qmax)  # |code above| ≤ qmax: a wider clamp adds only empty contexts (and the loader caps ck at qmax)
         full = oriented(transpose)
         if reorder and max(q.shape[0] for q in full) > REORDER_MAX_ROWS:
             continue
