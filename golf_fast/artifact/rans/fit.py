@@ -2,10 +2,11 @@
 the format and the exact decoding procedure).
 
 Per (role, bits) group the encoder tries the settings in ``DEFAULT_CANDIDATES`` on a sample of
-the group (its first ~``SELECT_SAMPLE`` symbols, whole slices), costs each as the empirical
-entropy of the sample under its contexts scaled to the group, plus its stored table (measured:
-brotli of the table's byte planes) and its row orders, keeps the cheapest, fits the winner's
-tables on the whole group, and picks the table precision that minimizes coded + stored bytes
+the group (its first ~``SELECT_SAMPLE`` symbols, whole slices; for reordering candidates, slices
+spread over each matrix's whole-matrix chain), costs each as the empirical entropy of the sample
+under its contexts scaled to the group, plus its stored table (measured: brotli of the table's
+byte planes) and its row orders, costs the ``FINALISTS`` cheapest again on the whole group, keeps
+the cheapest of those, fits its tables on the whole group, and picks the table precision that minimizes coded + stored bytes
 (``choose_precision``).
 """
 
@@ -47,6 +48,7 @@ DEFAULT_CANDIDATES = (
     (False, 3, 4, 16, 4, 8, True, 3), (False, 3, 4, 8, 4, 8, True, 3),
 )
 SELECT_TABLE_BITS = 12  # table precision at which candidates' stored tables are measured
+FINALISTS = 3  # candidates with the lowest sample estimate, costed again on the whole group
 
 
 def normalize_candidate(cand) -> tuple:
@@ -226,10 +228,12 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
               backend: str = "cpp", sample: int = SELECT_SAMPLE) -> tuple[GroupModel, Optional[list], dict[str, Any]]:
     """Choose the cheapest context setting for one group; return (model, row orders or None, report).
 
-    Candidates are compared on a sample of the group (its first ~``sample`` symbols, whole
+    Candidates are first compared on a sample of the group (its first ~``sample`` symbols, whole
     slices; for reordering candidates, slices spread over each whole matrix's chain): the estimated cost is the coded
     bits with quantized tables, scaled to the whole group, plus the tables and row orders. The
-    winner's tables are then fitted on the whole group."""
+    ``FINALISTS`` cheapest are costed again on the whole group (entropy under tables fitted to
+    it, plus tables and row orders); the cheapest of those is kept, its tables fitted on the
+    whole group (``report["finalists"]`` lists both estimates)."""
     if not isinstance(qmax, int) or not 1 <= qmax <= 127:
         raise ValueError(f"qmax: expected an int in 1..127, got {qmax!r}")
     if not mats:
@@ -241,7 +245,8 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
         if int(np.abs(q.astype(np.int16)).max()) > qmax:
             raise ValueError(f"mats[{k}]: codes outside [-{qmax}, {qmax}]")
     report: dict[str, Any] = {"tries": []}
-    best: Optional[tuple[float, tuple]] = None
+    tried: list[tuple[float, tuple]] = []
+    best: Optional[tuple] = None
     total = sum(q.size for q in mats)
     mean_mag = float(np.mean([np.abs(q.astype(np.int16)).mean() for q in mats]))
     oriented_cache: dict[bool, list] = {}
@@ -311,17 +316,31 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
         report["tries"].append({"transpose": transpose, "cs": cs, "rs": rs, "na": na, "nb": nb, "ck": ck,
                                 "reorder": bool(reorder), "rmode": rmode, "bytes": round(cost / 8),
                                 "sampled_symbols": n_smp})
-        if best is None or cost < best[0]:
-            best = (cost, (transpose, cs, rs, na, nb, ck, reorder, rmode))
-    if best is None:
+        tried.append((cost, (transpose, cs, rs, na, nb, ck, reorder, rmode)))
+    if not tried:
         raise ValueError("candidates: none applies to this group (reordering needs at most "
                          f"{REORDER_MAX_ROWS} rows)")
-    transpose, cs, rs, na, nb, ck, reorder, rmode = best[1]
-    full = oriented(transpose)
-    perms = [chain_of(transpose, i) for i in range(len(full))] if reorder else None
-    coded = [np.ascontiguousarray(q[p]) for q, p in zip(full, perms)] if reorder else full
-    model = make(transpose, cs, rs, na, nb, ck, reorder, rmode, sample_cache[(transpose, bool(reorder))])
-    counts = _counts(model, coded, backend)
+    # the sample can mislead (few slices of a matrix whose chain ends among poorly matched rows,
+    # tables fitted to the sample itself): the best few are costed again on the whole group
+    finalists = sorted(tried, key=lambda t: t[0])[:FINALISTS]
+    for cost_smp, setting in finalists:
+        transpose, cs, rs, na, nb, ck, reorder, rmode = setting
+        full = oriented(transpose)
+        coded = [np.ascontiguousarray(q[chain_of(transpose, i)]) for i, q in enumerate(full)] if reorder else full
+        model = make(transpose, cs, rs, na, nb, ck, reorder, rmode, sample_cache[(transpose, bool(reorder))])
+        counts = _counts(model, coded, backend)
+        used = counts[counts.sum(axis=1) > 0]
+        table = np.stack([quantize_freqs(c, SELECT_TABLE_BITS) for c in used]) if used.size else used
+        cost = _entropy_bits(counts) + 8.0 * len(brotli_compress(table_bytes(table), quality=9))
+        if reorder:
+            cost += sum(perm_bits(q.shape[0]) for q in full)
+        report.setdefault("finalists", []).append({"setting": list(setting), "sample_bytes": round(cost_smp / 8),
+                                                   "group_bytes": round(cost / 8)})
+        if best is None or cost < best[0]:
+            best = (cost, setting, model, coded, counts)
+    _, setting, model, coded, counts = best
+    transpose, reorder = setting[0], setting[6]
+    perms = [chain_of(transpose, i) for i in range(len(coded))] if reorder else None
     model.prob_bits, model.freq, report["precision_bytes"] = choose_precision(counts, prob_bits)
     report["chosen"] = model.settings()
     report["entropy_bytes"] = round(_entropy_bits(counts) / 8)
