@@ -212,3 +212,35 @@ def test_a_clamp_wider_than_qmax_is_cut_to_qmax():
     assert _header(payload)[3]["groups"][0]["ck"] == 7
     for q, it in zip(mats, codec.decode(payload, [it.spec for it in items], params)):
         np.testing.assert_array_equal(q, it.codes)
+
+
+def test_fuzz_column_level_artifacts_only_raise_artifact_error():
+    """Byte edits, side-information field edits and table edits of an artifact whose groups use
+    rmode 3, decoded by the C++ (when built), numpy and portable decoders in a forked child: each
+    either decodes or raises ArtifactError (no crash, hang, blowup or foreign error)."""
+    import random
+
+    from fuzz_harness import run_cases, summary
+    from golf_fast.artifact import decode_artifact, encode_artifact
+    from test_artifact_fuzz import byte_edits, field_edits, fuzz_state, join_manifest, rans_payload, rans_side, split
+
+    rng = random.Random(1303)
+    codec = RansCodec(backend=BACKENDS[-1], candidates=[(False, 3, 4, 4, 4, 8, True, 3), (True, 2, 3, 3, 2, 2, False, 2)])
+    data = encode_artifact(fuzz_state(1303), {"vocab_size": 64}, codec=codec)
+    assert {g["chosen"]["rmode"] for g in codec.last_report["groups"]} <= {2, 3}
+    man, payload = split(data)
+    header, tables, rest = rans_side(payload)
+    assert header["v"] == 3
+    cases = [join_manifest(man, rans_payload(h, tables, rest)) for h in field_edits(header, rng, 2)]
+    for _ in range(15):
+        t = bytearray(tables)
+        t[rng.randrange(len(t))] = rng.randrange(256)
+        cases.append(join_manifest(man, rans_payload(header, bytes(t), rest)))
+    cases += list(byte_edits(data, rng, 20))
+    for backend in (["cpp"] if golf_fast.HAS_EXT else []) + ["numpy", "portable"]:
+        decode_artifact(data, codec_options={"backend": backend})  # the unmutated artifact loads
+        results = run_cases(cases, lambda d: decode_artifact(d, codec_options={"backend": backend}), ArtifactError,
+                            batch=64, extra_bytes=256 << 20)
+        bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
+        assert not bad, (backend, [(r["case"], r["kind"], r["what"]) for r in bad[:10]])
+        assert summary(results)["clean"] >= 0.6 * len(cases), (backend, dict(summary(results)))
