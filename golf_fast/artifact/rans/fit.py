@@ -6,8 +6,8 @@ the group (its first ~``SELECT_SAMPLE`` symbols, whole slices; for reordering ca
 spread over each matrix's whole-matrix chain), costs each as the empirical entropy of the sample
 under its contexts scaled to the group, plus its stored table (measured: brotli of the table's
 byte planes) and its row orders, costs the ``FINALISTS`` cheapest again on the whole group, keeps
-the cheapest of those, fits its tables on the whole group, and picks the table precision that minimizes coded + stored bytes
-(``choose_precision``).
+the cheapest of those, fits its tables on the whole group, and picks the table precision that
+minimizes coded + stored bytes (``choose_precision``).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def _sample(oriented: list[np.ndarray], slice_rows: int, budget: int) -> list[np
 def _spread_sample(mats: list[np.ndarray], slice_rows: int, budget: int) -> list[np.ndarray]:
     """~``budget`` symbols of whole slices spread evenly over the matrices' slices (every k-th
     slice), each slice kept as one matrix: a sample of a chained matrix that sees its whole
-    chain, not only the chain's first rows (which start among unrelated rows)."""
+    chain, not only its first rows (a greedy chain pairs its first rows best, its last rows worst)."""
     spans = [(m, r0) for m, q in enumerate(mats) for r0 in range(0, q.shape[0], slice_rows)]
     total = sum(q.size for q in mats)
     step = max(1, -(-total // max(budget, 1)))  # ceil(total / budget)
@@ -229,8 +229,9 @@ def fit_group(mats: list[np.ndarray], qmax: int, *, candidates=DEFAULT_CANDIDATE
     """Choose the cheapest context setting for one group; return (model, row orders or None, report).
 
     Candidates are first compared on a sample of the group (its first ~``sample`` symbols, whole
-    slices; for reordering candidates, slices spread over each whole matrix's chain): the estimated cost is the coded
-    bits with quantized tables, scaled to the whole group, plus the tables and row orders. The
+    slices; for reordering candidates, slices spread over each whole matrix's chain): the
+    estimated cost is the coded bits with quantized tables, scaled to the whole group, plus the
+    tables and row orders. The
     ``FINALISTS`` cheapest are costed again on the whole group (entropy under tables fitted to
     it, plus tables and row orders); the cheapest of those is kept, its tables fitted on the
     whole group (``report["finalists"]`` lists both estimates)."""
