@@ -5,9 +5,10 @@
 // transposes first when the group says so). The rows are cut into slices of `slice_rows` rows;
 // each slice is an independent stream (its own state and context history), so slices decode in
 // parallel. Context of symbol (i, j) within a slice:
-//   colacc[j]  column accumulator, starts at ainit:  colacc[j] += |q| - (colacc[j] >> cs)
+//   colacc[j]  column accumulator, starts at ainit:  colacc[j] += a - (colacc[j] >> cs), where
+//              a = |q| (rmode bit 1 clear) or a = q + qmax (bit 1 set: the column's signed running level)
 //   rowacc     row accumulator, reset to rinit at the start of each row: rowacc += m - (rowacc >> rs), where
-//              m = |q| (rmode 0) or m = |q - q_above| (rmode 1: how far the row strays from the row above)
+//              m = |q| (rmode bit 0 clear) or m = |q - q_above| (bit 0 set: how far the row strays from the row above)
 //   above      u of (i-1, j) in the slice, qmax (code 0) on the slice's first row (q_above = above - qmax)
 //   ctx = (luta[min(colacc[j], |luta|-1)] * nb + lutb[min(rowacc, |lutb|-1)]) * nc + lutc[above]
 // (accumulators are read before the symbol updates them).
@@ -77,7 +78,7 @@ Model make_model(const at::Tensor& luta, const at::Tensor& lutb, const at::Tenso
   TORCH_CHECK(prob_bits >= 8 && prob_bits <= 15, "prob_bits: expected 8..15, got ", prob_bits);
   TORCH_CHECK(qmax >= 1 && qmax <= 127 && freq.size(1) == 2 * qmax + 1, "freq: expected 2*qmax+1 symbols");
   TORCH_CHECK(cs >= 0 && cs <= 8 && rs >= 0 && rs <= 8, "cs, rs: expected 0..8");
-  TORCH_CHECK(rmode == 0 || rmode == 1, "rmode: expected 0 or 1, got ", rmode);
+  TORCH_CHECK(rmode >= 0 && rmode <= 3, "rmode: expected 0..3, got ", rmode);
   TORCH_CHECK(nb >= 1 && nc >= 1 && freq.size(0) % (nb * nc) == 0, "nb, nc: expected >= 1, dividing the context count");
   TORCH_CHECK(lutc.numel() == freq.size(1), "lutc: expected one entry per symbol");
   check_accumulator_inits(ainit, rinit);
@@ -111,8 +112,9 @@ void contexts_of(const Model& m, const int8_t* q, int64_t rows, int64_t cols, in
       if (rowa_out) rowa_out[idx] = static_cast<int32_t>(rowacc);
       if (above_out) above_out[idx] = static_cast<int32_t>(above);
       const int64_t mag = q[idx] < 0 ? -q[idx] : q[idx];
-      const int64_t res = m.rmode ? std::abs(q[idx] - (above - m.qmax)) : mag;
-      colacc[j] += mag - (colacc[j] >> m.cs);
+      const int64_t res = (m.rmode & 1) ? std::abs(q[idx] - (above - m.qmax)) : mag;
+      const int64_t cadd = (m.rmode & 2) ? q[idx] + m.qmax : mag;
+      colacc[j] += cadd - (colacc[j] >> m.cs);
       rowacc += res - (rowacc >> m.rs);
     }
   }
@@ -128,7 +130,7 @@ void check_codes(const at::Tensor& c) {
 std::vector<at::Tensor> rans_features_cpp(at::TensorList codes, int64_t slice_rows, int64_t qmax, int64_t cs,
                                           int64_t rs, int64_t ainit, int64_t rinit, int64_t rmode) {
   TORCH_CHECK(cs >= 0 && cs <= 8 && rs >= 0 && rs <= 8, "cs, rs: expected 0..8");
-  TORCH_CHECK(rmode == 0 || rmode == 1, "rmode: expected 0 or 1");
+  TORCH_CHECK(rmode >= 0 && rmode <= 3, "rmode: expected 0..3");
   TORCH_CHECK(slice_rows >= 1, "slice_rows: expected >= 1");
   check_accumulator_inits(ainit, rinit);
   std::vector<at::Tensor> out;
@@ -252,8 +254,9 @@ std::string decode_lanes(const Model& m, const DecodeTables& dt, const uint8_t* 
         *o = static_cast<int8_t>(code);
         const int32_t mag = code < 0 ? -code : code;
         const int32_t dq = code - static_cast<int32_t>(above - m.qmax);
-        const int32_t res = m.rmode ? (dq < 0 ? -dq : dq) : mag;
-        ca_ref += mag - (ca_ref >> m.cs);
+        const int32_t res = (m.rmode & 1) ? (dq < 0 ? -dq : dq) : mag;
+        const int32_t cadd = (m.rmode & 2) ? code + static_cast<int32_t>(m.qmax) : mag;
+        ca_ref += cadd - (ca_ref >> m.cs);
         rowacc[l] += res - (rowacc[l] >> m.rs);
       }
     }

@@ -144,7 +144,7 @@ def test_residual_row_mode_round_trips_and_matches_a_python_loop():
     for m, b in zip(mats, decode_np(model, streams, [m.shape for m in mats])):
         np.testing.assert_array_equal(m, b)
     with pytest.raises(ValueError, match="rmode"):
-        features_np(q, 8, 31, 4, 3, 10, 12, rmode=2)
+        features_np(q, 8, 31, 4, 3, 10, 12, rmode=4)
 
 
 def test_sixteen_bit_tables_and_a_single_symbol_context():

@@ -34,7 +34,15 @@ from golf_fast.artifact.rans.coder import (
 from golf_fast.artifact.rans.fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
 from golf_fast.artifact.rans.numpy_coder import decode_slices_numpy, encode_group_np
 from golf_fast.artifact.rans.portable import decode_slices_portable
-from golf_fast.artifact.rans.side import SIDE_VERSION, check_permutation, check_tables, read_side, slices_of_group
+from golf_fast.artifact.rans.side import (
+    KNOWN_VERSIONS,
+    RMODE_MAX,
+    SIDE_VERSION,
+    check_permutation,
+    check_tables,
+    read_side,
+    slices_of_group,
+)
 from golf_fast.artifact.untrusted import check_params
 from golf_fast.quant.formats import qmax as qmax_of
 
@@ -192,6 +200,9 @@ class RansCodec(Codec):
             cands.append(("brotli", brotli_compress(rest_raw, quality=11)))
         method, rest = min(cands, key=lambda c: (len(c[1]), c[0]))
         header["rest"] = {"method": method, "len": len(rest)}
+        # the oldest side-information version that holds every group's settings (older loaders read it)
+        header["v"] = next(v for v in sorted(KNOWN_VERSIONS) if v >= 2 and
+                           all(g["rmode"] <= RMODE_MAX[v] for g in header["groups"]))
         hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
         side = brotli_compress(struct.pack("<I", len(hjson)) + hjson + b"".join(tables), quality=11)
         payload = struct.pack("<I", len(side)) + side + b"".join(streams) + rest

@@ -16,7 +16,7 @@ What it exploits (measured in benchmarks/bench_compression.py):
   to [−ck, ck], after an optional row reordering (``reorder``: a greedy nearest-neighbour chain,
   exact squared L2 distance between code rows, puts similar rows next to each other; the
   permutation is stored, uint16 per row inside the brotli'd side information, ~10.4 bits per
-  row at 1,024 rows), and ``rmode`` 1 makes the row accumulator follow ``|q − above|``, i.e.
+  row at 1,024 rows), and ``rmode`` bit 0 makes the row accumulator follow ``|q − above|``, i.e.
   how closely this row tracks the one above so far.
 
 The encoder (``fit``) tries a few settings per group (``fit.DEFAULT_CANDIDATES``) on a
@@ -27,9 +27,11 @@ Decoding, exactly (what a port, e.g. to numpy, must do; all integer arithmetic)
 Per group: settings ``qmax, transpose, cs, rs, ainit, rinit, thr_a, thr_b, ck, prob_bits (P),
 slice_rows, reorder, rmode`` and ``freq`` (nctx, 2·qmax+1) with ``nctx = na·nb·nc``,
 ``na = len(thr_a)+1``, ``nb = len(thr_b)+1``, ``nc = 2·ck+1``; ``cum[c, s] = Σ_{t<s} freq[c, t]``.
-Lookup tables: ``luta[v] = #{t ∈ thr_a : t ≤ v}`` for v < max((qmax+1)<<cs, ainit+1), ``lutb``
-likewise over thr_b for v < max((span+1)<<rs, rinit+1) with span = qmax (rmode 0) or 2·qmax
-(rmode 1); ``lutc[u] = clamp(u − qmax, −ck, ck) + ck``.
+Lookup tables: ``luta[v] = #{t ∈ thr_a : t ≤ v}`` for v < max((cspan+1)<<cs, ainit+1) with
+cspan = qmax (rmode bit 1 clear) or 2·qmax (set), ``lutb`` likewise over thr_b for
+v < max((span+1)<<rs, rinit+1) with span = qmax (rmode bit 0 clear) or 2·qmax (set);
+``lutc[u] = clamp(u − qmax, −ck, ck) + ck``. ``rmode`` is 0..3 (bits 0 and 1 below; side
+information version 2 allows 0..1).
 
 Each matrix (R, C) is coded in its oriented form (C, R) if ``transpose``, then with its rows
 permuted if ``reorder``; its rows are cut into slices of ``slice_rows`` rows, one stream each
@@ -48,8 +50,8 @@ one vector lane per slice)::
             x = freq[c, s]·(x >> P) + slot − cum[c, s]
             if x < 2^16: x = (x << 16) | next word        (no word left: corrupt)
             q = s − qmax; out[i, j] = q
-            colacc[j] += |q| − (colacc[j] >> cs)
-            rowacc += (|q − (above − qmax)| if rmode else |q|) − (rowacc >> rs)
+            colacc[j] += (q + qmax if rmode & 2 else |q|) − (colacc[j] >> cs)
+            rowacc += (|q − (above − qmax)| if rmode & 1 else |q|) − (rowacc >> rs)
     at the end every word is used and x == 2^16 (else corrupt)
 
 Then ``out[perm[k]] = decoded row k`` undoes the reordering (perm must be a permutation) and a
@@ -112,7 +114,9 @@ class GroupModel:
     prob_bits: int = DEFAULT_PROB_BITS
     slice_rows: int = DEFAULT_SLICE_ROWS
     reorder: bool = False
-    rmode: int = 0  # row accumulator over |q| (0) or over |q - above| (1)
+    # bit 0: row accumulator over |q - above| (else |q|); bit 1: column accumulator over the
+    # signed code q + qmax (the column's running level, e.g. an embedding's common drift; else |q|)
+    rmode: int = 0
 
     @property
     def nb(self) -> int:
@@ -133,7 +137,7 @@ class GroupModel:
 
     def luts(self) -> tuple[np.ndarray, np.ndarray]:
         """Bucket lookup tables over every accumulator value: ``lut[v] = #(thresholds ≤ v)``."""
-        la = max((self.qmax + 1) << self.cs, self.ainit + 1)
+        la = max((self.col_span() + 1) << self.cs, self.ainit + 1)
         lb = max((self.row_span() + 1) << self.rs, self.rinit + 1)
         luta = np.searchsorted(np.asarray(self.thr_a, dtype=np.int64), np.arange(la), side="right")
         lutb = np.searchsorted(np.asarray(self.thr_b, dtype=np.int64), np.arange(lb), side="right")
@@ -141,7 +145,11 @@ class GroupModel:
 
     def row_span(self) -> int:
         """Largest value the row accumulator adds per symbol: ``qmax`` (|q|) or ``2·qmax`` (|q − above|)."""
-        return self.qmax * (2 if self.rmode else 1)
+        return self.qmax * (2 if self.rmode & 1 else 1)
+
+    def col_span(self) -> int:
+        """Largest value the column accumulator adds per symbol: ``qmax`` (|q|) or ``2·qmax`` (q + qmax)."""
+        return self.qmax * (2 if self.rmode & 2 else 1)
 
     def cum(self) -> np.ndarray:
         c = np.zeros_like(self.freq)
@@ -195,8 +203,8 @@ def features_ref(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ai
                 above = int(q[i - 1, j]) + qmax if i > r0 else qmax
                 out[0, i, j], out[1, i, j], out[2, i, j] = col[j], row, above
                 m = abs(int(q[i, j]))
-                col[j] += m - (col[j] >> cs)
-                row += (abs(int(q[i, j]) - (above - qmax)) if rmode else m) - (row >> rs)
+                col[j] += (int(q[i, j]) + qmax if rmode & 2 else m) - (col[j] >> cs)
+                row += (abs(int(q[i, j]) - (above - qmax)) if rmode & 1 else m) - (row >> rs)
     return out
 
 
@@ -268,8 +276,8 @@ def decode_ref(model: GroupModel, streams: list[bytes], rows: int, cols: int) ->
                     pos += 1
                 code = s - model.qmax
                 out[i, j] = code
-                col[j] += abs(code) - (col[j] >> model.cs)
-                row += (abs(code - (above - model.qmax)) if model.rmode else abs(code)) - (row >> model.rs)
+                col[j] += (code + model.qmax if model.rmode & 2 else abs(code)) - (col[j] >> model.cs)
+                row += (abs(code - (above - model.qmax)) if model.rmode & 1 else abs(code)) - (row >> model.rs)
         if pos != len(words):
             raise ArtifactError("stream has trailing words")
         if x != RANS_LOW:

@@ -99,8 +99,9 @@ def decode_slices_numpy(model: GroupModel, streams: list[bytes], dims: list[tupl
                 pos += need
                 q = s - qm
                 block[:, i, j] = q
-                colacc[:, j] += np.where(act, np.abs(q) - (colacc[:, j] >> model.cs), 0)
-                res = np.abs(q - (above - qm)) if model.rmode else np.abs(q)
+                cadd = q + qm if model.rmode & 2 else np.abs(q)
+                colacc[:, j] += np.where(act, cadd - (colacc[:, j] >> model.cs), 0)
+                res = np.abs(q - (above - qm)) if model.rmode & 1 else np.abs(q)
                 rowacc += res - (rowacc >> model.rs)
         if np.any(pos != end):
             raise ArtifactError("stream has trailing words")
@@ -123,10 +124,10 @@ def features_np(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ain
                 rmode: int = 0) -> np.ndarray:
     """(3, R, C) int32: column accumulator, row accumulator and symbol above (+qmax), per symbol.
 
-    ``rmode`` 1: the row accumulator runs over ``|q − above|`` instead of ``|q|`` (above = 0 on a
-    slice's first row); 0 (the format on main) over ``|q|``."""
-    if rmode not in (0, 1):
-        raise ValueError(f"rmode: expected 0 or 1, got {rmode!r}")
+    ``rmode`` bit 0: the row accumulator runs over ``|q − above|`` instead of ``|q|`` (above = 0
+    on a slice's first row); bit 1: the column accumulator runs over ``q + qmax`` instead of ``|q|``."""
+    if rmode not in (0, 1, 2, 3):
+        raise ValueError(f"rmode: expected 0..3, got {rmode!r}")
     _check_matrix(q, "q")
     if slice_rows < 1:
         raise ValueError(f"slice_rows: expected >= 1, got {slice_rows}")
@@ -135,6 +136,7 @@ def features_np(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ain
     if q.size == 0:
         return out
     mag = np.abs(q.astype(np.int64))
+    cmag = q.astype(np.int64) + qmax if rmode & 2 else mag
     # column accumulator: reset at every slice's first row; loop over the row offset in the slice
     starts = np.arange(0, r, slice_rows)
     col = np.full((starts.size, c), ainit, dtype=np.int64)
@@ -142,9 +144,9 @@ def features_np(q: np.ndarray, slice_rows: int, qmax: int, cs: int, rs: int, ain
         rows = starts + k
         live = rows < r
         out[0, rows[live]] = col[live]
-        col[live] += mag[rows[live]] - (col[live] >> cs)
+        col[live] += cmag[rows[live]] - (col[live] >> cs)
     # row accumulator: reset at every row; loop over the columns, vector over all rows
-    if rmode:
+    if rmode & 1:
         above0 = np.zeros_like(mag)
         above0[1:] = q[:-1]
         above0[starts] = 0

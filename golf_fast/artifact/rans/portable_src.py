@@ -60,8 +60,8 @@ static int lanes(const M *m, int L, const uint8_t **in, const I *len, int8_t **o
         }
         code = (int32_t)(s - m->q); *o = (int8_t)code; mg = code < 0 ? -code : code;
         d = code - (int32_t)(ab - m->q);
-        *a += mg - (*a >> m->cs);
-        ra[l] += (m->rm ? (d < 0 ? -d : d) : mg) - (ra[l] >> m->rs);
+        *a += ((m->rm & 2) ? code + (int32_t)m->q : mg) - (*a >> m->cs);
+        ra[l] += ((m->rm & 1) ? (d < 0 ? -d : d) : mg) - (ra[l] >> m->rs);
       }
     }
     if (bad || sh) { free(ca); return bad ? 2 : 3; }
@@ -75,7 +75,7 @@ int grans_decode(const int32_t *freq, I nctx, I nsym, I P, const uint8_t *luta, 
                  const I *off, const I *len, const I *rows, const I *cols, const I *oo, I n, int8_t *out, I *badk) {
   M m; I c, s, k, b, bb = P, row = nsym + 1, tab = (I)1 << P; int err = 0;
   uint8_t *bk; uint32_t *fc;
-  if (P < 8 || P > 15 || nsym != 2 * q + 1 || nla < 1 || nlb < 1 || nb < 1 || nc < 1 || nctx % (nb * nc)) return 7;
+  if (P < 8 || P > 15 || rm < 0 || rm > 3 || nsym != 2 * q + 1 || nla < 1 || nlb < 1 || nb < 1 || nc < 1 || nctx % (nb * nc)) return 7;
   for (k = 0; k < nla; k++) if ((I)luta[k] * nb * nc >= nctx) return 8;
   for (k = 0; k < nlb; k++) if (lutb[k] >= nb) return 8;
   for (k = 0; k < nsym; k++) if (lutc[k] >= nc) return 8;

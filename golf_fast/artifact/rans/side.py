@@ -9,7 +9,8 @@ manifest's shapes, and each frequency table (:func:`check_tables`: every context
 again every index it reads (tables, lookup tables, stream bounds).
 
 Version 1 headers (no ``rmode``, tables stored as interleaved uint16) are read as ``rmode`` 0;
-version 2 adds ``rmode`` and stores each table as two byte planes (``rans.table_bytes``).
+version 2 adds ``rmode`` (0..1) and stores each table as two byte planes (``rans.table_bytes``);
+version 3 allows ``rmode`` 0..3 (bit 1: the column accumulator follows the signed code, see ``rans.coder``).
 
 ``read_side`` does it all for the decoder: decompression with the cap, the JSON parsed with size
 and depth caps (``untrusted.parse_json``), then the checks above against the manifest's groups;
@@ -30,8 +31,9 @@ from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.untrusted import MAX_JSON_BYTES, need_int, parse_json
 from golf_fast.quant.formats import qmax as qmax_of
 
-SIDE_VERSION = 2
-KNOWN_VERSIONS = (1, 2)
+SIDE_VERSION = 3  # the newest; the encoder writes the oldest version that holds its settings
+KNOWN_VERSIONS = (1, 2, 3)
+RMODE_MAX = {1: 0, 2: 1, 3: 3}  # per version, the largest rmode (bit 0: row residual, bit 1: signed column level)
 MAX_BUCKETS = 64  # thresholds per accumulator + 1 (the lookup tables hold uint8 bucket indices)
 MAX_CONTEXTS = 1 << 16
 MAX_ACC = 1 << 20  # accumulator init values and thresholds (the lookup tables have one entry per value)
@@ -107,7 +109,7 @@ def check_group(g: dict, version: int, qmax: int) -> dict:
         if not isinstance(g[key], bool):
             _fail(f"group field {key!r} must be a boolean, got {g[key]!r}")
     out = dict(g)
-    out["rmode"] = _int_in(g, "rmode", 0, 1) if version >= 2 else 0
+    out["rmode"] = _int_in(g, "rmode", 0, RMODE_MAX[version]) if version >= 2 else 0
     _int_in(g, "cs", 0, 8)
     _int_in(g, "rs", 0, 8)
     _int_in(g, "ainit", 0, MAX_ACC)
