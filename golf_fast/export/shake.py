@@ -57,7 +57,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from golf_fast.export.gather import PACKAGE, Gathered, module_file
+from golf_fast.export.gather import PACKAGE, Gathered, _resolve_relative, module_file
 
 PURE_DECORATORS = frozenset({
     "dataclass", "triton_kernel", "triton_helper", "lru_cache", "cache", "contextmanager", "no_grad",
@@ -146,15 +146,6 @@ def _dotted(node: ast.AST) -> Optional[list[str]]:
         parts.append(node.id)
         return parts[::-1]
     return None
-
-
-def _resolve_relative(module: str, is_package: bool, level: int, target: Optional[str]) -> str:
-    base = module.split(".")
-    if not is_package:
-        base = base[:-1]
-    if level > 1:
-        base = base[:len(base) - (level - 1)]
-    return ".".join(base + ([target] if target else []))
 
 
 def _is_golf(name: str) -> bool:

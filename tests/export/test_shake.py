@@ -27,15 +27,11 @@ from golf_fast.export.shake import Branch, Table, shake
 from golf_fast.export.stub import ENTRY, Lean, bake_config, bundle, shaken_gather
 from golf_fast.train.config import apply_overrides, preset
 
+from .test_gather import _pkg
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _pkg(root: Path, files: dict[str, str]) -> Path:
-    for rel, src in files.items():
-        f = root / "golf_fast" / rel
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(src)
-    return root / "golf_fast"
 
 
 SYNTH = {
