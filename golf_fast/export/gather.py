@@ -98,7 +98,7 @@ def _compiled_exists(name: str, root: Path) -> bool:
         name == PACKAGE + "._C"
 
 
-def _resolve_relative(module: str, is_package: bool, level: int, target: Optional[str]) -> str:
+def resolve_relative(module: str, is_package: bool, level: int, target: Optional[str]) -> str:
     base = module.split(".")
     if not is_package:
         base = base[:-1]
@@ -118,7 +118,7 @@ def imports_in(name: str, source: str, is_package: bool, root: Optional[Path] = 
             for a in node.names:
                 candidates.add(a.name)
         elif isinstance(node, ast.ImportFrom):
-            mod = node.module if node.level == 0 else _resolve_relative(name, is_package, node.level, node.module)
+            mod = node.module if node.level == 0 else resolve_relative(name, is_package, node.level, node.module)
             if mod is None:
                 continue
             candidates.add(mod)

@@ -57,7 +57,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from golf_fast.export.gather import PACKAGE, Gathered, _resolve_relative, module_file
+from golf_fast.export.gather import PACKAGE, Gathered, resolve_relative, module_file
 
 PURE_DECORATORS = frozenset({
     "dataclass", "triton_kernel", "triton_helper", "lru_cache", "cache", "contextmanager", "no_grad",
@@ -292,7 +292,7 @@ def _index(m: _Mod, dataclasses_: set[str]) -> None:
                 if target:
                     m.aliases.setdefault(local, []).append(a.name if a.asname else a.name.split(".")[0])
         elif isinstance(s, ast.ImportFrom):
-            mod = s.module if s.level == 0 else _resolve_relative(m.name, m.is_package, s.level, s.module)
+            mod = s.module if s.level == 0 else resolve_relative(m.name, m.is_package, s.level, s.module)
             for a in s.names:
                 if a.name == "*":
                     m.roots.append(s)
@@ -484,7 +484,7 @@ class _Shaker:
                         aliases.setdefault(a.asname or a.name.split(".")[0], []).append(
                             a.name if a.asname else a.name.split(".")[0])
             elif isinstance(n, ast.ImportFrom) and n.module != "__future__":
-                target = n.module if n.level == 0 else _resolve_relative(mod, m.is_package, n.level, n.module)
+                target = n.module if n.level == 0 else resolve_relative(mod, m.is_package, n.level, n.module)
                 if target and _is_golf(target):
                     for a in n.names:
                         if a.name != "*" and f"{target}.{a.name}" in self.mods:
@@ -526,7 +526,7 @@ class _Shaker:
                     if _is_golf(a.name):
                         self.need(a.name)
             elif isinstance(n, ast.ImportFrom) and n.module != "__future__":
-                target = n.module if n.level == 0 else _resolve_relative(mod, m.is_package, n.level, n.module)
+                target = n.module if n.level == 0 else resolve_relative(mod, m.is_package, n.level, n.module)
                 if not target or not _is_golf(target):
                     continue
                 self.need(target)
