@@ -201,7 +201,10 @@ def run(cfg: TrainConfig, d: Dist, *, code_bytes: Optional[int] = None,
     # ---- compile warm-up (weights and optimizer state restored afterwards)
     t0 = time.perf_counter()
     if use_compile and cfg.schedule.compile_warmup_steps > 0:
-        compile_warmup(model, fwd, opt, step_fn, data, cfg.schedule.compile_warmup_steps, autocast)
+        log.line("compile warm-up: torch.compile builds every graph the run needs before the clock starts "
+                 "(tens of seconds per graph on a first run; cached afterwards)")
+        compile_warmup(model, fwd, opt, step_fn, data, cfg.schedule.compile_warmup_steps, autocast,
+                       progress=log.line)
         synchronize()
         log.line(f"compile warm-up: {fmt_secs(time.perf_counter() - t0)}")
     res.phases["compile_warmup"] = time.perf_counter() - t0

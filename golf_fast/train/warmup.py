@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -22,10 +22,16 @@ BUCKETS = (64, 128, 192, 256)
 
 
 def compile_warmup(model: GPT, forward: Callable, opt: Optimizers, step: TrainStep, data: TrainData, steps: int,
-                   autocast: Callable[[], contextlib.AbstractContextManager]) -> None:
-    """Run the warm-up described in the module doc; ``model`` and ``opt`` end as they started (loop off)."""
+                   autocast: Callable[[], contextlib.AbstractContextManager],
+                   progress: Optional[Callable[[str], None]] = None) -> None:
+    """Run the warm-up described in the module doc; ``model`` and ``opt`` end as they started (loop off).
+    ``progress`` (optional) is called with one line before each graph is compiled (torch.compile takes
+    tens of seconds per graph on a first run, so a silent warm-up looks like a hang)."""
     if not (isinstance(steps, int) and steps >= 0):
         raise ValueError(f"steps: expected a non-negative int, got {steps!r}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress: expected a callable taking one str or None, got {type(progress).__name__}")
+    say = progress or (lambda line: None)
     saved_model = copy.deepcopy(model.state_dict())
     saved_opt = copy.deepcopy(opt.state_dicts())
     loaders = data.loaders(seed_offset=1)
@@ -40,10 +46,12 @@ def compile_warmup(model: GPT, forward: Callable, opt: Optimizers, step: TrainSt
                 cu = torch.full((n,), L, dtype=torch.int32, device=device)
                 cu[:starts.numel()] = starts
                 b = loaders[0].next_batch()
+                say(f"compile warm-up: forward+backward, loop {'on' if looping else 'off'}, {n} cu_seqlens entries")
                 with autocast():
                     forward(b.x, b.y, cu).backward()
                 opt.zero_grad()
-            for _ in range(steps):
+            for i in range(steps):
+                say(f"compile warm-up: full step {i + 1}/{steps} (loop {'on' if looping else 'off'})")
                 step(loaders)
     finally:
         for ld in loaders:
