@@ -34,6 +34,7 @@ from golf_fast.artifact.rans.coder import (
 from golf_fast.artifact.rans.fit import DEFAULT_CANDIDATES, fit_group, normalize_candidate
 from golf_fast.artifact.rans.numpy_coder import decode_slices_numpy, encode_group_np
 from golf_fast.artifact.rans.portable import decode_slices_portable
+from golf_fast.artifact.rans.rowdelta import DELTA_EXTRA_CANDIDATES, from_row_deltas, to_row_deltas
 from golf_fast.artifact.rans.side import (
     KNOWN_VERSIONS,
     RMODE_MAX,
@@ -139,14 +140,18 @@ class RansCodec(Codec):
     bytes. ``candidates``: the context settings tried per group, ``(transpose, cs, rs, na, nb, ck, reorder[, rmode])`` (see
     ``rans_fit.DEFAULT_CANDIDATES``). ``prob_bits``: the largest table precision a group may get
     (each group takes the one among prob_bits−4 … prob_bits that minimizes coded + stored bytes).
-    ``slice_rows``: rows per independent stream.
+    ``slice_rows``: rows per independent stream. ``row_deltas``: where a group's cheapest setting
+    reorders rows (not transposed), also try coding each matrix's row differences in that order
+    (``rans.rowdelta``, side-information version 4) and keep whichever is smaller.
     """
 
     name = "golf-rans"
     REST_BROTLI_MAX = 1 << 18  # scales/passthrough bytes up to which brotli-11 is also tried
 
     def __init__(self, backend: str = "auto", candidates=DEFAULT_CANDIDATES, prob_bits: int = DEFAULT_PROB_BITS,
-                 slice_rows: int = DEFAULT_SLICE_ROWS):
+                 slice_rows: int = DEFAULT_SLICE_ROWS, row_deltas: bool = True):
+        if not isinstance(row_deltas, bool):
+            raise ValueError(f"row_deltas: expected a bool, got {row_deltas!r}")
         if not isinstance(prob_bits, int) or not 8 <= prob_bits <= 15:
             raise ValueError(f"prob_bits: expected an int in 8..15, got {prob_bits!r}")
         if not isinstance(slice_rows, int) or slice_rows < 1:
@@ -157,6 +162,7 @@ class RansCodec(Codec):
         self.backend = backend
         self.candidates = tuple(normalize_candidate(c) for c in candidates)
         self.prob_bits = prob_bits
+        self.row_deltas = row_deltas
         self.last_report: dict[str, Any] = {}
 
     def check_ready(self) -> None:
@@ -183,12 +189,15 @@ class RansCodec(Codec):
             model, perms, report = fit_group(mats, qm, candidates=self.candidates, prob_bits=self.prob_bits,
                                              slice_rows=self.slice_rows, backend=backend)
             self.last_report["groups"].append({"role": role_of(specs[idx[0]].name), **report})
-            if backend == "numpy":
-                enc = encode_group_np(model, mats, perms)
-            else:
-                enc = encode_group(model, mats, backend, perms)
+            enc = self._encode(model, mats, backend, perms)
+            rowdelta = False
+            if self.row_deltas and model.reorder and not model.transpose:
+                alt = self._row_delta_alternative(mats, perms, qm, backend)
+                if _coded_bytes(alt[0], alt[1]) < _coded_bytes(model, enc):
+                    model, enc, rowdelta = alt[0], alt[1], True
+                self.last_report["groups"][-1]["rowdelta"] = rowdelta
             self.last_report["groups"][-1]["stream_bytes"] = sum(len(s) for s in enc)
-            header["groups"].append({"tensors": idx, **model.settings()})
+            header["groups"].append({"tensors": idx, **model.settings(), "rowdelta": rowdelta})
             header["streams"].extend(len(s) for s in enc)
             streams.extend(enc)
             tables.append(table_bytes(model.freq))
@@ -202,13 +211,29 @@ class RansCodec(Codec):
         header["rest"] = {"method": method, "len": len(rest)}
         # the oldest side-information version that holds every group's settings (older loaders read it)
         header["v"] = next(v for v in sorted(KNOWN_VERSIONS) if v >= 2 and
-                           all(g["rmode"] <= RMODE_MAX[v] for g in header["groups"]))
+                           all(g["rmode"] <= RMODE_MAX[v] and (v >= 4 or not g["rowdelta"]) for g in header["groups"]))
+        if header["v"] < 4:
+            for g in header["groups"]:
+                del g["rowdelta"]
         hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
         side = brotli_compress(struct.pack("<I", len(hjson)) + hjson + b"".join(tables), quality=11)
         payload = struct.pack("<I", len(side)) + side + b"".join(streams) + rest
         self.last_report.update(side_bytes=len(side) + 4, stream_bytes=sum(len(s) for s in streams),
                                 rest_bytes=len(rest), rest_method=method)
         return payload, {"prob_bits": self.prob_bits}
+
+    @staticmethod
+    def _encode(model: GroupModel, mats: list[np.ndarray], backend: str, perms) -> list[bytes]:
+        return encode_group_np(model, mats, perms) if backend == "numpy" else encode_group(model, mats, backend, perms)
+
+    def _row_delta_alternative(self, mats: list[np.ndarray], perms: list, qmax: int, backend: str) -> tuple:
+        """(model, streams) of the group coded as row deltas in the row orders ``perms``; the model's own
+        ``reorder`` is false (the orders are stored for the group, as for a reordering one)."""
+        deltas = [to_row_deltas(np.ascontiguousarray(q[p]), qmax) for q, p in zip(mats, perms)]
+        cands = tuple(c for c in self.candidates if not c[0] and not c[6]) + DELTA_EXTRA_CANDIDATES
+        model, _, _ = fit_group(deltas, qmax, candidates=cands, prob_bits=self.prob_bits,
+                                slice_rows=self.slice_rows, backend=backend)
+        return model, self._encode(model, deltas, backend, None)
 
     def decode(self, payload: bytes, specs: list[TensorSpec], params: dict[str, Any]) -> list[TensorData]:
         try:
@@ -236,7 +261,7 @@ class RansCodec(Codec):
                     pos += info.streams[k]
                     k += 1
             perms = None
-            if model.reorder:
+            if model.reorder or g["rowdelta"]:
                 perms = []
                 for (r, c), i in zip(shapes, idx):
                     n = c if model.transpose else r
@@ -254,9 +279,11 @@ class RansCodec(Codec):
                     oriented = dec(model, streams, [(c, r) if model.transpose else (r, c) for r, c in shapes])
                 except ArtifactError as exc:
                     raise ArtifactError(f"golf-rans: corrupt code stream in the group of {names[0]!r}: {exc}") from exc
-                mats = undo_order(model, oriented, names, perms)
+                mats = undo_order(model, oriented, names, None if g["rowdelta"] else perms)
             else:
-                mats = decode_group(model, streams, shapes, names, backend, perms)
+                mats = decode_group(model, streams, shapes, names, backend, None if g["rowdelta"] else perms)
+            if g["rowdelta"]:
+                mats = [_undo_row_deltas(d, p, model.qmax) for d, p in zip(mats, perms)]
             for i, q in zip(idx, mats):
                 out[i].codes = q
         if tpos != len(side):
@@ -270,3 +297,16 @@ class RansCodec(Codec):
             else:
                 it.raw = np.frombuffer(chunk, dtype=np.uint8).copy()
         return out
+
+
+def _coded_bytes(model: GroupModel, streams: list[bytes]) -> int:
+    """Streams plus the group's stored table (brotli-11 of its byte planes, as the side information holds it)."""
+    return sum(len(x) for x in streams) + len(brotli_compress(table_bytes(model.freq), quality=11))
+
+
+def _undo_row_deltas(d: np.ndarray, perm: np.ndarray, qmax: int) -> np.ndarray:
+    """Decoded row deltas (rows in the order ``perm``) → the stored matrix (``out[perm[k]] = row k``)."""
+    q = from_row_deltas(d, qmax)
+    back = np.empty_like(q)
+    back[perm] = q
+    return back

@@ -10,7 +10,9 @@ again every index it reads (tables, lookup tables, stream bounds).
 
 Version 1 headers (no ``rmode``, tables stored as interleaved uint16) are read as ``rmode`` 0;
 version 2 adds ``rmode`` (0..1) and stores each table as two byte planes (``rans.table_bytes``);
-version 3 allows ``rmode`` 0..3 (bit 1: the column accumulator follows the signed code, see ``rans.coder``).
+version 3 allows ``rmode`` 0..3 (bit 1: the column accumulator follows the signed code, see ``rans.coder``);
+version 4 adds the boolean group field ``rowdelta`` (the group codes row differences, ``rans.rowdelta``;
+such a group stores its row orders like a reordering one and is itself neither reordering nor transposed).
 
 ``read_side`` does it all for the decoder: decompression with the cap, the JSON parsed with size
 and depth caps (``untrusted.parse_json``), then the checks above against the manifest's groups;
@@ -31,9 +33,9 @@ from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.untrusted import MAX_JSON_BYTES, need_int, parse_json
 from golf_fast.quant.formats import qmax as qmax_of
 
-SIDE_VERSION = 3  # the newest; the encoder writes the oldest version that holds its settings
-KNOWN_VERSIONS = (1, 2, 3)
-RMODE_MAX = {1: 0, 2: 1, 3: 3}  # per version, the largest rmode (bit 0: row residual, bit 1: signed column level)
+SIDE_VERSION = 4  # the newest; the encoder writes the oldest version that holds its settings
+KNOWN_VERSIONS = (1, 2, 3, 4)
+RMODE_MAX = {1: 0, 2: 1, 3: 3, 4: 3}  # per version, the largest rmode (bit 0: row residual, bit 1: signed column level)
 MAX_BUCKETS = 64  # thresholds per accumulator + 1 (the lookup tables hold uint8 bucket indices)
 MAX_CONTEXTS = 1 << 16
 MAX_ACC = 1 << 20  # accumulator init values and thresholds (the lookup tables have one entry per value)
@@ -100,7 +102,7 @@ def check_group(g: dict, version: int, qmax: int) -> dict:
     """One group's settings, checked (types, ranges, the context count); ``rmode`` filled in for v1.
 
     ``qmax`` is what the manifest's bit width implies; the group must agree."""
-    keys = _GROUP_KEYS | ({"rmode"} if version >= 2 else set())
+    keys = _GROUP_KEYS | ({"rmode"} if version >= 2 else set()) | ({"rowdelta"} if version >= 4 else set())
     if set(g) != keys:
         _fail(f"group keys {sorted(g)} are not {sorted(keys)}")
     if g["qmax"] != qmax or not _is_int(g["qmax"]):
@@ -110,6 +112,11 @@ def check_group(g: dict, version: int, qmax: int) -> dict:
             _fail(f"group field {key!r} must be a boolean, got {g[key]!r}")
     out = dict(g)
     out["rmode"] = _int_in(g, "rmode", 0, RMODE_MAX[version]) if version >= 2 else 0
+    out["rowdelta"] = g.get("rowdelta", False)
+    if not isinstance(out["rowdelta"], bool):
+        _fail(f"group field 'rowdelta' must be a boolean, got {out['rowdelta']!r}")
+    if out["rowdelta"] and (g["reorder"] or g["transpose"]):
+        _fail("a row-delta group must have reorder and transpose false (its row orders are its own)")
     _int_in(g, "cs", 0, 8)
     _int_in(g, "rs", 0, 8)
     _int_in(g, "ainit", 0, MAX_ACC)
