@@ -8,7 +8,6 @@ import torch
 
 import golf_fast
 from conftest import requires_ext
-from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.codecs import get_codec
 from golf_fast.artifact.compressors import byte_shuffle, byte_unshuffle
 from golf_fast.artifact.errors import ArtifactError
@@ -22,6 +21,7 @@ from golf_fast.artifact.rans.coder import (
 )
 from golf_fast.artifact.rans.codec import RansCodec
 from golf_fast.artifact.rans.fit import fit_group, quantize_freqs, similarity_chain
+from rans_items import code_items
 
 
 def test_role_of():
@@ -115,12 +115,7 @@ def test_single_symbol_and_one_row():
     np.testing.assert_array_equal(decode_ref(model, [stream], 1, 5), q)
 
 
-def _items(mats, bits):
-    out = []
-    for i, q in enumerate(mats):
-        spec = TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", bits, 1)
-        out.append(TensorData(spec, codes=q, scales=np.ones(q.shape[0], dtype=np.float16)))
-    return out
+_items = code_items
 
 
 def test_corrupt_stream_is_an_error_not_a_crash():

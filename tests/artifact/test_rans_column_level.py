@@ -13,13 +13,14 @@ import pytest
 
 import golf_fast
 from golf_fast.artifact.codec_base import TensorData, TensorSpec
-from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
+from golf_fast.artifact.compressors import brotli_compress
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import portable
 from golf_fast.artifact.rans.coder import decode_group, decode_ref, encode_group, encode_ref, features_ref
 from golf_fast.artifact.rans.codec import RansCodec
 from golf_fast.artifact.rans.fit import fit_group, normalize_candidate
 from golf_fast.artifact.rans.numpy_coder import decode_slices_numpy, encode_np, features_np
+from rans_items import code_items, side_header
 
 BACKENDS = ["reference"] + (["cpp"] if golf_fast.HAS_EXT else [])
 needs_cc = pytest.mark.skipif(portable.find_compiler() is None, reason="needs a C compiler (cc/gcc/clang)")
@@ -144,15 +145,10 @@ def test_candidates_accept_rmode_0_to_3_only():
 
 
 def _items(mats):
-    return [TensorData(TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", 6, 1), codes=q,
-                       scales=np.ones(q.shape[0], dtype=np.float16)) for i, q in enumerate(mats)]
+    return code_items(mats, 6)
 
 
-def _header(payload):
-    (side_len,) = struct.unpack_from("<I", payload)
-    side = brotli_decompress(payload[4:4 + side_len], "test", 1 << 26)
-    (hlen,) = struct.unpack_from("<I", side)
-    return side_len, side, hlen, json.loads(side[4:4 + hlen])
+_header = side_header
 
 
 @pytest.mark.parametrize("rmode,version", [(0, 2), (1, 2), (2, 3), (3, 3)])

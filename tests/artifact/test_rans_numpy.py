@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from conftest import requires_ext
-from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans.coder import decode_group, encode_group, features_ref, undo_order
 from golf_fast.artifact.rans.codec import RansCodec
 from golf_fast.artifact.rans.fit import fit_group, quantize_freqs
 from golf_fast.artifact.rans.numpy_coder import contexts_np, counts_np, decode_slices_numpy, encode_np, features_np
+from rans_items import code_items
 
 
 def decode_np(model, streams, dims):
@@ -74,11 +74,7 @@ def test_numpy_matches_cpp_on_a_larger_group(cand):
 
 
 def _items(mats, bits):
-    out = []
-    for i, q in enumerate(mats):
-        spec = TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", bits, 1)
-        out.append(TensorData(spec, codes=q, scales=np.full(q.shape[0], 0.01 * (i + 1), dtype=np.float16)))
-    return out
+    return code_items(mats, bits, scale_step=0.01)
 
 
 @requires_ext

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import requires_ext
-from golf_fast.artifact import decode_artifact, encode_artifact, load_artifact
+from golf_fast.artifact import encode_artifact, load_artifact
 from golf_fast.artifact.codec_base import TensorData, TensorSpec
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import portable

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 import golf_fast
-from golf_fast.artifact.codec_base import TensorData, TensorSpec
-from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
+from golf_fast.artifact.compressors import brotli_compress
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import portable
 from golf_fast.artifact.rans.codec import RansCodec
 from golf_fast.artifact.rans.rowdelta import from_row_deltas, to_row_deltas
 from golf_fast.artifact.rans.side import check_group
+from rans_items import code_items, side_header
 
 BACKEND = "cpp" if golf_fast.HAS_EXT else "reference"
 DECODERS = [BACKEND, "numpy"] + (["portable"] if portable.find_compiler() else [])
@@ -54,15 +54,10 @@ def near_copy_rows(seed: int, r: int = 96, c: int = 24, qmax: int = 63) -> np.nd
 
 
 def _items(mats, bits=7):
-    return [TensorData(TensorSpec(f"tok_emb{i}.weight", "quantized", q.shape, "int8", bits, 1), codes=q,
-                       scales=np.ones(q.shape[0], dtype=np.float16)) for i, q in enumerate(mats)]
+    return code_items(mats, bits, name="tok_emb{i}.weight")
 
 
-def _header(payload):
-    (side_len,) = struct.unpack_from("<I", payload)
-    side = brotli_decompress(payload[4:4 + side_len], "test", 1 << 26)
-    (hlen,) = struct.unpack_from("<I", side)
-    return side_len, side, hlen, json.loads(side[4:4 + hlen])
+_header = side_header
 
 
 def test_codec_codes_near_copy_rows_as_deltas_and_every_decoder_reads_them():
