@@ -1,5 +1,5 @@
-"""Test helpers shared by the golf-rans codec tests: build codec inputs from code matrices and read
-back the JSON header of an encoded payload."""
+"""Test helpers shared by the golf-rans codec tests: code matrices with a trained embedding's
+near-copy rows, codec inputs built from code matrices, and the JSON header of an encoded payload."""
 
 from __future__ import annotations
 
@@ -29,3 +29,13 @@ def side_header(payload: bytes) -> tuple:
     side = brotli_decompress(payload[4:4 + side_len], "test", 1 << 26)
     (hlen,) = struct.unpack_from("<I", side)
     return side_len, side, hlen, json.loads(side[4:4 + hlen])
+
+
+def near_copy_rows(seed: int, r: int = 96, c: int = 24, qmax: int = 63) -> np.ndarray:
+    """Wide codes whose rows fall in a few families of near-copies (each row repeats its family's
+    row at most positions), shuffled: the structure of a trained embedding's rarely seen tokens."""
+    rng = np.random.default_rng(seed)
+    fam = np.clip(np.rint(rng.standard_normal((4, c)) * 30), -qmax, qmax)
+    rows = fam[rng.integers(0, 4, r)]
+    rows = rows + (rng.random((r, c)) < 0.2) * rng.integers(-3, 4, (r, c))
+    return np.clip(rows, -qmax, qmax).astype(np.int8)

@@ -23,9 +23,10 @@ from golf_fast.artifact import ArtifactError, decode_artifact, encode_artifact
 from golf_fast.artifact.compressors import brotli_compress, brotli_decompress
 from golf_fast.artifact.format import MAGIC
 from golf_fast.artifact.rans.codec import RansCodec
-from golf_fast.quant.formats import quantize_rtn
+from golf_fast.quant.formats import QuantizedTensor, quantize_rtn
 
 from fuzz_harness import run_cases, summary
+from rans_items import near_copy_rows
 
 HOSTILE = [-1, -(2 ** 31), 2 ** 31, 2 ** 63, 10 ** 30, 0, 1, 7, 255, 65537, 1.5, -0.0, 1e308, "x", "", None, True,
            False, [], {}, [0], [-1], [2 ** 40], [[[[1]]]], {"a": 1}, "blocks.0.mlp.fc.weight", "float16", "int8"]
@@ -254,3 +255,40 @@ def test_fuzz_python_decoders_only_raise_artifact_error():
         print(f"\nfuzz ({backend} decoder): {len(cases)} mutations: {dict(counts)}")
         bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
         assert not bad, (backend, [(r["case"], r["kind"], r["what"]) for r in bad[:10]])
+
+
+def row_delta_cases(seed: int) -> tuple[list[bytes], bytes]:
+    """Hostile edits of an artifact whose embedding group is coded as row deltas (side information
+    version 4): header fields (``rowdelta`` included), row orders and tables, bytes."""
+    rng = random.Random(seed)
+    state = fuzz_state(seed)
+    codes = torch.from_numpy(near_copy_rows(seed))
+    state["tok_emb.weight"] = QuantizedTensor(codes, torch.full((codes.shape[0],), 0.01, dtype=torch.float16), 7)
+    codec = RansCodec(backend="auto" if golf_fast.HAS_EXT else "reference",
+                      candidates=[(False, 4, 4, 4, 4, 8, True, 1)])
+    data = encode_artifact(state, {"vocab_size": 64}, codec=codec)
+    man, payload = split(data)
+    header, tables, rest = rans_side(payload)
+    assert header["v"] == 4 and any(g["rowdelta"] for g in header["groups"])  # the format under test
+    cases = [join_manifest(man, rans_payload(h, tables, rest)) for h in field_edits(header, rng, 3)]
+    for _ in range(20):
+        t = bytearray(tables)
+        for _ in range(rng.randint(1, 4)):
+            t[rng.randrange(len(t))] = rng.randrange(256)
+        cases.append(join_manifest(man, rans_payload(header, bytes(t), rest)))
+    return cases + list(byte_edits(data, rng, 30)), data
+
+
+def test_fuzz_row_delta_artifacts_only_raise_artifact_error():
+    """The same hostile edits on the row-delta format, for the default and the portable decoder."""
+    cases, data = row_delta_cases(1303)
+    decoders = ["auto", "portable"] if golf_fast.HAS_EXT else ["portable"]
+    for dec in decoders:
+        decode_artifact(data, decoder=dec)  # the unmutated artifact loads
+        results = run_cases(cases, lambda d: decode_artifact(d, decoder=dec), ArtifactError, batch=64,
+                            extra_bytes=256 << 20)
+        counts = summary(results)
+        print(f"\nfuzz (row deltas, decoder={dec}): {len(cases)} mutations: {dict(counts)}")
+        bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
+        assert not bad, (dec, [(r["case"], r["kind"], r["what"]) for r in bad[:10]])
+        assert counts["clean"] >= 0.7 * len(cases)

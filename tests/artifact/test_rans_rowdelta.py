@@ -17,7 +17,7 @@ from golf_fast.artifact.rans import portable
 from golf_fast.artifact.rans.codec import RansCodec
 from golf_fast.artifact.rans.rowdelta import from_row_deltas, to_row_deltas
 from golf_fast.artifact.rans.side import check_group
-from rans_items import code_items, side_header
+from rans_items import code_items, near_copy_rows, side_header
 
 BACKEND = "cpp" if golf_fast.HAS_EXT else "reference"
 DECODERS = [BACKEND, "numpy"] + (["portable"] if portable.find_compiler() else [])
@@ -41,16 +41,6 @@ def test_row_deltas_check_their_inputs():
         to_row_deltas(np.zeros((2, 2), np.int16), 3)
     with pytest.raises(ValueError, match="d: values outside"):
         from_row_deltas(np.full((2, 2), 9, np.int8), 3)
-
-
-def near_copy_rows(seed: int, r: int = 96, c: int = 24, qmax: int = 63) -> np.ndarray:
-    """Wide codes whose rows fall in a few families of near-copies (each row repeats its family's
-    row at most positions), shuffled: the structure of a trained embedding's rarely seen tokens."""
-    rng = np.random.default_rng(seed)
-    fam = np.clip(np.rint(rng.standard_normal((4, c)) * 30), -qmax, qmax)
-    rows = fam[rng.integers(0, 4, r)]
-    rows = rows + (rng.random((r, c)) < 0.2) * rng.integers(-3, 4, (r, c))
-    return np.clip(rows, -qmax, qmax).astype(np.int8)
 
 
 def _items(mats, bits=7):
