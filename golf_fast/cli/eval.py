@@ -67,11 +67,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, default_preset="record")
 
 
-def wants_adaptation(a: AdaptConfig) -> bool:
-    """Whether ``a`` asks for an evaluation-time adaptation (any mode other than none)."""
-    return any(m != "none" for m in (a.ttt, a.slot, a.research))
-
-
 def resolve_eval_config(args: argparse.Namespace) -> TrainConfig:
     """The preset with the overrides, validated; ``data.data_dir`` must be set."""
     cfg = resolve(args)
@@ -126,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             r = evaluate(model, val, table, seq_len=e.seq_len, stride=stride, batch_seqs=e.batch_seqs,
                          rank=d.rank, world_size=d.world, device=d.device, dtype=dtype, val_bytes=val_bytes)
             out[mode] = r.as_dict()
-        if wants_adaptation(adapt):
+        if adapt.adapts():
             def fresh_model():
                 m = apply_precision(model_from_artifact(art, d.device), cfg.run.precision)
                 m.looping_active = args.looping == "on"

@@ -100,8 +100,7 @@ class EvalHooks:
     def wants_adaptive(self) -> bool:
         """True when ``eval.adapt`` asks for an evaluation-time adaptation of the round-tripped model
         (``prequant`` runs before GPTQ, not here)."""
-        a = self.adapt
-        return not (a.ttt == "none" and a.slot == "none" and a.research != "slot_window")
+        return self.adapt.adapts(prequant_ran=True)
 
     def adaptive(self, model, what: str, int6_state: Optional[dict] = None) -> Optional[dict]:
         """The evaluation-time adaptation ``eval.adapt`` asks for (None when it asks for none), on ``model``

@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from golf_fast.cli.eval import add_arguments, resolve_eval_config, run, run_adapt, wants_adaptation
+from golf_fast.cli.eval import add_arguments, resolve_eval_config, run, run_adapt
 
 from .adapt_helpers import byte_table, tiny_model, tiny_stream
 
@@ -23,8 +23,8 @@ def test_presets_and_overrides_are_the_train_configs():
                "--eval.adapt.lora.warm_start_a", "--eval.adapt.seq_len", "128").eval.adapt
     assert (cfg.ttt, cfg.lora.rank, cfg.lora.warm_start_a, cfg.seq_len, cfg.lora.chunk) == ("lora", 3, True, 128, 32)
     rec = _cfg()  # eval's default preset is the record's: phased LoRA TTT, stride 64
-    assert rec.eval.adapt.ttt == "phased" and rec.eval.stride == 64 and wants_adaptation(rec.eval.adapt)
-    assert not wants_adaptation(_cfg("--eval.adapt.ttt", "none").eval.adapt)
+    assert rec.eval.adapt.ttt == "phased" and rec.eval.stride == 64 and rec.eval.adapt.adapts()
+    assert not _cfg("--eval.adapt.ttt", "none").eval.adapt.adapts()
     for bad, match in ((("--eval.adapt.ttt", "sgd"), "eval.adapt.ttt: expected one of"),
                        (("--eval.adapt.lora.rank", "x"), "expected int"),
                        (("--eval.adapt.lora.rank", "0"), r"eval.adapt.lora.rank: expected an int in \[1"),
@@ -72,3 +72,26 @@ def test_audit_flag_replays_and_reports(capsys):
         run_adapt(cfg, lambda: tiny_model(82), tiny_stream(82), byte_table(), 0, 1, None, None, audit=-1)
     bad = p.parse_args(["m.gfa", "--data.data_dir", "d", "--audit", "-1"])
     assert run(bad) == 2 and "--audit: expected N >= 0" in capsys.readouterr().err  # before any file is read
+
+
+def test_one_rule_decides_whether_an_adaptation_runs():
+    """``AdaptConfig.adapts`` over every valid mode combination: on an artifact any mode runs; in the
+    trainer's round trip prequant does not (it ran before GPTQ)."""
+    import itertools
+    import typing
+
+    from golf_fast.eval.adapt.config import AdaptConfig, ResearchMode, SlotMode, TTTMode
+
+    seen = 0
+    for ttt, slot, research in itertools.product(typing.get_args(TTTMode), typing.get_args(SlotMode),
+                                                 typing.get_args(ResearchMode)):
+        a = AdaptConfig(ttt=ttt, slot=slot, research=research)
+        try:
+            a.validate("eval.adapt")
+        except ValueError:
+            continue  # a research mode runs alone
+        seen += 1
+        any_mode = ttt != "none" or slot != "none" or research != "none"
+        assert a.adapts() == any_mode, (ttt, slot, research)
+        assert a.adapts(prequant_ran=True) == (any_mode and research != "prequant"), (ttt, slot, research)
+    assert seen == 4 * 2 + 2

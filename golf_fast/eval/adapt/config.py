@@ -166,6 +166,14 @@ class AdaptConfig:
         """What runs (the key of ``run.DRIVERS``): the research mode when one is set, else the TTT mode."""
         return self.research if self.research != "none" else self.ttt
 
+    def adapts(self, prequant_ran: bool = False) -> bool:
+        """Whether an evaluation-time adaptation runs: any of ``ttt``, ``slot``, ``research`` set, except
+        ``research == "prequant"`` when ``prequant_ran`` (the trainer runs prequant before GPTQ, so its
+        round-trip evaluation does not run it again; on an artifact, ``golf-fast eval`` runs it)."""
+        if prequant_ran and self.research == "prequant":
+            return False
+        return self.mode != "none" or self.slot != "none"
+
     @property
     def label(self) -> str:
         if self.research != "none":
