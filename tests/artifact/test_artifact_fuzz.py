@@ -16,6 +16,7 @@ import json
 import random
 import struct
 
+import pytest
 import torch
 
 import golf_fast
@@ -265,7 +266,7 @@ def row_delta_cases(seed: int) -> tuple[list[bytes], bytes]:
     codes = torch.from_numpy(near_copy_rows(seed))
     state["tok_emb.weight"] = QuantizedTensor(codes, torch.full((codes.shape[0],), 0.01, dtype=torch.float16), 7)
     codec = RansCodec(backend="auto" if golf_fast.HAS_EXT else "reference",
-                      candidates=[(False, 4, 4, 4, 4, 8, True, 1)])
+                      candidates=[(False, 4, 4, 4, 4, 8, True, 1)], context_mixing=False)
     data = encode_artifact(state, {"vocab_size": 64}, codec=codec)
     man, payload = split(data)
     header, tables, rest = rans_side(payload)
@@ -289,6 +290,38 @@ def test_fuzz_row_delta_artifacts_only_raise_artifact_error():
                             extra_bytes=256 << 20)
         counts = summary(results)
         print(f"\nfuzz (row deltas, decoder={dec}): {len(cases)} mutations: {dict(counts)}")
+        bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
+        assert not bad, (dec, [(r["case"], r["kind"], r["what"]) for r in bad[:10]])
+        assert counts["clean"] >= 0.7 * len(cases)
+
+
+def test_fuzz_embedding_coder_artifacts_only_raise_artifact_error():
+    """Hostile edits of an artifact whose embedding group uses the embedding coder (side information
+    v5: the ``cm`` field, row orders, the trivial table, the stream bytes), default and portable decoders."""
+    from golf_fast.artifact.rans import embcm
+
+    if embcm.library() is None:
+        pytest.skip("the embedding coder needs a C compiler to encode")
+    rng = random.Random(1304)
+    state = fuzz_state(1304)
+    codes = torch.from_numpy(near_copy_rows(1304, r=64, c=16))
+    state["tok_emb.weight"] = QuantizedTensor(codes, torch.full((64,), 0.01, dtype=torch.float16), 7)
+    data = encode_artifact(state, {"vocab_size": 64}, codec=RansCodec(candidates=[(False, 4, 4, 4, 4, 8, True, 1)]))
+    man, payload = split(data)
+    header, tables, rest = rans_side(payload)
+    assert header["v"] == 5 and any(g["cm"] >= 0 for g in header["groups"])  # the format under test
+    cases = [join_manifest(man, rans_payload(h, tables, rest)) for h in field_edits(header, rng, 2)]
+    for _ in range(10):
+        t = bytearray(tables)
+        t[rng.randrange(len(t))] = rng.randrange(256)
+        cases.append(join_manifest(man, rans_payload(header, bytes(t), rest)))
+    cases += list(byte_edits(data, rng, 30))
+    for dec in ("auto", "portable"):
+        decode_artifact(data, decoder=dec)
+        results = run_cases(cases, lambda d: decode_artifact(d, decoder=dec), ArtifactError, batch=64,
+                            extra_bytes=512 << 20)
+        counts = summary(results)
+        print(f"\nfuzz (embedding coder, decoder={dec}): {len(cases)} mutations: {dict(counts)}")
         bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
         assert not bad, (dec, [(r["case"], r["kind"], r["what"]) for r in bad[:10]])
         assert counts["clean"] >= 0.7 * len(cases)

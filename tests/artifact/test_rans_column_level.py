@@ -155,7 +155,7 @@ _header = side_header
 def test_codec_writes_the_oldest_version_that_holds_the_settings(rmode, version):
     mats = [drift_rows(309, 24, 10), drift_rows(310, 24, 10)]
     items = _items(mats)
-    codec = RansCodec(backend=BACKENDS[-1], candidates=[(False, 3, 3, 2, 2, 3, True, rmode)])
+    codec = RansCodec(backend=BACKENDS[-1], context_mixing=False, candidates=[(False, 3, 3, 2, 2, 3, True, rmode)])
     payload, params = codec.encode(items)
     assert _header(payload)[3]["v"] == version
     for back in (codec, RansCodec(backend="numpy"), RansCodec(backend="portable")):
@@ -167,7 +167,7 @@ def test_version2_header_with_the_column_level_is_rejected():
     """A v2 loader's rule (rmode 0..1) holds for v2 payloads: a v3 setting relabelled v2 is corrupt."""
     mats = [drift_rows(311, 24, 10), drift_rows(312, 24, 10)]
     items = _items(mats)
-    codec = RansCodec(backend=BACKENDS[-1], candidates=[(False, 3, 3, 2, 2, 3, True, 2)])
+    codec = RansCodec(backend=BACKENDS[-1], context_mixing=False, candidates=[(False, 3, 3, 2, 2, 3, True, 2)])
     payload, params = codec.encode(items)
     side_len, side, hlen, header = _header(payload)
     header["v"] = 2
@@ -203,7 +203,7 @@ def test_a_clamp_wider_than_qmax_is_cut_to_qmax():
     mats = [drift_rows(313, 30, 12, qmax=7), drift_rows(314, 30, 12, qmax=7)]
     items = [TensorData(TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", 4, 1), codes=q,
                         scales=np.ones(q.shape[0], dtype=np.float16)) for i, q in enumerate(mats)]
-    codec = RansCodec(backend=BACKENDS[-1], candidates=[(False, 3, 4, 4, 4, 8, True, 3)])
+    codec = RansCodec(backend=BACKENDS[-1], context_mixing=False, candidates=[(False, 3, 4, 4, 4, 8, True, 3)])
     payload, params = codec.encode(items)
     assert _header(payload)[3]["groups"][0]["ck"] == 7
     for q, it in zip(mats, codec.decode(payload, [it.spec for it in items], params)):
@@ -221,7 +221,7 @@ def test_fuzz_column_level_artifacts_only_raise_artifact_error():
     from test_artifact_fuzz import byte_edits, field_edits, fuzz_state, join_manifest, rans_payload, rans_side, split
 
     rng = random.Random(1303)
-    codec = RansCodec(backend=BACKENDS[-1], candidates=[(False, 3, 4, 4, 4, 8, True, 3), (True, 2, 3, 3, 2, 2, False, 2)])
+    codec = RansCodec(backend=BACKENDS[-1], context_mixing=False, candidates=[(False, 3, 4, 4, 4, 8, True, 3), (True, 2, 3, 3, 2, 2, False, 2)])
     data = encode_artifact(fuzz_state(1303), {"vocab_size": 64}, codec=codec)
     assert {g["chosen"]["rmode"] for g in codec.last_report["groups"]} <= {2, 3}
     man, payload = split(data)

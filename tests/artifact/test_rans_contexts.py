@@ -93,7 +93,7 @@ def test_version1_side_information_still_decodes():
     mats = [tracking_rows(207, 24, 10), tracking_rows(208, 24, 10)]
     items = [TensorData(TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", 6, 1), codes=q,
                         scales=np.ones(q.shape[0], dtype=np.float16)) for i, q in enumerate(mats)]
-    codec = RansCodec(backend=BACKENDS[-1], candidates=[(False, 4, 3, 2, 2, 3, True, 0)])
+    codec = RansCodec(backend=BACKENDS[-1], context_mixing=False, candidates=[(False, 4, 3, 2, 2, 3, True, 0)])
     payload, params = codec.encode(items)
     (side_len,) = struct.unpack_from("<I", payload)
     side = brotli_decompress(payload[4:4 + side_len], "test", 1 << 26)
@@ -124,7 +124,7 @@ def test_numpy_lockstep_decoder_matches(cand):
     mats = [tracking_rows(209, 21, 13), tracking_rows(210, 21, 13), tracking_rows(211, 9, 13)]
     items = [TensorData(TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", 6, 1), codes=q,
                         scales=np.ones(q.shape[0], dtype=np.float16)) for i, q in enumerate(mats)]
-    payload, params = RansCodec(backend=BACKENDS[-1], candidates=[cand], slice_rows=8).encode(items)
+    payload, params = RansCodec(backend=BACKENDS[-1], context_mixing=False, candidates=[cand], slice_rows=8).encode(items)
     out = RansCodec(backend="numpy", slice_rows=8).decode(payload, [it.spec for it in items], params)
     for q, it in zip(mats, out):
         np.testing.assert_array_equal(q, it.codes)
@@ -134,7 +134,7 @@ def test_numpy_decoder_rejects_corrupt_streams():
     mats = [tracking_rows(212, 30, 17), tracking_rows(213, 30, 17)]
     items = [TensorData(TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", 6, 1), codes=q,
                         scales=np.ones(q.shape[0], dtype=np.float16)) for i, q in enumerate(mats)]
-    enc = RansCodec(backend=BACKENDS[-1], candidates=[(False, 4, 4, 2, 4, 8, True, 1)], slice_rows=8)
+    enc = RansCodec(backend=BACKENDS[-1], context_mixing=False, candidates=[(False, 4, 4, 2, 4, 8, True, 1)], slice_rows=8)
     payload, params = enc.encode(items)
     start = enc.last_report["side_bytes"]
     rng = np.random.default_rng(214)

@@ -53,9 +53,9 @@ _header = side_header
 def test_codec_codes_near_copy_rows_as_deltas_and_every_decoder_reads_them():
     mats = [near_copy_rows(1), near_copy_rows(2, r=40)]
     items = _items(mats)
-    codec = RansCodec(backend=BACKEND, candidates=[(False, 4, 4, 4, 4, 8, True, 1)])
+    codec = RansCodec(backend=BACKEND, context_mixing=False, candidates=[(False, 4, 4, 4, 4, 8, True, 1)])
     payload, params = codec.encode(items)
-    plain, _ = RansCodec(backend=BACKEND, candidates=[(False, 4, 4, 4, 4, 8, True, 1)], row_deltas=False).encode(items)
+    plain, _ = RansCodec(backend=BACKEND, context_mixing=False, candidates=[(False, 4, 4, 4, 4, 8, True, 1)], row_deltas=False).encode(items)
     header = _header(payload)[3]
     assert header["v"] == 4 and [g["rowdelta"] for g in header["groups"]] == [True, True]  # one group per role
     assert len(payload) < len(plain)
@@ -69,7 +69,7 @@ def test_codec_codes_near_copy_rows_as_deltas_and_every_decoder_reads_them():
 def test_codec_keeps_plain_coding_where_deltas_do_not_pay():
     rng = np.random.default_rng(5)
     mats = [rng.integers(-3, 4, (48, 16)).astype(np.int8)]  # independent rows: deltas only widen them
-    payload, _ = RansCodec(backend=BACKEND, candidates=[(False, 4, 4, 4, 4, 8, True, 1)]).encode(_items(mats, 6))
+    payload, _ = RansCodec(backend=BACKEND, context_mixing=False, candidates=[(False, 4, 4, 4, 4, 8, True, 1)]).encode(_items(mats, 6))
     assert _header(payload)[3]["v"] == 2
 
 
@@ -95,7 +95,7 @@ def test_side_information_checks_the_row_delta_field():
 
 def test_a_row_delta_header_relabelled_v3_is_refused():
     items = _items([near_copy_rows(3)])
-    codec = RansCodec(backend=BACKEND, candidates=[(False, 4, 4, 4, 4, 8, True, 1)])
+    codec = RansCodec(backend=BACKEND, context_mixing=False, candidates=[(False, 4, 4, 4, 4, 8, True, 1)])
     payload, params = codec.encode(items)
     side_len, side, hlen, header = _header(payload)
     assert header["v"] == 4

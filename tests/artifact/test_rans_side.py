@@ -32,7 +32,7 @@ def encoded():
     items = [TensorData(TensorSpec(f"blocks.{i}.w", "quantized", q.shape, "int8", 6, 1), codes=q,
                         scales=np.ones(q.shape[0], dtype=np.float16)) for i, q in enumerate(mats)]
     # a reordering, rmode-1 model, so row orders and every setting appear in the side information
-    codec = RansCodec(backend=BACKEND, candidates=[(False, 4, 3, 2, 2, 3, True, 1)], slice_rows=8)
+    codec = RansCodec(backend=BACKEND, context_mixing=False, candidates=[(False, 4, 3, 2, 2, 3, True, 1)], slice_rows=8)
     payload, params = codec.encode(items)
     return codec, payload, params, [it.spec for it in items], mats
 

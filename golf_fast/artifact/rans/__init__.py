@@ -5,5 +5,8 @@
 payload layout: the :class:`~golf_fast.artifact.codec_base.Codec`), ``side`` (the side information,
 validated before anything is allocated), ``numpy_coder`` (the vectorized decoder for machines
 without the compiled extension), ``portable`` / ``portable_src`` (the plain-C decoder compiled at
-load with the system C compiler, ctypes), ``cm`` / ``cm_src`` (an experimental context-mixing
-coder, measured by the compression benchmark; not an artifact codec)."""
+load with the system C compiler, ctypes), ``rowdelta`` (row differences in a stored row order),
+``embcm`` / ``embcm_src`` / ``embcm_ref`` (the embedding coder: a context-mixing arithmetic coder for
+groups whose rows are similarity-ordered, C compiled at load and its pure-Python reference),
+``cm`` / ``cm_src`` (an experimental context-mixing coder over all roles, measured by the compression
+benchmark; not an artifact codec)."""

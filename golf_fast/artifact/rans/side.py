@@ -12,7 +12,11 @@ Version 1 headers (no ``rmode``, tables stored as interleaved uint16) are read a
 version 2 adds ``rmode`` (0..1) and stores each table as two byte planes (``rans.table_bytes``);
 version 3 allows ``rmode`` 0..3 (bit 1: the column accumulator follows the signed code, see ``rans.coder``);
 version 4 adds the boolean group field ``rowdelta`` (the group codes row differences, ``rans.rowdelta``;
-such a group stores its row orders like a reordering one and is itself neither reordering nor transposed).
+such a group stores its row orders like a reordering one and is itself neither reordering nor transposed);
+version 5 adds the int group field ``cm``: −1 for rANS, or the ``flag`` (0, 1) of the embedding coder
+(``rans.embcm``) that codes each matrix of the group, rows in its stored row order, as one stream. Such a
+group stores its row orders, is neither reordering, transposed nor row-delta, and its rANS settings are
+the trivial ones (no thresholds, ck 0, one all-zero table) with ``slice_rows`` covering every matrix.
 
 ``read_side`` does it all for the decoder: decompression with the cap, the JSON parsed with size
 and depth caps (``untrusted.parse_json``), then the checks above against the manifest's groups;
@@ -33,9 +37,9 @@ from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.untrusted import MAX_JSON_BYTES, need_int, parse_json
 from golf_fast.quant.formats import qmax as qmax_of
 
-SIDE_VERSION = 4  # the newest; the encoder writes the oldest version that holds its settings
-KNOWN_VERSIONS = (1, 2, 3, 4)
-RMODE_MAX = {1: 0, 2: 1, 3: 3, 4: 3}  # per version, the largest rmode (bit 0: row residual, bit 1: signed column level)
+SIDE_VERSION = 5  # the newest; the encoder writes the oldest version that holds its settings
+KNOWN_VERSIONS = (1, 2, 3, 4, 5)
+RMODE_MAX = {1: 0, 2: 1, 3: 3, 4: 3, 5: 3}  # per version, the largest rmode (bit 0: row residual, bit 1: signed column level)
 MAX_BUCKETS = 64  # thresholds per accumulator + 1 (the lookup tables hold uint8 bucket indices)
 MAX_CONTEXTS = 1 << 16
 MAX_ACC = 1 << 20  # accumulator init values and thresholds (the lookup tables have one entry per value)
@@ -102,7 +106,8 @@ def check_group(g: dict, version: int, qmax: int) -> dict:
     """One group's settings, checked (types, ranges, the context count); ``rmode`` filled in for v1.
 
     ``qmax`` is what the manifest's bit width implies; the group must agree."""
-    keys = _GROUP_KEYS | ({"rmode"} if version >= 2 else set()) | ({"rowdelta"} if version >= 4 else set())
+    keys = _GROUP_KEYS | ({"rmode"} if version >= 2 else set()) | ({"rowdelta"} if version >= 4 else set()) | \
+        ({"cm"} if version >= 5 else set())
     if set(g) != keys:
         _fail(f"group keys {sorted(g)} are not {sorted(keys)}")
     if g["qmax"] != qmax or not _is_int(g["qmax"]):
@@ -117,6 +122,11 @@ def check_group(g: dict, version: int, qmax: int) -> dict:
         _fail(f"group field 'rowdelta' must be a boolean, got {out['rowdelta']!r}")
     if out["rowdelta"] and (g["reorder"] or g["transpose"]):
         _fail("a row-delta group must have reorder and transpose false (its row orders are its own)")
+    out["cm"] = _int_in(g, "cm", -1, 1) if version >= 5 else -1
+    if out["cm"] >= 0 and (g["reorder"] or g["transpose"] or out["rowdelta"] or g["thr_a"] != [] or g["thr_b"] != []
+                           or g["ck"] != 0):
+        _fail("an embedding-coder group (cm >= 0) must have reorder, transpose and rowdelta false, no thresholds "
+              "and ck 0")
     _int_in(g, "cs", 0, 8)
     _int_in(g, "rs", 0, 8)
     _int_in(g, "ainit", 0, MAX_ACC)
