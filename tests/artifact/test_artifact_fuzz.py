@@ -258,70 +258,58 @@ def test_fuzz_python_decoders_only_raise_artifact_error():
         assert not bad, (backend, [(r["case"], r["kind"], r["what"]) for r in bad[:10]])
 
 
-def row_delta_cases(seed: int) -> tuple[list[bytes], bytes]:
-    """Hostile edits of an artifact whose embedding group is coded as row deltas (side information
-    version 4): header fields (``rowdelta`` included), row orders and tables, bytes."""
+def near_copy_cases(seed: int, codec: RansCodec, rows: int = 96, cols: int = 24, per_path: int = 3,
+                    n_tables: int = 20) -> tuple[list[bytes], bytes, dict]:
+    """Hostile edits of an artifact whose embedding has near-copy rows (``codec`` decides how it is
+    coded): every side-information header field, the tables and row orders, bytes; also the unmutated
+    artifact and its header."""
     rng = random.Random(seed)
     state = fuzz_state(seed)
-    codes = torch.from_numpy(near_copy_rows(seed))
-    state["tok_emb.weight"] = QuantizedTensor(codes, torch.full((codes.shape[0],), 0.01, dtype=torch.float16), 7)
-    codec = RansCodec(backend="auto" if golf_fast.HAS_EXT else "reference",
-                      candidates=[(False, 4, 4, 4, 4, 8, True, 1)], context_mixing=False)
+    codes = torch.from_numpy(near_copy_rows(seed, r=rows, c=cols))
+    state["tok_emb.weight"] = QuantizedTensor(codes, torch.full((rows,), 0.01, dtype=torch.float16), 7)
     data = encode_artifact(state, {"vocab_size": 64}, codec=codec)
     man, payload = split(data)
     header, tables, rest = rans_side(payload)
-    assert header["v"] == 4 and any(g["rowdelta"] for g in header["groups"])  # the format under test
-    cases = [join_manifest(man, rans_payload(h, tables, rest)) for h in field_edits(header, rng, 3)]
-    for _ in range(20):
+    cases = [join_manifest(man, rans_payload(h, tables, rest)) for h in field_edits(header, rng, per_path)]
+    for _ in range(n_tables):
         t = bytearray(tables)
         for _ in range(rng.randint(1, 4)):
             t[rng.randrange(len(t))] = rng.randrange(256)
         cases.append(join_manifest(man, rans_payload(header, bytes(t), rest)))
-    return cases + list(byte_edits(data, rng, 30)), data
+    return cases + list(byte_edits(data, rng, 30)), data, header
 
 
-def test_fuzz_row_delta_artifacts_only_raise_artifact_error():
-    """The same hostile edits on the row-delta format, for the default and the portable decoder."""
-    cases, data = row_delta_cases(1303)
-    decoders = ["auto", "portable"] if golf_fast.HAS_EXT else ["portable"]
-    for dec in decoders:
-        decode_artifact(data, decoder=dec)  # the unmutated artifact loads
+def assert_only_artifact_errors(cases: list[bytes], data: bytes, label: str, extra_bytes: int) -> None:
+    """The unmutated artifact loads and every case loads or raises ArtifactError (mostly the latter),
+    with the default and the portable decoder."""
+    for dec in ("auto", "portable"):
+        decode_artifact(data, decoder=dec)
         results = run_cases(cases, lambda d: decode_artifact(d, decoder=dec), ArtifactError, batch=64,
-                            extra_bytes=256 << 20)
+                            extra_bytes=extra_bytes)
         counts = summary(results)
-        print(f"\nfuzz (row deltas, decoder={dec}): {len(cases)} mutations: {dict(counts)}")
+        print(f"\nfuzz ({label}, decoder={dec}): {len(cases)} mutations: {dict(counts)}")
         bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
         assert not bad, (dec, [(r["case"], r["kind"], r["what"]) for r in bad[:10]])
         assert counts["clean"] >= 0.7 * len(cases)
 
 
+def test_fuzz_row_delta_artifacts_only_raise_artifact_error():
+    """Side information version 4: a row-delta group (``rowdelta``, its row orders)."""
+    codec = RansCodec(backend="auto" if golf_fast.HAS_EXT else "reference",
+                      candidates=[(False, 4, 4, 4, 4, 8, True, 1)], context_mixing=False)
+    cases, data, header = near_copy_cases(1303, codec)
+    assert header["v"] == 4 and any(g["rowdelta"] for g in header["groups"])  # the format under test
+    assert_only_artifact_errors(cases, data, "row deltas", 256 << 20)
+
+
 def test_fuzz_embedding_coder_artifacts_only_raise_artifact_error():
-    """Hostile edits of an artifact whose embedding group uses the embedding coder (side information
-    v5: the ``cm`` field, row orders, the trivial table, the stream bytes), default and portable decoders."""
+    """Side information version 5: an embedding-coder group (the ``cm`` field, its row orders, the
+    trivial table, the stream bytes)."""
     from golf_fast.artifact.rans import embcm
 
     if embcm.library() is None:
         pytest.skip("the embedding coder needs a C compiler to encode")
-    rng = random.Random(1304)
-    state = fuzz_state(1304)
-    codes = torch.from_numpy(near_copy_rows(1304, r=64, c=16))
-    state["tok_emb.weight"] = QuantizedTensor(codes, torch.full((64,), 0.01, dtype=torch.float16), 7)
-    data = encode_artifact(state, {"vocab_size": 64}, codec=RansCodec(candidates=[(False, 4, 4, 4, 4, 8, True, 1)]))
-    man, payload = split(data)
-    header, tables, rest = rans_side(payload)
+    codec = RansCodec(candidates=[(False, 4, 4, 4, 4, 8, True, 1)])
+    cases, data, header = near_copy_cases(1304, codec, rows=64, cols=16, per_path=2, n_tables=10)
     assert header["v"] == 5 and any(g["cm"] >= 0 for g in header["groups"])  # the format under test
-    cases = [join_manifest(man, rans_payload(h, tables, rest)) for h in field_edits(header, rng, 2)]
-    for _ in range(10):
-        t = bytearray(tables)
-        t[rng.randrange(len(t))] = rng.randrange(256)
-        cases.append(join_manifest(man, rans_payload(header, bytes(t), rest)))
-    cases += list(byte_edits(data, rng, 30))
-    for dec in ("auto", "portable"):
-        decode_artifact(data, decoder=dec)
-        results = run_cases(cases, lambda d: decode_artifact(d, decoder=dec), ArtifactError, batch=64,
-                            extra_bytes=512 << 20)
-        counts = summary(results)
-        print(f"\nfuzz (embedding coder, decoder={dec}): {len(cases)} mutations: {dict(counts)}")
-        bad = [r for r in results if r["kind"] not in ("clean", "accepted")]
-        assert not bad, (dec, [(r["case"], r["kind"], r["what"]) for r in bad[:10]])
-        assert counts["clean"] >= 0.7 * len(cases)
+    assert_only_artifact_errors(cases, data, "embedding coder", 512 << 20)

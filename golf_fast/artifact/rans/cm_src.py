@@ -26,6 +26,8 @@ bytes written (enc) or consumed (dec); −1 if ``cap`` is too small (enc) / the 
 or corrupt (dec); −2 out of memory.
 """
 
+from golf_fast.artifact.rans.embcm_src import LOGISTIC_C
+
 C_SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,24 +37,7 @@ typedef long long I;
 #define NODES (2 + U + 7)
 #define NCA 24
 #define NM 8
-static int st_t[4096], sq_t[4096];
-static int squash0(int d) {  /* 4096/(1+e^-d/256), lpaq1's interpolation */
-  static const int t[33] = {1,2,3,6,10,16,27,45,73,120,194,310,488,747,1101,1546,2047,2549,2994,3348,3607,
-                            3785,3901,3975,4024,4050,4068,4079,4085,4089,4092,4093,4094};
-  int w;
-  if (d > 2047) return 4095;
-  if (d < -2047) return 1;
-  w = d & 127; d = (d >> 7) + 16;
-  return (t[d] * (128 - w) + t[d + 1] * w + 64) >> 7;
-}
-static void init_tables(void) {
-  int x, pi = 0;
-  for (x = -2047; x <= 2047; x++) { int v = squash0(x), i; for (i = pi; i <= v; i++) st_t[i] = x; pi = v + 1; }
-  for (x = pi; x < 4096; x++) st_t[x] = 2047;
-  for (x = 0; x < 4096; x++) sq_t[x] = squash0(x - 2048);
-}
-static int sq(int d) { return d > 2047 ? 4095 : (d < -2047 ? 1 : sq_t[d + 2048]); }
-static int cl(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+""" + LOGISTIC_C + r"""static void init_tables(void) { init_logistic(); }
 typedef struct { uint32_t *t; I n; } SM;
 static int dt[1024];
 static int sm_p(SM *s, I i) { return (int)(s->t[i] >> 20); }

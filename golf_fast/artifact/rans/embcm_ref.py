@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from golf_fast.artifact.rans.embcm_src import NODES
+from golf_fast.artifact.rans.embcm_src import HASH_MOD, NODES
 
 NCA, NM, TBITS, WLIM = 24, 5, 22, 1 << 20
 M32 = 0xFFFFFFFF
@@ -55,7 +55,7 @@ def _hash(a: int, b: int) -> int:
     h = ((a * 0x9E3779B1) & M32) ^ (((b + 0x7F4A7C15) & M32) * 0x85EBCA77 & M32)
     h ^= h >> 15
     h = (h * 0xC2B2AE3D) & M32
-    return (h ^ (h >> 13)) % ((1 << TBITS) // 128)
+    return (h ^ (h >> 13)) % HASH_MOD
 
 
 def _bitlen(m: int) -> int:

@@ -37,6 +37,28 @@ small (enc) / corrupt stream (dec); −2: out of memory; −3: bad arguments.
 NODES = 75
 HASH_MOD = (1 << 22) // 128  # hashed contexts fall in [0, HASH_MOD): index = ctx*NODES + node < 2^22
 
+LOGISTIC_C = r"""
+static int st_t[4096], sq_t[4096];
+static int squash0(int d) {  /* 4096/(1+e^-d/256), lpaq1's interpolation */
+  static const int t[33] = {1,2,3,6,10,16,27,45,73,120,194,310,488,747,1101,1546,2047,2549,2994,3348,3607,
+                            3785,3901,3975,4024,4050,4068,4079,4085,4089,4092,4093,4094};
+  int w;
+  if (d > 2047) return 4095;
+  if (d < -2047) return 1;
+  w = d & 127; d = (d >> 7) + 16;
+  return (t[d] * (128 - w) + t[d + 1] * w + 64) >> 7;
+}
+static void init_logistic(void) {  /* st_t: stretch = squash^-1 over 12-bit probabilities; sq_t: squash */
+  int x, pi = 0, i;
+  for (x = -2047; x <= 2047; x++) { int v = squash0(x); for (i = pi; i <= v; i++) st_t[i] = x; pi = v + 1; }
+  for (x = pi; x < 4096; x++) st_t[x] = 2047;
+  for (x = 0; x < 4096; x++) sq_t[x] = squash0(x - 2048);
+}
+static int sq(int d) { return d > 2047 ? 4095 : (d < -2047 ? 1 : sq_t[d + 2048]); }
+static int cl(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+"""
+"""The logistic tables of lpaq1 (squash, stretch) and two helpers, shared with ``cm_src``."""
+
 C_SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,25 +69,12 @@ typedef long long I;
 #define NM 5
 #define TBITS 22
 #define WLIM (1 << 20)
-static int st_t[4096], sq_t[4096], dt[1024];
-static int squash0(int d) {
-  static const int t[33] = {1,2,3,6,10,16,27,45,73,120,194,310,488,747,1101,1546,2047,2549,2994,3348,3607,
-                            3785,3901,3975,4024,4050,4068,4079,4085,4089,4092,4093,4094};
-  int w;
-  if (d > 2047) return 4095;
-  if (d < -2047) return 1;
-  w = d & 127; d = (d >> 7) + 16;
-  return (t[d] * (128 - w) + t[d + 1] * w + 64) >> 7;
-}
+""" + LOGISTIC_C + r"""static int dt[1024];
 static void init_tables(void) {
-  int x, pi = 0, i;
-  for (x = -2047; x <= 2047; x++) { int v = squash0(x); for (i = pi; i <= v; i++) st_t[i] = x; pi = v + 1; }
-  for (x = pi; x < 4096; x++) st_t[x] = 2047;
-  for (x = 0; x < 4096; x++) sq_t[x] = squash0(x - 2048);
+  int x;
+  init_logistic();
   for (x = 0; x < 1024; x++) dt[x] = 16384 / (x + x + 3);
 }
-static int sq(int d) { return d > 2047 ? 4095 : (d < -2047 ? 1 : sq_t[d + 2048]); }
-static int cl(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 static uint32_t H(uint32_t a, uint32_t b) {
   uint32_t h = a * 0x9E3779B1u ^ (b + 0x7F4A7C15u) * 0x85EBCA77u;
   h ^= h >> 15; h *= 0xC2B2AE3Du;
