@@ -129,3 +129,13 @@ def test_side_information_checks_the_cm_field():
         check_group(g, 4, 63)
     plain = {k: v for k, v in g.items() if k != "cm"}
     assert check_group(plain, 4, 63)["cm"] == -1
+
+
+def test_a_shape_the_coder_cannot_hold_is_an_artifact_error():
+    from golf_fast.artifact.rans.codec import _decode_context_mixing
+
+    g = {"qmax": 63, "cm": 1, "slice_rows": 8}
+    with pytest.raises(ArtifactError, match="corrupt code stream"):
+        _decode_context_mixing(g, [b"\0" * 8], [(0, 4)], [np.zeros(0, np.int64)], ["tok_emb.weight"])
+    with pytest.raises(ArtifactError, match="one stream per matrix"):
+        _decode_context_mixing(g, [b"\0" * 8], [(9, 4)], [np.arange(9)], ["tok_emb.weight"])

@@ -356,7 +356,7 @@ def _decode_context_mixing(g: dict, streams: list, shapes: list, perms: list, na
     for s, (r, c), p, name in zip(streams, shapes, perms, names):
         try:
             q = embcm.decode(s, r, c, g["qmax"], g["cm"], backend=backend)
-        except ArtifactError as exc:
+        except (ArtifactError, ValueError) as exc:  # ValueError: a shape the coder cannot hold (e.g. 0 rows)
             raise ArtifactError(f"golf-rans: corrupt code stream of {name!r}: {exc}") from exc
         back = np.empty_like(q)
         back[p] = q
