@@ -10,20 +10,18 @@ import numpy as np
 
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import cm_src
-from golf_fast.artifact.rans.portable import build
+from golf_fast.artifact.rans.portable import load_function
 
 _FN: dict = {}
 
 
 def _fn():
-    if "f" not in _FN:
-        lib = ctypes.CDLL(str(build(source=cm_src.C_SOURCE, prefix="gcm")))
-        f = lib.gcm_code
-        f.restype = ctypes.c_longlong
-        f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong,
-                      ctypes.c_longlong, ctypes.c_void_p, ctypes.c_longlong]
-        _FN["f"] = f
-    return _FN["f"]
+    f = load_function(_FN, "gcm_code", ctypes.c_longlong,
+                      [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong,
+                       ctypes.c_longlong, ctypes.c_void_p, ctypes.c_longlong], source=cm_src.C_SOURCE, prefix="gcm")
+    if f is None:
+        raise RuntimeError(f"golf-cm needs a C compiler: {_FN['why']}")
+    return f
 
 
 def _check(mats: list, qmax: int) -> None:

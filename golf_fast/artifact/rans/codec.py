@@ -202,18 +202,21 @@ class RansCodec(Codec):
                                              slice_rows=self.slice_rows, backend=backend)
             self.last_report["groups"].append({"role": role_of(specs[idx[0]].name), **report})
             enc = self._encode(model, mats, backend, perms)
+            # coded + stored bytes of the current choice, where an alternative (row deltas, embedding coder) can run
+            size = _coded_bytes(model, enc) if perms is not None and not model.transpose else 0
             rowdelta = False
             if self.row_deltas and model.reorder and not model.transpose:
                 alt = self._row_delta_alternative(mats, perms, qm, backend)
-                if _coded_bytes(alt[0], alt[1]) < _coded_bytes(model, enc):
-                    model, enc, rowdelta = alt[0], alt[1], True
+                alt_size = _coded_bytes(alt[0], alt[1])
+                if alt_size < size:
+                    model, enc, rowdelta, size = alt[0], alt[1], True, alt_size
                 self.last_report["groups"][-1]["rowdelta"] = rowdelta
             cm = -1
             n_codes = sum(q.size for q in mats)
             if self.context_mixing and perms is not None and not model.transpose and n_codes <= cm_left \
                     and embcm.library() is not None:
                 alt = _context_mixing_alternative(mats, perms, qm)
-                if _coded_bytes(alt[0], alt[1]) < _coded_bytes(model, enc):
+                if _coded_bytes(alt[0], alt[1]) < size:
                     model, enc, cm, rowdelta = alt[0], alt[1], alt[2], False
                     cm_left -= n_codes
                 self.last_report["groups"][-1]["cm"] = cm

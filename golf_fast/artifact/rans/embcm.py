@@ -12,7 +12,7 @@ import numpy as np
 from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.rans import embcm_src
 from golf_fast.artifact.rans.embcm_ref import code_ref
-from golf_fast.artifact.rans.portable import build
+from golf_fast.artifact.rans.portable import load_function
 
 BACKENDS = ("c", "reference")
 _STATE: dict = {}
@@ -20,16 +20,9 @@ _STATE: dict = {}
 
 def library():
     """The compiled ``gecm_code`` (built on first use, cached per process), or None (``why()``)."""
-    if "fn" not in _STATE:
-        try:
-            fn = ctypes.CDLL(str(build(source=embcm_src.C_SOURCE, prefix="gecm"))).gecm_code
-            fn.restype = ctypes.c_longlong
-            fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_longlong,
-                           ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong]
-            _STATE["fn"], _STATE["why"] = fn, ""
-        except (RuntimeError, OSError) as exc:
-            _STATE["fn"], _STATE["why"] = None, str(exc)
-    return _STATE["fn"]
+    return load_function(_STATE, "gecm_code", ctypes.c_longlong,
+                         [ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_longlong,
+                          ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong], source=embcm_src.C_SOURCE, prefix="gecm")
 
 
 def why() -> str:

@@ -74,21 +74,29 @@ def build(cache_dir: Optional[os.PathLike] = None, compiler: Optional[str] = Non
     return lib
 
 
-def library(cache_dir: Optional[os.PathLike] = None):
-    """The loaded ctypes library (built on first use, then cached per process), or None."""
-    if "lib" not in _STATE:
+def load_function(state: dict, symbol: str, restype, argtypes: list, source: str = C_SOURCE,
+                  prefix: str = "grans", cache_dir: Optional[os.PathLike] = None):
+    """``symbol`` of ``source`` compiled by :func:`build` and loaded through ctypes with the signature
+    ``restype``/``argtypes``, once per process: cached in ``state`` as ``state["lib"]`` (None when no
+    compiler works or compiling fails) and ``state["why"]`` (why it is None, else "")."""
+    if "lib" not in state:
         try:
-            lib = ctypes.CDLL(str(build(cache_dir)))
-            fn = lib.grans_decode
-            fn.restype = ctypes.c_int
-            fn.argtypes = [ctypes.c_void_p] + [ctypes.c_longlong] * 3 + [ctypes.c_void_p, ctypes.c_longlong,
-                                                                          ctypes.c_void_p, ctypes.c_longlong,
-                                                                          ctypes.c_void_p] + \
-                [ctypes.c_longlong] * 8 + [ctypes.c_void_p] * 6 + [ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p]
-            _STATE["lib"], _STATE["why"] = fn, ""
-        except (RuntimeError, OSError) as exc:
-            _STATE["lib"], _STATE["why"] = None, str(exc)
-    return _STATE["lib"]
+            fn = getattr(ctypes.CDLL(str(build(cache_dir, source=source, prefix=prefix))), symbol)
+            fn.restype, fn.argtypes = restype, argtypes
+            state["lib"], state["why"] = fn, ""
+        except (RuntimeError, OSError, AttributeError) as exc:
+            state["lib"], state["why"] = None, str(exc)
+    return state["lib"]
+
+
+_DECODE_ARGTYPES = [ctypes.c_void_p] + [ctypes.c_longlong] * 3 + \
+    [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p] + \
+    [ctypes.c_longlong] * 8 + [ctypes.c_void_p] * 6 + [ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p]
+
+
+def library(cache_dir: Optional[os.PathLike] = None):
+    """The loaded ``grans_decode`` (built on first use, then cached per process), or None."""
+    return load_function(_STATE, "grans_decode", ctypes.c_int, _DECODE_ARGTYPES, cache_dir=cache_dir)
 
 
 def why() -> str:
