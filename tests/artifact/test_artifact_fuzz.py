@@ -302,14 +302,16 @@ def test_fuzz_row_delta_artifacts_only_raise_artifact_error():
     assert_only_artifact_errors(cases, data, "row deltas", 256 << 20)
 
 
-def test_fuzz_embedding_coder_artifacts_only_raise_artifact_error():
-    """Side information version 5: an embedding-coder group (the ``cm`` field, its row orders, the
-    trivial table, the stream bytes)."""
+@pytest.mark.parametrize("flag", [0, 2])
+def test_fuzz_embedding_coder_artifacts_only_raise_artifact_error(flag):
+    """Side information version 6: an embedding-coder group (the ``cm`` field, its row orders, the
+    trivial table, the stream bytes), in each binarization the encoder writes."""
     from golf_fast.artifact.rans import embcm
 
     if embcm.library() is None:
         pytest.skip("the embedding coder needs a C compiler to encode")
     codec = RansCodec(candidates=[(False, 4, 4, 4, 4, 8, True, 1)])
-    cases, data, header = near_copy_cases(1304, codec, rows=64, cols=16, per_path=2, n_tables=10)
-    assert header["v"] == 5 and any(g["cm"] >= 0 for g in header["groups"])  # the format under test
+    codec.CM_FLAGS = (flag,)
+    cases, data, header = near_copy_cases(1304 + flag, codec, rows=64, cols=16, per_path=2, n_tables=10)
+    assert header["v"] == 6 and any(g["cm"] == flag for g in header["groups"])  # the format under test
     assert_only_artifact_errors(cases, data, "embedding coder", 512 << 20)

@@ -144,10 +144,10 @@ class RansCodec(Codec):
     ``slice_rows``: rows per independent stream. ``row_deltas``: where a group's cheapest setting
     reorders rows (not transposed), also try coding each matrix's row differences in that order
     (``rans.rowdelta``, side-information version 4) and keep whichever is smaller. ``context_mixing``:
-    for such a group also try the embedding coder (``rans.embcm``, a context-mixing arithmetic coder,
-    both of its flags) on the matrices in that row order, and keep it where it is smaller
-    (side-information version 5), for at most ``CM_MAX_CODES`` codes per artifact (groups in order:
-    its decoding costs ~0.3 µs per code on one core against rANS's ~0.01). It is tried only where its
+    for such a group also try the embedding coder (``rans.embcm``, a context-mixing arithmetic coder)
+    in its own row orders (``CM_CHAIN_LAMS``) and binarizations (``CM_FLAGS``), and keep it where it is
+    smaller (side-information version 6), for at most ``CM_MAX_CODES`` codes per artifact (groups in
+    order: its decoding costs ~0.3 µs per code on one core against rANS's ~0.01). It is tried only where its
     compiled coder builds (a C compiler); any loader reads it (without a compiler through the
     pure-Python reference, slowly).
     """
@@ -155,6 +155,8 @@ class RansCodec(Codec):
     name = "golf-rans"
     REST_BROTLI_MAX = 1 << 18  # scales/passthrough bytes up to which brotli-11 is also tried
     CM_MAX_CODES = 1 << 22  # codes per artifact the embedding coder may take (the record's 8192 x 512 embedding)
+    CM_CHAIN_LAMS = (0, 256)  # the embedding coder's row orders: 16·L1 + lam·Hamming chains (embcm.chain_order)
+    CM_FLAGS = (0, 2)  # its binarizations tried (flag 1 is never the smaller on trained states; still read)
 
     def __init__(self, backend: str = "auto", candidates=DEFAULT_CANDIDATES, prob_bits: int = DEFAULT_PROB_BITS,
                  slice_rows: int = DEFAULT_SLICE_ROWS, row_deltas: bool = True, context_mixing: bool = True):
@@ -215,9 +217,9 @@ class RansCodec(Codec):
             n_codes = sum(q.size for q in mats)
             if self.context_mixing and perms is not None and not model.transpose and n_codes <= cm_left \
                     and embcm.library() is not None:
-                alt = _context_mixing_alternative(mats, perms, qm)
+                alt = _context_mixing_alternative(mats, qm, self.CM_CHAIN_LAMS, self.CM_FLAGS)
                 if _coded_bytes(alt[0], alt[1]) < size:
-                    model, enc, cm, rowdelta = alt[0], alt[1], alt[2], False
+                    model, enc, cm, perms, rowdelta = alt[0], alt[1], alt[2], alt[3], False
                     cm_left -= n_codes
                 self.last_report["groups"][-1]["cm"] = cm
             self.last_report["groups"][-1]["stream_bytes"] = sum(len(s) for s in enc)
@@ -235,10 +237,10 @@ class RansCodec(Codec):
         header["rest"] = {"method": method, "len": len(rest)}
         # the oldest side-information version that holds every group's settings (older loaders read it)
         header["v"] = next(v for v in sorted(KNOWN_VERSIONS) if v >= 2 and
-                           all(g["rmode"] <= RMODE_MAX[v] and (v >= 4 or not g["rowdelta"]) and (v >= 5 or g["cm"] < 0)
+                           all(g["rmode"] <= RMODE_MAX[v] and (v >= 4 or not g["rowdelta"]) and (v >= 6 or g["cm"] < 0)
                                for g in header["groups"]))
         for g in header["groups"]:
-            if header["v"] < 5:
+            if header["v"] < 5:  # (v5 is never written: its embedding coder is gone; v6 holds cm)
                 del g["cm"]
             if header["v"] < 4:
                 del g["rowdelta"]
@@ -335,19 +337,22 @@ def _coded_bytes(model: GroupModel, streams: list[bytes]) -> int:
     return sum(len(x) for x in streams) + len(brotli_compress(table_bytes(model.freq), quality=11))
 
 
-def _context_mixing_alternative(mats: list[np.ndarray], perms: list, qmax: int) -> tuple:
-    """(trivial model, streams, flag): each matrix in its row order ``perms`` coded by the embedding
-    coder with whichever flag gives fewer bytes; the model only records ``slice_rows`` (one stream
-    per matrix) and carries one all-zero table."""
-    ordered = [np.ascontiguousarray(q[p]) for q, p in zip(mats, perms)]
+def _context_mixing_alternative(mats: list[np.ndarray], qmax: int, lams: tuple, flags: tuple) -> tuple:
+    """(trivial model, streams, flag, row orders): the group's matrices coded by the embedding coder in
+    the row orders (one ``embcm.chain_order`` per ``lams`` entry) and binarization (``flags``) that give
+    the fewest bytes; the model only records ``slice_rows`` (one stream per matrix) and carries one
+    all-zero table."""
     best = None
-    for flag in (0, 1):
-        streams = [embcm.encode(q, qmax, flag) for q in ordered]
-        if best is None or sum(map(len, streams)) < sum(map(len, best[0])):
-            best = (streams, flag)
+    for lam in lams:
+        perms = [embcm.chain_order(q, lam) for q in mats]
+        ordered = [np.ascontiguousarray(q[p]) for q, p in zip(mats, perms)]
+        for flag in flags:
+            streams = [embcm.encode(q, qmax, flag) for q in ordered]
+            if best is None or sum(map(len, streams)) < sum(map(len, best[0])):
+                best = (streams, flag, perms)
     model = GroupModel(qmax, False, 0, 0, 0, 0, [], [], 0, np.zeros((1, 2 * qmax + 1), dtype=np.int32), 8,
                        max(q.shape[0] for q in mats), False, 0)
-    return model, best[0], best[1]
+    return model, best[0], best[1], best[2]
 
 
 def _decode_context_mixing(g: dict, streams: list, shapes: list, perms: list, names: list) -> list[np.ndarray]:

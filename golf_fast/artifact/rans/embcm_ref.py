@@ -9,7 +9,7 @@ import numpy as np
 
 from golf_fast.artifact.rans.embcm_src import HASH_MOD, NODES
 
-NCA, NM, TBITS, WLIM = 24, 5, 22, 1 << 20
+NCA, NM, TBITS, WLIM, NA2 = 24, 7, 22, 1 << 20, 512
 M32 = 0xFFFFFFFF
 _SQ0 = (1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047, 2549, 2994, 3348, 3607,
         3785, 3901, 3975, 4024, 4050, 4068, 4079, 4085, 4089, 4092, 4093, 4094)
@@ -67,6 +67,8 @@ class _Coder:
         self.t = [np.full(1 << TBITS, 1 << 31, dtype=np.uint32) for _ in range(NM)]
         self.w = [[(1 << 16) // 4 if a < NM else 0 for a in range(NM + 1)] for _ in range(NODES * NCA)]
         self.apm = [[_sq((a - 16) * 128) * 16 for a in range(33)] for _ in range(NODES * NCA)]
+        self.apm2: dict = {}  # (node, a2) -> its 33 entries, created at first use (NODES * NA2 in C)
+        self.a2 = 0
         self.cx = [0] * NM
         self.enc, self.x1, self.x2, self.x = enc, 0, M32, 0
         self.out = bytearray()
@@ -101,25 +103,29 @@ class _Coder:
                 self.x = ((self.x << 8) & M32) | self._in()
         return y
 
-    def bit(self, node: int, ca: int, y: int) -> int:
+    def bit(self, node: int, cv: int, y: int) -> int:
         idx = [self.cx[k] * NODES + node for k in range(NM)]
         st = [_ST[int(self.t[k][idx[k]]) >> 20] for k in range(NM)] + [256]
-        w = self.w[node * NCA + ca]
+        w = self.w[node * NCA + cv]
         dot = 0
         for k in range(NM + 1):
             dot += (w[k] * st[k]) >> 16
         pm = _sq(dot)
         s2 = _cl(dot, -2047, 2047) + 2048
         lo, wgt = s2 >> 7, s2 & 127
-        apm = self.apm[node * NCA + ca]
-        pa = (apm[lo] * (128 - wgt) + apm[lo + 1] * wgt) >> 11
-        p = _cl((pm + 3 * pa) >> 2, 1, 4095)
+        m1 = self.apm[node * NCA + cv]
+        m2 = self.apm2.setdefault((node, self.a2), [_sq((a - 16) * 128) * 16 for a in range(33)])
+        p1 = (m1[lo] * (128 - wgt) + m1[lo + 1] * wgt) >> 11
+        p2 = (m2[lo] * (128 - wgt) + m2[lo + 1] * wgt) >> 11
+        p = _cl((2 * pm + 3 * p1 + 3 * p2) >> 3, 1, 4095)
         y = self._ac(p, y)
         e = (y << 16) + (y << 5) - y - y
-        apm[lo + (wgt >> 6)] += (e - apm[lo + (wgt >> 6)]) >> 7
+        lo += wgt >> 6
+        m1[lo] += (e - m1[lo]) >> 7
+        m2[lo] += (e - m2[lo]) >> 7
         e = (y << 12) - pm
         for k in range(NM + 1):
-            w[k] = _cl(w[k] + ((st[k] * e) >> 10), -WLIM, WLIM)
+            w[k] = _cl(w[k] + ((st[k] * e) >> 11), -WLIM, WLIM)
         for k in range(NM):
             v = int(self.t[k][idx[k]])
             n, pr = v & 1023, v >> 10
@@ -129,6 +135,21 @@ class _Coder:
             self.t[k][idx[k]] = v
         return y
 
+    def value(self, cv: int, v: int, kmax: int) -> int:
+        """Zero, sign, then the Elias-gamma magnitude of ``v`` (``code_value``); the value coded."""
+        m = abs(v)
+        if self.bit(0, cv, int(m == 0)):
+            return 0
+        sgn = self.bit(1, cv, int(v < 0))
+        kb = _bitlen(m) if m else 0
+        t = 0
+        while t < kmax and self.bit(3 + t, cv, int(kb > t)):
+            t += 1
+        mag = 1
+        for b in range(t - 1, -1, -1):
+            mag = (mag << 1) | self.bit(11 + 8 * t + b, cv, (m >> b) & 1)
+        return -mag if sgn else mag
+
 
 def code_ref(enc: bool, q: np.ndarray, qmax: int, flag: int, stream: bytes = b"") -> tuple[bytes, np.ndarray, int]:
     """Encode ``q`` (``enc``) or decode ``stream`` into ``q`` (its shape): (bytes written, the matrix,
@@ -136,39 +157,36 @@ def code_ref(enc: bool, q: np.ndarray, qmax: int, flag: int, stream: bytes = b""
     rows, cols = q.shape
     c = _Coder(enc, stream)
     out = q.astype(np.int64) if enc else np.zeros((rows, cols), dtype=np.int64)
-    kmax = _bitlen(qmax)
-    colacc = [16] * cols
+    kmax = _bitlen(2 * qmax if flag == 2 else qmax)
+    colacc, vol, ema = [16] * cols, [64] * cols, [0] * cols
     for i in range(rows):
         rowacc = 8
         for j in range(cols):
             a1 = int(out[i - 1, j]) if i else 0
             a2 = int(out[i - 2, j]) if i > 1 else 0
             a3 = int(out[i - 3, j]) if i > 2 else 0
-            ca, ra = _cl(colacc[j] >> 3, 0, NCA - 1), _cl(rowacc >> 2, 0, NCA - 1)
+            ca, ra, vb = _cl(colacc[j] >> 3, 0, NCA - 1), _cl(rowacc >> 2, 0, NCA - 1), _cl(vol[j] >> 2, 0, NCA - 1)
+            cv = _cl((vb >> 1) * 4 + (ca >> 3), 0, NCA - 1)
             v = int(out[i, j]) if enc else 0
-            m = abs(v)
-            c.cx = [ca * NCA + ra, 1024 + (a1 + 128) * 32 + ca, _hash(2, (a1 + 128) * 256 + a2 + 128),
-                    _hash(3, ((a1 + 128) * 256 + a2 + 128) * 256 + a3 + 128), _hash(4, j)]
-            mag = 0
-            if flag and i and c.bit(2, ca, int(v == a1)):
-                mag = abs(a1)
-                out[i, j] = a1
-            elif c.bit(0, ca, int(m == 0)):
-                out[i, j] = 0
+            c.cx = [ca * NCA + ra, 1024 + (a1 + 128) * 32 + cv, _hash(2, (a1 + 128) * 256 + a2 + 128),
+                    _hash(3, ((a1 + 128) * 256 + a2 + 128) * 256 + a3 + 128), _hash(4, j),
+                    _hash(10, ((ema[j] >> 4) + 512) * 256 + a1 + 128), vb * NCA + ra]
+            c.a2 = (a1 + 128) * 2 + int(i > 0 and a1 == a2)
+            if flag == 2:
+                d = c.value(cv, v - a1, kmax)
+                v = a1 + d
+            elif flag and i and c.bit(2, cv, int(v == a1)):
+                v = a1
             else:
-                sgn = c.bit(1, ca, int(v < 0))
-                kb = _bitlen(m) if enc else 0
-                t = 0
-                while t < kmax and c.bit(3 + t, ca, int(kb > t)):
-                    t += 1
-                mag = 1
-                for b in range(t - 1, -1, -1):
-                    mag = (mag << 1) | c.bit(11 + 8 * t + b, ca, (m >> b) & 1)
-                if mag > qmax:
-                    return b"", out.astype(np.int8), -1
-                out[i, j] = -mag if sgn else mag
-            colacc[j] += mag - (colacc[j] >> 4)
-            rowacc += mag - (rowacc >> 3)
+                v = c.value(cv, v, kmax)
+            if abs(v) > qmax:
+                return b"", out.astype(np.int8), -1
+            out[i, j] = v
+            colacc[j] += abs(v) - (colacc[j] >> 4)
+            if i:
+                vol[j] += (16 * abs(v - a1) - vol[j]) >> 3
+            ema[j] += (v * 64 - ema[j]) >> 3
+            rowacc += (abs(v - a1) if flag == 2 else abs(v)) - (rowacc >> 3)
         if c.bad:
             return b"", out.astype(np.int8), -1
     if enc:
@@ -176,3 +194,22 @@ def code_ref(enc: bool, q: np.ndarray, qmax: int, flag: int, stream: bytes = b""
             c.out.append(c.x1 >> 24)
             c.x1 = (c.x1 << 8) & M32
     return bytes(c.out), out.astype(np.int8), c.pos
+
+
+def chain_order_ref(q: np.ndarray, lam: int) -> np.ndarray:
+    """``gecm_chain`` in numpy: from row 0, always the unvisited row nearest in 16·L1 + lam·Hamming
+    (ties → the lowest index); (R,) int64."""
+    x = q.astype(np.int64)
+    r = x.shape[0]
+    visited = np.zeros(r, dtype=bool)
+    order = np.empty(r, dtype=np.int64)
+    cur = 0
+    for k in range(r):
+        order[k] = cur
+        visited[cur] = True
+        if k + 1 < r:
+            diff = x - x[cur]
+            dist = 16 * np.abs(diff).sum(axis=1) + lam * (diff != 0).sum(axis=1)
+            dist[visited] = np.iinfo(np.int64).max
+            cur = int(np.argmin(dist))
+    return order

@@ -2,36 +2,41 @@
 int code matrix whose rows are in a similarity order, plain C carried as source (``C_SOURCE``) and
 compiled at load like the portable decoder (``portable.build``). ONE function, ``gecm_code``,
 encodes and decodes: the model is updated by the same code in both directions, so they cannot drift.
-``embcm_ref`` is the same procedure in pure Python (tests compare the bytes).
+``embcm_ref`` is the same procedure in pure Python (tests compare the bytes). ``gecm_chain`` (the
+encoder's row order) is here too.
 
-Per code q (row i, column j of an R × C matrix, row-major; |q| ≤ qmax ≤ 127), the binary decisions:
+Per code q (row i, column j of an R × C matrix, row-major; |q| ≤ qmax ≤ 127), with A = the code above
+(0 in row 0), the binary decisions of one of three binarizations (``flag``):
 
-* with ``flag`` 1 and i > 0, first ``q == above`` (node 2); a hit ends the code;
-* ``q == 0`` (node 0); else the sign (node 1); then m = |q| ≥ 1 as k = floor(log2 m) in unary
+* 0: ``q == 0`` (node 0); else the sign (node 1); then m = |q| ≥ 1 as k = floor(log2 m) in unary
   (nodes 3+t ask ``k > t`` for t < kmax = floor(log2 qmax)) and the k bits of m below its top bit,
-  most significant first (node 11 + 8k + b).
+  most significant first (node 11 + 8k + b);
+* 1: with i > 0, first ``q == A`` (node 2); a hit ends the code; else as 0;
+* 2: the difference d = q − A as 0 codes q (kmax = floor(log2 2·qmax)); q must land in [−qmax, qmax].
 
-Each decision's probability (12 bits) mixes five adaptive counters (22-bit probability, hit count
-n ≤ 255, step ``((y<<22) − p) >> 3 · 16384/(2n+3)``) at index ``ctx·75 + node`` of five tables, with
-contexts:
+Each decision's probability (12 bits) mixes seven adaptive counters (22-bit probability, hit count
+n ≤ 255, step ``((y<<22) − p) >> 3 · 16384/(2n+3)``) at index ``ctx·75 + node`` of seven tables. Column
+state: ``colacc[j] += |q| − colacc[j]>>4`` (starts 16); ``vol[j] += (16·|q − A| − vol[j])>>3`` from row 1
+(starts 64); ``ema[j] += (64·q − ema[j])>>3`` (starts 0); row state ``rowacc += m − rowacc>>3`` (reset to 8
+per row; m = |d| for flag 2, else |q|). Buckets ca = colacc[j]>>3, ra = rowacc>>2, vb = vol[j]>>2 (each
+clamped to 0..23), cv = min(vb/2·4 + ca/8, 23), E = ema[j]>>4. Contexts:
 
-0. (column level bucket, row level bucket): ``ca = colacc[j] >> 3``, ``ra = rowacc >> 2``, each
-   clamped to 0..23; ``colacc[j] += m − colacc[j]>>4`` down the column, ``rowacc += m − rowacc>>3``
-   along the row (reset to 8 per row; colacc starts at 16);
-1. (the code above A, exact; ca);
-2. hash(A, the code two above A2);
-3. hash(A, A2, A3);
-4. hash(j);
+0. (ca, ra);  1. (A exact, cv);  2. hash(A, the code two above A2);  3. hash(A, A2, A3);
+4. hash(j);  5. hash(E, A);  6. (vb, ra).
 
-through a logistic mixer (stretch domain; integer weights per (node, ca), each clamped to ±2^20
-after its update), then an adaptive probability map per (node, ca) (33 interpolated entries) averaged
-1:3 with the mixer, coded by lpaq1's carry-less 32-bit binary arithmetic coder. Everything is
-integer arithmetic with explicit widths (right shifts of negative values are arithmetic, as every C
-compiler the package supports does them): the bytes are a function of the codes alone.
+A logistic mixer (stretch domain; integer weights per (node, cv), each clamped to ±2^20 after its
+update, learning rate 2^-11) feeds two adaptive probability maps (33 interpolated entries): one per
+(node, cv), one per (node, A, A == A2); the coded probability is (2·mixer + 3·map1 + 3·map2)/8, coded
+by lpaq1's carry-less 32-bit binary arithmetic coder. Everything is integer arithmetic with explicit
+widths (right shifts of negative values are arithmetic, as every C compiler the package supports does
+them): the bytes are a function of the codes alone.
 
-Entry point: ``long long gecm_code(int enc, int8_t *q, long long rows, long long cols, long long qmax,
+Entry points: ``long long gecm_code(int enc, int8_t *q, long long rows, long long cols, long long qmax,
 int flag, uint8_t *buf, long long cap)`` → bytes written (enc) or consumed (dec); −1: ``cap`` too
 small (enc) / corrupt stream (dec); −2: out of memory; −3: bad arguments.
+``long long gecm_chain(const int8_t *q, long long rows, long long cols, long long lam, int64_t *order)``
+→ 0 (−2 out of memory, −3 bad arguments): the greedy chain from row 0, each next row the unvisited one
+nearest in 16·L1 + lam·(positions that differ), ties → the lowest index.
 """
 
 NODES = 75
@@ -66,9 +71,10 @@ C_SOURCE = r"""
 typedef long long I;
 #define NODES 75
 #define NCA 24
-#define NM 5
+#define NM 7
 #define TBITS 22
 #define WLIM (1 << 20)
+#define NA2 512
 """ + LOGISTIC_C + r"""static int dt[1024];
 static void init_tables(void) {
   int x;
@@ -94,22 +100,25 @@ static int ac_bit(AC *a, int p, int y) {
   }
   return y;
 }
-typedef struct { uint32_t *t[NM]; int *w, *apm; I cx[NM]; AC ac; } CM;
-static int code_bit(CM *c, int node, int ca, int y) {
-  int st[NM + 1], k, dot = 0, pm, e, pa, lo, wgt, s2, p;
-  I wi = (I)(node * NCA + ca) * (NM + 1), ai = (I)(node * NCA + ca) * 33;
+typedef struct { uint32_t *t[NM]; int *w, *apm, *apm2; I cx[NM]; int a2; AC ac; } CM;
+static int interp(const int *m, int lo, int wgt) { return (m[lo] * (128 - wgt) + m[lo + 1] * wgt) >> 11; }
+static int code_bit(CM *c, int node, int cv, int y) {
+  int st[NM + 1], k, dot = 0, pm, e, lo, wgt, s2, p, *m1, *m2;
+  I wi = (I)(node * NCA + cv) * (NM + 1);
   for (k = 0; k < NM; k++) st[k] = st_t[c->t[k][c->cx[k] * NODES + node] >> 20];
   st[NM] = 256;
   for (k = 0; k <= NM; k++) dot += (int)(((I)c->w[wi + k] * st[k]) >> 16);
   pm = sq(dot);
   s2 = cl(dot, -2047, 2047) + 2048; lo = s2 >> 7; wgt = s2 & 127;
-  pa = (c->apm[ai + lo] * (128 - wgt) + c->apm[ai + lo + 1] * wgt) >> 11;
-  p = cl((pm + 3 * pa) >> 2, 1, 4095);
+  m1 = c->apm + (I)(node * NCA + cv) * 33; m2 = c->apm2 + ((I)node * NA2 + c->a2) * 33;
+  p = cl((2 * pm + 3 * interp(m1, lo, wgt) + 3 * interp(m2, lo, wgt)) >> 3, 1, 4095);
   y = ac_bit(&c->ac, p, y);
   e = (y << 16) + (y << 5) - y - y;
-  c->apm[ai + lo + (wgt >> 6)] += (e - c->apm[ai + lo + (wgt >> 6)]) >> 7;
+  lo += wgt >> 6;
+  m1[lo] += (e - m1[lo]) >> 7;
+  m2[lo] += (e - m2[lo]) >> 7;
   e = (y << 12) - pm;
-  for (k = 0; k <= NM; k++) c->w[wi + k] = cl(c->w[wi + k] + ((st[k] * e) >> 10), -WLIM, WLIM);
+  for (k = 0; k <= NM; k++) c->w[wi + k] = cl(c->w[wi + k] + ((st[k] * e) >> 11), -WLIM, WLIM);
   for (k = 0; k < NM; k++) {
     uint32_t *s = &c->t[k][c->cx[k] * NODES + node], v = *s;
     int n = (int)(v & 1023), pr = (int)(v >> 10);
@@ -120,53 +129,65 @@ static int code_bit(CM *c, int node, int ca, int y) {
   return y;
 }
 static int bitlen(int m) { int k = 0; while (m >> (k + 1)) k++; return k; }
+/* zero / sign / Elias-gamma magnitude of v (|v| <= 2^(kmax+1) - 1); returns the value (decoding) */
+static int code_value(CM *c, int cv, int v, int kmax) {
+  int m = v < 0 ? -v : v, sgn, kb, t, b, mag = 1;
+  if (code_bit(c, 0, cv, m == 0)) return 0;
+  sgn = code_bit(c, 1, cv, v < 0); kb = bitlen(m);
+  for (t = 0; t < kmax; t++) if (!code_bit(c, 3 + t, cv, kb > t)) break;
+  for (b = t - 1; b >= 0; b--) mag = (mag << 1) | code_bit(c, 11 + 8 * t + b, cv, (m >> b) & 1);
+  return sgn ? -mag : mag;
+}
 long long gecm_code(int enc, int8_t *q, I R, I C, I qmax, int flag, uint8_t *buf, I cap) {
-  CM c; I i, j, k, ret = 0; int *colacc = 0, kmax;
-  if (R < 1 || C < 1 || qmax < 1 || qmax > 127 || (flag != 0 && flag != 1) || cap < 0) return -3;
+  CM c; I i, j, k, ret = 0; int *colacc, *vol, *ema, kmax;
+  if (R < 1 || C < 1 || qmax < 1 || qmax > 127 || flag < 0 || flag > 2 || cap < 0) return -3;
   init_tables();
   memset(&c, 0, sizeof c);
-  kmax = bitlen((int)qmax);
+  kmax = bitlen((int)(flag == 2 ? 2 * qmax : qmax));
   c.w = (int *)malloc(sizeof(int) * NODES * NCA * (NM + 1));
   c.apm = (int *)malloc(sizeof(int) * NODES * NCA * 33);
-  colacc = (int *)malloc(sizeof(int) * (size_t)C);
-  for (k = 0; k < NM; k++) c.t[k] = (uint32_t *)malloc(sizeof(uint32_t) << TBITS);
-  for (k = 0; k < NM; k++) if (!c.t[k]) ret = -2;
-  if (ret || !c.w || !c.apm || !colacc) { ret = -2; goto done; }
+  c.apm2 = (int *)malloc(sizeof(int) * NODES * NA2 * 33);
+  colacc = (int *)malloc(sizeof(int) * 3 * (size_t)C);
+  vol = colacc + C; ema = vol + C;
+  for (k = 0; k < NM; k++) if (!(c.t[k] = (uint32_t *)malloc(sizeof(uint32_t) << TBITS))) ret = -2;
+  if (ret || !c.w || !c.apm || !c.apm2 || !colacc) { ret = -2; goto done; }
   for (k = 0; k < NM; k++) { I n; for (n = 0; n < (1 << TBITS); n++) c.t[k][n] = 1u << 31; }
-  for (k = 0; k < NODES * NCA; k++) {
-    int a;
-    for (a = 0; a <= NM; a++) c.w[k * (NM + 1) + a] = a < NM ? (1 << 16) / 4 : 0;
-    for (a = 0; a < 33; a++) c.apm[k * 33 + a] = sq((a - 16) * 128) * 16;
-  }
+  for (k = 0; k < NODES * NCA * (NM + 1); k++) c.w[k] = k % (NM + 1) < NM ? (1 << 16) / 4 : 0;
+  for (k = 0; k < NODES * NCA * 33; k++) c.apm[k] = sq((int)(k % 33 - 16) * 128) * 16;
+  for (k = 0; k < NODES * NA2 * 33; k++) c.apm2[k] = sq((int)(k % 33 - 16) * 128) * 16;
   c.ac.x1 = 0; c.ac.x2 = 0xffffffffu; c.ac.enc = enc; c.ac.b = buf; c.ac.cap = cap;
   if (!enc) for (k = 0; k < 4; k++) c.ac.x = (c.ac.x << 8) | (uint32_t)ac_in(&c.ac);
-  for (j = 0; j < C; j++) colacc[j] = 16;
+  for (j = 0; j < C; j++) { colacc[j] = 16; vol[j] = 64; ema[j] = 0; }
   for (i = 0; i < R; i++) {
     int rowacc = 8;
     for (j = 0; j < C; j++) {
       int A = i ? q[(i - 1) * C + j] : 0, A2 = i > 1 ? q[(i - 2) * C + j] : 0, A3 = i > 2 ? q[(i - 3) * C + j] : 0;
-      int ca = cl(colacc[j] >> 3, 0, NCA - 1), ra = cl(rowacc >> 2, 0, NCA - 1);
-      int v = enc ? q[i * C + j] : 0, m = v < 0 ? -v : v, mag = 0, t, b;
+      int ca = cl(colacc[j] >> 3, 0, NCA - 1), ra = cl(rowacc >> 2, 0, NCA - 1), vb = cl(vol[j] >> 2, 0, NCA - 1);
+      int cv = cl((vb >> 1) * 4 + (ca >> 3), 0, NCA - 1), v = enc ? q[i * C + j] : 0, d;
       c.cx[0] = ca * NCA + ra;
-      c.cx[1] = 1024 + (A + 128) * 32 + ca;
+      c.cx[1] = 1024 + (A + 128) * 32 + cv;
       c.cx[2] = H(2, (uint32_t)((A + 128) * 256 + A2 + 128));
       c.cx[3] = H(3, (uint32_t)(((A + 128) * 256 + A2 + 128) * 256 + A3 + 128));
       c.cx[4] = H(4, (uint32_t)j);
-      if (flag && i && code_bit(&c, 2, ca, v == A)) {
-        mag = A < 0 ? -A : A;
-        if (!enc) q[i * C + j] = (int8_t)A;
-      } else if (code_bit(&c, 0, ca, m == 0)) {
-        if (!enc) q[i * C + j] = 0;
+      c.cx[5] = H(10, (uint32_t)(((ema[j] >> 4) + 512) * 256 + A + 128));
+      c.cx[6] = vb * NCA + ra;
+      c.a2 = (A + 128) * 2 + (i && A == A2);
+      if (flag == 2) {
+        d = code_value(&c, cv, v - A, kmax);
+        v = A + d;
+        if (v > qmax || v < -qmax) { ret = -1; goto done; }
+        d = d < 0 ? -d : d;
       } else {
-        int sgn = code_bit(&c, 1, ca, v < 0), kb = enc ? bitlen(m) : 0;
-        for (t = 0; t < kmax; t++) if (!code_bit(&c, 3 + t, ca, kb > t)) break;
-        mag = 1;
-        for (b = t - 1; b >= 0; b--) mag = (mag << 1) | code_bit(&c, 11 + 8 * t + b, ca, (m >> b) & 1);
-        if (mag > qmax) { ret = -1; goto done; }
-        if (!enc) q[i * C + j] = (int8_t)(sgn ? -mag : mag);
+        if (flag && i && code_bit(&c, 2, cv, v == A)) v = A;
+        else v = code_value(&c, cv, v, kmax);
+        if (v > qmax || v < -qmax) { ret = -1; goto done; }
+        d = v < 0 ? -v : v;
       }
-      colacc[j] += mag - (colacc[j] >> 4);
-      rowacc += mag - (rowacc >> 3);
+      q[i * C + j] = (int8_t)v;
+      colacc[j] += (v < 0 ? -v : v) - (colacc[j] >> 4);
+      if (i) vol[j] += (16 * (v > A ? v - A : A - v) - vol[j]) >> 3;
+      ema[j] += (v * 64 - ema[j]) >> 3;
+      rowacc += d - (rowacc >> 3);
     }
     if (c.ac.bad) { ret = -1; goto done; }
   }
@@ -174,7 +195,34 @@ long long gecm_code(int enc, int8_t *q, I R, I C, I qmax, int flag, uint8_t *buf
   ret = c.ac.bad ? -1 : c.ac.pos;
 done:
   for (k = 0; k < NM; k++) free(c.t[k]);
-  free(c.w); free(c.apm); free(colacc);
+  free(c.w); free(c.apm); free(c.apm2); free(colacc);
   return ret;
+}
+long long gecm_chain(const int8_t *q, I R, I C, I lam, int64_t *order) {
+  I *left, n, k, j, c, cur = 0, pos = 0;
+  if (R < 1 || C < 1 || lam < 0 || lam > 1 << 20) return -3;
+  if (!(left = (I *)malloc(sizeof(I) * (size_t)R))) return -2;
+  for (j = 0; j < R; j++) left[j] = j;
+  n = R;
+  for (k = 0; k < R; k++) {
+    I best = -1, bd = 0, bi = 0;
+    const int8_t *a = q + cur * C;
+    order[k] = cur;
+    left[pos] = left[--n];  /* cur leaves the unvisited rows (their order is free: ties go by index) */
+    for (j = 0; j < n; j++) {
+      const int8_t *b = q + left[j] * C;
+      int l1 = 0, hm = 0;
+      for (c = 0; c + 16 <= C; c += 16) {  /* fixed-length blocks: vectorized at -O2 */
+        int t;
+        for (t = 0; t < 16; t++) { int dd = a[c + t] - b[c + t]; l1 += dd < 0 ? -dd : dd; hm += dd != 0; }
+      }
+      for (; c < C; c++) { int dd = a[c] - b[c]; l1 += dd < 0 ? -dd : dd; hm += dd != 0; }
+      { I dist = 16 * (I)l1 + lam * hm;
+        if (best < 0 || dist < bd || (dist == bd && left[j] < best)) { bd = dist; best = left[j]; bi = j; } }
+    }
+    cur = best; pos = bi;
+  }
+  free(left);
+  return 0;
 }
 """

@@ -17,6 +17,10 @@ version 5 adds the int group field ``cm``: −1 for rANS, or the ``flag`` (0, 1)
 (``rans.embcm``) that codes each matrix of the group, rows in its stored row order, as one stream. Such a
 group stores its row orders, is neither reordering, transposed nor row-delta, and its rANS settings are
 the trivial ones (no thresholds, ck 0, one all-zero table) with ``slice_rows`` covering every matrix.
+Version 6 is the embedding coder's second model (seven contexts, two probability maps) and allows
+``cm`` 2 (its row-difference binarization). Version 5's embedding coder is gone: a version-5 group with
+``cm`` ≥ 0 is refused with an error that says so (its other groups are still read); every other
+version-5 header reads as before.
 
 ``read_side`` does it all for the decoder: decompression with the cap, the JSON parsed with size
 and depth caps (``untrusted.parse_json``), then the checks above against the manifest's groups;
@@ -37,9 +41,9 @@ from golf_fast.artifact.errors import ArtifactError
 from golf_fast.artifact.untrusted import MAX_JSON_BYTES, need_int, parse_json
 from golf_fast.quant.formats import qmax as qmax_of
 
-SIDE_VERSION = 5  # the newest; the encoder writes the oldest version that holds its settings
-KNOWN_VERSIONS = (1, 2, 3, 4, 5)
-RMODE_MAX = {1: 0, 2: 1, 3: 3, 4: 3, 5: 3}  # per version, the largest rmode (bit 0: row residual, bit 1: signed column level)
+SIDE_VERSION = 6  # the newest; the encoder writes the oldest version that holds its settings
+KNOWN_VERSIONS = (1, 2, 3, 4, 5, 6)
+RMODE_MAX = {1: 0, 2: 1, 3: 3, 4: 3, 5: 3, 6: 3}  # per version, the largest rmode (bit 0: row residual, bit 1: signed column level)
 MAX_BUCKETS = 64  # thresholds per accumulator + 1 (the lookup tables hold uint8 bucket indices)
 MAX_CONTEXTS = 1 << 16
 MAX_ACC = 1 << 20  # accumulator init values and thresholds (the lookup tables have one entry per value)
@@ -122,7 +126,10 @@ def check_group(g: dict, version: int, qmax: int) -> dict:
         _fail(f"group field 'rowdelta' must be a boolean, got {out['rowdelta']!r}")
     if out["rowdelta"] and (g["reorder"] or g["transpose"]):
         _fail("a row-delta group must have reorder and transpose false (its row orders are its own)")
-    out["cm"] = _int_in(g, "cm", -1, 1) if version >= 5 else -1
+    out["cm"] = _int_in(g, "cm", -1, 2 if version >= 6 else 1) if version >= 5 else -1
+    if version == 5 and out["cm"] >= 0:
+        _fail("a version-5 embedding-coder group (cm >= 0) was written by an earlier embedding coder that this "
+              "version does not read; decode it with the golf_fast (or exported train_gpt.py) that wrote it")
     if out["cm"] >= 0 and (g["reorder"] or g["transpose"] or out["rowdelta"] or g["thr_a"] != [] or g["thr_b"] != []
                            or g["ck"] != 0):
         _fail("an embedding-coder group (cm >= 0) must have reorder, transpose and rowdelta false, no thresholds "
