@@ -20,7 +20,7 @@ from golf_fast.artifact.compressors import (
     lzma_decompress,
 )
 from golf_fast.artifact.errors import ArtifactError
-from golf_fast.artifact.rans import embcm
+from golf_fast.artifact.rans import embcm, permcode
 from golf_fast.artifact.rans.coder import (
     DEFAULT_PROB_BITS,
     DEFAULT_SLICE_ROWS,
@@ -227,8 +227,7 @@ class RansCodec(Codec):
             header["streams"].extend(len(s) for s in enc)
             streams.extend(enc)
             tables.append(table_bytes(model.freq))
-            for p in perms or []:
-                tables.append(p.astype("<u2" if p.size <= 1 << 16 else "<u4").tobytes())
+            tables.extend(perms or [])  # row orders: laid out below, once the version is known
         rest_raw = _rest_bytes(items)
         cands = [("lzma", lzma_compress(rest_raw, preset=9))]
         if len(rest_raw) <= self.REST_BROTLI_MAX:  # brotli-11 is slow on big inputs; small ones it often wins
@@ -244,6 +243,7 @@ class RansCodec(Codec):
                 del g["cm"]
             if header["v"] < 4:
                 del g["rowdelta"]
+        tables = [t if isinstance(t, bytes) else _row_order_bytes(t, header["v"]) for t in tables]
         hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
         side = brotli_compress(struct.pack("<I", len(hjson)) + hjson + b"".join(tables), quality=11)
         payload = struct.pack("<I", len(side)) + side + b"".join(streams) + rest
@@ -294,13 +294,18 @@ class RansCodec(Codec):
                 perms = []
                 for (r, c), i in zip(shapes, idx):
                     n = c if model.transpose else r
-                    width = 2 if n <= 1 << 16 else 4
-                    if tpos + n * width > len(side):
+                    packed = info.version >= 6 and n <= permcode.MAX_ROWS
+                    nbytes = permcode.packed_size(n) if packed else n * (2 if n <= 1 << 16 else 4)
+                    if tpos + nbytes > len(side):
                         raise ArtifactError("golf-rans: row orders end early")
-                    p = np.frombuffer(side[tpos:tpos + n * width], dtype="<u2" if width == 2 else "<u4").astype(np.int64)
+                    if packed:
+                        p = permcode.unpack(side[tpos:tpos + nbytes], n, f"the row order of {specs[i].name!r}")
+                    else:
+                        p = np.frombuffer(side[tpos:tpos + nbytes], dtype="<u2" if nbytes == 2 * n else "<u4")
+                        p = p.astype(np.int64)
                     check_permutation(p, n, repr(specs[i].name))
                     perms.append(p)
-                    tpos += n * width
+                    tpos += nbytes
             names = [specs[i].name for i in idx]
             if g["cm"] >= 0:
                 for i, q in zip(idx, _decode_context_mixing(g, streams, shapes, perms, names)):
@@ -330,6 +335,14 @@ class RansCodec(Codec):
             else:
                 it.raw = np.frombuffer(chunk, dtype=np.uint8).copy()
         return out
+
+
+def _row_order_bytes(p: np.ndarray, version: int) -> bytes:
+    """A stored row order: ``permcode`` (its Lehmer rank) from side-information version 6 for at most
+    ``permcode.MAX_ROWS`` rows, else uint16 per row (uint32 above 65,536 rows)."""
+    if version >= 6 and p.size <= permcode.MAX_ROWS:
+        return permcode.pack(p)
+    return p.astype("<u2" if p.size <= 1 << 16 else "<u4").tobytes()
 
 
 def _coded_bytes(model: GroupModel, streams: list[bytes]) -> int:

@@ -18,7 +18,8 @@ version 5 adds the int group field ``cm``: −1 for rANS, or the ``flag`` (0, 1)
 group stores its row orders, is neither reordering, transposed nor row-delta, and its rANS settings are
 the trivial ones (no thresholds, ck 0, one all-zero table) with ``slice_rows`` covering every matrix.
 Version 6 is the embedding coder's second model (seven contexts, two probability maps) and allows
-``cm`` 2 (its row-difference binarization). Version 5's embedding coder is gone: a version-5 group with
+``cm`` 2 (its row-difference binarization); its row orders of at most 16,384 rows are stored as their
+Lehmer rank in exactly ceil(log2(n!)/8) bytes (``rans.permcode``). Version 5's embedding coder is gone: a version-5 group with
 ``cm`` ≥ 0 is refused with an error that says so (its other groups are still read); every other
 version-5 header reads as before.
 
