@@ -1,7 +1,8 @@
 """The embedding coder of ``golf-rans``: encode/decode one int8 code matrix (rows in a similarity
 order) with the context-mixing coder of ``embcm_src``, compiled at load (``portable.build``, ctypes);
 ``backend="reference"`` runs ``embcm_ref`` instead (pure Python: small matrices, or a machine
-without a C compiler). Both give the same bytes."""
+without a C compiler). Both give the same bytes. ``chain_order`` computes the encoder's row orders
+(``gecm_chain``, same C source; ``embcm_ref.chain_order_ref`` is its reference)."""
 
 from __future__ import annotations
 
