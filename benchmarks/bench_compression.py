@@ -123,20 +123,13 @@ PERGROUP_SORTED = ("tok_emb", "c_q", "mlp.fc")  # the roles R0611 similarity-sor
 
 
 def l1_chain(q: np.ndarray) -> np.ndarray:
-    """R0611's row order: start at row 0, then always the unvisited row nearest in L1 (ties: lowest)."""
-    x = q.astype(np.int32)
-    r = x.shape[0]
-    visited = np.zeros(r, dtype=bool)
-    order = np.empty(r, dtype=np.int64)
-    cur = 0
-    for k in range(r):
-        order[k] = cur
-        visited[cur] = True
-        if k + 1 < r:
-            d = np.abs(x - x[cur]).sum(axis=1).astype(np.float64)
-            d[visited] = np.inf
-            cur = int(np.argmin(d))
-    return order
+    """R0611's row order: start at row 0, then always the unvisited row nearest in L1 (ties: lowest);
+    the embedding coder's chain with lam 0 (C when it builds, else its numpy reference)."""
+    from golf_fast.artifact.rans import embcm
+    from golf_fast.artifact.rans.embcm_ref import chain_order_ref
+
+    q = np.ascontiguousarray(q, dtype=np.int8)
+    return embcm.chain_order(q, 0) if embcm.library() is not None else chain_order_ref(q, 0)
 
 
 def pergroup_streams(state: dict) -> tuple[list[bytes], bytes]:
