@@ -89,7 +89,7 @@ def encode(q: np.ndarray, qmax: int, flag: int, backend: str = "c") -> bytes:
     if fn is None:
         return code_ref(True, q, qmax, flag)[0]
     q = np.ascontiguousarray(q)
-    cap = q.size * 2 + 64
+    cap = q.size * 4 + 64  # 32 bits per code: ~4x what uniform random codes take (8.5 bits, flag 2)
     buf = np.zeros(cap, dtype=np.uint8)
     n = fn(1, q.ctypes.data, q.shape[0], q.shape[1], qmax, flag, buf.ctypes.data, cap)
     if n < 0:
