@@ -47,6 +47,9 @@ def _sq(d: int) -> int:
     return 4095 if d > 2047 else (1 if d < -2047 else _SQ[d + 2048])
 
 
+_APM0 = tuple(_sq((a - 16) * 128) * 16 for a in range(33))  # a probability map's initial entries
+
+
 def _cl(v: int, lo: int, hi: int) -> int:
     return lo if v < lo else (hi if v > hi else v)
 
@@ -66,7 +69,7 @@ class _Coder:
     def __init__(self, enc: bool, buf: bytes):
         self.t = [np.full(1 << TBITS, 1 << 31, dtype=np.uint32) for _ in range(NM)]
         self.w = [[(1 << 16) // 4 if a < NM else 0 for a in range(NM + 1)] for _ in range(NODES * NCA)]
-        self.apm = [[_sq((a - 16) * 128) * 16 for a in range(33)] for _ in range(NODES * NCA)]
+        self.apm = [list(_APM0) for _ in range(NODES * NCA)]
         self.apm2: dict = {}  # (node, a2) -> its 33 entries, created at first use (NODES * NA2 in C)
         self.a2 = 0
         self.cx = [0] * NM
@@ -114,7 +117,9 @@ class _Coder:
         s2 = _cl(dot, -2047, 2047) + 2048
         lo, wgt = s2 >> 7, s2 & 127
         m1 = self.apm[node * NCA + cv]
-        m2 = self.apm2.setdefault((node, self.a2), [_sq((a - 16) * 128) * 16 for a in range(33)])
+        m2 = self.apm2.get((node, self.a2))
+        if m2 is None:
+            m2 = self.apm2[(node, self.a2)] = list(_APM0)
         p1 = (m1[lo] * (128 - wgt) + m1[lo + 1] * wgt) >> 11
         p2 = (m2[lo] * (128 - wgt) + m2[lo + 1] * wgt) >> 11
         p = _cl((2 * pm + 3 * p1 + 3 * p2) >> 3, 1, 4095)

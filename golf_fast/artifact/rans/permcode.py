@@ -4,8 +4,8 @@ A permutation p of 0..n−1 is its Lehmer code d_i = #{j > i : p_j < p_i} (0 ≤
 mixed-radix integer, ``v = (…((d_0·(n−1) + d_1)·(n−2) + d_2)…)·1 + d_{n−1}`` with 0 ≤ v < n!, written
 little-endian in ``packed_size(n)`` bytes. Against uint16 per row inside brotli (~13.4 bits per row for
 a greedy chain of 8,192 rows) that is log2(n!)/n ≈ 11.6 bits per row: 1.8 KB less for the record's
-embedding. Python integers do the arithmetic (O(n²) word operations: ~0.05 s for 8,192 rows, ~0.2 s for
-16,384); larger orders keep the plain uint16/uint32 layout.
+embedding. Python integers do the arithmetic (O(n²) word operations; pack / unpack measured at 0.03 / 0.07 s
+for 8,192 rows and 0.11 / 0.28 s for 16,384); larger orders keep the plain uint16/uint32 layout.
 """
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ def packed_size(n: int) -> int:
     return ((math.factorial(n) - 1).bit_length() + 7) // 8
 
 
+def _all_unused(n: int) -> list:
+    """A Fenwick tree over the values 0..n−1 (1-based slots), every value counted once (unused)."""
+    tree = [0] * (n + 1)
+    for k in range(1, n + 1):
+        tree[k] += 1
+        if k + (k & -k) <= n:
+            tree[k + (k & -k)] += tree[k]
+    return tree
+
+
 def pack(p: np.ndarray) -> bytes:
     """The packed bytes of permutation ``p`` ((n,) ints, a permutation of 0..n−1, n ≤ ``MAX_ROWS``)."""
     if not isinstance(p, np.ndarray) or p.ndim != 1 or p.dtype.kind not in "iu" or p.size > MAX_ROWS:
@@ -33,11 +43,7 @@ def pack(p: np.ndarray) -> bytes:
     n = int(p.size)
     if n and (int(p.min()) < 0 or int(p.max()) >= n or np.bincount(p, minlength=n).max() != 1):
         raise ValueError("p: expected a permutation of 0..n-1")
-    tree = [0] * (n + 1)  # Fenwick tree over values: 1 while a value is unused
-    for k in range(1, n + 1):
-        tree[k] += 1
-        if k + (k & -k) <= n:
-            tree[k + (k & -k)] += tree[k]
+    tree = _all_unused(n)
     v = 0
     for i, x in enumerate(p.tolist()):
         d, k = 0, x  # d = unused values below x
@@ -66,11 +72,7 @@ def unpack(buf: bytes, n: int, what: str = "a row order") -> np.ndarray:
         raise ArtifactError(f"golf-rans: {what} is not a permutation code (value ≥ {n}!)")
     if n:
         digits[0] = v
-    tree = [0] * (n + 1)
-    for k in range(1, n + 1):
-        tree[k] += 1
-        if k + (k & -k) <= n:
-            tree[k + (k & -k)] += tree[k]
+    tree = _all_unused(n)
     top = 1 << max(n.bit_length() - 1, 0)
     out = np.empty(n, dtype=np.int64)
     for i, d in enumerate(digits):  # the (d+1)-th unused value, by descending the tree
